@@ -1,0 +1,9 @@
+"""The command line: thin commands that parse arguments, call the library and
+turn a DlcliError into a message and exit status 2. One module per command."""
+
+from dlcli.cli._app import app
+from dlcli.cli import listing, validate  # noqa: F401  (registers the commands)
+
+
+def main() -> None:
+    app()

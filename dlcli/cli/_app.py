@@ -1,0 +1,67 @@
+"""The typer app and what every command shares: bad input becomes a message and
+exit status 2, never a traceback (unless --debug)."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Callable
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="dlcli",
+    help="Train deep-learning models from one YAML file: validate, build, train, checkpoint, evaluate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+state = {"debug": False}
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        from dlcli import __version__
+
+        console.print(f"dlcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(debug: bool = typer.Option(False, "--debug", help="show a traceback for errors"),
+         version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True,
+                                      help="print the version and exit")) -> None:
+    state["debug"] = debug
+
+
+def report_errors(fn: Callable) -> Callable:
+    """Turn a DlcliError into `error: ...` on stderr and its exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from dlcli.errors import DlcliError
+
+        try:
+            return fn(*args, **kwargs)
+        except DlcliError as err:
+            if state["debug"]:
+                raise
+            err_console.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)
+            raise typer.Exit(err.exit_code) from None
+
+    return wrapper
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as _escape
+
+    return _escape(text)
+
+
+def is_terminal() -> bool:
+    return sys.stdout.isatty()

@@ -1,0 +1,29 @@
+"""`dlcli validate CONFIG [overrides...]`: check a config and print the model summary."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from dlcli.cli._app import app, console, report_errors
+
+
+@app.command()
+@report_errors
+def validate(config: str = typer.Argument(..., help="the YAML config"),
+             overrides: Optional[List[str]] = typer.Argument(None, help="key.path=value overrides"),
+             show_config: bool = typer.Option(False, "--print-config", help="print the resolved config")) -> None:
+    """Validate a config and print the model summary (no data is loaded, nothing trained)."""
+    from dlcli.config import dump_config, load_config
+
+    cfg = load_config(config, overrides or [])
+    from dlcli.cli._render import summary_table, summary_totals
+    from dlcli.model import build_model, summarize
+
+    summary = summarize(cfg, build_model(cfg))
+    console.print(summary_table(summary, cfg["name"]))
+    console.print(summary_totals(summary))
+    if show_config:
+        console.print(dump_config(cfg), markup=False)
+    console.print(f"[green]{config}: valid[/]")

@@ -1,0 +1,49 @@
+"""The config package: load YAML (keeping lines), apply overrides, validate.
+
+    cfg = load_config("configs/mnist_cnn.yaml", ["trainer.epochs=3"])
+
+returns the resolved config (plain data, every default filled in) or raises a
+`ConfigError` listing every problem with its file:line and key path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dlcli.config._load import parse_yaml, read_config_file
+from dlcli.config._overrides import apply_overrides
+from dlcli.config._validate import canonicalize_layers, data_view_fits, infer_shapes, validate
+from dlcli.errors import ConfigError
+
+__all__ = ["load_config", "resolve_config", "config_from_text", "dump_config", "infer_shapes",
+           "data_view_fits", "ConfigError"]
+
+
+def resolve_config(data: Any, lines: dict, source: str, overrides: list[str] = (), default_name: str = "run") -> dict:
+    canonicalize_layers(data, lines)
+    problems = apply_overrides(data, lines, list(overrides)) if overrides else []
+    try:
+        resolved = validate(data, lines, source, default_name=default_name)
+    except ConfigError as err:
+        raise ConfigError(problems + err.problems, source) from None
+    if problems:
+        raise ConfigError(problems, source)
+    return resolved
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
+    """Read, override and validate a config file."""
+    data, lines, source = read_config_file(path)
+    return resolve_config(data, lines, source, overrides, default_name=Path(path).stem)
+
+
+def config_from_text(text: str, source: str = "<config>", overrides: list[str] = ()) -> dict:
+    data, lines = parse_yaml(text, source)
+    return resolve_config(data, lines, source, overrides)
+
+
+def dump_config(cfg: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None, width=100)

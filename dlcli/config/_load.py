@@ -1,0 +1,128 @@
+"""Reading YAML safely, keeping the line of every key.
+
+Only plain data is ever constructed (the safe loader: no Python object tags).
+The document is walked node by node with a budget, so an alias bomb ("billion
+laughs") or a deeply nested file is refused instead of exhausting memory.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dlcli.errors import ConfigError, Problem
+
+MAX_BYTES = 1_000_000
+MAX_NODES = 50_000
+MAX_DEPTH = 50
+
+
+class _SafeLoader(yaml.SafeLoader):
+    """The safe loader, plus `1e-3` read as a float (YAML 1.1 wants `1.0e-3`)."""
+
+
+_SafeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+Lines = dict  # path tuple -> 1-based line number
+
+
+def read_config_file(path: str | Path) -> tuple[Any, Lines, str]:
+    """Read and parse a config file. Returns (data, lines, source name)."""
+    path = Path(path)
+    source = str(path)
+    if not path.exists():
+        raise ConfigError([Problem((), f"config file not found (looked for {path.resolve()})")], source)
+    if path.is_dir():
+        raise ConfigError([Problem((), "expected a YAML file, received a directory")], source)
+    try:
+        raw = path.read_bytes()[: MAX_BYTES + 1]
+    except OSError as err:
+        raise ConfigError([Problem((), f"cannot read the file: {err.strerror}")], source) from None
+    if len(raw) > MAX_BYTES:
+        raise ConfigError([Problem((), f"the file is larger than {MAX_BYTES:,} bytes; a config is a "
+                                       f"small text file")], source)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError([Problem((), f"not a UTF-8 text file (byte {err.start}); expected YAML text")],
+                          source) from None
+    data, lines = parse_yaml(text, source)
+    return data, lines, source
+
+
+def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, Lines]:
+    """Parse one YAML document into plain data and a {path: line} map."""
+    if "\x00" in text:
+        raise ConfigError([Problem((), "the file contains NUL bytes; expected YAML text")], source)
+    loader = _SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise ConfigError([Problem((), "the file is empty; expected a mapping with sections "
+                                           "model, data, optimizer, loss, trainer")], source)
+        lines: Lines = {}
+        data = _Builder(loader, source, lines).build(node, (), 0)
+    except yaml.YAMLError as err:
+        raise ConfigError([Problem((), _yaml_message(err), _yaml_where(err, source))], source) from None
+    except RecursionError:
+        raise ConfigError([Problem((), f"the document is nested too deeply")], source) from None
+    finally:
+        loader.dispose()
+    return data, lines
+
+
+def _yaml_where(err: yaml.YAMLError, source: str) -> str:
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    return f"{source}:{mark.line + 1}" if mark is not None else source
+
+
+def _yaml_message(err: yaml.YAMLError) -> str:
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    context = getattr(err, "context", None)
+    text = f"invalid YAML: {problem}" + (f" ({context})" if context else "")
+    if "could not determine a constructor" in str(err):
+        text = ("invalid YAML: tags that create objects are not allowed; a config holds plain data "
+                "(mappings, lists, strings, numbers, booleans)")
+    return text
+
+
+class _Builder:
+    def __init__(self, loader: yaml.SafeLoader, source: str, lines: Lines):
+        self.loader, self.source, self.lines = loader, source, lines
+        self.nodes = 0
+
+    def fail(self, node, message: str):
+        raise ConfigError([Problem((), message, f"{self.source}:{node.start_mark.line + 1}")], self.source)
+
+    def build(self, node: yaml.Node, path: tuple, depth: int) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            self.fail(node, f"the document has more than {MAX_NODES:,} values (an alias bomb?); "
+                            f"a config is small")
+        if depth > MAX_DEPTH:
+            self.fail(node, f"the document is nested more than {MAX_DEPTH} levels deep")
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            self.loader.flatten_mapping(node)  # YAML merge keys (<<)
+            out: dict = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    self.fail(key_node, "keys must be plain names, received a list or mapping as a key")
+                key = self.loader.construct_object(key_node)
+                if not isinstance(key, str):
+                    self.fail(key_node, f"keys must be names (strings), received {key!r}")
+                if key in out:
+                    self.fail(key_node, f"duplicate key '{key}' (the later one would silently win)")
+                self.lines[path + (key,)] = key_node.start_mark.line + 1
+                out[key] = self.build(value_node, path + (key,), depth + 1)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
+        return self.loader.construct_object(node, deep=True)

@@ -1,0 +1,97 @@
+"""Command-line overrides: `trainer.epochs=3`, `model.layers[0].filters=64`.
+
+The path is split from the value at the first `=` (values may contain `=`); the
+value is read as YAML (`3` an int, `1e-3` a float, `[3, 3]` a list, `relu` a
+string). Each override is recorded so that messages name it as the source.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from dlcli.errors import ConfigError, Problem
+
+_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)")
+
+
+def parse_path(text: str) -> tuple:
+    """'model.layers[0].filters' -> ('model', 'layers', 0, 'filters')."""
+    parts: list = []
+    for chunk in text.split("."):
+        match = _PART.fullmatch(chunk)
+        if not match:
+            raise ValueError(chunk)
+        parts.append(match.group(1))
+        parts.extend(int(i) for i in re.findall(r"\[(\d+)\]", match.group(2)))
+    return tuple(parts)
+
+
+def parse_override(text: str) -> tuple[tuple, Any]:
+    from dlcli.config._load import parse_yaml
+
+    where = f"override '{text}'"
+    if "=" not in text:
+        raise ConfigError([Problem((), "expected key.path=value (e.g. trainer.epochs=3)", where)], "command line")
+    key, _, value_text = text.partition("=")
+    try:
+        path = parse_path(key.strip())
+    except ValueError as bad:
+        raise ConfigError([Problem((), f"'{key}' is not a key path (expected names joined by dots, "
+                                       f"with [N] for list items, e.g. model.layers[0].filters); "
+                                       f"the bad part is '{bad}'", where)], "command line") from None
+    if value_text.strip() == "":
+        value: Any = ""
+    else:
+        try:
+            value, _ = parse_yaml(value_text, where)
+        except ConfigError:
+            value = value_text  # not YAML on its own: take it as a string
+    return path, value
+
+
+def apply_overrides(data: dict, lines: dict, overrides: list[str]) -> list[Problem]:
+    """Apply overrides in place. Paths through lists must exist; mapping keys are
+    created (the schema check then rejects keys that do not exist)."""
+    problems: list[Problem] = []
+    for text in overrides:
+        path, value = parse_override(text)
+        where = f"override '{text}'"
+        node: Any = data
+        for depth, part in enumerate(path[:-1]):
+            nxt = path[depth + 1]
+            if isinstance(part, int):
+                if not isinstance(node, list) or part >= len(node):
+                    problems.append(Problem(path[: depth + 1], _no_item(node, part), where))
+                    break
+                if not isinstance(node[part], (dict, list)):
+                    node[part] = {} if isinstance(nxt, str) else []
+                node = node[part]
+            else:
+                if not isinstance(node, dict):
+                    problems.append(Problem(path[:depth], f"is not a mapping; cannot set '{part}'", where))
+                    break
+                if part not in node or not isinstance(node[part], (dict, list)):
+                    node[part] = {} if isinstance(nxt, str) else []
+                node = node[part]
+        else:
+            last = path[-1]
+            if isinstance(last, int):
+                if not isinstance(node, list) or last >= len(node):
+                    problems.append(Problem(path, _no_item(node, last), where))
+                    continue
+            elif not isinstance(node, dict):
+                problems.append(Problem(path[:-1], f"is not a mapping; cannot set '{last}'", where))
+                continue
+            node[last] = value
+            for known in [p for p in lines if p[: len(path)] == path]:
+                del lines[known]
+            lines[path] = where
+    return problems
+
+
+def _no_item(node: Any, index: int) -> str:
+    if isinstance(node, list):
+        return f"no item [{index}]: the list has {len(node)} item{'s' if len(node) != 1 else ''}"
+    return f"is not a list; cannot take item [{index}]"
+

@@ -1,0 +1,81 @@
+"""The sections of a config, declared with the same `Arg` records as the registry.
+
+A section that names a registered thing (`optimizer.type`, `data.dataset`, a
+layer's type) takes that entry's arguments beside its own; the validator reads
+both declarations, so there is no second list of keys anywhere.
+"""
+
+from __future__ import annotations
+
+import re
+
+from dlcli.registry import Arg, Bool, Entry, Float, Int, IntList, Kind, KindError, Optional, Str
+
+SECTIONS = ("name", "seed", "model", "data", "optimizer", "scheduler", "loss", "trainer", "metrics")
+
+
+class Device(Kind):
+    describe = "auto | cpu | cuda | cuda:N | mps"
+
+    def check(self, value):
+        if isinstance(value, str) and re.fullmatch(r"auto|cpu|cuda|cuda:\d+|mps", value):
+            return value
+        raise KindError("expected auto, cpu, cuda, cuda:N or mps")
+
+
+TOP = Entry("config", "a dlcli config", args=(
+    Arg("name", Optional(Str()), None, "run name (default: the file name); runs go to runs/<name>/"),
+    Arg("seed", Int(min=0, max=2**32 - 1), 0, "seed for every random number generator"),
+    Arg("model", Kind(), help="input_shape and layers"),
+    Arg("data", Kind(), help="dataset and batching"),
+    Arg("optimizer", Kind(), {"type": "adam"}, "optimizer type and arguments"),
+    Arg("scheduler", Kind(), None, "learning-rate scheduler type and arguments"),
+    Arg("loss", Kind(), "cross_entropy", "loss type (and arguments)"),
+    Arg("trainer", Kind(), {}, "training loop settings"),
+    Arg("metrics", Kind(), None, "metric names (default: accuracy for classification, mae for regression)"),
+))
+
+MODEL = Entry("model", "the network", args=(
+    Arg("input_shape", IntList(max_len=4), help="shape of one sample, without the batch axis: "
+                                                "[channels, height, width] or [steps, features]"),
+    Arg("layers", Kind(), help="list of layers; each `- type: {arguments}`"),
+))
+
+DATA = Entry("data", "the data set and how it is batched", args=(
+    Arg("dataset", Str(), help="registered dataset name (dlcli list datasets)"),
+    Arg("batch_size", Int(min=1, max=2**20), 128, "samples per training step"),
+    Arg("eval_batch_size", Int(min=1, max=2**20), 1024, "samples per evaluation step"),
+    Arg("val_split", Float(min=0.0, max=1.0, max_open=True), 0.0,
+        "fraction of the training set held out for validation"),
+    Arg("normalize", Bool(), True, "standardize inputs with the training set's mean and std"),
+    Arg("subset", Optional(Int(min=1)), None, "use only the first N training samples (quick runs)"),
+    Arg("test_subset", Optional(Int(min=1)), None, "use only the first N test samples"),
+    Arg("shuffle", Bool(), True, "reshuffle the training set every epoch"),
+    Arg("drop_last", Bool(), False, "drop the last partial batch of each epoch"),
+))
+
+EARLY_STOPPING = Entry("early_stopping", "stop when the monitored metric stops improving", args=(
+    Arg("patience", Int(min=0), 5, "epochs without improvement before stopping"),
+    Arg("min_delta", Float(min=0.0), 0.0, "smallest change that counts as improvement"),
+))
+
+TRAINER = Entry("trainer", "the training loop", args=(
+    Arg("epochs", Int(min=1, max=1_000_000), 10, "passes over the training set"),
+    Arg("device", Device(), "auto", "where to train: auto picks cuda, then mps, then cpu"),
+    Arg("precision", Str(("fp32", "bf16", "fp16")), "fp32", "autocast precision on GPU (ignored on CPU)"),
+    Arg("grad_clip", Optional(Float(min=0.0, min_open=True)), None, "clip the gradient norm to this"),
+    Arg("grad_accum", Int(min=1, max=4096), 1, "batches per optimizer step"),
+    Arg("monitor", Optional(Str()), None, "metric for best.pt and early stopping "
+                                          "(default: val_loss with validation data, else train_loss)"),
+    Arg("monitor_mode", Str(("auto", "min", "max")), "auto", "whether lower or higher is better"),
+    Arg("early_stopping", Kind(), None, "{patience, min_delta}, or null for none"),
+    Arg("log_every_steps", Int(min=0), 0, "also log train metrics every N steps (0: per epoch only)"),
+    Arg("out_dir", Str(), "runs", "where run directories are created"),
+    Arg("progress", Str(("auto", "bar", "plain", "none")), "auto", "bar on a terminal, plain lines otherwise"),
+    Arg("evaluate_test", Bool(), True, "evaluate best.pt on the test split at the end"),
+    Arg("compile", Bool(), False, "torch.compile the model (pays off on long GPU runs)"),
+    Arg("cuda_graphs", Bool(), False, "capture the training step in a CUDA graph (GPU only)"),
+    Arg("channels_last", Str(("auto", "on", "off")), "auto", "channels-last memory format for conv models"),
+    Arg("fuse", Bool(), True, "exact rewrites that run faster (e.g. max-pool before ReLU)"),
+    Arg("threads", Optional(Int(min=1, max=1024)), None, "CPU threads (default: torch's choice)"),
+))

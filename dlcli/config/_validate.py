@@ -1,0 +1,293 @@
+"""Validation: the whole config is checked and every problem reported at once.
+
+The result is the *resolved* config: plain data with canonical names and every
+default filled in. It is what a run saves and a checkpoint carries, and it
+validates again as it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dlcli.config._schema import DATA, EARLY_STOPPING, MODEL, TOP, TRAINER
+from dlcli.data import DATASETS
+from dlcli.errors import ConfigError, Problem, short_repr
+from dlcli.layers import LAYERS, ShapeError, fmt_shape
+from dlcli.losses import LOSSES
+from dlcli.metrics import METRICS
+from dlcli.optim import OPTIMIZERS, SCHEDULERS
+from dlcli.registry import Entry, Registry, check_args
+
+LAYER_FORMS = "a layer is `- name` , `- name: {arguments}` or `- {type: name, ...arguments}`"
+
+
+def canonicalize_layers(data: Any, lines: dict) -> None:
+    """Rewrite `- conv2d: {filters: 32}` and `- flatten` as `{type: ..., ...}` in place,
+    moving the recorded lines along. Malformed entries are left for validation."""
+    layers = data.get("model", {}).get("layers") if isinstance(data, dict) and isinstance(data.get("model"), dict) \
+        else None
+    if not isinstance(layers, list):
+        return
+    base = ("model", "layers")
+    for i, layer in enumerate(layers):
+        if isinstance(layer, str):
+            layers[i] = {"type": layer}
+            lines[base + (i, "type")] = lines.get(base + (i,))
+        elif isinstance(layer, dict) and "type" not in layer and len(layer) == 1:
+            (name, value), = layer.items()
+            entry = LAYERS.lookup(name)
+            if isinstance(value, dict):
+                args = value
+            elif value is None:
+                args = {}
+            elif entry is not None and entry.args:
+                args = {entry.args[0].name: value}
+                lines[base + (i, name, entry.args[0].name)] = lines.get(base + (i, name))
+            else:
+                continue
+            layers[i] = {"type": name, **args}
+            for path in [p for p in lines if p[:4] == base + (i, name)]:
+                line = lines.pop(path)
+                lines[base + (i, *path[4:]) if len(path) > 4 else base + (i, "type")] = line
+
+
+class _Checker:
+    def __init__(self, lines: dict, source: str):
+        self.lines, self.source = lines, source
+        self.problems: list[Problem] = []
+
+    def where(self, path: tuple) -> str:
+        for cut in range(len(path), -1, -1):
+            found = self.lines.get(tuple(path[:cut]))
+            if found is not None:
+                return found if isinstance(found, str) else f"{self.source}:{found}"
+        return self.source
+
+    def add(self, path: tuple, message: str) -> None:
+        self.problems.append(Problem(tuple(path), message, self.where(path)))
+
+    def mapping(self, value: Any, path: tuple, what: str) -> dict | None:
+        if isinstance(value, dict):
+            return value
+        self.add(path, f"expected a mapping ({what}), received {type(value).__name__}: {short_repr(value)}")
+        return None
+
+    def args(self, entry: Entry, given: dict, path: tuple, reserved=("type",)) -> dict:
+        out, problems = check_args(entry, given, reserved)
+        for key, message in problems:
+            self.add(path + ((key,) if key is not None else ()), message)
+        return out
+
+    def typed(self, registry: Registry, value: Any, path: tuple, key: str = "type") -> dict | None:
+        """A `{type: name, ...args}` section (or a bare name); returns it resolved."""
+        if isinstance(value, str):
+            value = {key: value}
+        section = self.mapping(value, path, f"{key}: name, plus its arguments")
+        if section is None:
+            return None
+        if key not in section:
+            self.add(path, f"missing '{key}': expected one of: {', '.join(registry.names())}")
+            return None
+        entry = registry.lookup(section[key])
+        if entry is None:
+            self.add(path + (key,), registry.unknown_message(section[key]))
+            return None
+        return {key: entry.name, **self.args(entry, section, path, reserved=(key,))}
+
+
+def infer_shapes(input_shape, layers: list[dict]) -> list[tuple]:
+    """Walk resolved layers: [(entry, args, shape_in, shape_out)]; raises ShapeError
+    with `.index` set to the failing layer."""
+    out, shape = [], tuple(input_shape)
+    for i, layer in enumerate(layers):
+        entry = LAYERS.get(layer["type"])
+        args = {k: v for k, v in layer.items() if k != "type"}
+        try:
+            new = tuple(entry.infer(args, shape))
+        except ShapeError as err:
+            err.index = i
+            raise
+        if any(n < 1 for n in new):
+            err = ShapeError(f"{entry.name} would output {fmt_shape(new)} from {fmt_shape(shape)}: sizes must be >= 1")
+            err.index = i
+            raise err
+        out.append((entry, args, shape, new))
+        shape = new
+    return out
+
+
+def validate(data: Any, lines: dict, source: str, default_name: str = "run") -> dict:
+    check = _Checker(lines, source)
+    top = check.mapping(data, (), "sections model, data, optimizer, loss, trainer")
+    if top is None:
+        raise ConfigError(check.problems, source)
+    resolved = check.args(TOP, top, (), reserved=())
+    resolved["name"] = resolved.get("name") or default_name
+
+    model = _model(check, top.get("model"))
+    resolved["model"] = model
+    data_cfg = _data(check, top.get("data"))
+    resolved["data"] = data_cfg
+    resolved["optimizer"] = check.typed(OPTIMIZERS, top.get("optimizer", {"type": "adam"}), ("optimizer",))
+    scheduler = top.get("scheduler")
+    resolved["scheduler"] = None if scheduler is None else check.typed(SCHEDULERS, scheduler, ("scheduler",))
+    resolved["loss"] = check.typed(LOSSES, top.get("loss", "cross_entropy"), ("loss",))
+    resolved["trainer"] = _trainer(check, top.get("trainer", {}))
+    resolved["metrics"] = _metrics(check, top.get("metrics"), resolved["loss"])
+    if not check.problems:
+        _cross_checks(check, resolved)
+    if check.problems:
+        raise ConfigError(check.problems, source)
+    return _plain(resolved)
+
+
+def _model(check: _Checker, value: Any) -> dict | None:
+    model = check.mapping(value, ("model",), "input_shape and layers") if value is not None else None
+    if model is None:
+        return None
+    resolved = check.args(MODEL, model, ("model",), reserved=())
+    layers = model.get("layers")
+    if "layers" in model and not (isinstance(layers, list) and layers):
+        check.add(("model", "layers"), f"expected a non-empty list of layers, received {short_repr(layers)}")
+        return None
+    if not isinstance(layers, list):
+        return None
+    resolved_layers, ok = [], True
+    for i, layer in enumerate(layers):
+        path = ("model", "layers", i)
+        if not isinstance(layer, dict) or "type" not in layer:
+            keys = ", ".join(map(str, layer)) if isinstance(layer, dict) else short_repr(layer)
+            check.add(path, f"{LAYER_FORMS}; received {keys}")
+            ok = False
+            continue
+        entry = LAYERS.lookup(layer["type"])
+        if entry is None:
+            check.add(path + ("type",), LAYERS.unknown_message(layer["type"]))
+            ok = False
+            continue
+        before = len(check.problems)
+        resolved_layers.append({"type": entry.name, **check.args(entry, layer, path)})
+        ok = ok and len(check.problems) == before
+    resolved["layers"] = resolved_layers
+    if ok and "input_shape" in resolved:
+        try:
+            infer_shapes(resolved["input_shape"], resolved_layers)
+        except ShapeError as err:
+            i = err.index
+            check.add(("model", "layers", i), f"{resolved_layers[i]['type']}: {err}")
+    return resolved
+
+
+def _data(check: _Checker, value: Any) -> dict | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = {"dataset": value}
+    section = check.mapping(value, ("data",), "dataset: name, plus batch_size, val_split, ...")
+    if section is None:
+        return None
+    if "dataset" not in section:
+        check.add(("data",), f"missing 'dataset': expected one of: {', '.join(DATASETS.names())}")
+        return None
+    entry = DATASETS.lookup(section["dataset"])
+    if entry is None:
+        check.add(("data", "dataset"), DATASETS.unknown_message(section["dataset"]))
+        return None
+    merged = Entry("data", DATA.help, args=DATA.args + entry.args)
+    resolved = check.args(merged, section, ("data",), reserved=())
+    resolved["dataset"] = entry.name
+    return resolved
+
+
+def _trainer(check: _Checker, value: Any) -> dict | None:
+    section = check.mapping(value, ("trainer",), "epochs, device, ...")
+    if section is None:
+        return None
+    resolved = check.args(TRAINER, section, ("trainer",), reserved=())
+    early = section.get("early_stopping")
+    if early is True:
+        early = {}
+    if early is None or early is False:
+        resolved["early_stopping"] = None
+    elif check.mapping(early, ("trainer", "early_stopping"), "patience, min_delta") is not None:
+        resolved["early_stopping"] = check.args(EARLY_STOPPING, early, ("trainer", "early_stopping"), reserved=())
+    return resolved
+
+
+def _metrics(check: _Checker, value: Any, loss: dict | None) -> list | None:
+    task = LOSSES.get(loss["type"]).meta["task"] if loss else None
+    if value is None:
+        return {"classification": ["accuracy"], "binary": ["binary_accuracy"]}.get(task, ["mae"])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        check.add(("metrics",), f"expected a list of metric names, received {short_repr(value)}")
+        return None
+    names = []
+    for i, name in enumerate(value):
+        entry = METRICS.lookup(name)
+        if entry is None:
+            check.add(("metrics", i), METRICS.unknown_message(name))
+            continue
+        if task and entry.meta["task"] != task and not (task == "regression" and entry.meta["task"] == "regression"):
+            check.add(("metrics", i), f"{entry.name} is a {entry.meta['task']} metric but the loss "
+                                      f"{loss['type']} is for {task}")
+            continue
+        if entry.name not in names:
+            names.append(entry.name)
+    return names
+
+
+def _cross_checks(check: _Checker, cfg: dict) -> None:
+    model, data, trainer = cfg["model"], cfg["data"], cfg["trainer"]
+    shapes = infer_shapes(model["input_shape"], model["layers"])
+    out_shape = shapes[-1][3]
+    last = ("model", "layers", len(shapes) - 1)
+    loss = LOSSES.get(cfg["loss"]["type"])
+    if loss.meta["task"] == "classification" and (len(out_shape) != 1 or out_shape[0] < 2):
+        check.add(last, f"{loss.name} needs one output per class, shape (classes,) with at least 2 classes; "
+                        f"the model outputs {fmt_shape(out_shape)}")
+    dataset = DATASETS.get(data["dataset"])
+    classes = dataset.meta.get("num_classes")
+    if classes and loss.meta["task"] == "classification" and len(out_shape) == 1 and out_shape[0] != classes:
+        check.add(last, f"{dataset.name} has {classes} classes but the model outputs {out_shape[0]} values; "
+                        f"set the last layer's units to {classes}")
+    sample = dataset.meta.get("sample_shape")
+    if sample and not data_view_fits(tuple(sample), tuple(model["input_shape"])):
+        check.add(("model", "input_shape"), f"{dataset.name} samples have shape {fmt_shape(sample)}; "
+                                            f"model.input_shape must be {list(sample)} (or "
+                                            f"{list(sample[1:])} to read each row as a time step)")
+    monitor = trainer["monitor"]
+    has_val = data["val_split"] > 0
+    valid = [f"{split}_{name}" for split in ("train", "val") for name in ["loss", *cfg["metrics"]]]
+    if monitor is not None and monitor not in valid:
+        from dlcli.errors import did_you_mean
+
+        check.add(("trainer", "monitor"), f"unknown metric {monitor!r};{did_you_mean(monitor, valid)} "
+                                          f"expected one of: {', '.join(valid)}")
+    elif monitor is not None and monitor.startswith("val_") and not has_val:
+        check.add(("trainer", "monitor"), f"{monitor} needs validation data: set data.val_split (e.g. 0.1)")
+    scheduler = cfg.get("scheduler")
+    if scheduler and scheduler["type"] == "reduce_on_plateau" and scheduler.get("monitor"):
+        if scheduler["monitor"] not in valid:
+            check.add(("scheduler", "monitor"), f"unknown metric {scheduler['monitor']!r}; expected one of: "
+                                                f"{', '.join(valid)}")
+
+
+def data_view_fits(sample: tuple, input_shape: tuple) -> bool:
+    """Data fits the model as it is, as rows-as-steps ((1, H, W) -> (H, W)), or flattened."""
+    import math
+
+    if sample == input_shape:
+        return True
+    if len(sample) == 3 and sample[0] == 1 and input_shape == sample[1:]:
+        return True
+    return len(input_shape) == 1 and input_shape[0] == math.prod(sample)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

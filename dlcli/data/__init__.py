@@ -1,0 +1,87 @@
+"""Data sets, by name. Declarations only (no torch): `load_dataset` imports the
+loaders when data is really needed.
+
+Every loader returns a `Splits` of tensors (see `dlcli.data._tensors`); the
+trainer holds small data sets on the training device and batches by index.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dlcli.registry import Arg, Bool, Optional, Registry, Str, StrList, Int
+
+DATASETS = Registry("dataset")
+
+MNIST_DIR = Path(__file__).resolve().parent / "mnist"
+
+
+def cache_dir(root: str | None) -> Path:
+    """Where downloadable data sets live: data.root, else $DLCLI_DATA, else ~/.cache/dlcli."""
+    if root:
+        return Path(root).expanduser()
+    env = os.environ.get("DLCLI_DATA")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "dlcli"
+
+
+_ROOT = Arg("root", Optional(Str()), None, "cache directory (default: $DLCLI_DATA or ~/.cache/dlcli)")
+_DOWNLOAD = Arg("download", Bool(), False, "download into root when missing (needs the internet)")
+_PATH = Arg("path", Str(), help="file or directory with the training data")
+_TEST_PATH = Arg("test_path", Optional(Str()), None, "file or directory with the test data")
+_TASK = Arg("task", Str(("auto", "classification", "regression")), "auto",
+            "auto: integer targets are classes, others values")
+
+
+@DATASETS.register("mnist", help="MNIST digits, 60,000/10,000 28x28 grey images (shipped with dlcli, offline)",
+                   sample_shape=(1, 28, 28), num_classes=10, task="classification")
+def load_mnist(args):
+    from dlcli.data._sources import load_mnist_idx
+
+    return load_mnist_idx(MNIST_DIR)
+
+
+def _torchvision(name: str, cls: str, help: str, shape: tuple, classes: int):
+    def load(args):
+        from dlcli.data._sources import load_torchvision
+
+        return load_torchvision(name, cls, args)
+
+    DATASETS.register(name, help=help + " (torchvision; downloads when download: true)", args=(_ROOT, _DOWNLOAD),
+                      sample_shape=shape, num_classes=classes, task="classification")(load)
+
+
+_torchvision("fashion_mnist", "FashionMNIST", "Fashion-MNIST, 28x28 grey clothing images", (1, 28, 28), 10)
+_torchvision("kmnist", "KMNIST", "Kuzushiji-MNIST, 28x28 grey characters", (1, 28, 28), 10)
+_torchvision("cifar10", "CIFAR10", "CIFAR-10, 32x32 colour images, 10 classes", (3, 32, 32), 10)
+_torchvision("cifar100", "CIFAR100", "CIFAR-100, 32x32 colour images, 100 classes", (3, 32, 32), 100)
+
+
+@DATASETS.register("npz", help="a NumPy .npz file with arrays x and y (and optionally x_test, y_test)",
+                   args=(_PATH, _TEST_PATH, _TASK))
+def load_npz(args):
+    from dlcli.data._sources import load_npz_file
+
+    return load_npz_file(args)
+
+
+@DATASETS.register("csv", help="a CSV file: feature columns and a target column; `window` makes sequences",
+                   args=(_PATH, _TEST_PATH, _TASK,
+                         Arg("target", Str(), help="name of the target column"),
+                         Arg("features", Optional(StrList()), None, "feature columns (default: all but target)"),
+                         Arg("window", Optional(Int(min=1)), None,
+                             "sequence mode: each sample is `window` consecutive rows, the target is the "
+                             "target column of the next row")))
+def load_csv(args):
+    from dlcli.data._sources import load_csv_file
+
+    return load_csv_file(args)
+
+
+@DATASETS.register("image_folder", help="images in class folders (root/class_x/*.png), as torchvision's "
+                                        "ImageFolder; resized to the model's input shape",
+                   args=(_PATH, _TEST_PATH))
+def load_image_folder(args):
+    from dlcli.data._sources import load_image_folder_dir
+
+    return load_image_folder_dir(args)

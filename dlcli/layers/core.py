@@ -1,0 +1,93 @@
+"""Core layers: dense, flatten, reshape, dropout, activation, embedding."""
+
+from __future__ import annotations
+
+import math
+
+from dlcli.activations import ACTIVATIONS
+from dlcli.layers._registry import LAYERS, ShapeError, activation_arg, fmt_shape
+from dlcli.registry import Arg, Bool, Float, Int, IntList, Str
+
+
+def _dense_shape(args, shape):
+    if len(shape) > 2:
+        raise ShapeError(f"dense expects a flat input (features,) or a sequence (steps, features), "
+                         f"received {fmt_shape(shape)}; add a flatten (or a global pooling) before it")
+    return (*shape[:-1], args["units"])
+
+
+@LAYERS.register(
+    "dense", help="fully connected layer on the last axis: units outputs", family="core",
+    aliases=("Dense", "linear_layer"), infer=_dense_shape,
+    args=(Arg("units", Int(min=1), help="number of outputs"),
+          activation_arg(),
+          Arg("use_bias", Bool(), True, "add a learned bias")),
+    example="- dense: {units: 10, activation: softmax}")
+def build_dense(args, shape):
+    from dlcli.layers._modules import Dense
+
+    return Dense(shape[-1], args["units"], bias=args["use_bias"], activation=args["activation"])
+
+
+@LAYERS.register("flatten", help="flatten everything but the batch axis into one", family="core",
+                 aliases=("Flatten",), infer=lambda args, shape: (math.prod(shape),),
+                 example="- flatten")
+def build_flatten(args, shape):
+    import torch.nn as nn
+
+    return nn.Flatten()
+
+
+def _reshape_shape(args, shape):
+    target = tuple(args["target_shape"])
+    if math.prod(target) != math.prod(shape):
+        raise ShapeError(f"reshape cannot turn {fmt_shape(shape)} ({math.prod(shape)} values) into "
+                         f"{fmt_shape(target)} ({math.prod(target)} values)")
+    return target
+
+
+@LAYERS.register("reshape", help="reshape each sample to target_shape (same number of values)",
+                 family="core", aliases=("Reshape",), infer=_reshape_shape,
+                 args=(Arg("target_shape", IntList(), help="new shape, without the batch axis"),),
+                 example="- reshape: {target_shape: [28, 28]}")
+def build_reshape(args, shape):
+    from dlcli.layers._modules import Reshape
+
+    return Reshape(tuple(args["target_shape"]))
+
+
+@LAYERS.register("dropout", help="randomly zero a fraction `rate` of the inputs while training",
+                 family="core", aliases=("Dropout",), infer=lambda args, shape: tuple(shape),
+                 args=(Arg("rate", Float(min=0.0, max=1.0, max_open=True), help="fraction to drop"),),
+                 example="- dropout: {rate: 0.25}")
+def build_dropout(args, shape):
+    import torch.nn as nn
+
+    return nn.Dropout(args["rate"])
+
+
+@LAYERS.register("activation", help="apply an activation function", family="core",
+                 aliases=("Activation",), infer=lambda args, shape: tuple(shape),
+                 args=(Arg("name", Str(ACTIVATIONS.all_names), help="activation name (see dlcli list activations)"),),
+                 example="- activation: {name: relu}")
+def build_activation_layer(args, shape):
+    from dlcli.activations import build_activation
+
+    return build_activation(args["name"])
+
+
+def _embedding_shape(args, shape):
+    if len(shape) != 1:
+        raise ShapeError(f"embedding expects a sequence of integer ids (steps,), received {fmt_shape(shape)}")
+    return (shape[0], args["output_dim"])
+
+
+@LAYERS.register("embedding", help="map integer ids in [0, input_dim) to learned vectors",
+                 family="core", aliases=("Embedding",), infer=_embedding_shape,
+                 args=(Arg("input_dim", Int(min=1), help="vocabulary size"),
+                       Arg("output_dim", Int(min=1), help="vector size")),
+                 example="- embedding: {input_dim: 10000, output_dim: 64}", int_input=True)
+def build_embedding(args, shape):
+    from dlcli.layers._modules import Embedding
+
+    return Embedding(args["input_dim"], args["output_dim"])

@@ -1,0 +1,87 @@
+"""Pooling: windowed max/average pooling and global pooling (channels first)."""
+
+from __future__ import annotations
+
+from dlcli.layers._registry import LAYERS, ShapeError, expect_rank, fmt_shape
+from dlcli.registry import Arg, IntTuple, Optional, Str
+
+
+def _pool_length(length: int, k: int, s: int, padding: str) -> int:
+    if padding == "same":  # ceil mode: the last partial window counts
+        return -(-(length - k) // s) + 1 if length >= k else 0
+    return (length - k) // s + 1
+
+
+def _pool_shape(kind: str, rank: int):
+    what = "(channels, length)" if rank == 1 else "(channels, height, width)"
+
+    def infer(args, shape):
+        name = f"{kind}pool{rank}d"
+        hint = "a pooling after a flatten or dense? pooling needs the spatial axes" if len(shape) < rank + 1 else ""
+        expect_rank(name, shape, (rank + 1,), what, hint)
+        strides = args["strides"] or args["pool_size"]
+        out = []
+        for axis, length in enumerate(shape[1:]):
+            n = _pool_length(length, args["pool_size"][axis], strides[axis], args["padding"])
+            if n < 1:
+                raise ShapeError(f"{name} window {fmt_shape(args['pool_size'])} is larger than its input "
+                                 f"{fmt_shape(shape)}")
+            out.append(n)
+        return (shape[0], *out)
+
+    return infer
+
+
+def _pool_args(rank: int):
+    return (Arg("pool_size", IntTuple(rank), 2, "window size: an int or one per spatial axis"),
+            Arg("strides", Optional(IntTuple(rank)), None, "step of the window (default: pool_size)"),
+            Arg("padding", Str(("valid", "same")), "valid",
+                "valid (drop the partial last window) or same (keep it: output ceil(size / strides))"))
+
+
+def _build_pool(kind: str, rank: int):
+    def build(args, shape):
+        import torch.nn as nn
+
+        cls = getattr(nn, f"{'Max' if kind == 'max' else 'Avg'}Pool{rank}d")
+        return cls(args["pool_size"], stride=args["strides"] or args["pool_size"],
+                   ceil_mode=args["padding"] == "same")
+
+    return build
+
+
+for _kind, _keras in (("max", "MaxPooling"), ("avg", "AveragePooling")):
+    for _rank in (1, 2):
+        _name = f"{_kind}pool{_rank}d"
+        _aliases = (f"{_keras}{_rank}D",) + ((f"MaxPool{_rank}D", f"max_pooling{_rank}d") if _kind == "max"
+                                             else (f"AvgPool{_rank}D", f"average_pooling{_rank}d"))
+        LAYERS.register(_name, help=f"{'maximum' if _kind == 'max' else 'average'} over each {_rank}-D window",
+                        family="pool", aliases=_aliases, infer=_pool_shape(_kind, _rank), args=_pool_args(_rank),
+                        example=f"- {_name}: {{pool_size: 2}}")(_build_pool(_kind, _rank))
+
+
+def _global_shape(name: str, rank: int):
+    def infer(args, shape):
+        what = "(channels, length)" if rank == 1 else "(channels, height, width)"
+        expect_rank(name, shape, (rank + 1,), what)
+        return (shape[0],)
+
+    return infer
+
+
+def _build_global(kind: str, rank: int):
+    def build(args, shape):
+        from dlcli.layers._modules import GlobalPool
+
+        return GlobalPool(kind, rank)
+
+    return build
+
+
+for _kind, _keras in (("max", "GlobalMaxPooling"), ("avg", "GlobalAveragePooling")):
+    for _rank in (1, 2):
+        _name = f"global_{_kind}pool{_rank}d"
+        LAYERS.register(_name, help=f"{'maximum' if _kind == 'max' else 'average'} over all positions: "
+                                    f"one value per channel", family="pool",
+                        aliases=(f"{_keras}{_rank}D",), infer=_global_shape(_name, _rank),
+                        example=f"- {_name}")(_build_global(_kind, _rank))

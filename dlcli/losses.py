@@ -1,0 +1,67 @@
+"""Loss functions, with the Keras names as aliases.
+
+`meta["task"]` says what targets a loss takes (class ids, values, 0/1 labels) and
+`meta["logits_of"]` which final activation the loss already contains: a model that
+ends in that activation is trained on its logits (like Keras' from_logits=True),
+and the activation is applied only where probabilities are wanted.
+"""
+
+from __future__ import annotations
+
+from dlcli.registry import Arg, Float, Registry, Str
+
+LOSSES = Registry("loss")
+_REDUCTION = Arg("reduction", Str(("mean", "sum")), "mean", "how the per-sample losses are combined")
+
+
+@LOSSES.register("cross_entropy", help="softmax cross-entropy on logits; targets are class ids (or one-hot)",
+                 aliases=("sparse_categorical_crossentropy", "categorical_crossentropy", "CrossEntropyLoss"),
+                 args=(Arg("label_smoothing", Float(min=0.0, max=1.0, max_open=True), 0.0,
+                           "spread this much probability over the other classes"), _REDUCTION),
+                 task="classification", logits_of="softmax")
+def build_cross_entropy(args):
+    import torch.nn as nn
+
+    return nn.CrossEntropyLoss(label_smoothing=args["label_smoothing"], reduction=args["reduction"])
+
+
+@LOSSES.register("nll", help="negative log-likelihood on log-probabilities (after log_softmax)",
+                 aliases=("NLLLoss",), args=(_REDUCTION,), task="classification", logits_of=None)
+def build_nll(args):
+    import torch.nn as nn
+
+    return nn.NLLLoss(reduction=args["reduction"])
+
+
+@LOSSES.register("bce_with_logits", help="sigmoid + binary cross-entropy on logits; targets 0/1",
+                 aliases=("binary_crossentropy", "BCEWithLogitsLoss"), args=(_REDUCTION,),
+                 task="binary", logits_of="sigmoid")
+def build_bce(args):
+    import torch.nn as nn
+
+    return nn.BCEWithLogitsLoss(reduction=args["reduction"])
+
+
+@LOSSES.register("mse", help="mean squared error", aliases=("mean_squared_error", "MSELoss"),
+                 args=(_REDUCTION,), task="regression", logits_of=None)
+def build_mse(args):
+    import torch.nn as nn
+
+    return nn.MSELoss(reduction=args["reduction"])
+
+
+@LOSSES.register("mae", help="mean absolute error", aliases=("mean_absolute_error", "l1", "L1Loss"),
+                 args=(_REDUCTION,), task="regression", logits_of=None)
+def build_mae(args):
+    import torch.nn as nn
+
+    return nn.L1Loss(reduction=args["reduction"])
+
+
+@LOSSES.register("huber", help="squared error below delta, absolute error above", aliases=("HuberLoss",),
+                 args=(Arg("delta", Float(min=0.0, min_open=True), 1.0, "where squared turns absolute"),
+                       _REDUCTION), task="regression", logits_of=None)
+def build_huber(args):
+    import torch.nn as nn
+
+    return nn.HuberLoss(delta=args["delta"], reduction=args["reduction"])

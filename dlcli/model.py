@@ -1,0 +1,127 @@
+"""Config in, plain `torch.nn.Module` out.
+
+`build_model` walks the resolved layers with the same shape inference the
+validator used, names each module after its type with a counter (`conv2d`,
+`conv2d_1`, `dense`) so summary rows, state_dict keys and the config line up,
+and returns an `nn.Sequential`.
+
+A final activation that the loss already contains (softmax before a
+cross-entropy, sigmoid before a binary cross-entropy) is not applied in
+`forward`: the model returns logits, as Keras does with `from_logits=True`, and
+`Model.predict_proba` applies it where probabilities are wanted.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from dlcli.activations import build_activation
+from dlcli.config import infer_shapes
+from dlcli.errors import DlcliError
+from dlcli.losses import LOSSES
+
+
+class Model(nn.Sequential):
+    """An nn.Sequential of named layers, plus the output activation kept for predictions."""
+
+    def __init__(self, layers: "OrderedDict[str, nn.Module]", output_activation: str | None = None):
+        super().__init__(layers)
+        self.output_activation = output_activation
+        self.output_act = build_activation(output_activation)
+
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        """Outputs with the final activation applied (probabilities for classifiers)."""
+        return self.output_act(self(x))
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    name: str
+    type: str
+    input_shape: tuple
+    output_shape: tuple
+    params: int
+    note: str = ""
+
+
+def _final_activation(layers: list[dict], loss_type: str | None) -> tuple[int, str] | None:
+    """(index, activation) of a last activation that the loss applies itself, else None."""
+    if not loss_type:
+        return None
+    logits_of = LOSSES.get(loss_type).meta.get("logits_of")
+    last = layers[-1]
+    act = last.get("name") if last["type"] == "activation" else last.get("activation")
+    if logits_of and act == logits_of:
+        return len(layers) - 1, act
+    return None
+
+
+def plan_layers(cfg: dict) -> list[tuple]:
+    """[(module name, entry, args, shape_in, shape_out)] for the config's layers."""
+    counters: dict[str, int] = {}
+    plan = []
+    for entry, args, shape_in, shape_out in infer_shapes(cfg["model"]["input_shape"], cfg["model"]["layers"]):
+        n = counters.get(entry.name, 0)
+        counters[entry.name] = n + 1
+        plan.append((entry.name if n == 0 else f"{entry.name}_{n}", entry, args, shape_in, shape_out))
+    return plan
+
+
+def build_model(cfg: dict) -> Model:
+    """Build the model of a resolved config, on the CPU, in float32."""
+    plan = plan_layers(cfg)
+    stripped = _final_activation(cfg["model"]["layers"], (cfg.get("loss") or {}).get("type"))
+    modules: "OrderedDict[str, nn.Module]" = OrderedDict()
+    for i, (name, entry, args, shape_in, _) in enumerate(plan):
+        if stripped and i == stripped[0]:
+            if entry.name == "activation":
+                continue  # the loss applies it; predict_proba applies it again
+            args = {**args, "activation": None}
+        modules[name] = entry.build(args, shape_in)
+    return Model(modules, output_activation=stripped[1] if stripped else None)
+
+
+def summarize(cfg: dict, model: Model) -> dict:
+    """Rows and totals for a Keras-style summary (the CLI renders them)."""
+    stripped = _final_activation(cfg["model"]["layers"], (cfg.get("loss") or {}).get("type"))
+    rows = []
+    for i, (name, entry, _, shape_in, shape_out) in enumerate(plan_layers(cfg)):
+        module = model._modules.get(name)
+        params = sum(p.numel() for p in module.parameters()) if module is not None else 0
+        note = ""
+        if stripped and i == stripped[0]:
+            note = f"{stripped[1]} applied at prediction; the loss takes logits"
+        rows.append(LayerInfo(name, entry.name, shape_in, shape_out, params, note))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    buffers = sum(b.numel() for n, b in model.named_buffers() if not n.endswith("num_batches_tracked"))
+    size = sum(p.numel() * p.element_size() for p in model.parameters()) + \
+        sum(b.numel() * b.element_size() for b in model.buffers())
+    return {"rows": rows, "input_shape": tuple(cfg["model"]["input_shape"]), "trainable": trainable,
+            "non_trainable": frozen + buffers, "total": trainable + frozen + buffers, "bytes": size,
+            "output_activation": model.output_activation}
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto -> cuda, then mps, then cpu; a device that is not there is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DlcliError(f"trainer.device: {name} was asked for but CUDA is not available on this machine; "
+                             f"received device={name}. HINT: use device=auto or cpu")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise DlcliError(f"trainer.device: {name} does not exist; this machine has "
+                             f"{torch.cuda.device_count()} CUDA device(s)")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise DlcliError("trainer.device: mps was asked for but is not available on this machine")
+    return torch.device(name)

@@ -1,0 +1,176 @@
+"""Optimizers and learning-rate schedulers."""
+
+from __future__ import annotations
+
+from dlcli.registry import Arg, Bool, Float, FloatList, Int, IntList, Optional, Registry, Str
+
+OPTIMIZERS = Registry("optimizer")
+SCHEDULERS = Registry("scheduler")
+
+_LR = Arg("lr", Float(min=0.0, min_open=True), 1e-3, "learning rate")
+_WD = Arg("weight_decay", Float(min=0.0), 0.0, "L2 penalty (decoupled for adamw)")
+
+
+def _fused_kwargs(cls, params, fused: bool) -> dict:
+    """Ask for the fused (one-kernel) implementation where it exists and the params are on CUDA."""
+    if fused and all(p.is_cuda for p in params):
+        return {"fused": True}
+    return {}
+
+
+@OPTIMIZERS.register("adam", help="Adam", aliases=("Adam",),
+                     args=(_LR, Arg("betas", FloatList(2), [0.9, 0.999], "decay of the moment estimates"),
+                           Arg("eps", Float(min=0.0, min_open=True), 1e-8, "added to the denominator"),
+                           _WD, Arg("amsgrad", Bool(), False, "use the AMSGrad variant")))
+def build_adam(args, params, fused=False):
+    import torch
+
+    params = list(params)
+    return torch.optim.Adam(params, lr=args["lr"], betas=tuple(args["betas"]), eps=args["eps"],
+                            weight_decay=args["weight_decay"], amsgrad=args["amsgrad"],
+                            **_fused_kwargs(torch.optim.Adam, params, fused))
+
+
+@OPTIMIZERS.register("adamw", help="Adam with decoupled weight decay", aliases=("AdamW",),
+                     args=(_LR, Arg("betas", FloatList(2), [0.9, 0.999], "decay of the moment estimates"),
+                           Arg("eps", Float(min=0.0, min_open=True), 1e-8, "added to the denominator"),
+                           Arg("weight_decay", Float(min=0.0), 0.01, "decoupled weight decay"),
+                           Arg("amsgrad", Bool(), False, "use the AMSGrad variant")))
+def build_adamw(args, params, fused=False):
+    import torch
+
+    params = list(params)
+    return torch.optim.AdamW(params, lr=args["lr"], betas=tuple(args["betas"]), eps=args["eps"],
+                             weight_decay=args["weight_decay"], amsgrad=args["amsgrad"],
+                             **_fused_kwargs(torch.optim.AdamW, params, fused))
+
+
+@OPTIMIZERS.register("sgd", help="stochastic gradient descent, with optional (Nesterov) momentum",
+                     aliases=("SGD",),
+                     args=(Arg("lr", Float(min=0.0, min_open=True), 0.01, "learning rate"),
+                           Arg("momentum", Float(min=0.0, max=1.0), 0.0, "momentum factor"),
+                           Arg("nesterov", Bool(), False, "Nesterov momentum (needs momentum > 0)"),
+                           Arg("dampening", Float(min=0.0, max=1.0), 0.0, "dampening for momentum"), _WD))
+def build_sgd(args, params, fused=False):
+    import torch
+
+    params = list(params)
+    return torch.optim.SGD(params, lr=args["lr"], momentum=args["momentum"], nesterov=args["nesterov"],
+                           dampening=args["dampening"], weight_decay=args["weight_decay"],
+                           **_fused_kwargs(torch.optim.SGD, params, fused))
+
+
+@OPTIMIZERS.register("rmsprop", help="RMSprop", aliases=("RMSprop",),
+                     args=(_LR, Arg("rho", Float(min=0.0, max=1.0, max_open=True), 0.9,
+                                    "decay of the squared-gradient average (Keras rho, torch alpha)"),
+                           Arg("momentum", Float(min=0.0, max=1.0), 0.0, "momentum factor"),
+                           Arg("eps", Float(min=0.0, min_open=True), 1e-7, "added to the denominator"),
+                           Arg("centered", Bool(), False, "normalize by the gradient's variance"), _WD))
+def build_rmsprop(args, params, fused=False):
+    import torch
+
+    return torch.optim.RMSprop(list(params), lr=args["lr"], alpha=args["rho"], momentum=args["momentum"],
+                               eps=args["eps"], centered=args["centered"], weight_decay=args["weight_decay"])
+
+
+@OPTIMIZERS.register("adagrad", help="Adagrad", aliases=("Adagrad",),
+                     args=(Arg("lr", Float(min=0.0, min_open=True), 0.01, "learning rate"),
+                           Arg("eps", Float(min=0.0, min_open=True), 1e-10, "added to the denominator"), _WD))
+def build_adagrad(args, params, fused=False):
+    import torch
+
+    return torch.optim.Adagrad(list(params), lr=args["lr"], eps=args["eps"], weight_decay=args["weight_decay"])
+
+
+# Schedulers: meta["interval"] is "epoch" (stepped after each epoch) or "step"
+# (after each optimizer step). `build(args, optimizer, steps_per_epoch, epochs)`.
+
+@SCHEDULERS.register("step", help="multiply the LR by gamma every step_size epochs", aliases=("StepLR",),
+                     args=(Arg("step_size", Int(min=1), help="epochs between decays"),
+                           Arg("gamma", Float(min=0.0, min_open=True), 0.1, "decay factor")), interval="epoch")
+def build_step(args, optimizer, steps_per_epoch, epochs):
+    import torch
+
+    return torch.optim.lr_scheduler.StepLR(optimizer, args["step_size"], gamma=args["gamma"])
+
+
+@SCHEDULERS.register("multistep", help="multiply the LR by gamma at each milestone epoch",
+                     aliases=("MultiStepLR",),
+                     args=(Arg("milestones", IntList(min_len=1, max_len=100), help="epochs at which to decay"),
+                           Arg("gamma", Float(min=0.0, min_open=True), 0.1, "decay factor")), interval="epoch")
+def build_multistep(args, optimizer, steps_per_epoch, epochs):
+    import torch
+
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, args["milestones"], gamma=args["gamma"])
+
+
+@SCHEDULERS.register("exponential", help="multiply the LR by gamma every epoch", aliases=("ExponentialLR",),
+                     args=(Arg("gamma", Float(min=0.0, min_open=True), help="decay factor per epoch"),),
+                     interval="epoch")
+def build_exponential(args, optimizer, steps_per_epoch, epochs):
+    import torch
+
+    return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=args["gamma"])
+
+
+@SCHEDULERS.register("cosine", help="cosine decay from the LR to eta_min over the training steps",
+                     aliases=("CosineAnnealingLR", "cosine_decay"),
+                     args=(Arg("eta_min", Float(min=0.0), 0.0, "final learning rate"),
+                           Arg("warmup_steps", Int(min=0), 0, "linear warmup steps before the decay")),
+                     interval="step")
+def build_cosine(args, optimizer, steps_per_epoch, epochs):
+    import math
+
+    import torch
+
+    total, warmup = max(steps_per_epoch * epochs, 1), args["warmup_steps"]
+    base = optimizer.param_groups[0]["lr"]
+    floor = args["eta_min"] / base
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@SCHEDULERS.register("one_cycle", help="one-cycle policy: warm up to max_lr, then anneal",
+                     aliases=("OneCycleLR",),
+                     args=(Arg("max_lr", Float(min=0.0, min_open=True), help="peak learning rate"),
+                           Arg("pct_start", Float(min=0.0, max=1.0, min_open=True, max_open=True), 0.3,
+                               "fraction of the steps spent warming up")), interval="step")
+def build_one_cycle(args, optimizer, steps_per_epoch, epochs):
+    import torch
+
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args["max_lr"], epochs=epochs,
+                                               steps_per_epoch=max(steps_per_epoch, 1),
+                                               pct_start=args["pct_start"])
+
+
+@SCHEDULERS.register("reduce_on_plateau", help="divide the LR when a monitored metric stops improving",
+                     aliases=("ReduceLROnPlateau",),
+                     args=(Arg("monitor", Optional(Str()), None, "metric to watch (default: trainer.monitor)"),
+                           Arg("factor", Float(min=0.0, max=1.0, min_open=True, max_open=True), 0.1,
+                               "multiply the LR by this"),
+                           Arg("patience", Int(min=0), 10, "epochs without improvement before reducing"),
+                           Arg("min_lr", Float(min=0.0), 0.0, "lower bound on the LR")),
+                     interval="epoch", needs_metric=True)
+def build_plateau(args, optimizer, steps_per_epoch, epochs):
+    import torch
+
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=args["factor"],
+                                                      patience=args["patience"], min_lr=args["min_lr"])
+
+
+@SCHEDULERS.register("linear_warmup", help="raise the LR linearly from start_factor x LR over warmup_steps, "
+                                           "then keep it", aliases=("LinearLR",),
+                     args=(Arg("warmup_steps", Int(min=1), help="optimizer steps of warmup"),
+                           Arg("start_factor", Float(min=0.0, max=1.0, min_open=True), 0.1, "initial LR fraction")),
+                     interval="step")
+def build_linear_warmup(args, optimizer, steps_per_epoch, epochs):
+    import torch
+
+    return torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=args["start_factor"], end_factor=1.0,
+                                             total_iters=args["warmup_steps"])

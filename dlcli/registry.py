@@ -1,0 +1,373 @@
+"""The one registry mechanism: layers, activations, optimizers, schedulers, losses,
+metrics and datasets are all `Registry` instances of frozen `Entry` records.
+
+Each entry declares its arguments once (`Arg`: name, kind, default, help). The
+config validator, `dlcli list-layers`, the model summary and the tests all read
+that declaration; nothing else lists arguments. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from dlcli.errors import did_you_mean, short_repr
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "required"
+
+
+REQUIRED: Any = _Required()
+
+
+class KindError(ValueError):
+    """A value does not fit its declared kind; the message says what was expected."""
+
+
+_FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+class Kind:
+    """What values an argument accepts. `check` returns the normalized value or
+    raises KindError with the expectation (the caller adds `received: ...`)."""
+
+    describe = "any"
+
+    def check(self, value: Any) -> Any:
+        return value
+
+    def __str__(self) -> str:
+        return self.describe
+
+
+class Int(Kind):
+    def __init__(self, min: int | None = None, max: int | None = None):
+        self.min, self.max = min, max
+        bounds = []
+        if min is not None:
+            bounds.append(f">= {min}")
+        if max is not None:
+            bounds.append(f"<= {max}")
+        self.describe = "int" + (f" ({', '.join(bounds)})" if bounds else "")
+
+    def check(self, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+                value = int(value)
+            else:
+                raise KindError(f"expected an integer{self._bounds()}")
+        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+            raise KindError(f"expected an integer{self._bounds()}")
+        return value
+
+    def _bounds(self) -> str:
+        if self.min is not None and self.max is not None:
+            return f" between {self.min} and {self.max}"
+        if self.min is not None:
+            return " >= 0" if self.min == 0 else (" > 0" if self.min == 1 else f" >= {self.min}")
+        if self.max is not None:
+            return f" <= {self.max}"
+        return ""
+
+
+class Float(Kind):
+    def __init__(self, min: float | None = None, max: float | None = None, min_open: bool = False,
+                 max_open: bool = False):
+        self.min, self.max, self.min_open, self.max_open = min, max, min_open, max_open
+        self.describe = "float" + (f" {self._bounds()}" if self._bounds() else "")
+
+    def _bounds(self) -> str:
+        parts = []
+        if self.min is not None:
+            parts.append(f"{'>' if self.min_open else '>='} {self.min:g}")
+        if self.max is not None:
+            parts.append(f"{'<' if self.max_open else '<='} {self.max:g}")
+        return "(" + ", ".join(parts) + ")" if parts else ""
+
+    def check(self, value: Any) -> float:
+        if isinstance(value, str) and _FLOAT_RE.match(value.strip()):
+            value = float(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise KindError(f"expected a number {self._bounds()}".rstrip())
+        value = float(value)
+        if not math.isfinite(value):
+            raise KindError("expected a finite number")
+        too_low = self.min is not None and (value <= self.min if self.min_open else value < self.min)
+        too_high = self.max is not None and (value >= self.max if self.max_open else value > self.max)
+        if too_low or too_high:
+            raise KindError(f"expected a number {self._bounds()}")
+        return value
+
+
+class Bool(Kind):
+    describe = "bool"
+
+    def check(self, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise KindError("expected true or false")
+        return value
+
+
+class Str(Kind):
+    def __init__(self, choices: Iterable[str] | Callable[[], Iterable[str]] | None = None):
+        self._choices = choices
+        self.describe = "str"
+
+    @property
+    def choices(self) -> list[str] | None:
+        if self._choices is None:
+            return None
+        return list(self._choices() if callable(self._choices) else self._choices)
+
+    def __str__(self) -> str:
+        choices = self.choices
+        return " | ".join(choices) if choices and len(choices) <= 6 else "str"
+
+    def check(self, value: Any) -> str:
+        choices = self.choices
+        if not isinstance(value, str):
+            raise KindError("expected one of: " + ", ".join(choices) if choices else "expected a string")
+        if choices is not None and value not in choices:
+            raise KindError(f"expected one of: {', '.join(choices)};{did_you_mean(value, choices)}".rstrip(";"))
+        return value
+
+
+class Optional(Kind):
+    """`null` or the inner kind."""
+
+    def __init__(self, inner: Kind):
+        self.inner = inner
+
+    def __str__(self) -> str:
+        return f"{self.inner} | null"
+
+    def check(self, value: Any) -> Any:
+        return None if value is None else self.inner.check(value)
+
+
+class IntTuple(Kind):
+    """An int (repeated `n` times) or a list of exactly `n` ints: `3` or `[3, 3]`."""
+
+    def __init__(self, n: int, min: int = 1):
+        self.n, self.min = n, min
+        self.describe = "int" if n == 1 else f"int | [{', '.join(['int'] * n)}]"
+
+    def check(self, value: Any) -> tuple[int, ...]:
+        expected = (f"expected an integer >= {self.min}"
+                    + (f" or a list of {self.n} such integers" if self.n > 1 else ""))
+        if isinstance(value, (list, tuple)):
+            if len(value) != self.n:
+                raise KindError(expected)
+            items = list(value)
+        else:
+            items = [value] * self.n
+        for item in items:
+            if isinstance(item, bool) or not isinstance(item, int) or item < self.min:
+                raise KindError(expected)
+        return tuple(items)
+
+
+class IntList(Kind):
+    """A list of ints, e.g. an input shape `[1, 28, 28]`."""
+
+    def __init__(self, min_len: int = 1, max_len: int = 8, min: int = 1):
+        self.min_len, self.max_len, self.min = min_len, max_len, min
+        self.describe = "[int, ...]"
+
+    def check(self, value: Any) -> list[int]:
+        expected = (f"expected a list of {self.min_len} to {self.max_len} integers >= {self.min}")
+        if not isinstance(value, (list, tuple)) or not self.min_len <= len(value) <= self.max_len:
+            raise KindError(expected)
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, int) or item < self.min:
+                raise KindError(expected)
+        return list(value)
+
+
+class FloatList(Kind):
+    def __init__(self, n: int, min: float = 0.0, max: float = 1.0, max_open: bool = True):
+        self.n = n
+        self.item = Float(min=min, max=max, max_open=max_open)
+        self.describe = f"[{', '.join(['float'] * n)}]"
+
+    def check(self, value: Any) -> list[float]:
+        expected = f"expected a list of {self.n} numbers {self.item._bounds()}"
+        if not isinstance(value, (list, tuple)) or len(value) != self.n:
+            raise KindError(expected)
+        try:
+            return [self.item.check(v) for v in value]
+        except KindError:
+            raise KindError(expected) from None
+
+
+class Padding(Kind):
+    describe = "valid | same | int"
+
+    def check(self, value: Any) -> Any:
+        if value in ("valid", "same"):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        raise KindError("expected 'valid', 'same' or an integer >= 0")
+
+
+class StrList(Kind):
+    def __init__(self, choices: Callable[[], Iterable[str]] | None = None):
+        self._choices = choices
+        self.describe = "[str, ...]"
+
+    def check(self, value: Any) -> list[str]:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise KindError("expected a list of names")
+        if self._choices is not None:
+            choices = list(self._choices())
+            for v in value:
+                if v not in choices:
+                    raise KindError(f"unknown name {v!r}; expected names from: {', '.join(choices)};"
+                                    f"{did_you_mean(v, choices)}".rstrip(";"))
+        return value
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One declared argument: validation, listings and docs all read this."""
+
+    name: str
+    kind: Kind
+    default: Any = REQUIRED
+    help: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered building block."""
+
+    name: str
+    help: str
+    args: tuple[Arg, ...] = ()
+    aliases: tuple[str, ...] = ()
+    family: str = ""
+    build: Callable[..., Any] | None = None
+    infer: Callable[..., Any] | None = None  # layers: (args, in_shape) -> out_shape
+    example: str = ""
+    meta: dict = field(default_factory=dict)
+
+    def arg(self, name: str) -> Arg | None:
+        return next((a for a in self.args if a.name == name), None)
+
+    def defaults(self) -> dict[str, Any]:
+        return {a.name: a.default for a in self.args if not a.required}
+
+
+class Registry:
+    """Named entries with explicit aliases; registering a name twice is an error."""
+
+    def __init__(self, kind: str):
+        self.kind = kind  # "layer", "optimizer", ... (used in messages)
+        self._entries: dict[str, Entry] = {}
+        self._aliases: dict[str, str] = {}
+
+    def register(self, name: str, *, help: str, args: Iterable[Arg] = (), aliases: Iterable[str] = (),
+                 family: str = "", infer: Callable | None = None, example: str = "",
+                 **meta: Any) -> Callable[[Callable], Callable]:
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            raise ValueError(f"registry names are lowercase snake case, got {name!r}")
+
+        def decorator(build: Callable) -> Callable:
+            entry = Entry(name=name, help=help, args=tuple(args), aliases=tuple(aliases), family=family,
+                          build=build, infer=infer, example=example, meta=dict(meta))
+            self.add(entry)
+            return build
+
+        return decorator
+
+    def add(self, entry: Entry) -> Entry:
+        for key in (entry.name, *entry.aliases):
+            if key in self._entries or key in self._aliases:
+                raise ValueError(f"{self.kind} {key!r} is registered twice")
+        self._entries[entry.name] = entry
+        for alias in entry.aliases:
+            self._aliases[alias] = entry.name
+        return entry
+
+    def lookup(self, name: Any) -> Entry | None:
+        if not isinstance(name, str):
+            return None
+        return self._entries.get(self._aliases.get(name, name))
+
+    def get(self, name: Any) -> Entry:
+        entry = self.lookup(name)
+        if entry is None:
+            raise KeyError(self.unknown_message(name))
+        return entry
+
+    def unknown_message(self, name: Any) -> str:
+        hint = did_you_mean(name, self.all_names())
+        alias = hint.split("'")[1] if hint else None
+        if alias in self._aliases:  # suggest the canonical name, not the alias
+            hint = f" did you mean '{self._aliases[alias]}'?"
+        return (f"unknown {self.kind} {short_repr(name)};{hint} valid {self.kind}s: "
+                f"{', '.join(self.names())}")
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def all_names(self) -> list[str]:
+        return [*self._entries, *self._aliases]
+
+    def entries(self) -> list[Entry]:
+        return list(self._entries.values())
+
+    def __contains__(self, name: object) -> bool:
+        return self.lookup(name) is not None
+
+    def __iter__(self):
+        return iter(self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def check_args(entry: Entry, given: dict[str, Any], reserved: Iterable[str] = ()) -> tuple[dict, list]:
+    """Check `given` against `entry.args`.
+
+    Returns (normalized args with defaults filled, problems) where each problem is
+    (key or None, message). Keys in `reserved` are checked by the caller.
+    """
+    problems: list[tuple[Any, str]] = []
+    out: dict[str, Any] = {}
+    reserved = set(reserved)
+    names = [a.name for a in entry.args]
+    for key, value in given.items():
+        if key in reserved:
+            continue
+        arg = entry.arg(key) if isinstance(key, str) else None
+        if arg is None:
+            valid = ", ".join(names) if names else "none"
+            problems.append((key, f"unknown argument '{key}' for {entry.name};{did_you_mean(key, names)} "
+                                  f"valid arguments: {valid}"))
+            continue
+        try:
+            out[key] = arg.kind.check(value)
+        except KindError as err:
+            problems.append((key, f"{err}; received: {short_repr(value)}"))
+    for arg in entry.args:
+        if arg.name in given:
+            continue
+        if arg.required:
+            problems.append((None, f"missing required argument '{arg.name}' ({arg.kind}) for {entry.name}"))
+        else:  # defaults go through the kind too, so `strides: 1` becomes (1, 1)
+            default = copy.deepcopy(arg.default)
+            out[arg.name] = default if default is None else arg.kind.check(default)
+    return out, problems
