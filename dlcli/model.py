@@ -85,6 +85,20 @@ def build_model(cfg: dict) -> Model:
     return Model(modules, output_activation=stripped[1] if stripped else None)
 
 
+MAX_PARAMETERS = 2_000_000_000
+
+
+def build_meta_model(cfg: dict) -> Model:
+    """Build on the meta device (shapes, no memory) and refuse models too large to hold."""
+    with torch.device("meta"):
+        model = build_model(cfg)
+    total = sum(p.numel() for p in model.parameters())
+    if total > MAX_PARAMETERS:
+        raise DlcliError(f"model: {total:,} parameters ({total * 4 / 2**30:,.1f} GiB in float32) is more than "
+                         f"dlcli builds ({MAX_PARAMETERS:,}); check the layer sizes")
+    return model
+
+
 def summarize(cfg: dict, model: Model) -> dict:
     """Rows and totals for a Keras-style summary (the CLI renders them)."""
     stripped = _final_activation(cfg["model"]["layers"], (cfg.get("loss") or {}).get("type"))

@@ -19,9 +19,9 @@ def validate(config: str = typer.Argument(..., help="the YAML config"),
 
     cfg = load_config(config, overrides or [])
     from dlcli.cli._render import summary_table, summary_totals
-    from dlcli.model import build_model, summarize
+    from dlcli.model import build_meta_model, summarize
 
-    summary = summarize(cfg, build_model(cfg))
+    summary = summarize(cfg, build_meta_model(cfg))
     console.print(summary_table(summary, cfg["name"]))
     console.print(summary_totals(summary))
     if show_config:
