@@ -1,0 +1,143 @@
+"""Checkpoints: what goes in, atomic writes, safe loads. The one place that
+reads or writes them.
+
+A checkpoint is self-describing: it carries the resolved config, the model,
+optimizer, scheduler and grad-scaler state, the epoch and step, the RNG states,
+the best metric so far, the history and the data normalization, so `evaluate`,
+`predict` and `--resume` need nothing else. It holds only tensors and plain
+data, and is always loaded with `torch.load(weights_only=True)`: a file holding
+pickled code is refused, never executed.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from dlcli.errors import CheckpointError
+
+FORMAT = "dlcli-checkpoint"
+FORMAT_VERSION = 1
+
+
+def atomic_write_bytes(path: Path, write) -> None:
+    """Write through `write(file)` to a temporary file in the same directory,
+    flush and fsync it, then rename it over `path`: a crash at any moment leaves
+    the old file or the new one, never a torn one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def save_checkpoint(path: str | Path, state: dict) -> None:
+    """Atomically write `state` (see `training_state`) to `path`."""
+    import torch
+
+    path = Path(path)
+    state = {"format": FORMAT, "format_version": FORMAT_VERSION, **state}
+    try:
+        atomic_write_bytes(path, lambda handle: torch.save(state, handle))
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot write the checkpoint: {err.strerror or err}; the previous "
+                              f"checkpoint (if any) is left as it was") from None
+
+
+def resolve_checkpoint_path(path: str | Path, prefer: str = "best.pt") -> Path:
+    """A checkpoint file, or a run directory (its checkpoints/<prefer>, else the other one)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file or directory; expected a checkpoint (.pt) or a run directory")
+    if path.is_dir():
+        folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+        order = [prefer] + [name for name in ("best.pt", "last.pt") if name != prefer]
+        for name in order:
+            if (folder / name).is_file():
+                return folder / name
+        raise CheckpointError(f"{path}: a directory without checkpoints; expected a run directory with "
+                              f"checkpoints/best.pt or checkpoints/last.pt, or a .pt file")
+    return path
+
+
+def load_checkpoint(path: str | Path, prefer: str = "best.pt", map_location: Any = "cpu") -> dict:
+    """Load and check a dlcli checkpoint safely; every failure is a CheckpointError."""
+    import torch
+
+    path = resolve_checkpoint_path(path, prefer)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        detail = next((line.strip() for line in str(err).splitlines() if "Unsupported" in line), "")
+        detail = detail.replace("WeightsUnpickler error: ", "").split(" was not an allowed")[0]
+        raise CheckpointError(f"{path}: refused to load: the file holds Python objects or code that a "
+                              f"checkpoint never contains (loaded with weights_only=True: nothing in it was run). "
+                              f"{detail}".rstrip()) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not a torch file?): "
+                              f"{reason}") from None
+    except Exception as err:  # torch raises assorted errors on garbage input
+        raise CheckpointError(f"{path}: not a readable checkpoint: {type(err).__name__}: {err}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a dlcli checkpoint (expected a file written by dlcli train; "
+                              f"received {type(state).__name__}"
+                              f"{' with keys ' + ', '.join(map(str, list(state)[:8])) if isinstance(state, dict) else ''})")
+    if state.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: written by a newer dlcli (format {state['format_version']}); "
+                              f"this dlcli reads format {FORMAT_VERSION}")
+    missing = [key for key in ("config", "model", "epoch", "step") if key not in state]
+    if missing:
+        raise CheckpointError(f"{path}: incomplete checkpoint: missing {', '.join(missing)}")
+    state["path"] = str(path)
+    return state
+
+
+def checkpoint_config(state: dict) -> dict:
+    """The checkpoint's embedded config, validated again (an invalid one is a CheckpointError)."""
+    from dlcli.config import resolve_config
+    from dlcli.errors import ConfigError
+
+    config = state.get("config")
+    try:
+        import copy
+
+        return resolve_config(copy.deepcopy(config), {}, f"{state.get('path', 'checkpoint')} (embedded config)",
+                              default_name=(config or {}).get("name", "run") if isinstance(config, dict) else "run")
+    except ConfigError as err:
+        raise CheckpointError(f"the checkpoint's embedded config is invalid:\n{err}") from None
+
+
+def load_model_from_checkpoint(state: dict, device: Any = "cpu"):
+    """Build the checkpoint's model and load its weights; a mismatch is a CheckpointError."""
+    from dlcli.model import build_model
+
+    cfg = checkpoint_config(state)
+    model = build_model(cfg)
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise CheckpointError(f"{state.get('path', 'checkpoint')}: the weights do not fit the model of its "
+                              f"config: {str(err).splitlines()[0]}") from None
+    return cfg, model.to(device)

@@ -1,0 +1,69 @@
+"""`dlcli train CONFIG [overrides...]` and `dlcli train --resume RUN_DIR`."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from dlcli.cli._app import app, console, err_console, report_errors
+
+
+@app.command()
+@report_errors
+def train(config: Optional[str] = typer.Argument(None, help="the YAML config (omit with --resume)"),
+          overrides: Optional[List[str]] = typer.Argument(None, help="key.path=value overrides"),
+          resume: Optional[str] = typer.Option(None, "--resume", help="continue a run: its directory or a checkpoint"),
+          ) -> None:
+    """Train a model; writes runs/<name>/<id>/ with config, metrics, checkpoints and summary."""
+    from dlcli.config import load_config
+    from dlcli.errors import DlcliError
+
+    overrides = list(overrides or [])
+    if resume is not None and config is not None:
+        if "=" in config:  # `--resume RUN trainer.epochs=20`: typer takes the override as CONFIG
+            overrides.insert(0, config)
+        else:
+            raise DlcliError(f"give a CONFIG or --resume RUN_DIR, not both (received {config!r} and --resume {resume})")
+    if resume is None and config is None:
+        raise DlcliError("missing CONFIG: dlcli train CONFIG [key.path=value ...] or dlcli train --resume RUN_DIR")
+    cfg = load_config(config, overrides) if resume is None else None  # config errors before torch loads
+
+    from dlcli.cli._progress import ProgressDisplay
+    from dlcli.train import RunHandle, TrainingInterrupted, resume as resume_run, train as train_run
+
+    handle = RunHandle()
+    mode = cfg["trainer"]["progress"] if cfg else "auto"
+    display = ProgressDisplay(console, mode)
+    try:
+        if cfg is not None:
+            console.print(f"training [bold]{cfg['name']}[/] ({config})")
+            summary = train_run(cfg, callbacks=[display], handle=handle)
+        else:
+            console.print(f"resuming {resume}")
+            summary = resume_run(resume, overrides, callbacks=[display], handle=handle)
+    except TrainingInterrupted as stop:
+        err_console.print(f"[yellow]stopped by {stop.signal_name}[/]: saved {handle.run_dir}/checkpoints/last.pt "
+                          f"(epoch {handle.trainer.epoch + 1}, batch {handle.trainer.batch_in_epoch}).\n"
+                          f"resume with: dlcli train --resume {handle.run_dir}")
+        raise typer.Exit(130) from None
+    except DlcliError as err:
+        if handle.run_dir is not None:
+            last = handle.run_dir / "checkpoints" / "last.pt"
+            kept = f"; last good checkpoint: {last}" if last.exists() else ""
+            raise type(err)(f"{err}\nrun directory: {handle.run_dir}{kept}") from None
+        raise
+    report(summary)
+
+
+def report(summary: dict) -> None:
+    best = summary.get("best") or {}
+    if summary.get("stop_reason"):
+        console.print(summary["stop_reason"])
+    if best:
+        console.print(f"best epoch {best['epoch']}: {best['metric']} {best['value']:.4f}")
+    test = summary.get("test")
+    if test:
+        shown = "  ".join(f"test_{k} {v:.4f}" for k, v in test.items())
+        console.print(f"test (epoch {summary.get('test_epoch')} weights): {shown}")
+    console.print(f"trained {summary['epochs']} epochs in {summary['seconds']:.1f}s; wrote {summary['run_dir']}")

@@ -1,0 +1,219 @@
+"""From loaded splits to batches: checks against the model, the validation split,
+normalization, and holding the tensors on the training device.
+
+Images stay uint8 where they are held (4x less memory than float32) and are
+converted and normalized per batch, after the index gather: one fused
+multiply-add on a (B, C, H, W) batch costs less than reading a float copy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from dlcli.config import data_view_fits
+from dlcli.data import DATASETS
+from dlcli.data._tensors import Split, Splits
+from dlcli.errors import DataError
+from dlcli.layers import fmt_shape
+
+# Hold a data set on a GPU only while it takes at most this fraction of free memory.
+GPU_RESIDENT_FRACTION = 0.5
+
+
+@dataclass
+class DeviceSplit:
+    """A split held as tensors (on the device where it fits), batched by index."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    scale: torch.Tensor | None  # per-channel affine normalization: x * scale + shift
+    shift: torch.Tensor | None
+    view: tuple  # the model's input shape
+    device: torch.device
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        xb, yb = self.x[idx], self.y[idx]
+        if xb.device != self.device:
+            xb = xb.to(self.device, non_blocking=True)
+            yb = yb.to(self.device, non_blocking=True)
+        return self.transform(xb), yb
+
+    def transform(self, xb: torch.Tensor) -> torch.Tensor:
+        """Raw samples (B, *stored shape) -> normalized model input (B, *view)."""
+        if self.scale is not None:
+            xb = torch.addcmul(self.shift, xb.float(), self.scale)  # x * scale + shift
+        elif xb.dtype == torch.uint8:
+            xb = xb.float()
+        return xb.reshape(xb.shape[0], *self.view)
+
+    def slices(self, batch_size: int):
+        """Consecutive batches in order (evaluation)."""
+        for start in range(0, len(self), batch_size):
+            idx = torch.arange(start, min(start + batch_size, len(self)), device=self.x.device)
+            yield self.batch(idx)
+
+
+@dataclass
+class PreparedData:
+    train: DeviceSplit
+    val: DeviceSplit | None
+    test: DeviceSplit | None
+    task: str
+    num_classes: int | None
+    class_names: list[str] | None
+    normalization: dict | None  # plain data: stored in checkpoints
+    source: str
+
+
+def load_splits(cfg: dict) -> Splits:
+    data = cfg["data"]
+    entry = DATASETS.get(data["dataset"])
+    args = {a.name: data[a.name] for a in entry.args}
+    args["input_shape"] = list(cfg["model"]["input_shape"])
+    splits = entry.build(args)
+    if len(splits.train) == 0:
+        raise DataError(f"{splits.source or entry.name}: the training set is empty")
+    return splits
+
+
+def normalization_stats(x: torch.Tensor) -> dict | None:
+    """Per-channel (images: axis 1) or per-feature (last axis) affine normalization that
+    maps the training set to mean 0, std 1. Integer ids (embeddings) are not normalized."""
+    if x.dtype not in (torch.uint8, torch.float32, torch.float64, torch.float16):
+        return None
+    is_image = x.dtype == torch.uint8
+    axis = 1 if (is_image or x.dim() == 4) else x.dim() - 1
+    moved = x.movedim(axis, -1).reshape(-1, x.shape[axis])  # (samples * positions, channels)
+    # float64 sums in chunks: exact enough, and no float copy of the whole set
+    total = torch.zeros(moved.shape[1], dtype=torch.float64)
+    total_sq = torch.zeros_like(total)
+    for chunk in moved.split(1 << 20):
+        chunk = chunk.double()
+        total += chunk.sum(0)
+        total_sq += (chunk * chunk).sum(0)
+    n = max(moved.shape[0], 1)
+    mean = total / n
+    std = (total_sq / n - mean * mean).clamp_min(0).sqrt()
+    std = torch.where(std > 1e-8, std, torch.ones_like(std))
+    return {"axis": axis, "mean": mean.tolist(), "std": std.tolist()}
+
+
+def affine(normalization: dict | None, stored_shape: tuple, device) -> tuple:
+    """(scale, shift) tensors shaped to broadcast over a batch of `stored_shape` samples."""
+    if normalization is None:
+        return None, None
+    axis = normalization["axis"]
+    shape = [1] * (len(stored_shape) + 1)
+    shape[axis] = len(normalization["mean"])
+    mean = torch.tensor(normalization["mean"], dtype=torch.float64)
+    std = torch.tensor(normalization["std"], dtype=torch.float64)
+    scale, shift = 1.0 / std, -mean / std
+    return (scale.float().reshape(shape).to(device), shift.float().reshape(shape).to(device))
+
+
+def check_fits(cfg: dict, split: Split, name: str, source: str, task: str) -> None:
+    """Shapes and labels against the model, before anything trains."""
+    from dlcli.config import infer_shapes
+
+    input_shape = tuple(cfg["model"]["input_shape"])
+    sample = tuple(split.x.shape[1:])
+    if not data_view_fits(sample, input_shape):
+        raise DataError(f"{source}: {name} samples have shape {fmt_shape(sample)} but model.input_shape is "
+                        f"{list(input_shape)}; set model.input_shape to {list(sample)}")
+    out_shape = infer_shapes(input_shape, cfg["model"]["layers"])[-1][3]
+    from dlcli.losses import LOSSES
+
+    loss_task = LOSSES.get(cfg["loss"]["type"])
+    if loss_task.meta["task"] == "classification":
+        if split.y.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+            raise DataError(f"{source}: {name} targets are {split.y.dtype} values but {loss_task.name} needs "
+                            f"integer class ids; use a regression loss (mse, mae) for values")
+        if len(split.y):
+            low, high = int(split.y.min()), int(split.y.max())
+            classes = out_shape[0]
+            if low < 0 or high >= classes:
+                bad = high if high >= classes else low
+                raise DataError(f"{source}: {name} labels must be class ids in [0, {classes - 1}] for a model "
+                                f"with {classes} outputs; found label {bad}. HINT: set the last layer's units to "
+                                f"the number of classes ({high + 1}?)")
+    elif task == "classification" and loss_task.meta["task"] == "regression":
+        pass  # regression on integer targets is allowed (they are cast to float)
+    if loss_task.meta["task"] != "classification":
+        per_sample = math.prod(split.y.shape[1:]) if split.y.dim() > 1 else 1
+        if per_sample != math.prod(out_shape):
+            raise DataError(f"{source}: {name} targets have {per_sample} value(s) per sample but the model "
+                            f"outputs {fmt_shape(out_shape)}")
+
+
+def resident_device(splits: list[Split], device: torch.device) -> torch.device:
+    """The training device when the data fits there, else the CPU (batches are copied over)."""
+    if device.type != "cuda":
+        return device
+    total = sum(s.x.numel() * s.x.element_size() + s.y.numel() * s.y.element_size() for s in splits)
+    free, _ = torch.cuda.mem_get_info(device)
+    return device if total <= GPU_RESIDENT_FRACTION * free else torch.device("cpu")
+
+
+def to_device_split(split: Split, normalization: dict | None, view: tuple, device: torch.device,
+                    home: torch.device, out_shape: tuple, task: str) -> DeviceSplit:
+    y = split.y
+    if task != "classification":
+        y = y.float().reshape(len(y), *out_shape)
+    else:
+        y = y.long()
+    x = split.x
+    if x.dtype == torch.float64:
+        x = x.float()
+    if home.type == "cpu" and device.type == "cuda":
+        x, y = x.pin_memory(), y.pin_memory()
+    scale, shift = affine(normalization, tuple(x.shape[1:]), device)
+    return DeviceSplit(x.to(home), y.to(home), scale, shift, tuple(view), device)
+
+
+def prepare_data(cfg: dict, device: torch.device, splits: Splits | None = None) -> PreparedData:
+    """Load (unless given), check, split, normalize and place the data of a config."""
+    from dlcli.config import infer_shapes
+    from dlcli.losses import LOSSES
+
+    splits = splits or load_splits(cfg)
+    data = cfg["data"]
+    source = splits.source or data["dataset"]
+    train = splits.train
+    if data["subset"]:
+        train = Split(train.x[: data["subset"]], train.y[: data["subset"]])
+    val = splits.val
+    if data["val_split"] > 0:
+        n_val = int(round(len(train) * data["val_split"]))
+        if n_val < 1 or n_val >= len(train):
+            raise DataError(f"data.val_split: {data['val_split']} of {len(train)} samples leaves "
+                            f"{n_val} for validation and {len(train) - n_val} for training; both need at least 1")
+        perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg["seed"]))
+        val = Split(train.x[perm[:n_val]], train.y[perm[:n_val]])
+        train = Split(train.x[perm[n_val:]], train.y[perm[n_val:]])
+    test = splits.test
+    if test is not None and data["test_subset"]:
+        test = Split(test.x[: data["test_subset"]], test.y[: data["test_subset"]])
+    task = "classification" if LOSSES.get(cfg["loss"]["type"]).meta["task"] == "classification" else "regression"
+    for name, split in (("training", train), ("validation", val), ("test", test)):
+        if split is not None and len(split):
+            check_fits(cfg, split, name, source, splits.task)
+    normalization = normalization_stats(train.x) if data["normalize"] else None
+    if normalization is None and train.x.dtype == torch.uint8:
+        normalization = {"axis": 1, "mean": [0.0] * train.x.shape[1], "std": [255.0] * train.x.shape[1]}
+    view = tuple(cfg["model"]["input_shape"])
+    out_shape = infer_shapes(view, cfg["model"]["layers"])[-1][3]
+    home = resident_device([s for s in (train, val, test) if s is not None], device)
+
+    def place(split):
+        if split is None or len(split) == 0:
+            return None
+        return to_device_split(split, normalization, view, device, home, out_shape, task)
+
+    return PreparedData(place(train), place(val), place(test), task, splits.num_classes, splits.class_names,
+                        normalization, source)

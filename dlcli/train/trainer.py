@@ -1,0 +1,341 @@
+"""The training loop. `Trainer.fit` reads top to bottom: for each epoch, shuffle
+by a seeded permutation, step through the batches, evaluate, hand the epoch's
+record to the callbacks. Everything a resume needs is in `state_dict()`.
+
+GPU: no host sync inside the step; loss and metric sums stay on the device and
+are read once per epoch (and when the progress display asks).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import random
+import signal
+import time
+
+import numpy as np
+import torch
+
+from dlcli.data.prepare import PreparedData
+from dlcli.errors import RunError
+from dlcli.evaluation import evaluate_split, metric_functions, sum_loss
+from dlcli.losses import LOSSES
+from dlcli.metrics import METRICS
+from dlcli.model import build_model
+from dlcli.optim import OPTIMIZERS, SCHEDULERS
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT/SIGTERM: last.pt was saved; the run can be resumed."""
+
+    def __init__(self, signal_name: str):
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {"python": random.getstate(),
+            "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(_tuples(state["python"]))
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _tuples(value):
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
+    """The order of epoch `epoch`: a function of (seed, epoch) alone, so a resumed run
+    sees the same batches."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+class Trainer:
+    def __init__(self, cfg: dict, data: PreparedData, device: torch.device, callbacks=(), model=None):
+        t = cfg["trainer"]
+        self.cfg, self.data, self.device, self.callbacks = cfg, data, device, list(callbacks)
+        self.notes: list[str] = []
+        seed_everything(cfg["seed"])
+        if t["threads"]:
+            torch.set_num_threads(t["threads"])
+        self.model = (model if model is not None else build_model(cfg)).to(device)
+        self.loss_fn = LOSSES.get(cfg["loss"]["type"]).build({k: v for k, v in cfg["loss"].items() if k != "type"})
+        self.metric_fns = metric_functions(cfg["metrics"])
+        opt = cfg["optimizer"]
+        self.optimizer = OPTIMIZERS.get(opt["type"]).build({k: v for k, v in opt.items() if k != "type"},
+                                                           self.model.parameters(), fused=device.type == "cuda")
+        self.batch_size, self.accum = cfg["data"]["batch_size"], t["grad_accum"]
+        n = len(data.train)
+        self.batches_per_epoch = n // self.batch_size if cfg["data"]["drop_last"] else math.ceil(n / self.batch_size)
+        if self.batches_per_epoch == 0:
+            raise RunError(f"data.drop_last: {n} training samples make no full batch of {self.batch_size}")
+        self.steps_per_epoch = math.ceil(self.batches_per_epoch / self.accum)
+        self.scheduler, self.scheduler_interval = self._build_scheduler()
+        self.autocast_dtype = self._autocast_dtype(t["precision"])
+        self.scaler = torch.amp.GradScaler("cuda") if self.autocast_dtype == torch.float16 else None
+        self.monitor = t["monitor"] or ("val_loss" if data.val is not None else "train_loss")
+        mode = t["monitor_mode"]
+        if mode == "auto":
+            name = self.monitor.split("_", 1)[1]
+            mode = "min" if name == "loss" else METRICS.get(name).meta["mode"]
+        self.mode = mode
+        # progress of the run
+        self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
+        self.best: dict = {}
+        self.best_state: dict | None = None
+        self.history: list[dict] = []
+        self.stop_reason: str | None = None
+        self.last_step_logged = -1
+        self._signal: str | None = None
+        self._sums: dict | None = None
+        self._seen = 0
+
+    # ---- set-up helpers -------------------------------------------------
+    def _build_scheduler(self):
+        spec = self.cfg.get("scheduler")
+        if not spec:
+            return None, None
+        entry = SCHEDULERS.get(spec["type"])
+        args = {k: v for k, v in spec.items() if k != "type"}
+        return (entry.build(args, self.optimizer, self.steps_per_epoch, self.cfg["trainer"]["epochs"]),
+                entry.meta["interval"])
+
+    def _autocast_dtype(self, precision: str):
+        if precision == "fp32":
+            return None
+        if self.device.type != "cuda":
+            self.notes.append(f"trainer.precision={precision} is ignored on {self.device.type}: training in fp32")
+            return None
+        return torch.bfloat16 if precision == "bf16" else torch.float16
+
+    def autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def improved(self, value: float, best: float, min_delta: float = 0.0) -> bool:
+        return value < best - min_delta if self.mode == "min" else value > best + min_delta
+
+    # ---- the loop --------------------------------------------------------
+    def fit(self) -> dict:
+        t = self.cfg["trainer"]
+        train = self.data.train
+        started = time.perf_counter()
+        self._emit("on_fit_start")
+        with self._signals():
+            while self.epoch < t["epochs"] and self.stop_reason is None:
+                self._emit("on_epoch_start")
+                epoch_start = time.perf_counter()
+                perm = epoch_permutation(self.cfg["seed"], self.epoch, len(train)) if self.cfg["data"]["shuffle"] \
+                    else torch.arange(len(train))
+                perm = perm.to(train.x.device)
+                if self._sums is None:
+                    self._sums = self._zero_sums()
+                self.model.train()
+                for batch in range(self.batch_in_epoch, self.batches_per_epoch):
+                    idx = perm[batch * self.batch_size:(batch + 1) * self.batch_size]
+                    xb, yb = train.batch(idx)  # (B, *input_shape), (B,)
+                    with self.autocast():
+                        out = self.model(xb)
+                        loss = self.loss_fn(out.float(), yb)
+                    self._backward(loss)
+                    last_of_window = (batch + 1) % self.accum == 0 or batch + 1 == self.batches_per_epoch
+                    if last_of_window:
+                        self._optimizer_step()
+                    self._accumulate(loss, out, yb, batch)
+                    self.batch_in_epoch = batch + 1
+                    self._emit("on_train_batch_end", batch)
+                    if self._signal and last_of_window:
+                        self._emit("on_interrupt")
+                        raise TrainingInterrupted(self._signal)
+                record = self._end_epoch(time.perf_counter() - epoch_start)
+                self._emit("on_epoch_end", record)
+        summary = self._summary(time.perf_counter() - started)
+        self._emit("on_fit_end", summary)
+        return summary
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        loss = loss / self.accum if self.accum > 1 else loss
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+
+    def _optimizer_step(self) -> None:
+        clip = self.cfg["trainer"]["grad_clip"]
+        if self.scaler is not None:
+            if clip:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            if clip:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        if self.scheduler is not None and self.scheduler_interval == "step":
+            self.scheduler.step()
+
+    def _zero_sums(self) -> dict:
+        zeros = lambda: torch.zeros((), dtype=torch.float64, device=self.device)  # noqa: E731
+        return {"loss": zeros(), **{name: zeros() for name in self.metric_fns}, "count": zeros(),
+                "bad_step": torch.full((), -1, dtype=torch.int64, device=self.device)}
+
+    @torch.no_grad()
+    def _accumulate(self, loss: torch.Tensor, out: torch.Tensor, yb: torch.Tensor, batch: int) -> None:
+        sums = self._sums
+        n = yb.shape[0]
+        loss = loss.detach()
+        if self.device.type == "cpu":  # free to check at once on the CPU
+            if not math.isfinite(loss.item()):
+                self._non_finite(batch)
+        else:  # remember the first bad batch on the device; read at the epoch end
+            bad = ~torch.isfinite(loss) & (sums["bad_step"] < 0)
+            sums["bad_step"] = torch.where(bad, torch.full_like(sums["bad_step"], batch), sums["bad_step"])
+        sums["loss"] += loss.double() * n
+        out = out.detach().float()
+        for name, fn in self.metric_fns.items():
+            sums[name] += fn(out, yb)
+        sums["count"] += n
+
+    def _non_finite(self, batch: int) -> None:
+        raise RunError(f"the loss became NaN or inf at epoch {self.epoch + 1}, step "
+                       f"{self.epoch * self.batches_per_epoch + batch + 1} (batch {batch + 1} of the epoch); "
+                       f"training stopped and the last good checkpoint was kept. HINT: lower optimizer.lr, "
+                       f"set trainer.grad_clip, or check the data for NaN values")
+
+    def running_metrics(self) -> dict:
+        """Train loss and metrics of the epoch so far (one host sync)."""
+        if self._sums is None:
+            return {}
+        values = {k: float(v) for k, v in self._sums.items() if k != "bad_step"}
+        count = max(values.pop("count"), 1.0)
+        return {k: v / count for k, v in values.items()}
+
+    def _end_epoch(self, seconds: float) -> dict:
+        if int(self._sums["bad_step"]) >= 0:
+            self._non_finite(int(self._sums["bad_step"]))
+        train = self.running_metrics()
+        record = {"kind": "epoch", "epoch": self.epoch + 1, "step": self.step,
+                  **{f"train_{k}": v for k, v in train.items()}}
+        if self.data.val is not None:
+            val = evaluate_split(self.model, self.data.val, self.loss_fn, self.metric_fns,
+                                 self.cfg["data"]["eval_batch_size"], self.autocast if self.autocast_dtype else None)
+            record.update({f"val_{k}": v for k, v in val.items()})
+        record.update({"lr": self.lr, "seconds": round(seconds, 4),
+                       "samples_per_s": round(len(self.data.train) / max(seconds, 1e-9), 1)})
+        if self.scheduler is not None and self.scheduler_interval == "epoch":
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                key = (self.cfg["scheduler"].get("monitor") or self.monitor)
+                self.scheduler.step(record[key])
+            else:
+                self.scheduler.step()
+        value = record.get(self.monitor)
+        if value is not None and math.isfinite(value) and (not self.best or self.improved(value, self.best["value"])):
+            self.best = {"metric": self.monitor, "value": value, "epoch": self.epoch + 1}
+            self.best_state = copy.deepcopy(self.model.state_dict())
+        self.history.append(record)
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        self._sums = None
+        return record
+
+    def _summary(self, seconds: float) -> dict:
+        summary = {"status": "stopped_early" if self.stop_reason else "finished", "stop_reason": self.stop_reason,
+                   "epochs": self.epoch, "steps": self.step, "best": self.best, "seconds": round(seconds, 3),
+                   "last": self.history[-1] if self.history else None, "notes": self.notes}
+        if self.data.test is not None and self.cfg["trainer"]["evaluate_test"]:
+            model = self.model
+            if self.best_state is not None:
+                model = copy.deepcopy(self.model)
+                model.load_state_dict(self.best_state)
+            summary["test"] = evaluate_split(model, self.data.test, self.loss_fn, self.metric_fns,
+                                             self.cfg["data"]["eval_batch_size"],
+                                             self.autocast if self.autocast_dtype else None)
+            summary["test_epoch"] = self.best.get("epoch", self.epoch)
+        return summary
+
+    # ---- checkpoints -----------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything a checkpoint holds (plain data and tensors only)."""
+        import dlcli
+
+        return {
+            "dlcli_version": dlcli.__version__, "torch_version": str(torch.__version__),
+            "config": self.cfg,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
+            "partial_sums": {k: v.detach().cpu() for k, v in self._sums.items()} if self._sums else None,
+            "rng": rng_state(),
+            "best": self.best, "monitor": self.monitor, "history": self.history,
+            "normalization": self.data.normalization, "task": self.data.task,
+            "num_classes": self.data.num_classes, "class_names": self.data.class_names,
+            "data_source": self.data.source,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a checkpoint exactly where it stopped."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler") is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
+        self.best, self.history = dict(state["best"]), list(state["history"])
+        self._sums = ({k: v.to(self.device) for k, v in state["partial_sums"].items()}
+                      if state.get("partial_sums") else None)
+        set_rng_state(state["rng"])
+
+    # ---- plumbing --------------------------------------------------------
+    def _emit(self, hook: str, *args) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(self, *args)
+
+    @contextlib.contextmanager
+    def _signals(self):
+        """First SIGINT/SIGTERM: finish the step, save last.pt, stop. A second: stop at once."""
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self._signal:
+                raise KeyboardInterrupt
+            self._signal = signal.Signals(signum).name
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)

@@ -1,0 +1,69 @@
+"""Exact resume: N epochs straight equal k epochs + resume, bit for bit, on CPU."""
+
+import json
+from pathlib import Path
+
+import torch
+
+from dlcli.checkpoint import load_checkpoint
+from dlcli.train import Callback, TrainingInterrupted, resume, train
+from dlcli.runs import read_metrics
+
+
+def _weights(run_dir):
+    return load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
+
+
+def _epoch_records(run_dir):
+    records, skipped = read_metrics(run_dir / "metrics.jsonl")
+    assert skipped == 0
+    return [{k: v for k, v in r.items() if k not in ("seconds", "samples_per_s")} for r in records]
+
+
+def _assert_same(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_two_plus_two_epochs_equal_four(tiny_cfg):
+    # no scheduler: a cosine schedule depends on the planned number of epochs
+    straight = train(tiny_cfg("scheduler=null"))
+    first = train(tiny_cfg("scheduler=null", "trainer.epochs=2"))
+    resumed = resume(first["run_dir"], ["trainer.epochs=4"])
+    assert resumed["run_dir"] == first["run_dir"]  # same directory, logs appended
+    straight_dir, resumed_dir = Path(straight["run_dir"]), Path(resumed["run_dir"])
+    _assert_same(_weights(straight_dir), _weights(resumed_dir))
+    assert _epoch_records(straight_dir) == _epoch_records(resumed_dir)
+    assert len(_epoch_records(resumed_dir)) == 4
+    assert straight["test"] == resumed["test"]
+
+
+class _InterruptAt(Callback):
+    def __init__(self, epoch, batch):
+        self.epoch, self.batch = epoch, batch
+
+    def on_train_batch_end(self, trainer, batch):
+        if trainer.epoch == self.epoch and batch == self.batch:
+            trainer._signal = "SIGINT"
+
+
+def test_interrupt_mid_epoch_then_resume_is_exact(tiny_cfg):
+    straight = Path(train(tiny_cfg())["run_dir"])
+    from dlcli.train import RunHandle
+
+    handle = RunHandle()
+    try:
+        train(tiny_cfg(), callbacks=[_InterruptAt(epoch=1, batch=2)], handle=handle)
+    except TrainingInterrupted:
+        pass
+    else:  # pragma: no cover
+        raise AssertionError("the run was not interrupted")
+    run_dir = handle.run_dir
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert (state["epoch"], state["batch_in_epoch"]) == (1, 3)
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
+    resume(run_dir)
+    _assert_same(_weights(straight), _weights(run_dir))
+    assert _epoch_records(straight) == _epoch_records(run_dir)
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
