@@ -1,0 +1,140 @@
+"""What goes wrong during training is reported clearly and loses nothing."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import dlcli.checkpoint as checkpoint
+from dlcli.checkpoint import load_checkpoint, save_checkpoint
+from dlcli.config import config_from_text
+from dlcli.errors import CheckpointError, DataError, RunError
+from dlcli.train import Callback, RunHandle, train
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_crash_between_write_and_rename_keeps_the_old_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"config": {}, "model": {"w": torch.ones(2)}, "epoch": 1, "step": 5})
+
+    def crash(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.os, "replace", crash)
+    with pytest.raises(CheckpointError, match="cannot write the checkpoint: No space left on device"):
+        save_checkpoint(path, {"config": {}, "model": {"w": torch.zeros(2)}, "epoch": 2, "step": 9})
+    monkeypatch.undo()
+    state = load_checkpoint(path)
+    assert state["epoch"] == 1 and torch.equal(state["model"]["w"], torch.ones(2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temporary file left behind
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_checkpoint_with_pickled_code_is_refused_and_not_run(tmp_path):
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "dlcli-checkpoint", "model": _Payload(marker)}, path)
+    with pytest.raises(CheckpointError, match="refused to load.*nothing in it was run"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_truncated_and_foreign_files_are_clear_errors(tmp_path):
+    good = tmp_path / "good.pt"
+    save_checkpoint(good, {"config": {}, "model": {"w": torch.ones(1000)}, "epoch": 1, "step": 1})
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(good.read_bytes()[:300])
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(cut)
+    other = tmp_path / "other.pt"
+    torch.save({"state_dict": {}}, other)
+    with pytest.raises(CheckpointError, match="not a dlcli checkpoint"):
+        load_checkpoint(other)
+    with pytest.raises(CheckpointError, match="a directory without checkpoints"):
+        load_checkpoint(tmp_path)
+
+
+class _PoisonAt(Callback):
+    """Puts a NaN into the weights at the start of an epoch."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_start(self, trainer):
+        if trainer.epoch == self.epoch:
+            with torch.no_grad():
+                next(trainer.model.parameters()).fill_(float("nan"))
+
+
+def test_nan_loss_stops_naming_epoch_and_step_and_keeps_last_good_checkpoint(tiny_cfg):
+    handle = RunHandle()
+    with pytest.raises(RunError, match=r"NaN or inf at epoch 2, step 9 \(batch 1 of the epoch\)"):
+        train(tiny_cfg("scheduler=null"), callbacks=[_PoisonAt(1)], handle=handle)
+    last = load_checkpoint(handle.run_dir / "checkpoints" / "last.pt")
+    assert last["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
+    assert json.loads((handle.run_dir / "summary.json").read_text())["status"] == "failed"
+
+
+def _npz(tmp_path, labels):
+    x = np.random.default_rng(0).random((len(labels), 6), dtype=np.float32)
+    path = tmp_path / "data.npz"
+    np.savez(path, x=x, y=np.array(labels, dtype=np.int64))
+    return path
+
+
+def test_labels_out_of_range_are_reported_before_training(tmp_path):
+    path = _npz(tmp_path, [0, 1, 2, 10] * 5)
+    cfg = config_from_text(f"""
+model: {{input_shape: [6], layers: [{{dense: 10}}]}}
+data: {{dataset: npz, path: {path}}}
+trainer: {{epochs: 1, device: cpu, out_dir: {tmp_path / 'runs'}}}
+""")
+    with pytest.raises(DataError, match=r"labels must be class ids in \[0, 9\].*found label 10"):
+        train(cfg)
+    assert not (tmp_path / "runs").exists()  # nothing was created
+
+
+SIGINT_CONFIG = """
+name: sig
+model:
+  input_shape: [1, 28, 28]
+  layers: [flatten, {dense: 10}]
+data: {dataset: mnist, batch_size: 16, subset: 4000, test_subset: 100}
+trainer: {epochs: 500, device: cpu, progress: plain, out_dir: OUT}
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_saves_last_checkpoint_and_says_how_to_resume(tmp_path, sig):
+    config = tmp_path / "sig.yaml"
+    config.write_text(SIGINT_CONFIG.replace("OUT", str(tmp_path / "runs")))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "dlcli", "train", str(config)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((tmp_path / "runs").glob("sig/*/metrics.jsonl")):
+        time.sleep(0.2)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out, err)
+    assert f"stopped by {sig.name}" in err and "resume with: dlcli train --resume" in err
+    assert "Traceback" not in err
+    run_dir = next((tmp_path / "runs" / "sig").iterdir())
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert state["epoch"] >= 1
