@@ -250,7 +250,7 @@ def _finish_targets(ys: dict[str, np.ndarray], task: str, where: dict[str, str])
             if len(fractional):
                 i = int(fractional[0])
                 raise DataError(f"{where[split]}: task classification expects integer class ids, received "
-                                f"{y[i]!r} at sample {i}; use task: regression (or auto) for values")
+                                f"{y[i].item()} at sample {i}; use task: regression (or auto) for values")
         if y.dtype.kind == "b":
             y = y.astype(np.int64)
         if len(y) and y.min() < 0:
@@ -299,14 +299,18 @@ def load_npz_file(args: dict) -> Splits:
         train_x, test_x = xs["train"], xs["test"]
         if train_x.shape[1:] != test_x.shape[1:] or train_x.dtype != test_x.dtype:
             raise DataError(f"{where['test']}: expected test samples like the training samples, "
-                            f"{tuple(train_x.shape[1:])} {train_x.dtype}, received "
-                            f"{tuple(test_x.shape[1:])} {test_x.dtype}")
+                            f"{_describe(train_x)}, received {_describe(test_x)}")
     task, ys, num_classes = _finish_targets({s: a["y"] for s, a in arrays.items()}, args.get("task", "auto"),
                                             where)
     splits = {s: Split(xs[s], ys[s]) for s in xs}
     source = f"npz {path}" + (f" (test: {test_path})" if test_path else "")
     return Splits(train=splits["train"], test=splits.get("test"), task=task, num_classes=num_classes,
                   class_names=[str(c) for c in range(num_classes)] if num_classes else None, source=source)
+
+
+def _describe(x: torch.Tensor) -> str:
+    """'(3,) float32': one sample's shape and the element type."""
+    return f"{tuple(x.shape[1:])} {str(x.dtype).removeprefix('torch.')}"
 
 
 def _read_npz_split(path: Path, x_name: str, y_name: str, test_ok: bool = False) -> dict:
@@ -317,9 +321,11 @@ def _read_npz_split(path: Path, x_name: str, y_name: str, test_ok: bool = False)
         raise DataError(f"{path}: expected an .npz file, received a directory")
     try:
         npz = np.load(path, allow_pickle=False)
-    except ValueError as err:  # numpy's answer for anything that is neither .npy nor a zip
-        raise DataError(f"{path}: expected an .npz file (np.savez), received something numpy cannot read "
-                        f"without unpickling: {err}") from None
+    except ValueError:  # numpy's answer for anything that is neither .npy nor a zip: "pickled data"
+        with open(path, "rb") as f:
+            head = f.read(16)
+        raise DataError(f"{path}: expected an .npz file (np.savez), received a file that is neither a zip "
+                        f"archive nor .npy (it starts with {head!r}); dlcli does not unpickle files") from None
     except (OSError, EOFError, zipfile.BadZipFile) as err:
         raise DataError(f"{path}: expected an .npz file (np.savez), cannot read it: {err}") from None
     if not isinstance(npz, np.lib.npyio.NpzFile):
