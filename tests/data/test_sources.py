@@ -3,11 +3,11 @@ plus the MNIST shipped with dlcli. No test touches the network."""
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import shutil
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -60,7 +60,7 @@ def test_mnist_checksum_mismatch_names_file_and_both_hashes(tmp_path):
     with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte\.gz: checksum mismatch") as err:
         load_mnist_idx(directory)
     assert expected in str(err.value)
-    assert __import__("hashlib").sha256(bytes(data)).hexdigest() in str(err.value)
+    assert hashlib.sha256(bytes(data)).hexdigest() in str(err.value)
 
 
 def test_mnist_missing_file(make_mnist_dir):
