@@ -1,0 +1,708 @@
+"""The loaders behind the DATASETS registry: files in, a `Splits` of tensors out.
+
+Every problem with the data is a `DataError` whose message names the file, says
+what was expected and what was received; nothing here asserts on user input.
+
+    load_mnist_idx(directory)          the MNIST IDX files shipped with dlcli
+    load_torchvision(name, cls, args)  FashionMNIST, KMNIST, CIFAR10, CIFAR100
+    load_npz_file(args)                arrays x, y (, x_test, y_test) in an .npz
+    load_csv_file(args)                a CSV with a header row; `window` makes sequences
+    load_image_folder_dir(args)        root/<class>/*.png, resized to the model's input
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import re
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dlcli.data._tensors import Split, Splits
+from dlcli.errors import DataError, did_you_mean, short_repr
+
+# ---------------------------------------------------------------------------
+# MNIST, shipped as the four original gzip IDX files
+# ---------------------------------------------------------------------------
+
+MNIST_FILES = {  # split: (images, labels)
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+_IDX_UBYTE = 0x08  # IDX type code for unsigned bytes, the only one MNIST uses
+
+
+def load_mnist_idx(directory: Path) -> Splits:
+    """MNIST from `directory`: each .gz is checked against SHA256SUMS, then parsed.
+
+    x: uint8 (N, 1, 28, 28); y: int64 (N,); 60,000 train and 10,000 test samples.
+    """
+    directory = Path(directory)
+    expected = _read_sha256sums(directory / "SHA256SUMS")
+    splits = {}
+    for split, (image_file, label_file) in MNIST_FILES.items():
+        images = _parse_idx(directory / image_file, _verified_gunzip(directory / image_file, expected), ndim=3)
+        labels = _parse_idx(directory / label_file, _verified_gunzip(directory / label_file, expected), ndim=1)
+        if images.shape[1:] != (28, 28):
+            raise DataError(f"{directory / image_file}: expected 28x28 images, received "
+                            f"{images.shape[1]}x{images.shape[2]}")
+        if len(images) != len(labels):
+            raise DataError(f"{directory / label_file}: expected one label per image in {image_file} "
+                            f"({len(images)}), received {len(labels)} labels")
+        if len(labels) and labels.max() > 9:
+            raise DataError(f"{directory / label_file}: expected digit labels 0-9, received {labels.max()}")
+        x = torch.from_numpy(images).unsqueeze(1)  # (N, 1, 28, 28) uint8
+        y = torch.from_numpy(labels.astype(np.int64))  # (N,)
+        splits[split] = Split(x, y)
+    return Splits(train=splits["train"], test=splits["test"], task="classification", num_classes=10,
+                  class_names=[str(d) for d in range(10)], source=f"MNIST (shipped with dlcli, {directory})")
+
+
+def _read_sha256sums(path: Path) -> dict[str, str]:
+    """`sha256sum` output: '<hex>  <name>' per line -> {name: hex}."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{path}: checksum list not found; expected the SHA256SUMS file shipped with dlcli "
+                        f"(reinstall dlcli)") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: cannot read the checksum list: {err}") from None
+    sums = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        match = re.fullmatch(r"([0-9a-fA-F]{64})\s+\*?(\S+)\s*", line)
+        if match is None:
+            raise DataError(f"{path}:{number}: expected '<64 hex digits>  <file name>', "
+                            f"received {short_repr(line)}")
+        sums[match.group(2)] = match.group(1).lower()
+    return sums
+
+
+def _verified_gunzip(path: Path, expected: dict[str, str]) -> bytes:
+    """The decompressed bytes of `path`, after its SHA-256 matched the list."""
+    if path.name not in expected:
+        raise DataError(f"{path}: no checksum for {path.name} in SHA256SUMS; expected one line per file "
+                        f"(reinstall dlcli)")
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found; expected the MNIST file shipped with dlcli "
+                        f"(sha256 {expected[path.name]}); reinstall dlcli") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read: {err}") from None
+    actual = hashlib.sha256(raw).hexdigest()
+    if actual != expected[path.name]:
+        raise DataError(f"{path}: checksum mismatch: expected sha256 {expected[path.name]} (SHA256SUMS), "
+                        f"received {actual}; the file is damaged or was replaced, reinstall dlcli")
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"{path}: expected a gzip file, cannot decompress: {err}") from None
+
+
+def _parse_idx(path: Path, data: bytes, ndim: int) -> np.ndarray:
+    """An IDX array of unsigned bytes: magic 0x0000 08 <ndim>, ndim big-endian uint32 sizes, data."""
+    if len(data) < 4:
+        raise DataError(f"{path}: expected an IDX header of at least 4 bytes, received {len(data)} bytes")
+    magic = int.from_bytes(data[:4], "big")
+    expected_magic = (_IDX_UBYTE << 8) | ndim
+    if magic != expected_magic:
+        raise DataError(f"{path}: expected IDX magic number 0x{expected_magic:08x} (unsigned bytes, {ndim} "
+                        f"dimension{'s' if ndim > 1 else ''}), received 0x{magic:08x}")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"{path}: expected a {header}-byte IDX header, the file ends after {len(data)} bytes")
+    shape = tuple(int(s) for s in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    size = int(np.prod(shape, dtype=np.int64))
+    if len(data) - header != size:
+        raise DataError(f"{path}: expected {size} data bytes for shape {shape}, received {len(data) - header}")
+    # copy: frombuffer over bytes is read-only, and torch wants writable memory
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape).copy()
+
+
+# ---------------------------------------------------------------------------
+# torchvision data sets, in the cache directory
+# ---------------------------------------------------------------------------
+
+def load_torchvision(name: str, cls: str, args: dict) -> Splits:
+    """A torchvision data set (`cls`, e.g. "CIFAR10") in `cache_dir(args["root"])`.
+
+    x: uint8 (N, C, H, W); y: int64 (N,). Downloads only when args["download"] is true.
+    """
+    from dlcli.data import cache_dir
+
+    root = cache_dir(args.get("root"))
+    download = bool(args.get("download", False))
+    try:
+        import torchvision.datasets
+    except ImportError as err:
+        raise DataError(f"{name} needs torchvision, which cannot be imported: {err}") from None
+    dataset_cls = getattr(torchvision.datasets, cls, None)
+    if dataset_cls is None:
+        raise DataError(f"{name}: this torchvision has no data set {cls!r}; expected torchvision >= 0.19")
+    train = _open_torchvision(name, dataset_cls, root, download, train=True)
+    test = _open_torchvision(name, dataset_cls, root, download, train=False)
+    classes = [str(c) for c in train.classes]
+    return Splits(train=_torchvision_split(name, root, train), test=_torchvision_split(name, root, test),
+                  task="classification", num_classes=len(classes), class_names=classes,
+                  source=f"torchvision {cls} in {root}")
+
+
+def _open_torchvision(name: str, dataset_cls: type, root: Path, download: bool, train: bool):
+    import http.client
+    import pickle
+    import socket
+    import urllib.error
+
+    failures = (urllib.error.URLError, socket.timeout, OSError, http.client.HTTPException, RuntimeError,
+                RecursionError, ValueError, EOFError, pickle.UnpicklingError)
+    try:
+        return dataset_cls(root=str(root), train=train, download=download)
+    except failures as err:
+        reason = " ".join(str(err).split()) or type(err).__name__
+        hint = _torchvision_files_hint(dataset_cls, root)
+        if download:
+            raise DataError(f"{name}: the download into {root} failed (offline?): {reason}. {hint}") from None
+        if reason.startswith("Dataset not found"):  # torchvision's words for "files missing"
+            problem = f"the data set is not in {root}"
+        else:
+            problem = f"the data set in {root} cannot be read ({reason})"
+        raise DataError(f"{name}: {problem}. Set data.download=true to download it (needs the internet), or "
+                        f"data.root to where it is. {hint}") from None
+
+
+def _torchvision_files_hint(dataset_cls: type, root: Path) -> str:
+    """Where the files go when copied by hand, for the torchvision class at hand."""
+    resources = getattr(dataset_cls, "resources", None)  # the MNIST family
+    if resources:
+        raw = root / dataset_cls.__name__ / "raw"
+        archives = ", ".join(Path(str(url)).name for url, _ in resources)
+        mirror = (getattr(dataset_cls, "mirrors", None) or [""])[0]
+        return (f"By hand: copy {archives}{f' (from {mirror})' if mirror else ''} into {raw}/ and set "
+                f"data.download=true (files already there are verified and unpacked, not downloaded), or "
+                f"put the unpacked files (the same names without .gz) there.")
+    base, archive = getattr(dataset_cls, "base_folder", None), getattr(dataset_cls, "filename", None)
+    if base and archive:  # CIFAR
+        url = getattr(dataset_cls, "url", "")
+        return (f"By hand: put {archive}{f' (from {url})' if url else ''} in {root}/ and set "
+                f"data.download=true (a verified archive is unpacked, not downloaded), or unpack it there "
+                f"so that {root / base}/ exists.")
+    return f"By hand: put the files where torchvision's {dataset_cls.__name__} expects them under {root}/."
+
+
+def _torchvision_split(name: str, root: Path, dataset) -> Split:
+    data = dataset.data
+    x = data if isinstance(data, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(data))
+    if x.ndim == 3:  # MNIST family: (N, H, W)
+        x = x.unsqueeze(1)
+    elif x.ndim == 4 and x.shape[-1] in (1, 3):  # CIFAR: numpy (N, H, W, C)
+        x = x.permute(0, 3, 1, 2)
+    else:
+        raise DataError(f"{name} in {root}: expected images (N, H, W) or (N, H, W, C), received "
+                        f"{tuple(x.shape)}")
+    x = x.to(torch.uint8).contiguous()  # (N, C, H, W)
+    y = torch.as_tensor(np.asarray(dataset.targets), dtype=torch.int64)  # (N,)
+    if len(y) != len(x):
+        raise DataError(f"{name} in {root}: expected one target per image ({len(x)}), received {len(y)}")
+    return Split(x, y)
+
+
+# ---------------------------------------------------------------------------
+# Targets, shared by npz and csv
+# ---------------------------------------------------------------------------
+
+def _finish_targets(ys: dict[str, np.ndarray], task: str, where: dict[str, str]) -> tuple[str, dict, int | None]:
+    """Numeric targets per split -> (task, {split: y tensor}, num_classes).
+
+    task auto: integer (or bool) targets are class ids, float targets are values.
+    Class ids: int64 (N,), >= 0, num_classes = max + 1 over all splits.
+    Values: float32 (N, *target_shape); a flat (N,) becomes (N, 1) to match a 1-unit output.
+    """
+    train_y = ys["train"]
+    if task == "auto":
+        task = "classification" if train_y.dtype.kind in "biu" else "regression"
+    if task == "regression":
+        out = {}
+        for split, y in ys.items():
+            y = y.astype(np.float32)
+            out[split] = torch.from_numpy(y.reshape(len(y), 1) if y.ndim == 1 else y)
+        shapes = {tuple(t.shape[1:]) for t in out.values()}
+        if len(shapes) > 1:
+            raise DataError(f"{where['test']}: expected targets of shape {tuple(out['train'].shape[1:])} per "
+                            f"sample as in {where['train']}, received {tuple(out['test'].shape[1:])}")
+        return task, out, None
+    out = {}
+    for split, y in ys.items():
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1:
+            raise DataError(f"{where[split]}: expected one class id per sample, shape (N,), received targets "
+                            f"of shape {y.shape}; for several values per sample use task: regression")
+        if y.dtype.kind == "f":
+            fractional = np.flatnonzero(y != np.round(y))
+            if len(fractional):
+                i = int(fractional[0])
+                raise DataError(f"{where[split]}: task classification expects integer class ids, received "
+                                f"{y[i].item()} at sample {i}; use task: regression (or auto) for values")
+        if y.dtype.kind == "b":
+            y = y.astype(np.int64)
+        if len(y) and y.min() < 0:
+            i = int(np.argmin(y))
+            raise DataError(f"{where[split]}: expected class ids >= 0, received {y[i]} at sample {i}")
+        out[split] = torch.from_numpy(y.astype(np.int64))
+    num_classes = int(max(int(t.max()) for t in out.values() if len(t))) + 1
+    return task, out, num_classes
+
+
+def _check_finite(array: np.ndarray, what: str, where: str) -> None:
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        index = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+        raise DataError(f"{where}: expected finite numbers in {what}, received {array[index]} at "
+                        f"{what}[{', '.join(map(str, index))}]")
+
+
+# ---------------------------------------------------------------------------
+# .npz files
+# ---------------------------------------------------------------------------
+
+def load_npz_file(args: dict) -> Splits:
+    """Arrays x and y (and optionally x_test, y_test) from args["path"]; a test split
+    from x, y in args["test_path"].
+
+    x: int64 (N, T) token ids when x is an integer (N, T) array, else float32
+    (N, *sample_shape); a flat (N,) x becomes (N, 1). y: see `_finish_targets`.
+    """
+    path = Path(args["path"])
+    test_path = args.get("test_path")
+    arrays = {"train": _read_npz_split(path, "x", "y", test_ok=True)}
+    where = {"train": str(path)}
+    inline_test = arrays["train"].pop("test", None)
+    if inline_test is not None and test_path:
+        raise DataError(f"{path}: holds x_test and y_test, and data.test_path={test_path} is given too; "
+                        f"expected one test split: remove test_path or the x_test/y_test arrays")
+    if inline_test is not None:
+        arrays["test"], where["test"] = inline_test, f"{path} (x_test, y_test)"
+    elif test_path:
+        arrays["test"], where["test"] = _read_npz_split(Path(test_path), "x", "y"), str(test_path)
+
+    xs = {}
+    for split, pair in arrays.items():
+        xs[split] = _npz_inputs(pair["x"], where[split], pair["x_name"])
+    if "test" in xs:
+        train_x, test_x = xs["train"], xs["test"]
+        if train_x.shape[1:] != test_x.shape[1:] or train_x.dtype != test_x.dtype:
+            raise DataError(f"{where['test']}: expected test samples like the training samples, "
+                            f"{_describe(train_x)}, received {_describe(test_x)}")
+    task, ys, num_classes = _finish_targets({s: a["y"] for s, a in arrays.items()}, args.get("task", "auto"),
+                                            where)
+    splits = {s: Split(xs[s], ys[s]) for s in xs}
+    source = f"npz {path}" + (f" (test: {test_path})" if test_path else "")
+    return Splits(train=splits["train"], test=splits.get("test"), task=task, num_classes=num_classes,
+                  class_names=[str(c) for c in range(num_classes)] if num_classes else None, source=source)
+
+
+def _describe(x: torch.Tensor) -> str:
+    """'(3,) float32': one sample's shape and the element type."""
+    return f"{tuple(x.shape[1:])} {str(x.dtype).removeprefix('torch.')}"
+
+
+def _read_npz_split(path: Path, x_name: str, y_name: str, test_ok: bool = False) -> dict:
+    """{'x', 'y', 'x_name'} checked numpy arrays (plus 'test' with x_test/y_test when present)."""
+    if not path.exists():
+        raise DataError(f"{path}: file not found; expected an .npz file with arrays {x_name} and {y_name}")
+    if path.is_dir():
+        raise DataError(f"{path}: expected an .npz file, received a directory")
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except ValueError:  # numpy's answer for anything that is neither .npy nor a zip: "pickled data"
+        with open(path, "rb") as f:
+            head = f.read(16)
+        raise DataError(f"{path}: expected an .npz file (np.savez), received a file that is neither a zip "
+                        f"archive nor .npy (it starts with {head!r}); dlcli does not unpickle files") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(f"{path}: expected an .npz file (np.savez), cannot read it: {err}") from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise DataError(f"{path}: expected an .npz archive with arrays {x_name} and {y_name} (np.savez), "
+                        f"received a single .npy array of shape {getattr(npz, 'shape', '?')}")
+    with npz:
+        names = list(npz.files)
+        for required in (x_name, y_name):
+            if required not in names:
+                raise DataError(f"{path}: expected an array named {required!r};{did_you_mean(required, names)} "
+                                f"the file has: {', '.join(names) or 'no arrays'}")
+        out = {"x": _npz_array(npz, x_name, path), "y": _npz_array(npz, y_name, path), "x_name": x_name}
+        _check_pair(out["x"], out["y"], x_name, y_name, str(path))
+        if test_ok and ("x_test" in names or "y_test" in names):
+            if not ("x_test" in names and "y_test" in names):
+                missing = "y_test" if "x_test" in names else "x_test"
+                raise DataError(f"{path}: expected x_test and y_test together, {missing} is missing")
+            test = {"x": _npz_array(npz, "x_test", path), "y": _npz_array(npz, "y_test", path),
+                    "x_name": "x_test"}
+            _check_pair(test["x"], test["y"], "x_test", "y_test", str(path))
+            out["test"] = test
+    return out
+
+
+def _npz_array(npz, name: str, path: Path) -> np.ndarray:
+    try:
+        array = npz[name]
+    except ValueError as err:  # "Object arrays cannot be loaded when allow_pickle=False"
+        raise DataError(f"{path}: array {name!r} holds Python objects, which dlcli does not load (that would "
+                        f"unpickle code); expected a numeric array, e.g. save {name}.astype('float32') "
+                        f"({err})") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        raise DataError(f"{path}: cannot read array {name!r}: {err}") from None
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"{path}: expected numbers in array {name!r}, received dtype {array.dtype}")
+    return array
+
+
+def _check_pair(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str, where: str) -> None:
+    if x.ndim == 0 or y.ndim == 0:
+        scalar = x_name if x.ndim == 0 else y_name
+        raise DataError(f"{where}: expected {scalar} to hold one entry per sample, received a single number")
+    if len(x) != len(y):
+        raise DataError(f"{where}: expected as many targets as samples, received {x_name} with {len(x)} "
+                        f"samples and {y_name} with {len(y)}")
+    if len(x) == 0 or x.size == 0:
+        raise DataError(f"{where}: expected at least one sample, {x_name} is empty (shape {x.shape})")
+    if y.size == 0:
+        raise DataError(f"{where}: expected at least one target per sample, {y_name} is empty (shape {y.shape})")
+    _check_finite(x, x_name, where)
+    _check_finite(y, y_name, where)
+
+
+def _npz_inputs(x: np.ndarray, where: str, name: str) -> torch.Tensor:
+    if x.ndim == 1:
+        x = x.reshape(len(x), 1)  # one feature per sample
+    if x.ndim == 2 and x.dtype.kind in "iu":  # (N, T): token ids for an embedding
+        if x.min() < 0:
+            raise DataError(f"{where}: integer {name} of shape (N, T) is read as token ids, expected ids >= 0, "
+                            f"received {x.min()}; save it as float to use it as features")
+        return torch.from_numpy(x.astype(np.int64))
+    return torch.from_numpy(x.astype(np.float32))
+
+
+# ---------------------------------------------------------------------------
+# CSV files
+# ---------------------------------------------------------------------------
+
+_INT_RE = re.compile(r"^\s*[-+]?\d+\s*$")
+
+
+class _Table:
+    """A CSV read as strings: header names, columns, and each row's line number."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.header, rows, self.lines = _read_csv_rows(path)
+        self.columns = {name: [row[i] for row in rows] for i, name in enumerate(self.header)}
+
+    def require(self, names: list[str], like: str | None = None) -> None:
+        missing = [n for n in names if n not in self.columns]
+        if missing:
+            source = f" as in {like}" if like else ""
+            hint = did_you_mean(missing[0], self.header)
+            raise DataError(f"{self.path}: expected column{'s' if len(missing) > 1 else ''} "
+                            f"{', '.join(map(repr, missing))}{source};{hint} the file has columns: "
+                            f"{', '.join(self.header)}")
+
+    def numbers(self, name: str) -> np.ndarray:
+        """Column `name` as float64; an empty, non-numeric or non-finite cell names its line."""
+        cells = self.columns[name]
+        try:
+            values = np.array(cells, dtype=np.float64)
+        except ValueError:
+            for i, cell in enumerate(cells):
+                try:
+                    float(cell)
+                except ValueError:
+                    raise self.cell_error(i, name, "a number", cell) from None
+            raise  # pragma: no cover - numpy and float() agree on what a number is
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            raise self.cell_error(int(bad[0]), name, "a finite number", cells[bad[0]])
+        return values
+
+    def cell_error(self, i: int, name: str, expected: str, cell: str) -> DataError:
+        received = "an empty cell" if not cell.strip() else repr(cell)
+        return DataError(f"{self.path}:{self.lines[i]}: column {name!r} (data row {i + 1}): expected "
+                         f"{expected}, received {received}")
+
+
+def _read_csv_rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
+    if not path.exists():
+        raise DataError(f"{path}: file not found; expected a CSV file with a header row")
+    if path.is_dir():
+        raise DataError(f"{path}: expected a CSV file, received a directory")
+    rows, lines = [], []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None or not any(h.strip() for h in header):
+                raise DataError(f"{path}: expected a header row with column names, received an empty "
+                                f"{'file' if header is None else 'first line'}")
+            header = [h.strip() for h in header]
+            for row in reader:
+                if not row:  # a blank line
+                    continue
+                if len(row) != len(header):
+                    raise DataError(f"{path}:{reader.line_num}: expected {len(header)} fields as in the header, "
+                                    f"received {len(row)}")
+                rows.append(row)
+                lines.append(reader.line_num)
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: expected UTF-8 text, cannot decode: {err}") from None
+    except csv.Error as err:
+        raise DataError(f"{path}: not a readable CSV file: {err}") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read: {err}") from None
+    blank = [i + 1 for i, h in enumerate(header) if not h]
+    if blank:
+        raise DataError(f"{path}:1: expected a name for every column, column {blank[0]} has none")
+    duplicates = sorted({h for h in header if header.count(h) > 1})
+    if duplicates:
+        raise DataError(f"{path}:1: expected unique column names, received {', '.join(map(repr, duplicates))} "
+                        f"more than once")
+    if not rows:
+        raise DataError(f"{path}: expected data rows after the header, the file has none")
+    return header, rows, lines
+
+
+def load_csv_file(args: dict) -> Splits:
+    """A CSV with a header row: feature columns and one target column.
+
+    x: float32 (N, F), or (N, window, F) with `window` (consecutive rows; the
+    target is the target column of the row after the window, so N = rows - window).
+    y: int64 (N,) class ids (text targets: classes are the sorted unique strings),
+    or float32 (N, 1) values.
+    """
+    path, test_path = Path(args["path"]), args.get("test_path")
+    target, window, task = args["target"], args.get("window"), args.get("task", "auto")
+    tables = {"train": _Table(path)}
+    header = tables["train"].header
+    if target not in header:
+        raise DataError(f"{path}: target column {target!r} not found;{did_you_mean(target, header)} "
+                        f"the file has columns: {', '.join(header)}")
+    features = _feature_names(path, header, target, args.get("features"), window)
+    if test_path:
+        tables["test"] = _Table(Path(test_path))
+        tables["test"].require([*features, target], like=str(path))
+    where = {s: str(t.path) for s, t in tables.items()}
+
+    xs = {s: np.stack([t.numbers(name) for name in features], axis=1).astype(np.float32)  # (rows, F)
+          for s, t in tables.items()}
+    task, ys, class_names = _csv_targets(tables, target, task)
+    if window:
+        for split in list(xs):
+            xs[split], ys[split] = _windows(xs[split], ys[split], window, where[split])
+    if task == "regression":
+        _, ys_t, num_classes = _finish_targets(ys, "regression", where)
+    else:
+        ys_t = {s: torch.from_numpy(y.astype(np.int64)) for s, y in ys.items()}
+        num_classes = len(class_names)
+    splits = {s: Split(torch.from_numpy(np.ascontiguousarray(xs[s])), ys_t[s]) for s in xs}
+    source = f"csv {path}" + (f" (test: {test_path})" if test_path else "")
+    return Splits(train=splits["train"], test=splits.get("test"), task=task, num_classes=num_classes,
+                  class_names=class_names, source=source,
+                  meta={"features": features, "target": target, "window": window})
+
+
+def _feature_names(path: Path, header: list[str], target: str, features: list[str] | None,
+                   window: int | None) -> list[str]:
+    if features is None:
+        features = [h for h in header if h != target]
+        if not features:
+            raise DataError(f"{path}: expected feature columns besides the target {target!r}, the file has "
+                            f"only {', '.join(header)}" + (f"; to predict a series from its own past list it: "
+                                                           f"features: [{target}]" if window else ""))
+        return features
+    if not features:
+        raise DataError(f"{path}: expected at least one name in data.features, received an empty list")
+    for name in features:
+        if name not in header:
+            raise DataError(f"{path}: feature column {name!r} not found;{did_you_mean(name, header)} the file "
+                            f"has columns: {', '.join(header)}")
+    repeated = sorted({f for f in features if features.count(f) > 1})
+    if repeated:
+        raise DataError(f"{path}: expected each feature once in data.features, received "
+                        f"{', '.join(map(repr, repeated))} more than once")
+    if target in features and not window:
+        raise DataError(f"{path}: the target {target!r} is also listed in data.features, so the model would "
+                        f"see the answer; expected features without the target (with data.window the target's "
+                        f"past values may be features)")
+    return list(features)
+
+
+def _csv_targets(tables: dict[str, _Table], target: str, task: str) -> tuple[str, dict, list[str] | None]:
+    """({split: numpy targets per row}, class names) for the target column.
+
+    Integer cells are class ids (auto), decimals are values, text cells are class
+    names (sorted unique strings of the training file).
+    """
+    train = tables["train"]
+    cells = train.columns[target]
+    numeric = []
+    for i, cell in enumerate(cells):
+        if not cell.strip():
+            raise train.cell_error(i, target, "a target value", cell)
+        try:
+            float(cell)
+            numeric.append(True)
+        except ValueError:
+            numeric.append(False)
+    if not all(numeric):
+        first_text = numeric.index(False)
+        if task == "regression":
+            raise train.cell_error(first_text, target, "a number (task: regression)", cells[first_text])
+        if task == "auto" and any(numeric):
+            first_number = numeric.index(True)
+            raise DataError(f"{train.path}: target column {target!r} mixes numbers ({cells[first_number]!r} "
+                            f"on line {train.lines[first_number]}) and text ({cells[first_text]!r} on line "
+                            f"{train.lines[first_text]}); expected one or the other, or set task: "
+                            f"classification to read every cell as a class name")
+        return "classification", *_text_classes(tables, target)
+    if task == "auto":
+        task = "classification" if all(_INT_RE.match(c) for c in cells) else "regression"
+    ys = {s: t.numbers(target) for s, t in tables.items()}
+    if task == "regression":
+        return task, ys, None
+    for split, y in ys.items():
+        table = tables[split]
+        for i in np.flatnonzero((y != np.round(y)) | (y < 0)):
+            raise table.cell_error(int(i), target, "a class id (an integer >= 0)", table.columns[target][i])
+    num_classes = int(max(y.max() for y in ys.values())) + 1
+    return task, {s: y.astype(np.int64) for s, y in ys.items()}, [str(c) for c in range(num_classes)]
+
+
+def _text_classes(tables: dict[str, _Table], target: str) -> tuple[dict, list[str]]:
+    names = sorted({c.strip() for c in tables["train"].columns[target]})
+    index = {name: i for i, name in enumerate(names)}
+    listed = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+    ys = {}
+    for split, table in tables.items():
+        ids = []
+        for i, cell in enumerate(table.columns[target]):
+            if cell.strip() not in index:
+                raise table.cell_error(i, target, f"one of the training file's classes ({listed})", cell)
+            ids.append(index[cell.strip()])
+        ys[split] = np.array(ids, dtype=np.int64)
+    return ys, names
+
+
+def _windows(x: np.ndarray, y: np.ndarray, window: int, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (R, F) -> samples (R - window, window, F); sample i is rows i..i+window-1 and
+    its target is row i + window's."""
+    rows = len(x)
+    if rows < window + 1:
+        raise DataError(f"{where}: data.window={window} needs at least {window + 1} data rows (a window and "
+                        f"the next row's target), received {rows}")
+    views = np.lib.stride_tricks.sliding_window_view(x, window, axis=0)  # (R - window + 1, F, window)
+    return views[: rows - window].transpose(0, 2, 1).copy(), y[window:]
+
+
+# ---------------------------------------------------------------------------
+# Image folders
+# ---------------------------------------------------------------------------
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
+_MODES = {1: "L", 3: "RGB"}
+
+
+def load_image_folder_dir(args: dict) -> Splits:
+    """Images in class folders, as torchvision's ImageFolder: path/<class>/*.png.
+
+    With path/train (and path/test) those are the splits; otherwise path is the
+    training split and args["test_path"] the test split. Each image is converted to
+    args["input_shape"] = [C, H, W] (C 1: grey, 3: RGB; [H, W] means grey) with a
+    bilinear resize. x: uint8 (N, C, H, W); y: int64 (N,); classes: sorted folder names.
+    """
+    path, test_path = Path(args["path"]), args.get("test_path")
+    channels, height, width = _image_shape(path, args.get("input_shape"))
+    if not path.is_dir():
+        raise DataError(f"{path}: {'not found' if not path.exists() else 'not a directory'}; expected a folder "
+                        f"of class folders (path/<class>/*.png) or with train/ and test/ inside")
+    train_dir, test_dir = path, Path(test_path) if test_path else None
+    if (path / "train").is_dir():
+        train_dir = path / "train"
+        if (path / "test").is_dir():
+            if test_dir is not None:
+                raise DataError(f"{path}: has a test/ folder and data.test_path={test_path} is given too; "
+                                f"expected one test split: remove test_path or the test/ folder")
+            test_dir = path / "test"
+    train = _scan_class_folders(train_dir)
+    classes = sorted(train)
+    splits = {"train": _read_images(train, classes, (channels, height, width))}
+    if test_dir is not None:
+        test = _scan_class_folders(test_dir)
+        if sorted(test) != classes:
+            missing, extra = sorted(set(classes) - set(test)), sorted(set(test) - set(classes))
+            parts = ([f"missing {', '.join(missing)}"] if missing else []) + \
+                    ([f"extra {', '.join(extra)}"] if extra else [])
+            raise DataError(f"{test_dir}: expected the same class folders as {train_dir} ({', '.join(classes)}), "
+                            f"received {'; '.join(parts)}")
+        splits["test"] = _read_images(test, classes, (channels, height, width))
+    source = f"image folder {train_dir}" + (f" (test: {test_dir})" if test_dir is not None else "")
+    return Splits(train=splits["train"], test=splits.get("test"), task="classification",
+                  num_classes=len(classes), class_names=classes, source=source)
+
+
+def _image_shape(path: Path, shape: Any) -> tuple[int, int, int]:
+    if isinstance(shape, (list, tuple)) and len(shape) == 2:
+        shape = (1, *shape)  # [H, W]: grey rows read as steps
+    if not (isinstance(shape, (list, tuple)) and len(shape) == 3
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape)):
+        raise DataError(f"{path}: image_folder needs model.input_shape [channels, height, width] to size the "
+                        f"images, received {short_repr(shape)}")
+    if shape[0] not in _MODES:
+        raise DataError(f"{path}: expected model.input_shape with 1 (grey) or 3 (RGB) channels for images, "
+                        f"received {shape[0]} channels in {list(shape)}")
+    return tuple(shape)
+
+
+def _scan_class_folders(directory: Path) -> dict[str, list[Path]]:
+    """{class name: sorted image files} for each sub-folder of `directory`."""
+    if not directory.is_dir():
+        raise DataError(f"{directory}: {'not found' if not directory.exists() else 'not a directory'}; "
+                        f"expected a folder of class folders (<class>/*.png)")
+    folders = sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        loose = [p for p in directory.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
+        found = f" (found {len(loose)} images directly inside; move them into class folders)" if loose else ""
+        raise DataError(f"{directory}: expected one folder per class with images inside (<class>/*.png), "
+                        f"received no sub-folders{found}")
+    classes = {}
+    for folder in folders:
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
+            raise DataError(f"{folder}: expected images ({', '.join(IMAGE_EXTENSIONS)}) in class folder "
+                            f"{folder.name!r}, received none")
+        classes[folder.name] = files
+    return classes
+
+
+def _read_images(classes: dict[str, list[Path]], names: list[str], shape: tuple[int, int, int]) -> Split:
+    from PIL import Image, UnidentifiedImageError
+
+    channels, height, width = shape
+    files = [(f, label) for label, name in enumerate(names) for f in classes[name]]
+    x = np.empty((len(files), height, width, channels), dtype=np.uint8)  # (N, H, W, C), as PIL gives it
+    for i, (file, _) in enumerate(files):
+        try:
+            with Image.open(file) as image:
+                image = image.convert(_MODES[channels])
+                if image.size != (width, height):
+                    image = image.resize((width, height), Image.Resampling.BILINEAR)
+                x[i] = np.asarray(image, dtype=np.uint8).reshape(height, width, channels)
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            raise DataError(f"{file}: expected a readable image, cannot decode it: {err}") from None
+    y = torch.tensor([label for _, label in files], dtype=torch.int64)  # (N,)
+    return Split(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), y)  # (N, C, H, W)
