@@ -1,0 +1,165 @@
+"""One contestant of benchmarks/train_speed.py, run in its own process so that its
+peak RSS is its own. Prints one JSON line: per-epoch seconds, test accuracy, RSS.
+
+    python benchmarks/_contestants.py dlcli|hand|dataloader --epochs 10 --device cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+MNIST = REPO / "dlcli" / "data" / "mnist"
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def sync(device):
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def seed_model():
+    """The Keras example, written by hand: Conv2D(32, 3, relu) -> MaxPool(2) -> Flatten -> Dense(10)."""
+    import torch.nn as nn
+
+    return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(5408, 10))
+
+
+def run_dlcli(args) -> dict:
+    from dlcli.config import load_config
+    from dlcli.train import train
+
+    out = tempfile.mkdtemp(prefix="dlcli-bench-")
+    overrides = [f"trainer.epochs={args.epochs}", f"trainer.device={args.device}", "trainer.progress=none",
+                 f"trainer.out_dir={out}"] + args.override
+    cfg = load_config(REPO / "configs" / "mnist_cnn.yaml", overrides)
+    start = time.perf_counter()
+    summary = train(cfg)
+    total = time.perf_counter() - start
+    from dlcli.runs import read_metrics
+
+    records = [r for r in read_metrics(Path(summary["run_dir"]) / "metrics.jsonl")[0] if r["kind"] == "epoch"]
+    shutil.rmtree(out, ignore_errors=True)
+    return {"epoch_seconds": [r["seconds"] for r in records], "test_accuracy": summary["test"]["accuracy"],
+            "end_to_end_seconds": total}
+
+
+def _tensors(device):
+    import numpy as np
+    import torch
+
+    def read(name, offset):
+        return np.frombuffer(gzip.open(MNIST / name).read(), dtype=np.uint8, offset=offset)
+
+    x = torch.from_numpy(read("train-images-idx3-ubyte.gz", 16).copy()).reshape(-1, 1, 28, 28)
+    y = torch.from_numpy(read("train-labels-idx1-ubyte.gz", 8).astype(np.int64))
+    xt = torch.from_numpy(read("t10k-images-idx3-ubyte.gz", 16).copy()).reshape(-1, 1, 28, 28)
+    yt = torch.from_numpy(read("t10k-labels-idx1-ubyte.gz", 8).astype(np.int64))
+    norm = lambda t: ((t.float() / 255) - 0.1307) / 0.3081  # noqa: E731
+    return norm(x).to(device), y.to(device), norm(xt).to(device), yt.to(device)
+
+
+def _accuracy(model, xt, yt):
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        correct = sum(int((model(xt[i:i + 1000]).argmax(1) == yt[i:i + 1000]).sum()) for i in range(0, len(xt), 1000))
+    return correct / len(xt)
+
+
+def run_hand(args) -> dict:
+    """The hand-written loop: the whole dataset as one tensor on the device, batches by index."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    x, y, xt, yt = _tensors(device)
+    model = seed_model().to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, **({"fused": True} if device.type == "cuda" else {}))
+    times = []
+    for epoch in range(args.epochs):
+        sync(device)
+        start = time.perf_counter()
+        model.train()
+        perm = torch.randperm(len(x), device=device)
+        for i in range(0, len(x), 128):
+            idx = perm[i:i + 128]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return {"epoch_seconds": times, "test_accuracy": _accuracy(model, xt, yt)}
+
+
+def run_dataloader(args) -> dict:
+    """The idiomatic loop: torchvision MNIST + ToTensor + Normalize + DataLoader."""
+    import torch
+    import torch.nn.functional as F
+    from torchvision import datasets, transforms
+
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    root = Path(tempfile.mkdtemp(prefix="mnist-tv-"))
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for gz in MNIST.glob("*.gz"):  # torchvision reads the uncompressed IDX files
+        (raw / gz.name[:-3]).write_bytes(gzip.open(gz).read())
+    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
+    train_set = datasets.MNIST(root, train=True, transform=tf, download=False)
+    test_set = datasets.MNIST(root, train=False, transform=tf, download=False)
+    loader = torch.utils.data.DataLoader(train_set, batch_size=128, shuffle=True, num_workers=args.workers,
+                                         pin_memory=device.type == "cuda", persistent_workers=args.workers > 0)
+    model = seed_model().to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, **({"fused": True} if device.type == "cuda" else {}))
+    times = []
+    for epoch in range(args.epochs):
+        sync(device)
+        start = time.perf_counter()
+        model.train()
+        for xb, yb in loader:
+            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    xt = torch.stack([test_set[i][0] for i in range(len(test_set))]).to(device)
+    yt = test_set.targets.to(device)
+    shutil.rmtree(root, ignore_errors=True)
+    return {"epoch_seconds": times, "test_accuracy": _accuracy(model, xt, yt)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("contestant", choices=["dlcli", "hand", "dataloader"])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--override", action="append", default=[], help="dlcli override key=value")
+    args = parser.parse_args()
+    result = {"dlcli": run_dlcli, "hand": run_hand, "dataloader": run_dataloader}[args.contestant](args)
+    result.update(contestant=args.contestant, peak_rss_mb=round(peak_rss_mb(), 1), epochs=args.epochs)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
