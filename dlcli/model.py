@@ -31,7 +31,11 @@ class Model(nn.Sequential):
     def __init__(self, layers: "OrderedDict[str, nn.Module]", output_activation: str | None = None):
         super().__init__(layers)
         self.output_activation = output_activation
-        self.output_act = build_activation(output_activation)
+
+    @property
+    def output_act(self) -> nn.Module:
+        # built on demand, never a child module: nn.Sequential.forward runs every child
+        return build_activation(self.output_activation)
 
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         """Outputs with the final activation applied (probabilities for classifiers)."""

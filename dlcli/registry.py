@@ -317,7 +317,8 @@ class Registry:
         alias = hint.split("'")[1] if hint else None
         if alias in self._aliases:  # suggest the canonical name, not the alias
             hint = f" did you mean '{self._aliases[alias]}'?"
-        return (f"unknown {self.kind} {short_repr(name)};{hint} valid {self.kind}s: "
+        plural = self.kind + ("es" if self.kind.endswith("s") else "s")  # losses, not losss
+        return (f"unknown {self.kind} {short_repr(name)};{hint} valid {plural}: "
                 f"{', '.join(self.names())}")
 
     def names(self) -> list[str]:

@@ -55,11 +55,12 @@ def registry_table(registry: Registry, title: str) -> Table:
     table = Table(title=title, title_justify="left", show_lines=True)
     show_family = any(e.family for e in registry)
     if show_family:
-        table.add_column("family")
-    table.add_column("name", style="bold")
-    table.add_column("aliases")
-    table.add_column("arguments (kind = default)")
-    table.add_column("description")
+        table.add_column("family", overflow="fold")
+    # nothing is cut short (piped output is 80 columns): names stay whole, the rest folds; never "global_avgpo…"
+    table.add_column("name", style="bold", no_wrap=True)
+    table.add_column("aliases", overflow="fold")
+    table.add_column("arguments (kind = default)", overflow="fold")
+    table.add_column("description", overflow="fold")
     for entry in sorted(registry, key=lambda e: (e.family, e.name)) if show_family else registry:
         row = [entry.name, ", ".join(entry.aliases) or "-", _arg_text(entry), escape(entry.help)]
         table.add_row(*([entry.family] if show_family else []), *row)

@@ -25,5 +25,5 @@ def validate(config: str = typer.Argument(..., help="the YAML config"),
     console.print(summary_table(summary, cfg["name"]))
     console.print(summary_totals(summary))
     if show_config:
-        console.print(dump_config(cfg), markup=False)
+        console.print(dump_config(cfg), markup=False, soft_wrap=True)  # as YAML wrote it: no re-wrapping
     console.print(f"[green]{config}: valid[/]")

@@ -88,9 +88,13 @@ def _yaml_message(err: yaml.YAMLError) -> str:
     context = getattr(err, "context", None)
     text = f"invalid YAML: {problem}" + (f" ({context})" if context else "")
     if "could not determine a constructor" in str(err):
-        text = ("invalid YAML: tags that create objects are not allowed; a config holds plain data "
-                "(mappings, lists, strings, numbers, booleans)")
+        text = _OBJECT_TAGS
     return text
+
+
+_OBJECT_TAGS = ("invalid YAML: tags that create objects are not allowed; a config holds plain data "
+                "(mappings, lists, strings, numbers, booleans)")
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
 class _Builder:
@@ -109,6 +113,8 @@ class _Builder:
         if depth > MAX_DEPTH:
             self.fail(node, f"the document is nested more than {MAX_DEPTH} levels deep")
         self.lines.setdefault(path, node.start_mark.line + 1)
+        if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_TAGS:  # !!python/object/apply: [...]
+            self.fail(node, _OBJECT_TAGS)
         if isinstance(node, yaml.MappingNode):
             self.loader.flatten_mapping(node)  # YAML merge keys (<<)
             out: dict = {}

@@ -73,6 +73,7 @@ def apply_overrides(data: dict, lines: dict, overrides: list[str]) -> list[Probl
                     break
                 if part not in node or not isinstance(node[part], (dict, list)):
                     node[part] = {} if isinstance(nxt, str) else []
+                    lines[path[: depth + 1]] = where  # a key the override created is blamed on it
                 node = node[part]
         else:
             last = path[-1]

@@ -51,6 +51,21 @@ def canonicalize_layers(data: Any, lines: dict) -> None:
                 lines[base + (i, *path[4:]) if len(path) > 4 else base + (i, "type")] = line
 
 
+NAMED_SECTIONS = {"optimizer": "type", "scheduler": "type", "loss": "type", "data": "dataset"}
+
+
+def canonicalize_sections(data: Any, lines: dict) -> None:
+    """Rewrite `optimizer: adam` as `{type: adam}` (likewise scheduler, loss and `data: mnist`) in
+    place, so that an override such as `optimizer.lr=0.1` adds an argument instead of replacing the name."""
+    if not isinstance(data, dict):
+        return
+    for section, key in NAMED_SECTIONS.items():
+        if isinstance(data.get(section), str):
+            data[section] = {key: data[section]}
+            if (section,) in lines:
+                lines[(section, key)] = lines[(section,)]
+
+
 class _Checker:
     def __init__(self, lines: dict, source: str):
         self.lines, self.source = lines, source

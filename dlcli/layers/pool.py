@@ -8,7 +8,8 @@ from dlcli.registry import Arg, IntTuple, Optional, Str
 
 def _pool_length(length: int, k: int, s: int, padding: str) -> int:
     if padding == "same":  # ceil mode: the last partial window counts
-        return -(-(length - k) // s) + 1 if length >= k else 0
+        n = -(-(length - k) // s) + 1 if length >= k else 0
+        return n - 1 if n > 1 and (n - 1) * s >= length else n  # as torch: no window starts past the end
     return (length - k) // s + 1
 
 

@@ -1,0 +1,135 @@
+"""dlcli.config._overrides: `key.path=value` on the command line, validated like the file."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from dlcli.config import ConfigError, load_config
+from dlcli.config._overrides import parse_override, parse_path
+
+
+@pytest.fixture
+def config_path(write_config, tiny_config_text):
+    return write_config(tiny_config_text)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("trainer.epochs", ("trainer", "epochs")),
+    ("model.layers[0].filters", ("model", "layers", 0, "filters")),
+    ("a[1][2].b", ("a", 1, 2, "b")),
+])
+def test_parse_path(text, expected):
+    assert parse_path(text) == expected
+
+
+@pytest.mark.parametrize("text, path, value", [
+    ("trainer.epochs=3", ("trainer", "epochs"), 3),
+    ("optimizer.lr=1e-3", ("optimizer", "lr"), 1e-3),
+    ("model.input_shape=[28, 28]", ("model", "input_shape"), [28, 28]),
+    ("loss=mse", ("loss",), "mse"),
+    ("data.path=a=b.csv", ("data", "path"), "a=b.csv"),
+    ("name==", ("name",), "="),
+    ("name=", ("name",), ""),
+    ("name=[unclosed", ("name",), "[unclosed"),  # not YAML on its own: kept as text
+])
+def test_parse_override_splits_at_the_first_equals_and_reads_yaml(text, path, value):
+    assert parse_override(text) == (path, value)
+
+
+def test_1e_minus_3_in_an_override_is_a_float(config_path):
+    assert type(parse_override("optimizer.lr=1e-3")[1]) is float
+    cfg = load_config(config_path, ["optimizer.lr=1e-4"])
+    assert type(cfg["optimizer"]["lr"]) is float and cfg["optimizer"]["lr"] == 1e-4
+
+
+def test_override_changes_the_resolved_config(config_path):
+    cfg = load_config(config_path, ["trainer.epochs=3", "data.batch_size=7", "seed=42"])
+    assert (cfg["trainer"]["epochs"], cfg["data"]["batch_size"], cfg["seed"]) == (3, 7, 42)
+
+
+def test_override_value_containing_equals(config_path):
+    cfg = load_config(config_path, ["name=a=b=c"])
+    assert cfg["name"] == "a=b=c"
+
+
+def test_override_can_add_an_optional_section(config_path):
+    cfg = load_config(config_path, ["scheduler.type=cosine", "scheduler.warmup_steps=5"])
+    assert cfg["scheduler"] == {"type": "cosine", "eta_min": 0.0, "warmup_steps": 5}
+
+
+def test_layer_override_really_changes_the_model(config_path):
+    from dlcli.model import build_model
+
+    cfg = load_config(config_path, ["model.layers[0].filters=64"])
+    assert cfg["model"]["layers"][0]["filters"] == 64
+    model = build_model(cfg)
+    assert tuple(model.conv2d.weight.shape) == (64, 1, 3, 3)
+    assert model.dense.in_features == 64 * 13 * 13  # the shapes after it follow
+
+
+@pytest.mark.parametrize("override, section, expected", [
+    ("optimizer.lr=0.01", "optimizer", {"type": "adam", "lr": 0.01}),
+    ("loss.label_smoothing=0.1", "loss", {"type": "cross_entropy", "label_smoothing": 0.1}),
+])
+def test_override_of_an_argument_of_a_section_given_by_name(configs_dir, override, section, expected):
+    # the Keras config says `optimizer: Adam` and `loss: sparse_categorical_crossentropy`
+    cfg = load_config(configs_dir / "mnist_cnn_keras.yaml", [override])
+    assert expected.items() <= cfg[section].items()
+
+
+def test_override_of_a_data_argument_when_data_is_given_by_name(write_config, tiny_config_text):
+    text = tiny_config_text.replace("data:\n  dataset: mnist\n  batch_size: 32\n", "data: mnist\n")
+    assert "data: mnist\n" in text
+    cfg = load_config(write_config(text), ["data.batch_size=16"])
+    assert (cfg["data"]["dataset"], cfg["data"]["batch_size"]) == ("mnist", 16)
+
+
+def test_override_of_a_key_that_does_not_exist(config_path):
+    with pytest.raises(ConfigError, match=re.escape("override 'trainer.epochz=3': trainer.epochz: unknown "
+                                                    "argument 'epochz' for trainer; did you mean 'epochs'?")):
+        load_config(config_path, ["trainer.epochz=3"])
+
+
+def test_override_of_an_unknown_section(config_path):
+    with pytest.raises(ConfigError, match="override 'optimiser.lr=0.1': optimiser: unknown argument 'optimiser' "
+                                          "for config; did you mean 'optimizer'?"):
+        load_config(config_path, ["optimiser.lr=0.1"])
+
+
+def test_override_of_an_out_of_range_list_index(config_path):
+    with pytest.raises(ConfigError, match=re.escape("override 'model.layers[9].filters=1': model.layers[9]: "
+                                                    "no item [9]: the list has 4 items")):
+        load_config(config_path, ["model.layers[9].filters=1"])
+
+
+def test_override_index_into_a_mapping(config_path):
+    with pytest.raises(ConfigError, match=re.escape("override 'trainer[0]=1': trainer[0]: is not a list; "
+                                                    "cannot take item [0]")):
+        load_config(config_path, ["trainer[0]=1"])
+
+
+def test_override_with_a_bad_value_is_validated_like_the_file(config_path):
+    with pytest.raises(ConfigError, match=r"override 'trainer.epochs=0': trainer.epochs: expected an integer "
+                                          r"between 1 and 1000000; received: 0"):
+        load_config(config_path, ["trainer.epochs=0"])
+
+
+def test_override_problems_and_file_problems_are_reported_together(write_config, tiny_config_text):
+    path = write_config(tiny_config_text.replace("epochs: 1", "epochs: -1"))
+    with pytest.raises(ConfigError, match="2 problems") as info:
+        load_config(path, ["model.layers[7].units=3"])
+    wheres = [p.where for p in info.value.problems]
+    assert wheres[0] == "override 'model.layers[7].units=3'"
+    assert re.fullmatch(rf"{re.escape(str(path))}:\d+", wheres[1])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("trainer.epochs", "expected key.path=value"),
+    ("trainer..epochs=3", "is not a key path"),
+    ("model.layers[x]=3", "the bad part is 'layers\\[x\\]'"),
+])
+def test_malformed_overrides(config_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(config_path, [text])

@@ -1,0 +1,297 @@
+"""dlcli.config._validate: every problem found, each with file:line, key path and a hint."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+
+import pytest
+
+from dlcli.config import ConfigError, config_from_text, dump_config, load_config
+
+
+def model_config(layers: str, input_shape: str = "[1, 28, 28]", rest: str = "data: mnist\n") -> str:
+    """A config with the given layer lines (YAML list items, one per line)."""
+    layer_lines = textwrap.indent(textwrap.dedent(layers).strip(), "    ")
+    return f"model:\n  input_shape: {input_shape}\n  layers:\n{layer_lines}\n{rest}"
+
+
+def problems_of(write_config, text: str) -> tuple[str, list]:
+    path = write_config(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    for problem in info.value.problems:  # every problem says where it is
+        assert re.fullmatch(rf"{re.escape(str(path))}:\d+", problem.where), problem
+        assert f"{path}:" in str(info.value)
+    return str(path), info.value.problems
+
+
+def _at(path, line: int) -> str:
+    return rf"{re.escape(str(path))}:{line}: "
+
+
+# --- the whole config ----------------------------------------------------------------
+
+def test_tiny_config_resolves_with_defaults(write_config, tiny_config_text):
+    cfg = load_config(write_config(tiny_config_text, name="tiny.yaml"))
+    assert cfg["name"] == "tiny"
+    assert cfg["model"]["layers"][0] == {"type": "conv2d", "filters": 4, "kernel_size": [3, 3], "strides": [1, 1],
+                                         "padding": "valid", "dilation_rate": [1, 1], "activation": "relu",
+                                         "use_bias": True}
+    assert cfg["model"]["layers"][2] == {"type": "flatten"}
+    assert cfg["optimizer"]["type"] == "adam" and cfg["optimizer"]["betas"] == [0.9, 0.999]
+    assert cfg["scheduler"] is None
+    assert cfg["loss"] == {"type": "cross_entropy", "label_smoothing": 0.0, "reduction": "mean"}
+    assert cfg["trainer"]["epochs"] == 1 and cfg["trainer"]["early_stopping"] is None
+
+
+def test_name_defaults_to_the_file_name(write_config, tiny_config_text):
+    cfg = load_config(write_config(tiny_config_text.replace("name: tiny\n", ""), name="my_run.yaml"))
+    assert cfg["name"] == "my_run"
+
+
+def test_resolved_config_validates_again_as_it_is(write_config, tiny_config_text):
+    cfg = load_config(write_config(tiny_config_text))
+    assert config_from_text(dump_config(cfg)) == cfg
+
+
+def test_three_layer_forms_and_keras_aliases_resolve_the_same(write_config):
+    text = model_config("""
+        - {type: Conv2D, filters: 4, kernel_size: [3, 3]}
+        - MaxPooling2D
+        - dropout: 0.25
+        - Flatten
+        - Dense: {units: 10}
+    """)
+    layers = load_config(write_config(text))["model"]["layers"]
+    assert [layer["type"] for layer in layers] == ["conv2d", "maxpool2d", "dropout", "flatten", "dense"]
+    assert layers[2]["rate"] == 0.25
+    assert layers[1]["pool_size"] == [2, 2]
+
+
+# --- one mistake each -------------------------------------------------------------------
+
+def test_unknown_key_with_did_you_mean(write_config, tiny_config_text):
+    path, problems = problems_of(write_config, tiny_config_text.replace("epochs: 1", "epoch: 1"))
+    assert len(problems) == 1
+    line = tiny_config_text.splitlines().index("  epochs: 1") + 1
+    with pytest.raises(ConfigError, match=_at(path, line) + "trainer.epoch: unknown argument 'epoch' for trainer; "
+                                                            "did you mean 'epochs'\\? valid arguments: epochs, "):
+        load_config(path)
+
+
+def test_unknown_section_with_did_you_mean(write_config, tiny_config_text):
+    path, problems = problems_of(write_config, tiny_config_text.replace("trainer:", "trainr:"))
+    assert [p.message.split(";")[0] for p in problems] == ["unknown argument 'trainr' for config"]
+    assert "did you mean 'trainer'?" in problems[0].message
+
+
+def test_unknown_layer_argument_with_did_you_mean(write_config):
+    path, problems = problems_of(write_config, model_config("- conv2d: {filter: 32, kernel_size: 3}"))
+    messages = [p.render() for p in problems]
+    assert len(problems) == 2
+    assert messages[0] == (f"{path}:4: model.layers[0].filter: unknown argument 'filter' for conv2d; did you mean "
+                           f"'filters'? valid arguments: filters, kernel_size, strides, padding, dilation_rate, "
+                           f"activation, use_bias")
+    assert messages[1].startswith(f"{path}:4: model.layers[0]: missing required argument 'filters'")
+
+
+@pytest.mark.parametrize("written, suggested", [("conv2", "conv2d"), ("Desne", "dense"), ("lstn", "lstm"),
+                                                ("maxpooling2d", "maxpool2d")])
+def test_misspelled_layer_type_with_did_you_mean(write_config, written, suggested):
+    text = model_config(f"- {written}: {{units: 10}}\n- dense: {{units: 10}}")
+    path = write_config(text)
+    with pytest.raises(ConfigError, match=_at(path, 4) + rf"model.layers\[0\].type: unknown layer '{written}'; "
+                                                         rf"did you mean '{suggested}'\? valid layers: conv1d, "):
+        load_config(path)
+
+
+def test_wrong_type(write_config):
+    path = write_config(model_config("- flatten\n- dense: {units: ten}"))
+    with pytest.raises(ConfigError, match=_at(path, 5) + r"model.layers\[1\].units: expected an integer > 0; "
+                                                         r"received: 'ten'"):
+        load_config(path)
+
+
+def test_wrong_type_for_a_section_value(write_config, tiny_config_text):
+    path = write_config(tiny_config_text.replace("batch_size: 32", "batch_size: big"))
+    with pytest.raises(ConfigError, match=r"data.batch_size: expected an integer between 1 and 1048576; "
+                                          r"received: 'big'"):
+        load_config(path)
+
+
+def test_out_of_range_number(write_config):
+    path = write_config(model_config("- flatten\n- dropout: 1.5\n- dense: {units: 10}"))
+    with pytest.raises(ConfigError, match=_at(path, 5) + r"model.layers\[1\].rate: expected a number "
+                                                         r"\(>= 0, < 1\); received: 1.5"):
+        load_config(path)
+
+
+def test_missing_required_argument(write_config):
+    path = write_config(model_config("- conv2d: {kernel_size: 3}\n- flatten\n- dense: {units: 10}"))
+    with pytest.raises(ConfigError, match=_at(path, 4) + r"model.layers\[0\]: missing required argument 'filters' "
+                                                         r"\(int \(>= 1\)\) for conv2d"):
+        load_config(path)
+
+
+def test_missing_required_section(write_config):
+    path = write_config("model:\n  input_shape: [1, 28, 28]\n  layers: [flatten, dense: {units: 10}]\n")
+    with pytest.raises(ConfigError, match=_at(path, 1) + "<top level>: missing required argument 'data'"):
+        load_config(path)
+
+
+def test_kernel_larger_than_its_input_names_the_layer_and_shapes(write_config):
+    path = write_config(model_config("- conv2d: {filters: 8, kernel_size: 5}\n- flatten\n- dense: {units: 10}",
+                                     input_shape="[1, 4, 4]"))
+    with pytest.raises(ConfigError, match=_at(path, 4) + re.escape("model.layers[0]: conv2d: conv2d kernel (5, 5) "
+                                                                   "(dilation 1) is larger than its input (1, 4, 4)")):
+        load_config(path)
+
+
+def test_pool_window_larger_than_its_input(write_config):
+    path = write_config(model_config("- maxpool2d: {pool_size: 3}\n- flatten\n- dense: {units: 10}",
+                                     input_shape="[1, 2, 2]"))
+    with pytest.raises(ConfigError, match=re.escape("maxpool2d window (3, 3) is larger than its input (1, 2, 2)")):
+        load_config(path)
+
+
+def test_conv2d_after_a_flatten(write_config):
+    path = write_config(model_config("- flatten\n- conv2d: {filters: 8, kernel_size: 3}\n- dense: {units: 10}"))
+    with pytest.raises(ConfigError, match=_at(path, 5) + re.escape(
+            "model.layers[1]: conv2d: conv2d expects an input of shape (channels, height, width), received (784,); "
+            "a conv after a flatten or dense?")):
+        load_config(path)
+
+
+def test_rnn_fed_an_image_without_reshape(write_config):
+    path = write_config(model_config("- lstm: {units: 16}\n- dense: {units: 10}"))
+    with pytest.raises(ConfigError, match=_at(path, 4) + re.escape(
+            "model.layers[0]: lstm: lstm expects a sequence (steps, features), received (1, 28, 28); an image needs "
+            "model.input_shape [height, width] (each row one step) or a `reshape: {target_shape: [steps, features]}`")):
+        load_config(path)
+
+
+def test_rnn_after_a_reshape_is_fine(write_config):
+    text = model_config("- reshape: {target_shape: [28, 28]}\n- gru: {units: 16}\n- dense: {units: 10}")
+    assert load_config(write_config(text))["model"]["layers"][1]["type"] == "gru"
+
+
+def test_dense_on_an_image_suggests_a_flatten(write_config):
+    path = write_config(model_config("- dense: {units: 10}"))
+    with pytest.raises(ConfigError, match=r"dense expects a flat input .* received \(1, 28, 28\); add a flatten"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("layer, line, message", [
+    ("- dense: {units: 0}", 5, r"model.layers\[1\].units: expected an integer > 0; received: 0"),
+    ("- dense: {units: -3}", 5, r"model.layers\[1\].units: expected an integer > 0; received: -3"),
+    ("- reshape: {target_shape: [0, 784]}", 5, r"model.layers\[1\].target_shape: expected a list of 1 to 8 "
+                                               r"integers >= 1; received: \[0, 784\]"),
+])
+def test_zero_or_negative_layer_size(write_config, layer, line, message):
+    path = write_config(model_config(f"- flatten\n{layer}\n- dense: {{units: 10}}"))
+    with pytest.raises(ConfigError, match=_at(path, line) + message):
+        load_config(path)
+
+
+@pytest.mark.parametrize("shape", ["[0, 28, 28]", "[1, -28, 28]", "[]"])
+def test_zero_or_negative_input_shape(write_config, shape):
+    path = write_config(model_config("- flatten\n- dense: {units: 10}", input_shape=shape))
+    with pytest.raises(ConfigError, match=_at(path, 2) + r"model.input_shape: expected a list of 1 to 4 integers "
+                                                         r">= 1; received: "):
+        load_config(path)
+
+
+def test_zero_kernel_size(write_config):
+    path = write_config(model_config("- conv2d: {filters: 4, kernel_size: 0}\n- flatten\n- dense: {units: 10}"))
+    with pytest.raises(ConfigError, match=r"model.layers\[0\].kernel_size: expected an integer >= 1 or a list "
+                                          r"of 2 such integers; received: 0"):
+        load_config(path)
+
+
+def test_list_where_a_mapping_belongs(write_config, tiny_config_text):
+    path = write_config(tiny_config_text.replace("trainer:\n  epochs: 1\n  device: cpu\n", "trainer: [1, cpu]\n"))
+    line = tiny_config_text.splitlines().index("trainer:") + 1
+    with pytest.raises(ConfigError, match=_at(path, line) + re.escape("trainer: expected a mapping (epochs, device, "
+                                                                      "...), received list: [1, 'cpu']")):
+        load_config(path)
+
+
+def test_a_list_as_the_whole_config(write_config):
+    path = write_config("- model\n- data\n")
+    with pytest.raises(ConfigError, match=_at(path, 1) + r"<top level>: expected a mapping \(sections model, data"):
+        load_config(path)
+
+
+def test_a_layer_that_is_a_list(write_config):
+    path = write_config(model_config("- [conv2d, 32]\n- flatten\n- dense: {units: 10}"))
+    with pytest.raises(ConfigError, match=_at(path, 4) + r"model.layers\[0\]: a layer is `- name` "):
+        load_config(path)
+
+
+def test_empty_layer_list(write_config):
+    path = write_config("model:\n  input_shape: [1, 28, 28]\n  layers: []\ndata: mnist\n")
+    with pytest.raises(ConfigError, match=_at(path, 3) + "model.layers: expected a non-empty list of layers"):
+        load_config(path)
+
+
+def test_unknown_dataset_optimizer_and_loss(write_config):
+    path, problems = problems_of(write_config, model_config("- flatten\n- dense: {units: 10}",
+                                                            rest="data: mnits\noptimizer: adamm\nloss: crossentropy\n"))
+    assert [p.message.split(";")[0] for p in problems] == [
+        "unknown dataset 'mnits'", "unknown optimizer 'adamm'", "unknown loss 'crossentropy'"]
+    assert [p.where for p in problems] == [f"{path}:6", f"{path}:7", f"{path}:8"]
+    assert "did you mean 'cross_entropy'? valid losses: cross_entropy," in problems[2].message
+
+
+def test_metric_that_does_not_fit_the_loss(write_config, tiny_config_text):
+    path = write_config(tiny_config_text.replace("metrics: [accuracy]", "metrics: [accuracy, mae]"))
+    with pytest.raises(ConfigError, match=r"metrics\[1\]: mae is a regression metric but the loss cross_entropy "
+                                          r"is for classification"):
+        load_config(path)
+
+
+def test_unknown_metric_with_did_you_mean(write_config, tiny_config_text):
+    path = write_config(tiny_config_text.replace("metrics: [accuracy]", "metrics: [acuracy]"))
+    with pytest.raises(ConfigError, match=r"metrics\[0\]: unknown metric 'acuracy'; did you mean 'accuracy'\?"):
+        load_config(path)
+
+
+def test_output_units_must_match_the_dataset_classes(write_config, tiny_config_text):
+    path = write_config(tiny_config_text.replace("units: 10", "units: 5"))
+    with pytest.raises(ConfigError, match=r"model.layers\[3\]: mnist has 10 classes but the model outputs 5 values; "
+                                          r"set the last layer's units to 10"):
+        load_config(path)
+
+
+def test_input_shape_must_fit_the_dataset(write_config, tiny_config_text):
+    path = write_config(tiny_config_text.replace("input_shape: [1, 28, 28]", "input_shape: [3, 28, 28]"))
+    with pytest.raises(ConfigError, match=re.escape("model.input_shape: mnist samples have shape (1, 28, 28); "
+                                                    "model.input_shape must be [1, 28, 28]")):
+        load_config(path)
+
+
+def test_monitor_needs_validation_data(write_config, tiny_config_text):
+    path = write_config(tiny_config_text + "  monitor: val_accuracy\n")
+    with pytest.raises(ConfigError, match="trainer.monitor: val_accuracy needs validation data: set data.val_split"):
+        load_config(path)
+
+
+# --- several mistakes at once ----------------------------------------------------------------
+
+def test_three_mistakes_give_exactly_three_problems(write_config):
+    text = model_config("""
+        - conv2d: {kernel_size: 3}
+        - flatten
+        - dropout: {rate: 1.5}
+        - dense: {units: 10}
+    """, rest="data: mnist\ntrainer:\n  epoch: 3\n")
+    path, problems = problems_of(write_config, text)
+    assert len(problems) == 3
+    assert [p.where for p in problems] == [f"{path}:4", f"{path}:6", f"{path}:10"]
+    assert [p.message.count("did you mean") for p in problems] == [0, 0, 1]
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    rendered = str(info.value)
+    assert rendered.startswith(f"{path}: 3 problems\n")
+    assert rendered.count("did you mean") == 1

@@ -1,0 +1,165 @@
+"""dlcli.layers: every registered layer (and every alias) builds, runs, and has the shape
+its infer function promises. Parametrized over the registry itself."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import yaml
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from dlcli.config import infer_shapes, resolve_config
+from dlcli.layers import LAYERS, ShapeError
+from dlcli.model import build_model
+from dlcli.registry import check_args
+
+# Sample shapes of each rank that MNIST fits (image, rows as steps, flat), so every layer can be
+# checked inside a whole validated config. A layer must accept at least one of them.
+CANDIDATE_SHAPES = [(1, 28, 28), (28, 28), (784,)]
+BATCH = 3
+
+
+def example_layer(entry) -> tuple[object, dict]:
+    """The entry's own `example` (what `dlcli list-layers NAME` shows): (YAML item, resolved args)."""
+    (item,) = yaml.safe_load(entry.example)
+    given = {} if isinstance(item, str) else next(iter(item.values()))
+    if not isinstance(given, dict):
+        given = {entry.args[0].name: given}
+    args, problems = check_args(entry, given)
+    assert not problems, f"the example of {entry.name} is invalid: {problems}"
+    return item, args
+
+
+def accepted_shapes(entry) -> list[tuple]:
+    _, args = example_layer(entry)
+    shapes = []
+    for shape in CANDIDATE_SHAPES:
+        try:
+            out = entry.infer(args, shape)
+        except ShapeError:
+            continue
+        if all(n >= 1 for n in out):
+            shapes.append(shape)
+    return shapes
+
+
+def _cases():
+    for entry in LAYERS:
+        shapes = accepted_shapes(entry)
+        for shape in shapes:
+            yield pytest.param(entry.name, entry.name, shape, id=f"{entry.name}-{'x'.join(map(str, shape))}")
+        for alias in entry.aliases:  # an alias resolves to the same entry: one shape is enough
+            yield pytest.param(alias, entry.name, shapes[0] if shapes else None, id=f"{alias}")
+
+
+def config_with_layer(written: str, canonical: str, shape: tuple) -> dict:
+    """A whole resolved config: the layer as its example writes it (under `written`), then flatten, dense."""
+    item, _ = example_layer(LAYERS.get(canonical))
+    layer = written if isinstance(item, str) else {written: next(iter(item.values()))}
+    data = {"model": {"input_shape": list(shape), "layers": [layer, "flatten", {"dense": {"units": 10}}]},
+            "data": "mnist"}
+    return resolve_config(data, {}, f"<{written}>")
+
+
+def sample_input(entry, args: dict, shape: tuple) -> torch.Tensor:
+    if entry.meta.get("int_input"):
+        return torch.randint(0, args["input_dim"], (BATCH, *shape))
+    return torch.randn(BATCH, *shape)
+
+
+@pytest.mark.parametrize("entry", LAYERS.entries(), ids=LAYERS.names())
+def test_every_layer_fits_a_sample_shape(entry):
+    assert entry.family, f"{entry.name} has no family"
+    assert entry.infer is not None and entry.example.startswith(f"- {entry.name}")
+    assert accepted_shapes(entry), f"{entry.name} takes none of {CANDIDATE_SHAPES}: add a shape to the test"
+
+
+@pytest.mark.parametrize("written, canonical, shape", list(_cases()))
+def test_layer_builds_runs_and_matches_its_inferred_shape(written, canonical, shape):
+    torch.manual_seed(0)
+    cfg = config_with_layer(written, canonical, shape)
+    layer_cfg = cfg["model"]["layers"][0]
+    assert layer_cfg["type"] == canonical
+    model = build_model(cfg)
+    planned = infer_shapes(cfg["model"]["input_shape"], cfg["model"]["layers"])
+    assert len(model) == len(planned) == 3
+    x = sample_input(LAYERS.get(canonical), layer_cfg, shape)
+    with torch.no_grad():
+        for module, (_, _, shape_in, shape_out) in zip(model, planned):
+            assert tuple(x.shape[1:]) == shape_in
+            x = module(x)
+            assert tuple(x.shape) == (BATCH, *shape_out), f"{module}: inferred {shape_out}, got {tuple(x.shape)}"
+    assert torch.isfinite(x).all()
+
+
+@pytest.mark.parametrize("shape", [(4,), (3, 5), (2, 5, 5), (2, 3, 4, 4)])
+def test_batchnorm_every_rank(shape):
+    entry = LAYERS.get("batchnorm")
+    args, _ = check_args(entry, {})
+    module = entry.build(args, shape)
+    out = module(torch.randn(BATCH, *shape))
+    assert tuple(out.shape[1:]) == entry.infer(args, shape)
+
+
+def test_final_state_of_a_bidirectional_stack():
+    entry = LAYERS.get("gru")
+    args, _ = check_args(entry, {"units": 6, "num_layers": 2, "bidirectional": True, "dropout": 0.1})
+    assert entry.infer(args, (7, 5)) == (12,)
+    out = entry.build(args, (7, 5))(torch.randn(BATCH, 7, 5))
+    assert tuple(out.shape) == (BATCH, 12)
+    args["return_sequences"] = True
+    out = entry.build(args, (7, 5))(torch.randn(BATCH, 7, 5))
+    assert tuple(out.shape) == (BATCH, 7, 12) == (BATCH, *entry.infer(args, (7, 5)))
+
+
+def test_reshape_of_the_wrong_size():
+    entry = LAYERS.get("reshape")
+    args, _ = check_args(entry, {"target_shape": [5, 5]})
+    with pytest.raises(ShapeError, match=r"reshape cannot turn \(1, 28, 28\) \(784 values\) into \(5, 5\) "
+                                         r"\(25 values\)"):
+        entry.infer(args, (1, 28, 28))
+
+
+def test_embedding_needs_ids():
+    entry = LAYERS.get("embedding")
+    args, _ = check_args(entry, {"input_dim": 10, "output_dim": 4})
+    with pytest.raises(ShapeError, match=r"embedding expects a sequence of integer ids \(steps,\)"):
+        entry.infer(args, (28, 28))
+
+
+# --- shape inference against torch, over many argument combinations ------------------------
+
+@settings(max_examples=80, deadline=None)
+@given(rank=st.sampled_from([1, 2]), length=st.integers(1, 12), channels=st.integers(1, 3),
+       kernel=st.integers(1, 5), stride=st.integers(1, 3), dilation=st.integers(1, 2),
+       padding=st.sampled_from(["valid", "same", 0, 1, 2]))
+def test_conv_shape_inference_matches_torch(rank, length, channels, kernel, stride, dilation, padding):
+    entry = LAYERS.get(f"conv{rank}d")
+    args, problems = check_args(entry, {"filters": 2, "kernel_size": kernel, "strides": stride,
+                                        "dilation_rate": dilation, "padding": padding})
+    assert not problems
+    shape = (channels, *[length + i for i in range(rank)])  # unequal sides catch swapped axes
+    try:
+        expected = entry.infer(args, shape)
+    except ShapeError:
+        assume(False)
+    out = entry.build(args, shape)(torch.randn(2, *shape))
+    assert tuple(out.shape[1:]) == tuple(expected)
+
+
+@settings(max_examples=80, deadline=None)
+@given(kind=st.sampled_from(["max", "avg"]), rank=st.sampled_from([1, 2]), length=st.integers(1, 12),
+       pool=st.integers(1, 4), stride=st.one_of(st.none(), st.integers(1, 4)),
+       padding=st.sampled_from(["valid", "same"]))
+def test_pool_shape_inference_matches_torch(kind, rank, length, pool, stride, padding):
+    entry = LAYERS.get(f"{kind}pool{rank}d")
+    args, problems = check_args(entry, {"pool_size": pool, "strides": stride, "padding": padding})
+    assert not problems
+    shape = (2, *[length + i for i in range(rank)])
+    try:
+        expected = entry.infer(args, shape)
+    except ShapeError:
+        assume(False)
+    out = entry.build(args, shape)(torch.randn(2, *shape))
+    assert tuple(out.shape[1:]) == tuple(expected)

@@ -1,0 +1,200 @@
+"""dlcli.losses, dlcli.optim, dlcli.metrics: every registered entry builds and works,
+parametrized over the registries."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from dlcli.losses import LOSSES
+from dlcli.metrics import METRICS
+from dlcli.optim import OPTIMIZERS, SCHEDULERS
+from tests.samples import sample_args
+
+BATCH, CLASSES = 6, 4
+
+
+def _names(registry):
+    return pytest.mark.parametrize("name", registry.names())
+
+
+def _aliases(registry):
+    pairs = [(alias, e.name) for e in registry for alias in e.aliases]
+    return pytest.mark.parametrize("alias, name", pairs, ids=[a for a, _ in pairs])
+
+
+def outputs_and_targets(task: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Model outputs and targets of the kind a loss or metric of `task` takes."""
+    torch.manual_seed(0)
+    if task == "classification":
+        return torch.randn(BATCH, CLASSES, requires_grad=True), torch.randint(0, CLASSES, (BATCH,))
+    if task == "binary":
+        return torch.randn(BATCH, 1, requires_grad=True), torch.randint(0, 2, (BATCH, 1)).float()
+    if task == "regression":
+        return torch.randn(BATCH, 3, requires_grad=True), torch.randn(BATCH, 3)
+    raise AssertionError(f"unknown task {task!r}: teach this test")
+
+
+def tiny_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+
+
+def one_backward(model: torch.nn.Module) -> None:
+    model.zero_grad()
+    model(torch.randn(5, 3)).pow(2).mean().backward()
+
+
+# --- losses ---------------------------------------------------------------------------------------
+
+@_names(LOSSES)
+def test_every_loss_computes_on_targets_of_its_task(name):
+    entry = LOSSES.get(name)
+    assert entry.meta["task"] in ("classification", "binary", "regression")
+    assert "logits_of" in entry.meta
+    loss_fn = entry.build(sample_args(entry))
+    outputs, targets = outputs_and_targets(entry.meta["task"])
+    loss = loss_fn(outputs, targets)
+    assert loss.shape == () and torch.isfinite(loss)
+    loss.backward()
+    assert outputs.grad is not None and torch.isfinite(outputs.grad).all()
+
+
+@_aliases(LOSSES)
+def test_loss_aliases_resolve(alias, name):
+    assert LOSSES.get(alias) is LOSSES.get(name)
+
+
+def test_cross_entropy_takes_logits():
+    logits, targets = torch.tensor([[2.0, 0.0, -1.0]]), torch.tensor([0])
+    loss = LOSSES.get("sparse_categorical_crossentropy").build(sample_args(LOSSES.get("cross_entropy")))
+    expected = -torch.log_softmax(logits, dim=1)[0, 0]
+    torch.testing.assert_close(loss(logits, targets), expected)
+
+
+def test_loss_reduction_sum():
+    entry = LOSSES.get("mse")
+    loss = entry.build(sample_args(entry, {"reduction": "sum"}))
+    assert loss(torch.ones(2, 2), torch.zeros(2, 2)).item() == 4.0
+
+
+# --- optimizers --------------------------------------------------------------------------------------
+
+@_names(OPTIMIZERS)
+def test_every_optimizer_builds_and_takes_a_step(name):
+    entry = OPTIMIZERS.get(name)
+    model = tiny_model()
+    optimizer = entry.build(sample_args(entry), model.parameters())
+    assert isinstance(optimizer, torch.optim.Optimizer)
+    before = [p.detach().clone() for p in model.parameters()]
+    one_backward(model)
+    optimizer.step()
+    after = list(model.parameters())
+    assert any(not torch.equal(b, a) for b, a in zip(before, after)), f"{name} did not move the parameters"
+    assert all(torch.isfinite(p).all() for p in after)
+
+
+@_names(OPTIMIZERS)
+def test_every_optimizer_uses_the_configured_learning_rate(name):
+    entry = OPTIMIZERS.get(name)
+    if entry.arg("lr") is None:
+        pytest.skip(f"{name} has no lr")
+    optimizer = entry.build(sample_args(entry, {"lr": 0.123}), tiny_model().parameters())
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.123)
+
+
+@_aliases(OPTIMIZERS)
+def test_optimizer_aliases_resolve(alias, name):
+    assert OPTIMIZERS.get(alias) is OPTIMIZERS.get(name)
+
+
+def test_rmsprop_rho_is_torch_alpha():
+    entry = OPTIMIZERS.get("rmsprop")
+    optimizer = entry.build(sample_args(entry, {"rho": 0.5}), tiny_model().parameters())
+    assert optimizer.param_groups[0]["alpha"] == 0.5
+
+
+# --- schedulers ------------------------------------------------------------------------------------
+
+@_names(SCHEDULERS)
+def test_every_scheduler_builds_and_steps(name):
+    entry = SCHEDULERS.get(name)
+    assert entry.meta["interval"] in ("epoch", "step")
+    model = tiny_model()
+    optimizer_entry = OPTIMIZERS.get("sgd")
+    optimizer = optimizer_entry.build(sample_args(optimizer_entry, {"lr": 0.1}), model.parameters())
+    scheduler = entry.build(sample_args(entry), optimizer, 4, 3)  # 4 steps per epoch, 3 epochs
+    lrs = []
+    for step in range(6):
+        one_backward(model)
+        optimizer.step()
+        if entry.meta.get("needs_metric"):
+            scheduler.step(1.0)
+        else:
+            scheduler.step()
+        lrs.append(optimizer.param_groups[0]["lr"])
+    assert all(math.isfinite(lr) and lr >= 0 for lr in lrs)
+
+
+@_aliases(SCHEDULERS)
+def test_scheduler_aliases_resolve(alias, name):
+    assert SCHEDULERS.get(alias) is SCHEDULERS.get(name)
+
+
+def test_cosine_warms_up_then_decays_to_eta_min():
+    entry = SCHEDULERS.get("cosine")
+    optimizer = torch.optim.SGD(tiny_model().parameters(), lr=1.0)
+    scheduler = entry.build(sample_args(entry, {"warmup_steps": 2, "eta_min": 0.1}), optimizer, 5, 2)
+    lrs = [optimizer.param_groups[0]["lr"]]
+    for _ in range(10):
+        optimizer.step()
+        scheduler.step()
+        lrs.append(optimizer.param_groups[0]["lr"])
+    assert lrs[:3] == pytest.approx([0.5, 1.0, 1.0])
+    assert lrs[-1] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:]))
+
+
+# --- metrics -----------------------------------------------------------------------------------------
+
+@_names(METRICS)
+def test_every_metric_runs_on_outputs_of_its_task(name):
+    entry = METRICS.get(name)
+    assert entry.meta["mode"] in ("min", "max")
+    outputs, targets = outputs_and_targets(entry.meta["task"])
+    value = entry.build()(outputs.detach(), targets)
+    assert isinstance(value, torch.Tensor) and value.shape == ()
+    assert 0 <= value.item() and math.isfinite(value.item())
+    if entry.meta["mode"] == "max":  # fractions: a per-batch sum of at most one per sample
+        assert value.item() <= BATCH
+
+
+@_aliases(METRICS)
+def test_metric_aliases_resolve(alias, name):
+    assert METRICS.get(alias) is METRICS.get(name)
+
+
+def test_accuracy_counts_correct_samples():
+    outputs = torch.tensor([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
+    accuracy = METRICS.get("accuracy").build()
+    assert accuracy(outputs, torch.tensor([1, 0, 0])).item() == 2
+    assert accuracy(outputs, torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])).item() == 2  # one-hot
+
+
+def test_top_k_accuracy():
+    outputs = torch.tensor([[0.5, 0.3, 0.2, 0.0], [0.0, 0.1, 0.2, 0.7]])
+    assert METRICS.get("top3_accuracy").build()(outputs, torch.tensor([2, 0])).item() == 1
+    assert METRICS.get("top5_accuracy").build()(outputs, torch.tensor([3, 0])).item() == 2  # k > classes: all
+
+
+def test_binary_accuracy_uses_logit_sign():
+    correct = METRICS.get("binary_accuracy").build()
+    assert correct(torch.tensor([2.0, -1.0, 0.5]), torch.tensor([1.0, 0.0, 0.0])).item() == 2
+
+
+def test_regression_metrics_sum_per_sample_means():
+    outputs, targets = torch.tensor([[1.0, 3.0], [0.0, 0.0]]), torch.zeros(2, 2)
+    assert METRICS.get("mse").build()(outputs, targets).item() == 5.0
+    assert METRICS.get("mae").build()(outputs, targets).item() == 2.0

@@ -1,0 +1,167 @@
+"""dlcli.model: config in, a plain nn.Module out, with Keras-style names and counts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dlcli.config import load_config
+from dlcli.errors import DlcliError
+from dlcli.model import Model, build_meta_model, build_model, plan_layers, summarize
+
+MNIST_CNN_PARAMS = 54_410  # Conv2D(32, 3x3): 320, Dense(10) on 13*13*32: 54,090
+
+
+@pytest.fixture(scope="module")
+def plain_cfg(configs_dir):
+    return load_config(configs_dir / "mnist_cnn.yaml")
+
+
+@pytest.fixture(scope="module")
+def keras_cfg(configs_dir):
+    return load_config(configs_dir / "mnist_cnn_keras.yaml")
+
+
+@pytest.mark.parametrize("name", ["mnist_cnn.yaml", "mnist_cnn_keras.yaml"])
+def test_mnist_cnn_has_54410_parameters(configs_dir, name):
+    cfg = load_config(configs_dir / name)
+    model = build_model(cfg)
+    assert isinstance(model, torch.nn.Sequential)
+    assert sum(p.numel() for p in model.parameters()) == MNIST_CNN_PARAMS
+    summary = summarize(cfg, build_meta_model(cfg))
+    assert summary["total"] == summary["trainable"] == MNIST_CNN_PARAMS
+    assert summary["non_trainable"] == 0
+    assert [row.params for row in summary["rows"]] == [320, 0, 0, 54_090]
+    assert [row.output_shape for row in summary["rows"]] == [(32, 26, 26), (32, 13, 13), (5408,), (10,)]
+
+
+@pytest.mark.parametrize("name", ["mnist_cnn.yaml", "mnist_cnn_keras.yaml"])
+def test_state_dict_keys_are_the_familiar_ones(configs_dir, name):
+    model = build_model(load_config(configs_dir / name))
+    assert list(model.state_dict()) == ["conv2d.weight", "conv2d.bias", "dense.weight", "dense.bias"]
+    assert [name for name, _ in model.named_children()] == ["conv2d", "maxpool2d", "flatten", "dense"]
+
+
+def test_module_names_get_counters(configs_dir):
+    cfg = load_config(configs_dir / "mnist_deep_cnn.yaml")
+    model = build_model(cfg)
+    assert [name for name, _ in model.named_children()] == [
+        "conv2d", "batchnorm", "conv2d_1", "maxpool2d", "dropout", "conv2d_2", "batchnorm_1", "conv2d_3",
+        "maxpool2d_1", "dropout_1", "flatten", "dense", "dropout_2", "dense_1"]
+    assert [row.name for row in summarize(cfg, model)["rows"]] == [name for name, _ in model.named_children()]
+    assert "conv2d_1.weight" in model.state_dict() and "batchnorm_1.running_mean" in model.state_dict()
+
+
+def test_keras_config_returns_logits_and_predict_proba_gives_probabilities(keras_cfg):
+    torch.manual_seed(0)
+    model = build_model(keras_cfg).eval()
+    assert model.output_activation == "softmax"
+    assert len(model) == 4  # the softmax is not one of the layers
+    x = torch.randn(5, 1, 28, 28)
+    with torch.no_grad():
+        logits = model(x)
+        probs = model.predict_proba(x)
+    assert logits.shape == probs.shape == (5, 10)
+    assert not torch.allclose(logits.sum(dim=1), torch.ones(5))  # not softmax-normalized
+    assert (logits < 0).any()
+    assert torch.allclose(probs.sum(dim=1), torch.ones(5), atol=1e-6)
+    assert torch.allclose(probs, torch.softmax(logits, dim=1))
+
+
+def test_summary_notes_the_softmax_left_to_prediction(keras_cfg):
+    summary = summarize(keras_cfg, build_meta_model(keras_cfg))
+    assert summary["output_activation"] == "softmax"
+    assert summary["rows"][-1].note == "softmax applied at prediction; the loss takes logits"
+    assert all(not row.note for row in summary["rows"][:-1])
+
+
+def test_plain_config_has_no_output_activation(plain_cfg):
+    model = build_model(plain_cfg)
+    assert model.output_activation is None
+    x = torch.randn(2, 1, 28, 28)
+    assert torch.equal(model.predict_proba(x), model(x))
+
+
+def test_keras_and_plain_configs_compute_the_same_function(plain_cfg, keras_cfg):
+    torch.manual_seed(0)
+    plain, keras = build_model(plain_cfg).eval(), build_model(keras_cfg).eval()
+    keras.load_state_dict(plain.state_dict())  # strict: same keys, same shapes
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(keras(x), plain(x))
+
+
+def test_trailing_activation_layer_before_cross_entropy_is_left_to_prediction(write_config):
+    path = write_config("""\
+        model:
+          input_shape: [784]
+          layers:
+            - dense: {units: 10}
+            - activation: softmax
+        data: mnist
+    """)
+    cfg = load_config(path)
+    model = build_model(cfg)
+    assert [name for name, _ in model.named_children()] == ["dense"]
+    assert model.output_activation == "softmax"
+    assert summarize(cfg, model)["rows"][-1].note.startswith("softmax applied at prediction")
+
+
+def test_softmax_is_kept_where_the_loss_does_not_contain_it(write_config):
+    path = write_config("""\
+        model:
+          input_shape: [784]
+          layers:
+            - dense: {units: 10, activation: softmax}
+        data: mnist
+        loss: nll
+    """)
+    model = build_model(load_config(path))
+    assert model.output_activation is None
+    out = model(torch.randn(3, 784))
+    assert torch.allclose(out.sum(dim=1), torch.ones(3), atol=1e-6)
+
+
+def test_plan_matches_the_config(plain_cfg):
+    plan = plan_layers(plain_cfg)
+    assert [(name, entry.name, shape_in, shape_out) for name, entry, _, shape_in, shape_out in plan] == [
+        ("conv2d", "conv2d", (1, 28, 28), (32, 26, 26)),
+        ("maxpool2d", "maxpool2d", (32, 26, 26), (32, 13, 13)),
+        ("flatten", "flatten", (32, 13, 13), (5408,)),
+        ("dense", "dense", (5408,), (10,)),
+    ]
+
+
+def test_meta_model_holds_no_memory(plain_cfg):
+    model = build_meta_model(plain_cfg)
+    assert isinstance(model, Model)
+    assert all(p.is_meta for p in model.parameters())
+
+
+def test_meta_model_refuses_a_model_too_large_to_hold(write_config):
+    path = write_config("""\
+        model:
+          input_shape: [784]
+          layers:
+            - dense: {units: 3000000}
+            - dense: {units: 10}
+        data: mnist
+    """)
+    with pytest.raises(DlcliError, match=r"model: 2,385,000,010 parameters .* is more than dlcli builds"):
+        build_meta_model(load_config(path))
+
+
+def test_model_trains_one_step(plain_cfg):
+    from dlcli.losses import LOSSES
+    from dlcli.optim import OPTIMIZERS
+
+    torch.manual_seed(0)
+    model = build_model(plain_cfg)
+    optimizer = OPTIMIZERS.get("adam").build(plain_cfg["optimizer"], model.parameters())
+    loss_fn = LOSSES.get("cross_entropy").build(plain_cfg["loss"])
+    x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    before = model.dense.weight.detach().clone()
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss) and not torch.equal(before, model.dense.weight)
