@@ -75,18 +75,60 @@ def plan_layers(cfg: dict) -> list[tuple]:
     return plan
 
 
-def build_model(cfg: dict) -> Model:
-    """Build the model of a resolved config, on the CPU, in float32."""
+def _commutes_with_next_pool(plan: list, i: int) -> bool:
+    """A convolution whose non-decreasing activation can move after the max-pool that follows it."""
+    from dlcli.activations import ACTIVATIONS
+
+    entry, args = plan[i][1], plan[i][2]
+    if not entry.name.startswith("conv") or not args.get("activation") or i + 1 >= len(plan):
+        return False
+    return plan[i + 1][1].name.startswith("maxpool") and ACTIVATIONS.get(args["activation"]).meta["monotone"]
+
+
+def build_model(cfg: dict, fuse: bool = False) -> Model:
+    """Build the model of a resolved config, on the CPU, in float32.
+
+    fuse=True applies exact rewrites that compute the same function faster (a
+    conv's monotone activation moved after the max-pool that follows it); the
+    module names and state_dict keys stay the same.
+    """
+    from dlcli.layers._modules import ActivatedPool
+
     plan = plan_layers(cfg)
     stripped = _final_activation(cfg["model"]["layers"], (cfg.get("loss") or {}).get("type"))
     modules: "OrderedDict[str, nn.Module]" = OrderedDict()
+    moved: str | None = None  # an activation waiting for the pool after its conv
     for i, (name, entry, args, shape_in, _) in enumerate(plan):
         if stripped and i == stripped[0]:
             if entry.name == "activation":
                 continue  # the loss applies it; predict_proba applies it again
             args = {**args, "activation": None}
-        modules[name] = entry.build(args, shape_in)
+        if fuse and _commutes_with_next_pool(plan, i):
+            moved, args = args["activation"], {**args, "activation": None}
+            modules[name] = entry.build(args, shape_in)
+            continue
+        module = entry.build(args, shape_in)
+        modules[name] = ActivatedPool(module, moved) if moved else module
+        moved = None
     return Model(modules, output_activation=stripped[1] if stripped else None)
+
+
+def uses_channels_last(cfg: dict, device: torch.device) -> bool:
+    """channels_last pays on the CPU for 2-D convolutions (measured in benchmarks/)."""
+    setting = cfg["trainer"]["channels_last"]
+    if setting != "auto":
+        return bool(setting)
+    has_conv2d = any(layer["type"] == "conv2d" for layer in cfg["model"]["layers"])
+    return has_conv2d and device.type == "cpu"
+
+
+def build_training_model(cfg: dict, device: torch.device) -> Model:
+    """The model as the trainer (and evaluate, to reproduce its figures) runs it:
+    exact rewrites per trainer.fuse, channels_last memory per trainer.channels_last."""
+    model = build_model(cfg, fuse=cfg["trainer"]["fuse"])
+    if uses_channels_last(cfg, device):
+        model = model.to(memory_format=torch.channels_last)
+    return model.to(device)
 
 
 MAX_PARAMETERS = 2_000_000_000

@@ -11,24 +11,26 @@ _LR = Arg("lr", Float(min=0.0, min_open=True), 1e-3, "learning rate")
 _WD = Arg("weight_decay", Float(min=0.0), 0.0, "L2 penalty (decoupled for adamw)")
 
 
-def _fused_kwargs(cls, params, fused: bool) -> dict:
-    """Ask for the fused (one-kernel) implementation where it exists and the params are on CUDA."""
-    if fused and all(p.is_cuda for p in params):
-        return {"fused": True}
-    return {}
+def _fused_kwargs(cls, params, fused: bool, capturable: bool = False) -> dict:
+    """Ask for the fused (one-kernel) implementation where it exists and the params are on
+    CUDA; `capturable` keeps the step count on the device so a CUDA graph can replay it."""
+    kwargs = {"fused": True} if fused and all(p.is_cuda for p in params) else {}
+    if capturable:
+        kwargs["capturable"] = True
+    return kwargs
 
 
 @OPTIMIZERS.register("adam", help="Adam", aliases=("Adam",),
                      args=(_LR, Arg("betas", FloatList(2), [0.9, 0.999], "decay of the moment estimates"),
                            Arg("eps", Float(min=0.0, min_open=True), 1e-8, "added to the denominator"),
                            _WD, Arg("amsgrad", Bool(), False, "use the AMSGrad variant")))
-def build_adam(args, params, fused=False):
+def build_adam(args, params, fused=False, capturable=False):
     import torch
 
     params = list(params)
     return torch.optim.Adam(params, lr=args["lr"], betas=tuple(args["betas"]), eps=args["eps"],
                             weight_decay=args["weight_decay"], amsgrad=args["amsgrad"],
-                            **_fused_kwargs(torch.optim.Adam, params, fused))
+                            **_fused_kwargs(torch.optim.Adam, params, fused, capturable))
 
 
 @OPTIMIZERS.register("adamw", help="Adam with decoupled weight decay", aliases=("AdamW",),
@@ -36,13 +38,13 @@ def build_adam(args, params, fused=False):
                            Arg("eps", Float(min=0.0, min_open=True), 1e-8, "added to the denominator"),
                            Arg("weight_decay", Float(min=0.0), 0.01, "decoupled weight decay"),
                            Arg("amsgrad", Bool(), False, "use the AMSGrad variant")))
-def build_adamw(args, params, fused=False):
+def build_adamw(args, params, fused=False, capturable=False):
     import torch
 
     params = list(params)
     return torch.optim.AdamW(params, lr=args["lr"], betas=tuple(args["betas"]), eps=args["eps"],
                              weight_decay=args["weight_decay"], amsgrad=args["amsgrad"],
-                             **_fused_kwargs(torch.optim.AdamW, params, fused))
+                             **_fused_kwargs(torch.optim.AdamW, params, fused, capturable))
 
 
 @OPTIMIZERS.register("sgd", help="stochastic gradient descent, with optional (Nesterov) momentum",
@@ -51,7 +53,7 @@ def build_adamw(args, params, fused=False):
                            Arg("momentum", Float(min=0.0, max=1.0), 0.0, "momentum factor"),
                            Arg("nesterov", Bool(), False, "Nesterov momentum (needs momentum > 0)"),
                            Arg("dampening", Float(min=0.0, max=1.0), 0.0, "dampening for momentum"), _WD))
-def build_sgd(args, params, fused=False):
+def build_sgd(args, params, fused=False, capturable=False):
     import torch
 
     params = list(params)
@@ -66,7 +68,7 @@ def build_sgd(args, params, fused=False):
                            Arg("momentum", Float(min=0.0, max=1.0), 0.0, "momentum factor"),
                            Arg("eps", Float(min=0.0, min_open=True), 1e-7, "added to the denominator"),
                            Arg("centered", Bool(), False, "normalize by the gradient's variance"), _WD))
-def build_rmsprop(args, params, fused=False):
+def build_rmsprop(args, params, fused=False, capturable=False):
     import torch
 
     return torch.optim.RMSprop(list(params), lr=args["lr"], alpha=args["rho"], momentum=args["momentum"],
@@ -76,7 +78,7 @@ def build_rmsprop(args, params, fused=False):
 @OPTIMIZERS.register("adagrad", help="Adagrad", aliases=("Adagrad",),
                      args=(Arg("lr", Float(min=0.0, min_open=True), 0.01, "learning rate"),
                            Arg("eps", Float(min=0.0, min_open=True), 1e-10, "added to the denominator"), _WD))
-def build_adagrad(args, params, fused=False):
+def build_adagrad(args, params, fused=False, capturable=False):
     import torch
 
     return torch.optim.Adagrad(list(params), lr=args["lr"], eps=args["eps"], weight_decay=args["weight_decay"])

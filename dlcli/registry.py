@@ -113,6 +113,17 @@ class Bool(Kind):
         return value
 
 
+class AutoBool(Kind):
+    """`auto`, true or false (YAML also reads on/off/yes/no as booleans)."""
+
+    describe = "auto | true | false"
+
+    def check(self, value: Any) -> Any:
+        if value == "auto" or isinstance(value, bool):
+            return value
+        raise KindError("expected auto, true or false")
+
+
 class Str(Kind):
     def __init__(self, choices: Iterable[str] | Callable[[], Iterable[str]] | None = None):
         self._choices = choices

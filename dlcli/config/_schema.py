@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from dlcli.registry import Arg, Bool, Entry, Float, Int, IntList, Kind, KindError, Optional, Str
+from dlcli.registry import Arg, AutoBool, Bool, Entry, Float, Int, IntList, Kind, KindError, Optional, Str
 
 SECTIONS = ("name", "seed", "model", "data", "optimizer", "scheduler", "loss", "trainer", "metrics")
 
@@ -75,7 +75,7 @@ TRAINER = Entry("trainer", "the training loop", args=(
     Arg("evaluate_test", Bool(), True, "evaluate best.pt on the test split at the end"),
     Arg("compile", Bool(), False, "torch.compile the model (pays off on long GPU runs)"),
     Arg("cuda_graphs", Bool(), False, "capture the training step in a CUDA graph (GPU only)"),
-    Arg("channels_last", Str(("auto", "on", "off")), "auto", "channels-last memory format for conv models"),
+    Arg("channels_last", AutoBool(), "auto", "channels-last memory format (auto: for conv2d models on the CPU)"),
     Arg("fuse", Bool(), True, "exact rewrites that run faster (e.g. max-pool before ReLU)"),
     Arg("threads", Optional(Int(min=1, max=1024)), None, "CPU threads (default: torch's choice)"),
 ))

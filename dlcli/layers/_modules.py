@@ -53,6 +53,24 @@ class Dense(nn.Linear):
         return self.act(super().forward(x))
 
 
+class ActivatedPool(nn.Module):
+    """A max-pool followed by the activation of the convolution before it.
+
+    For a non-decreasing activation f, maxpool(f(x)) == f(maxpool(x)) exactly, and
+    the gradients are the same; applying f after the pool touches 4x fewer values
+    (2x2 windows) forward and backward. No parameters: state_dict keys are unchanged.
+    """
+
+    def __init__(self, pool: nn.Module, activation: str):
+        super().__init__()
+        self.pool = pool
+        self.activation_name = activation
+        self.act = build_activation(activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.pool(x))
+
+
 class Reshape(nn.Module):
     def __init__(self, target_shape: tuple[int, ...]):
         super().__init__()

@@ -23,8 +23,9 @@ from dlcli.errors import RunError
 from dlcli.evaluation import evaluate_split, metric_functions, sum_loss
 from dlcli.losses import LOSSES
 from dlcli.metrics import METRICS
-from dlcli.model import build_model
+from dlcli.model import build_training_model, uses_channels_last
 from dlcli.optim import OPTIMIZERS, SCHEDULERS
+from dlcli.train.cuda_graphs import GraphedStep, graph_blockers
 
 
 class TrainingInterrupted(Exception):
@@ -76,12 +77,20 @@ class Trainer:
         seed_everything(cfg["seed"])
         if t["threads"]:
             torch.set_num_threads(t["threads"])
-        self.model = (model if model is not None else build_model(cfg)).to(device)
+        self.model = model.to(device) if model is not None else build_training_model(cfg, device)
+        self.channels_last = uses_channels_last(cfg, device)
         self.loss_fn = LOSSES.get(cfg["loss"]["type"]).build({k: v for k, v in cfg["loss"].items() if k != "type"})
         self.metric_fns = metric_functions(cfg["metrics"])
+        use_graphs = False
+        if t["cuda_graphs"]:
+            blockers = graph_blockers(cfg, device)
+            use_graphs = not blockers
+            if blockers:
+                self.notes.append(f"trainer.cuda_graphs ignored: {'; '.join(blockers)}")
         opt = cfg["optimizer"]
-        self.optimizer = OPTIMIZERS.get(opt["type"]).build({k: v for k, v in opt.items() if k != "type"},
-                                                           self.model.parameters(), fused=device.type == "cuda")
+        self.optimizer = OPTIMIZERS.get(opt["type"]).build(
+            {k: v for k, v in opt.items() if k != "type"}, self.model.parameters(), fused=device.type == "cuda",
+            capturable=use_graphs)
         self.batch_size, self.accum = cfg["data"]["batch_size"], t["grad_accum"]
         n = len(data.train)
         self.batches_per_epoch = n // self.batch_size if cfg["data"]["drop_last"] else math.ceil(n / self.batch_size)
@@ -105,8 +114,10 @@ class Trainer:
         self.stop_reason: str | None = None
         self.last_step_logged = -1
         self._signal: str | None = None
-        self._sums: dict | None = None
-        self._seen = 0
+        zeros = lambda: torch.zeros((), dtype=torch.float64, device=device)  # noqa: E731
+        self._sums = {"loss": zeros(), **{name: zeros() for name in self.metric_fns}, "count": zeros(),
+                      "bad_step": torch.full((), -1, dtype=torch.int64, device=device)}
+        self.graphed = GraphedStep(self) if use_graphs else None
 
     # ---- set-up helpers -------------------------------------------------
     def _build_scheduler(self):
@@ -129,7 +140,8 @@ class Trainer:
     def autocast(self):
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+        # no autocast weight cache: it must not outlive a CUDA graph capture
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype, cache_enabled=self.graphed is None)
 
     @property
     def lr(self) -> float:
@@ -151,20 +163,18 @@ class Trainer:
                 perm = epoch_permutation(self.cfg["seed"], self.epoch, len(train)) if self.cfg["data"]["shuffle"] \
                     else torch.arange(len(train))
                 perm = perm.to(train.x.device)
-                if self._sums is None:
-                    self._sums = self._zero_sums()
+                if self.batch_in_epoch == 0:
+                    self._reset_sums()
                 self.model.train()
                 for batch in range(self.batch_in_epoch, self.batches_per_epoch):
                     idx = perm[batch * self.batch_size:(batch + 1) * self.batch_size]
-                    xb, yb = train.batch(idx)  # (B, *input_shape), (B,)
-                    with self.autocast():
-                        out = self.model(xb)
-                        loss = self.loss_fn(out.float(), yb)
-                    self._backward(loss)
                     last_of_window = (batch + 1) % self.accum == 0 or batch + 1 == self.batches_per_epoch
+                    if self.graphed is not None and len(idx) == self.batch_size:
+                        self.graphed.step(idx, batch)  # the same step, replayed from a CUDA graph
+                    else:
+                        self.train_step(idx, batch, last_of_window)
                     if last_of_window:
-                        self._optimizer_step()
-                    self._accumulate(loss, out, yb, batch)
+                        self._after_optimizer_step()
                     self.batch_in_epoch = batch + 1
                     self._emit("on_train_batch_end", batch)
                     if self._signal and last_of_window:
@@ -176,6 +186,21 @@ class Trainer:
         self._emit("on_fit_end", summary)
         return summary
 
+    def train_step(self, idx: torch.Tensor, batch, update: bool) -> None:
+        """One batch on the device, without a host sync on GPU: forward, backward,
+        the optimizer update when `update`, and the running sums. `batch` (the index
+        in the epoch) is an int, or a device tensor when captured in a CUDA graph."""
+        xb, yb = self.data.train.batch(idx)  # (B, *input_shape), (B,)
+        if self.channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        with self.autocast():
+            out = self.model(xb)
+            loss = self.loss_fn(out.float(), yb)
+        self._backward(loss)
+        if update:
+            self._optimizer_update()
+        self._accumulate(loss, out, yb, batch)
+
     def _backward(self, loss: torch.Tensor) -> None:
         loss = loss / self.accum if self.accum > 1 else loss
         if self.scaler is not None:
@@ -183,7 +208,7 @@ class Trainer:
         else:
             loss.backward()
 
-    def _optimizer_step(self) -> None:
+    def _optimizer_update(self) -> None:
         clip = self.cfg["trainer"]["grad_clip"]
         if self.scaler is not None:
             if clip:
@@ -195,15 +220,18 @@ class Trainer:
             if clip:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
             self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        # keep the gradient tensors (zeroed, not freed) when a CUDA graph holds their addresses
+        self.optimizer.zero_grad(set_to_none=self.graphed is None)
+
+    def _after_optimizer_step(self) -> None:
         self.step += 1
         if self.scheduler is not None and self.scheduler_interval == "step":
             self.scheduler.step()
 
-    def _zero_sums(self) -> dict:
-        zeros = lambda: torch.zeros((), dtype=torch.float64, device=self.device)  # noqa: E731
-        return {"loss": zeros(), **{name: zeros() for name in self.metric_fns}, "count": zeros(),
-                "bad_step": torch.full((), -1, dtype=torch.int64, device=self.device)}
+    def _reset_sums(self) -> None:
+        """Zero the epoch's running sums in place (a CUDA graph holds their addresses)."""
+        for name, value in self._sums.items():
+            value.fill_(-1 if name == "bad_step" else 0)
 
     @torch.no_grad()
     def _accumulate(self, loss: torch.Tensor, out: torch.Tensor, yb: torch.Tensor, batch: int) -> None:
@@ -215,7 +243,7 @@ class Trainer:
                 self._non_finite(batch)
         else:  # remember the first bad batch on the device; read at the epoch end
             bad = ~torch.isfinite(loss) & (sums["bad_step"] < 0)
-            sums["bad_step"] = torch.where(bad, torch.full_like(sums["bad_step"], batch), sums["bad_step"])
+            sums["bad_step"].copy_(torch.where(bad, batch, sums["bad_step"]))
         sums["loss"] += loss.double() * n
         out = out.detach().float()
         for name, fn in self.metric_fns.items():
@@ -230,8 +258,6 @@ class Trainer:
 
     def running_metrics(self) -> dict:
         """Train loss and metrics of the epoch so far (one host sync)."""
-        if self._sums is None:
-            return {}
         values = {k: float(v) for k, v in self._sums.items() if k != "bad_step"}
         count = max(values.pop("count"), 1.0)
         return {k: v / count for k, v in values.items()}
@@ -261,7 +287,6 @@ class Trainer:
         self.history.append(record)
         self.epoch += 1
         self.batch_in_epoch = 0
-        self._sums = None
         return record
 
     def _summary(self, seconds: float) -> dict:
@@ -292,7 +317,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
-            "partial_sums": {k: v.detach().cpu() for k, v in self._sums.items()} if self._sums else None,
+            "partial_sums": {k: v.detach().cpu() for k, v in self._sums.items()} if self.batch_in_epoch else None,
             "rng": rng_state(),
             "best": self.best, "monitor": self.monitor, "history": self.history,
             "normalization": self.data.normalization, "task": self.data.task,
@@ -310,8 +335,9 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
         self.best, self.history = dict(state["best"]), list(state["history"])
-        self._sums = ({k: v.to(self.device) for k, v in state["partial_sums"].items()}
-                      if state.get("partial_sums") else None)
+        if state.get("partial_sums"):
+            for name, value in state["partial_sums"].items():
+                self._sums[name].copy_(value)
         set_rng_state(state["rng"])
 
     # ---- plumbing --------------------------------------------------------

@@ -1,0 +1,63 @@
+"""The opt-in GPU fast path (`trainer.cuda_graphs: true`): the whole training step
+(index gather, normalization, forward, loss, backward, optimizer update, running
+sums) captured once in a CUDA graph and replayed for every full batch, which
+removes the per-kernel launch cost of Python. The last partial batch of an epoch
+runs the same step eagerly, so no data is dropped (unless data.drop_last).
+"""
+
+from __future__ import annotations
+
+import torch
+
+GRAPH_OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+def graph_blockers(cfg: dict, device: torch.device) -> list[str]:
+    """Why the step cannot be captured for this config and device (empty: it can)."""
+    t = cfg["trainer"]
+    blockers = []
+    if device.type != "cuda":
+        blockers.append(f"it needs a CUDA device (training on {device.type})")
+    if cfg.get("scheduler"):
+        blockers.append("a scheduler changes the learning rate, which a captured step would not see")
+    if t["grad_accum"] > 1:
+        blockers.append("gradient accumulation needs steps without an optimizer update")
+    if t["precision"] == "fp16":
+        blockers.append("fp16 needs a gradient scaler that reads the gradients on the host; use bf16")
+    if cfg["optimizer"]["type"] not in GRAPH_OPTIMIZERS:
+        blockers.append(f"optimizer {cfg['optimizer']['type']} is not captured (use one of "
+                        f"{', '.join(GRAPH_OPTIMIZERS)})")
+    return blockers
+
+
+class GraphedStep:
+    """Runs `trainer.train_step` from a CUDA graph: a few eager warm-up steps on a side
+    stream (as the CUDA-graph recipe asks), then one capture, then replays."""
+
+    WARMUP_STEPS = 3
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        home = trainer.data.train.x.device
+        self.idx = torch.zeros(trainer.batch_size, dtype=torch.long, device=home)  # static inputs
+        self.batch = torch.zeros((), dtype=torch.long, device=trainer.device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.warmups = 0
+
+    def step(self, idx: torch.Tensor, batch: int) -> None:
+        self.idx.copy_(idx, non_blocking=True)
+        self.batch.fill_(batch)
+        if self.graph is None:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            if self.warmups < self.WARMUP_STEPS:
+                with torch.cuda.stream(side):
+                    self.trainer.train_step(self.idx, self.batch, update=True)
+                torch.cuda.current_stream().wait_stream(side)
+                self.warmups += 1
+                return
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):  # records the step; replay() below runs it
+                self.trainer.train_step(self.idx, self.batch, update=True)
+            self.graph = graph
+        self.graph.replay()

@@ -1,0 +1,142 @@
+"""Every speed-up computes the same function as the plain path: outputs and gradients."""
+
+import pytest
+import torch
+
+from dlcli.activations import ACTIVATIONS
+from dlcli.config import config_from_text
+from dlcli.layers._modules import ActivatedPool
+from dlcli.model import build_model, build_training_model, uses_channels_last
+
+MONOTONE = [e.name for e in ACTIVATIONS if e.meta["monotone"] and e.name != "linear"]
+NOT_MONOTONE = [e.name for e in ACTIVATIONS if not e.meta["monotone"]]
+
+
+def _cfg(activation, rank=2, extra=""):
+    shape = "[2, 12, 12]" if rank == 2 else "[3, 20]"
+    return config_from_text(f"""
+model:
+  input_shape: {shape}
+  layers:
+    - conv{rank}d: {{filters: 5, kernel_size: 3, activation: {activation}}}
+    - maxpool{rank}d: {{pool_size: 2{extra}}}
+    - flatten
+    - dense: 3
+data: {{dataset: npz, path: unused.npz}}
+trainer: {{channels_last: false}}
+""")
+
+
+def _outputs_and_grads(model, x):
+    model.zero_grad()
+    out = model(x)
+    out.square().sum().backward()
+    return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def test_the_monotone_list_is_what_we_expect():
+    assert {"relu", "relu6", "leaky_relu", "hard_sigmoid"} == set(MONOTONE)
+    assert {"gelu", "silu", "mish", "softmax", "sigmoid", "tanh", "softplus"} <= set(NOT_MONOTONE)
+
+
+@pytest.mark.parametrize("rank", [1, 2])
+@pytest.mark.parametrize("padding", ["", ", padding: same"])
+@pytest.mark.parametrize("activation", MONOTONE)
+def test_activation_moved_after_max_pool_is_bit_identical(activation, rank, padding):
+    cfg = _cfg(activation, rank, padding)
+    torch.manual_seed(0)
+    plain = build_model(cfg)
+    fused = build_model(cfg, fuse=True)
+    assert any(isinstance(m, ActivatedPool) for m in fused.modules())
+    fused.load_state_dict(plain.state_dict())  # same keys: the rewrite adds no parameters
+    x = torch.randn(7, *cfg["model"]["input_shape"]) * 3
+    out_a, grads_a = _outputs_and_grads(plain, x)
+    out_b, grads_b = _outputs_and_grads(fused, x)
+    assert torch.equal(out_a, out_b)
+    for name in grads_a:
+        assert torch.equal(grads_a[name], grads_b[name]), name
+
+
+@pytest.mark.parametrize("activation", NOT_MONOTONE)
+def test_non_monotone_activations_stay_where_they_are(activation):
+    if activation in ("softmax", "log_softmax"):
+        pytest.skip("not a conv activation one would pool")
+    fused = build_model(_cfg(activation), fuse=True)
+    assert not any(isinstance(m, ActivatedPool) for m in fused.modules())
+
+
+def test_channels_last_computes_the_same_function():
+    cfg = _cfg("relu")
+    cfg["trainer"]["channels_last"] = True
+    torch.manual_seed(0)
+    plain = build_model(cfg)
+    fast = build_training_model(cfg, torch.device("cpu"))
+    assert uses_channels_last(cfg, torch.device("cpu"))
+    fast.load_state_dict(plain.state_dict())
+    x = torch.randn(7, 2, 12, 12)
+    out_a, grads_a = _outputs_and_grads(plain, x)
+    out_b, grads_b = _outputs_and_grads(fast, x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(out_a, out_b, rtol=1e-5, atol=1e-6)
+    for name in grads_a:
+        torch.testing.assert_close(grads_a[name], grads_b[name], rtol=1e-4, atol=1e-5)
+
+
+def test_training_with_and_without_the_rewrite_gives_identical_weights(tiny_cfg):
+    from dlcli.checkpoint import load_checkpoint
+    from dlcli.train import train
+    from pathlib import Path
+
+    runs = [train(tiny_cfg("trainer.epochs=2", "trainer.channels_last=false", f"trainer.fuse={flag}"))
+            for flag in ("false", "true")]
+    weights = [load_checkpoint(Path(r["run_dir"]) / "checkpoints" / "last.pt")["model"] for r in runs]
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
+
+
+def test_cuda_graphs_on_cpu_fall_back_with_a_note(tiny_cfg):
+    from dlcli.data.prepare import prepare_data
+    from dlcli.train import Trainer
+
+    cfg = tiny_cfg("trainer.cuda_graphs=true")
+    trainer = Trainer(cfg, prepare_data(cfg, torch.device("cpu")), torch.device("cpu"))
+    assert trainer.graphed is None
+    assert any("cuda_graphs ignored: it needs a CUDA device" in n and "scheduler" in n for n in trainer.notes)
+
+
+def test_graph_blockers_name_each_reason(tiny_cfg):
+    from dlcli.train.cuda_graphs import graph_blockers
+
+    cfg = tiny_cfg("trainer.grad_accum=2", "trainer.precision=fp16", "optimizer.type=rmsprop")
+    reasons = " | ".join(graph_blockers(cfg, torch.device("cuda")))
+    for word in ("scheduler", "accumulation", "fp16", "rmsprop"):
+        assert word in reasons
+    assert graph_blockers(tiny_cfg("scheduler=null"), torch.device("cuda")) == []
+
+
+def test_graph_dispatch_full_batches_replayed_partial_batch_eager(tiny_cfg):
+    """The fast path's bookkeeping, on the CPU: full batches go through the graphed step
+    (here a stand-in that runs the step eagerly), the last partial batch through the eager
+    step, gradients are zeroed in place, and the result equals the plain path bit for bit."""
+    from dlcli.data.prepare import prepare_data
+    from dlcli.train import Trainer
+
+    class EagerStandIn:
+        def __init__(self, trainer):
+            self.trainer, self.calls = trainer, 0
+
+        def step(self, idx, batch):
+            self.calls += 1
+            assert len(idx) == self.trainer.batch_size
+            self.trainer.train_step(idx, torch.tensor(batch), update=True)
+
+    cfg = tiny_cfg("scheduler=null", "data.batch_size=50", "trainer.epochs=2")  # 240 train samples: 4 x 50 + 40
+    device = torch.device("cpu")
+    plain = Trainer(cfg, prepare_data(cfg, device), device)
+    plain.fit()
+    fast = Trainer(cfg, prepare_data(cfg, device), device)
+    fast.graphed = EagerStandIn(fast)
+    fast.fit()
+    assert fast.graphed.calls == 2 * 4 and fast.step == plain.step == 2 * 5
+    for (name, a), b in zip(plain.model.state_dict().items(), fast.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert [r["train_loss"] for r in plain.history] == [r["train_loss"] for r in fast.history]
