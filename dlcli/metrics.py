@@ -14,6 +14,8 @@ def _topk(k: int):
         def topk_correct(outputs, targets):
             if targets.dim() > 1:  # one-hot / soft targets
                 targets = targets.argmax(dim=1)
+            if k == 1:
+                return (outputs.argmax(dim=1) == targets).sum()
             k_ = min(k, outputs.shape[1])
             top = outputs.topk(k_, dim=1).indices  # (B, k)
             return (top == targets.unsqueeze(1)).any(dim=1).sum()

@@ -78,4 +78,5 @@ TRAINER = Entry("trainer", "the training loop", args=(
     Arg("channels_last", AutoBool(), "auto", "channels-last memory format (auto: for conv2d models on the CPU)"),
     Arg("fuse", Bool(), True, "exact rewrites that run faster (e.g. max-pool before ReLU)"),
     Arg("threads", Optional(Int(min=1, max=1024)), None, "CPU threads (default: torch's choice)"),
+    Arg("deterministic", Bool(), False, "deterministic cuDNN algorithms: repeatable GPU runs and resumes, slower"),
 ))

@@ -77,6 +77,9 @@ class Trainer:
         seed_everything(cfg["seed"])
         if t["threads"]:
             torch.set_num_threads(t["threads"])
+        if device.type == "cuda":
+            torch.backends.cudnn.deterministic = t["deterministic"]
+            torch.backends.cudnn.benchmark = False
         self.model = model.to(device) if model is not None else build_training_model(cfg, device)
         self.channels_last = uses_channels_last(cfg, device)
         self.loss_fn = LOSSES.get(cfg["loss"]["type"]).build({k: v for k, v in cfg["loss"].items() if k != "type"})
@@ -114,9 +117,12 @@ class Trainer:
         self.stop_reason: str | None = None
         self.last_step_logged = -1
         self._signal: str | None = None
-        zeros = lambda: torch.zeros((), dtype=torch.float64, device=device)  # noqa: E731
-        self._sums = {"loss": zeros(), **{name: zeros() for name in self.metric_fns}, "count": zeros(),
-                      "bad_step": torch.full((), -1, dtype=torch.int64, device=device)}
+        # Per-batch results of the running epoch, written on the device (no host sync) and
+        # summed when read; persistent tensors, since a CUDA graph holds their addresses.
+        self._losses = torch.zeros(self.batches_per_epoch, dtype=torch.float32, device=device)
+        self._metric_sums = torch.zeros(len(self.metric_fns), self.batches_per_epoch, dtype=torch.float64,
+                                        device=device)
+        self._batch_sizes = [min(self.batch_size, n - b * self.batch_size) for b in range(self.batches_per_epoch)]
         self.graphed = GraphedStep(self) if use_graphs else None
 
     # ---- set-up helpers -------------------------------------------------
@@ -163,8 +169,6 @@ class Trainer:
                 perm = epoch_permutation(self.cfg["seed"], self.epoch, len(train)) if self.cfg["data"]["shuffle"] \
                     else torch.arange(len(train))
                 perm = perm.to(train.x.device)
-                if self.batch_in_epoch == 0:
-                    self._reset_sums()
                 self.model.train()
                 for batch in range(self.batch_in_epoch, self.batches_per_epoch):
                     idx = perm[batch * self.batch_size:(batch + 1) * self.batch_size]
@@ -228,27 +232,22 @@ class Trainer:
         if self.scheduler is not None and self.scheduler_interval == "step":
             self.scheduler.step()
 
-    def _reset_sums(self) -> None:
-        """Zero the epoch's running sums in place (a CUDA graph holds their addresses)."""
-        for name, value in self._sums.items():
-            value.fill_(-1 if name == "bad_step" else 0)
-
     @torch.no_grad()
-    def _accumulate(self, loss: torch.Tensor, out: torch.Tensor, yb: torch.Tensor, batch: int) -> None:
-        sums = self._sums
-        n = yb.shape[0]
+    def _accumulate(self, loss: torch.Tensor, out: torch.Tensor, yb: torch.Tensor, batch) -> None:
+        """Record the batch's loss and metric sums at position `batch` of the epoch."""
         loss = loss.detach()
-        if self.device.type == "cpu":  # free to check at once on the CPU
-            if not math.isfinite(loss.item()):
-                self._non_finite(batch)
-        else:  # remember the first bad batch on the device; read at the epoch end
-            bad = ~torch.isfinite(loss) & (sums["bad_step"] < 0)
-            sums["bad_step"].copy_(torch.where(bad, batch, sums["bad_step"]))
-        sums["loss"] += loss.double() * n
+        if self.device.type == "cpu" and not math.isfinite(loss.item()):  # free to check at once on the CPU
+            self._non_finite(batch)
         out = out.detach().float()
-        for name, fn in self.metric_fns.items():
-            sums[name] += fn(out, yb)
-        sums["count"] += n
+        metrics = [fn(out, yb) for fn in self.metric_fns.values()]
+        if isinstance(batch, int):
+            self._losses[batch] = loss
+            if metrics:
+                self._metric_sums[:, batch] = torch.stack(metrics)
+        else:  # a device tensor (inside a CUDA graph)
+            self._losses.index_copy_(0, batch.view(1), loss.float().view(1))
+            if metrics:
+                self._metric_sums.index_copy_(1, batch.view(1), torch.stack(metrics).double().view(-1, 1))
 
     def _non_finite(self, batch: int) -> None:
         raise RunError(f"the loss became NaN or inf at epoch {self.epoch + 1}, step "
@@ -258,13 +257,22 @@ class Trainer:
 
     def running_metrics(self) -> dict:
         """Train loss and metrics of the epoch so far (one host sync)."""
-        values = {k: float(v) for k, v in self._sums.items() if k != "bad_step"}
-        count = max(values.pop("count"), 1.0)
-        return {k: v / count for k, v in values.items()}
+        done = self.batch_in_epoch
+        if done == 0:
+            return {}
+        losses = self._losses[:done].double().cpu()
+        if not torch.isfinite(losses).all():
+            return {"loss": float("nan")}
+        sizes = torch.tensor(self._batch_sizes[:done], dtype=torch.float64)
+        count = float(sizes.sum())
+        weights = sizes if getattr(self.loss_fn, "reduction", "mean") == "mean" else torch.ones_like(sizes)
+        metrics = (self._metric_sums[:, :done].sum(1) / count).tolist()
+        return {"loss": float((losses * weights).sum()) / count, **dict(zip(self.metric_fns, metrics))}
 
     def _end_epoch(self, seconds: float) -> dict:
-        if int(self._sums["bad_step"]) >= 0:
-            self._non_finite(int(self._sums["bad_step"]))
+        finite = torch.isfinite(self._losses[:self.batch_in_epoch])
+        if not bool(finite.all()):
+            self._non_finite(int((~finite).nonzero()[0]))
         train = self.running_metrics()
         record = {"kind": "epoch", "epoch": self.epoch + 1, "step": self.step,
                   **{f"train_{k}": v for k, v in train.items()}}
@@ -294,11 +302,9 @@ class Trainer:
                    "epochs": self.epoch, "steps": self.step, "best": self.best, "seconds": round(seconds, 3),
                    "last": self.history[-1] if self.history else None, "notes": self.notes}
         if self.data.test is not None and self.cfg["trainer"]["evaluate_test"]:
-            model = self.model
-            if self.best_state is not None:
-                model = copy.deepcopy(self.model)
-                model.load_state_dict(self.best_state)
-            summary["test"] = evaluate_split(model, self.data.test, self.loss_fn, self.metric_fns,
+            if self.best_state is not None:  # the run is over: the model takes the best weights
+                self.model.load_state_dict(self.best_state)
+            summary["test"] = evaluate_split(self.model, self.data.test, self.loss_fn, self.metric_fns,
                                              self.cfg["data"]["eval_batch_size"],
                                              self.autocast if self.autocast_dtype else None)
             summary["test_epoch"] = self.best.get("epoch", self.epoch)
@@ -317,7 +323,8 @@ class Trainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
-            "partial_sums": {k: v.detach().cpu() for k, v in self._sums.items()} if self.batch_in_epoch else None,
+            "partial_sums": {"losses": self._losses.cpu(), "metric_sums": self._metric_sums.cpu()}
+            if self.batch_in_epoch else None,
             "rng": rng_state(),
             "best": self.best, "monitor": self.monitor, "history": self.history,
             "normalization": self.data.normalization, "task": self.data.task,
@@ -336,8 +343,8 @@ class Trainer:
         self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
         self.best, self.history = dict(state["best"]), list(state["history"])
         if state.get("partial_sums"):
-            for name, value in state["partial_sums"].items():
-                self._sums[name].copy_(value)
+            self._losses.copy_(state["partial_sums"]["losses"])
+            self._metric_sums.copy_(state["partial_sums"]["metric_sums"])
         set_rng_state(state["rng"])
 
     # ---- plumbing --------------------------------------------------------
