@@ -50,11 +50,19 @@ def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None 
 
 
 def _fit(trainer: Trainer, run_dir: Path) -> dict:
+    import torch
+
     from dlcli.runs import write_summary
 
     base = {"name": trainer.cfg["name"], "run_dir": str(run_dir), "monitor": trainer.monitor}
     try:
-        summary = trainer.fit()
+        try:
+            summary = trainer.fit()
+        except torch.OutOfMemoryError:
+            batch = trainer.batch_size
+            raise RunError(f"out of {trainer.device.type.upper()} memory at data.batch_size={batch} "
+                           f"(epoch {trainer.epoch + 1}); HINT: try data.batch_size={max(batch // 2, 1)}, "
+                           f"trainer.precision=bf16, or a smaller model") from None
     except TrainingInterrupted as stop:
         write_summary(run_dir, {**base, "status": "interrupted", "signal": stop.signal_name,
                                 "epochs": trainer.epoch, "steps": trainer.step, "best": trainer.best})

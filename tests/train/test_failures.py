@@ -138,3 +138,15 @@ def test_signal_saves_last_checkpoint_and_says_how_to_resume(tmp_path, sig):
     run_dir = next((tmp_path / "runs" / "sig").iterdir())
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert state["epoch"] >= 1
+
+
+class _OutOfMemoryAt(Callback):
+    def on_train_batch_end(self, trainer, batch):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+
+def test_out_of_memory_suggests_a_smaller_batch(tiny_cfg):
+    handle = RunHandle()
+    with pytest.raises(RunError, match=r"out of CPU memory at data.batch_size=32 .*try data.batch_size=16"):
+        train(tiny_cfg(), callbacks=[_OutOfMemoryAt()], handle=handle)
+    assert json.loads((handle.run_dir / "summary.json").read_text())["status"] == "failed"

@@ -1,0 +1,68 @@
+"""dlcli trains end to end on each kind of user data, on tiny files the test makes."""
+
+import csv
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dlcli.config import config_from_text
+from dlcli.train import train
+
+
+def _run(tmp_path, model, data, loss="cross_entropy"):
+    cfg = config_from_text(f"""
+model: {model}
+data: {data}
+loss: {loss}
+trainer: {{epochs: 2, device: cpu, progress: none, out_dir: {tmp_path / 'runs'}}}
+""")
+    return train(cfg)
+
+
+def test_npz_classification(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 8)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    np.savez(tmp_path / "d.npz", x=x, y=y, x_test=x[:40], y_test=y[:40])
+    summary = _run(tmp_path, "{input_shape: [8], layers: [{dense: {units: 16, activation: relu}}, {dense: 2}]}",
+                   f"{{dataset: npz, path: {tmp_path / 'd.npz'}, batch_size: 16, val_split: 0.2}}")
+    assert summary["status"] == "finished" and 0 <= summary["test"]["accuracy"] <= 1
+
+
+def test_csv_time_series_windows_regression(tmp_path):
+    path = tmp_path / "series.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["t", "value"])
+        for t in range(200):
+            writer.writerow([t, float(np.sin(t / 5))])
+    summary = _run(tmp_path, "{input_shape: [10, 1], layers: [{gru: 8}, {dense: 1}]}",
+                   f"{{dataset: csv, path: {path}, target: value, features: [value], window: 10, batch_size: 32}}",
+                   loss="mse")
+    assert summary["status"] == "finished"
+    assert set(summary["last"]) >= {"train_loss", "train_mae"}
+
+
+def test_image_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    for label in ("cat", "dog"):
+        (tmp_path / "imgs" / label).mkdir(parents=True)
+        for i in range(12):
+            pixels = rng.integers(0, 255, size=(20, 24, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "imgs" / label / f"{i}.png")
+    summary = _run(tmp_path, "{input_shape: [3, 16, 16], layers: [{conv2d: {filters: 4, kernel_size: 3, "
+                             "activation: relu}}, {maxpool2d: 2}, flatten, {dense: 2}]}",
+                   f"{{dataset: image_folder, path: {tmp_path / 'imgs'}, batch_size: 8}}")
+    assert summary["status"] == "finished"
+
+
+@pytest.mark.parametrize("config", ["mnist_lstm", "mnist_deep_cnn", "mnist_cnn_keras"])
+def test_shipped_configs_train_on_a_subset(tmp_path, config, repo_root):
+    from dlcli.config import load_config
+
+    cfg = load_config(repo_root / "configs" / f"{config}.yaml",
+                      ["trainer.epochs=1", "data.subset=256", "data.test_subset=128", "trainer.device=cpu",
+                       "trainer.progress=none", f"trainer.out_dir={tmp_path}"])
+    summary = train(cfg)
+    assert summary["status"] == "finished" and summary["test"]["accuracy"] > 0.1
