@@ -128,3 +128,12 @@ def read_metrics(path: Path) -> tuple[list[dict], int]:
 
 def write_summary(run_dir: Path, summary: dict) -> None:
     write_text_atomic(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+
+
+def run_dir_of(checkpoint: Path) -> Path | None:
+    """The run directory holding `checkpoint` (<run>/checkpoints/x.pt), or None."""
+    checkpoint = Path(checkpoint)
+    run_dir = checkpoint.parent.parent
+    if checkpoint.parent.name == "checkpoints" and (run_dir / CONFIG_FILE).is_file():
+        return run_dir
+    return None
