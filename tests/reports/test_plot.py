@@ -1,13 +1,14 @@
 """dlcli plot: PNG learning curves and confusion heat maps; matplotlib is optional."""
 
-import json
+import importlib.util
 import shutil
 import sys
 
 import pytest
 from PIL import Image
 
-pytest.importorskip("matplotlib")
+needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
+                                      reason="matplotlib (the plot and test extras) is not installed")
 
 
 def _png_size(path):
@@ -18,6 +19,7 @@ def _png_size(path):
         return image.size
 
 
+@needs_matplotlib
 def test_learning_curves_and_confusion_matrix(mnist_run, tmp_path, cli):
     run = tmp_path / "run"
     shutil.copytree(mnist_run, run)
@@ -32,6 +34,7 @@ def test_learning_curves_and_confusion_matrix(mnist_run, tmp_path, cli):
         assert width > 200 and height > 200
 
 
+@needs_matplotlib
 def test_without_an_evaluation_only_the_curves(regression_run, tmp_path, cli):
     run = tmp_path / "run"
     shutil.copytree(regression_run, run)
@@ -44,6 +47,7 @@ def test_without_an_evaluation_only_the_curves(regression_run, tmp_path, cli):
     assert "eval_broken.json: skipped" in " ".join(result.output.split())
 
 
+@needs_matplotlib
 def test_a_confusion_csv_alone_is_plotted(mnist_run, tmp_path):
     from dlcli.plots import plot_run
 
@@ -64,6 +68,7 @@ def test_missing_matplotlib_names_the_extra(mnist_run, cli, monkeypatch):
     assert "pip install 'dlcli[plot]'" in result.output
 
 
+@needs_matplotlib
 def test_run_without_metrics_is_a_clear_error(tmp_path, cli):
     (tmp_path / "empty").mkdir()
     result = cli("plot", tmp_path / "empty")
