@@ -128,3 +128,144 @@ def read_metrics(path: Path) -> tuple[list[dict], int]:
 
 def write_summary(run_dir: Path, summary: dict) -> None:
     write_text_atomic(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+
+
+def run_dir_of(checkpoint: Path) -> Path | None:
+    """The run directory holding `checkpoint` (<run>/checkpoints/x.pt), or None."""
+    checkpoint = Path(checkpoint)
+    run_dir = checkpoint.parent.parent
+    if checkpoint.parent.name == "checkpoints" and (run_dir / CONFIG_FILE).is_file():
+        return run_dir
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Listing runs (`dlcli runs`): every file may be missing, torn or garbage
+# ---------------------------------------------------------------------------
+
+RUNNING_WINDOW_S = 900  # a run without a summary that wrote within this long is still running
+STATUSES = {"finished": "finished", "stopped_early": "stopped", "interrupted": "interrupted",
+            "failed": "failed", "crashed": "crashed"}
+
+
+def list_runs(root: str | Path, now: float | None = None) -> list[dict]:
+    """One record per run directory under `root` (runs/, runs/<name>/ or one run), newest first."""
+    import time
+
+    root = Path(root)
+    if not root.is_dir():
+        raise RunError(f"{root}: {'not a directory' if root.exists() else 'no such directory'}; expected a "
+                       f"folder of runs (trainer.out_dir, default runs/)")
+    now = time.time() if now is None else now
+    found = [p for p in (root, *_subdirs(root), *(q for p in _subdirs(root) for q in _subdirs(p))) if _is_run_dir(p)]
+    runs = [describe_run(path, now) for path in found]
+    return sorted(runs, key=lambda r: (r["date"] or "", r["id"]), reverse=True)
+
+
+def _subdirs(path: Path) -> list[Path]:
+    try:
+        return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return []
+
+
+def _is_run_dir(path: Path) -> bool:
+    return (path / CONFIG_FILE).is_file() or (path / "checkpoints").is_dir() or (path / METRICS_JSONL).is_file()
+
+
+def _read_json(path: Path):
+    """(value, ok): (None, True) when missing, (None, False) when unreadable or not an object."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, True
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None, False
+    return (value, True) if isinstance(value, dict) else (None, False)
+
+
+def _read_config(path: Path) -> dict:
+    import yaml
+
+    try:
+        value = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def describe_run(path: Path, now: float) -> dict:
+    """name, id, date, epochs done / planned, best monitored value, status of one run."""
+    summary, summary_ok = _read_json(path / SUMMARY_FILE)
+    config = _read_config(path / CONFIG_FILE)
+    trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
+    records = [r for r in read_metrics(path / METRICS_JSONL)[0] if r.get("kind") == "epoch"]
+    summary = summary or {}
+    name = summary.get("name") or config.get("name") or path.parent.name
+    epochs = summary.get("epochs") if isinstance(summary.get("epochs"), int) else \
+        max((r["epoch"] for r in records if isinstance(r.get("epoch"), int)), default=0)
+    planned = trainer.get("epochs") if isinstance(trainer.get("epochs"), int) else None
+    best = summary.get("best") if isinstance(summary.get("best"), dict) and summary.get("best") else \
+        _best_of(records, summary.get("monitor") or trainer.get("monitor"), trainer.get("monitor_mode"))
+    return {"name": str(name), "id": path.name, "path": str(path), "date": _run_date(path),
+            "epochs": epochs, "planned": planned, "monitor": best.get("metric"),
+            "best": _number(best.get("value")), "best_epoch": best.get("epoch"),
+            "status": _status(path, summary, summary_ok, records, now)}
+
+
+def _best_of(records: list[dict], monitor: str | None, mode: str | None) -> dict:
+    """The best monitored value in the epoch records (a run that wrote no summary)."""
+    if not isinstance(monitor, str):
+        monitor = "val_loss" if any("val_loss" in r for r in records) else "train_loss"
+    if mode not in ("min", "max"):
+        mode = "min"
+        if not monitor.endswith("_loss"):
+            from dlcli.metrics import METRICS
+
+            entry = METRICS.lookup(monitor.split("_", 1)[-1])
+            mode = entry.meta.get("mode", "min") if entry is not None else "min"
+    values = [(r[monitor], r.get("epoch")) for r in records if _number(r.get(monitor)) is not None]
+    if not values:
+        return {}
+    value, epoch = (min if mode == "min" else max)(values, key=lambda v: v[0])
+    return {"metric": monitor, "value": value, "epoch": epoch}
+
+
+def _run_date(path: Path) -> str | None:
+    """When the run started: its directory name (YYYYmmdd-HHMMSS), else environment.json, else mtime."""
+    try:
+        return datetime.strptime(path.name[:15], "%Y%m%d-%H%M%S").isoformat()
+    except ValueError:
+        pass
+    env, _ = _read_json(path / ENV_FILE)
+    if env and isinstance(env.get("started"), str):
+        return env["started"]
+    try:
+        return datetime.fromtimestamp(path.stat().st_mtime).isoformat(timespec="seconds")
+    except OSError:
+        return None
+
+
+def _status(path: Path, summary: dict, summary_ok: bool, records: list[dict], now: float) -> str:
+    if not summary_ok:
+        return "unknown"
+    last_write = max((_mtime(p) for p in (path / "checkpoints" / "last.pt", path / METRICS_JSONL)), default=0.0)
+    longest_epoch = max((r["seconds"] for r in records if _number(r.get("seconds")) is not None), default=0.0)
+    recent = now - last_write < max(RUNNING_WINDOW_S, 3 * longest_epoch)
+    if not summary:
+        return "running" if recent else "crashed"
+    status = STATUSES.get(summary.get("status"), "unknown")
+    if status in ("interrupted", "failed", "crashed") and recent and last_write > _mtime(path / SUMMARY_FILE):
+        return "running"  # resumed since the summary was written
+    return status
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0

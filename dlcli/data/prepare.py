@@ -184,8 +184,11 @@ def to_device_split(split: Split, normalization: dict | None, view: tuple, devic
     return DeviceSplit(x.to(home), y.to(home), scale, shift, tuple(view), device)
 
 
-def prepare_data(cfg: dict, device: torch.device, splits: Splits | None = None) -> PreparedData:
-    """Load (unless given), check, split, normalize and place the data of a config."""
+def prepare_data(cfg: dict, device: torch.device, splits: Splits | None = None,
+                 normalization: dict | None | str = "compute") -> PreparedData:
+    """Load (unless given), check, split, normalize and place the data of a config.
+    `normalization`: "compute" takes the training set's statistics; a checkpoint's
+    (a dict, or None) makes evaluation see exactly what training saw."""
     from dlcli.config import infer_shapes
     from dlcli.losses import LOSSES
 
@@ -211,9 +214,10 @@ def prepare_data(cfg: dict, device: torch.device, splits: Splits | None = None) 
     for name, split in (("training", train), ("validation", val), ("test", test)):
         if split is not None and len(split):
             check_fits(cfg, split, name, source, splits.task)
-    normalization = normalization_stats(train.x) if data["normalize"] else None
-    if normalization is None and train.x.dtype == torch.uint8:
-        normalization = {"axis": 1, "mean": [0.0] * train.x.shape[1], "std": [255.0] * train.x.shape[1]}
+    if normalization == "compute":
+        normalization = normalization_stats(train.x) if data["normalize"] else None
+        if normalization is None and train.x.dtype == torch.uint8:
+            normalization = {"axis": 1, "mean": [0.0] * train.x.shape[1], "std": [255.0] * train.x.shape[1]}
     view = tuple(cfg["model"]["input_shape"])
     out_shape = infer_shapes(view, cfg["model"]["layers"])[-1][3]
     home = resident_device([s for s in (train, val, test) if s is not None], device)

@@ -1,0 +1,82 @@
+"""`dlcli evaluate CHECKPOINT|RUN_DIR`: loss, metrics and per-class figures of a
+checkpoint on a split of its data (or other data), printed and written as files."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from dlcli.cli._app import app, console, escape, report_errors
+
+MAX_CONFUSION_SHOWN = 20  # larger matrices are only written to the CSV
+
+
+@app.command()
+@report_errors
+def evaluate(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt) or a run directory (its best.pt)"),
+             split: Optional[str] = typer.Option(None, "--split", help="train | val | test (default: test; "
+                                                 "with --data: the file's test part if it has one)"),
+             data: Optional[str] = typer.Option(None, "--data", help="other data of the same shape: an .npz, a "
+                                                "CSV or a folder of class folders"),
+             out: Optional[str] = typer.Option(None, "--out", help="directory for the report files (default: "
+                                               "the run directory)"),
+             device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, ... (default: the config's)"),
+             batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1,
+                                                      help="evaluation batch size (default: data.eval_batch_size)"),
+             ) -> None:
+    """Evaluate a checkpoint: loss, metrics, per-class table and confusion matrix, or MSE, MAE, R²."""
+    from dlcli.reports import evaluate_checkpoint, write_evaluation
+
+    evaluation = evaluate_checkpoint(checkpoint, split=split, data=data, device=device, batch_size=batch_size)
+    report = evaluation.report
+    console.print(f"[bold]{escape(report['checkpoint'])}[/] (epoch {report['epoch']}) on "
+                  f"[bold]{escape(report['split'])}[/]: {escape(report['data'])}, {report['samples']:,} samples",
+                  soft_wrap=True)
+    console.print(figures_table(report))
+    if "per_class" in report:
+        console.print(per_class_table(report))
+        names, matrix = report["confusion"]["labels"], report["confusion"]["matrix"]
+        if len(names) <= MAX_CONFUSION_SHOWN:
+            console.print(confusion_table(names, matrix))
+    files = write_evaluation(evaluation, out)
+    console.print(f"wrote {', '.join(escape(f.name) for f in files)} in {escape(str(files[0].parent))}",
+                  soft_wrap=True)
+
+
+def figures_table(report: dict) -> Table:
+    table = Table(title="figures", title_justify="left")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in report.items():
+        if isinstance(value, float):
+            table.add_row(key, f"{value:.4f}")
+    return table
+
+
+def per_class_table(report: dict) -> Table:
+    table = Table(title="per class", title_justify="left")
+    for column in ("class", "precision", "recall", "F1", "support"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for row in report["per_class"]:
+        label = f"{row['class']}" if row["name"] == str(row["class"]) else f"{row['class']} {row['name']}"
+        table.add_row(escape(label), f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}",
+                      f"{row['support']:,}")
+    support = sum(row["support"] for row in report["per_class"])
+    for name in ("macro_avg", "weighted_avg"):
+        avg = report[name]
+        table.add_row(name.replace("_", " "), f"{avg['precision']:.4f}", f"{avg['recall']:.4f}",
+                      f"{avg['f1']:.4f}", f"{support:,}", style="dim")
+    return table
+
+
+def confusion_table(names: list[str], matrix: list[list[int]]) -> Table:
+    table = Table(title="confusion matrix", title_justify="left")
+    table.add_column("true \\ pred")
+    for name in names:
+        table.add_column(escape(name), justify="right")
+    for i, (name, row) in enumerate(zip(names, matrix)):
+        cells = [f"[bold green]{v}[/]" if j == i and v else (f"{v}" if v else "[dim]0[/]") for j, v in enumerate(row)]
+        table.add_row(escape(name), *cells)
+    return table

@@ -1,0 +1,26 @@
+"""`dlcli export CHECKPOINT --format torchscript|onnx|state_dict [--out PATH]`."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from dlcli.cli._app import app, console, escape, report_errors
+
+
+@app.command()
+@report_errors
+def export(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt) or a run directory (its best.pt)"),
+           fmt: str = typer.Option("torchscript", "--format", help="torchscript | onnx | state_dict"),
+           out: Optional[str] = typer.Option(None, "--out", help="the file to write (default: "
+                                             "<run>/export/<checkpoint>.<format>)")) -> None:
+    """Export a model as TorchScript or ONNX (raw samples in, predictions out) or a plain state_dict."""
+    from dlcli.export import export_checkpoint
+
+    result = export_checkpoint(checkpoint, fmt, out)
+    console.print(f"wrote {escape(str(result.path))} ({result.format})", soft_wrap=True)
+    console.print(f"  input:  {escape(result.info['input'])}", soft_wrap=True)
+    console.print(f"  output: {escape(result.info['output'])}", soft_wrap=True)
+    console.print(f"  load:   {escape(result.info['load'])}", soft_wrap=True)
+    console.print(f"sidecar {escape(str(result.sidecar))}", soft_wrap=True)

@@ -1,0 +1,58 @@
+"""`dlcli predict CHECKPOINT INPUT...`: predictions for image files, an image
+folder, an .npz or a .csv; a table, and a CSV or JSON file with --out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from dlcli.cli._app import app, console, escape, report_errors
+
+MAX_ROWS_SHOWN = 50
+
+
+@app.command()
+@report_errors
+def predict(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt) or a run directory (its best.pt)"),
+            inputs: List[str] = typer.Argument(..., help="image files, an image folder, an .npz (array x) or a "
+                                                         ".csv (the training features)"),
+            top_k: int = typer.Option(3, "--top-k", min=1, help="classes shown per input (classification)"),
+            out: Optional[str] = typer.Option(None, "--out", help="write the predictions to FILE.csv or FILE.json"),
+            device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, ... (default: the config's)"),
+            batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1,
+                                                     help="batch size (default: data.eval_batch_size)"),
+            ) -> None:
+    """Predict with a checkpoint: the top-k classes with probabilities, or the values."""
+    from dlcli.predict import check_output_path, predict as run_predict, write_predictions
+
+    if out is not None:
+        check_output_path(Path(out))  # before any work
+    predictions = run_predict(checkpoint, inputs, top_k=top_k, device=device, batch_size=batch_size)
+    console.print(predictions_table(predictions))
+    if len(predictions.rows) > MAX_ROWS_SHOWN:
+        console.print(f"[dim]... {len(predictions.rows) - MAX_ROWS_SHOWN:,} more "
+                      f"({len(predictions.rows):,} inputs){'' if out else '; all of them with --out FILE.csv'}[/]",
+                      soft_wrap=True)
+    if out is not None:
+        console.print(f"wrote {escape(str(write_predictions(predictions, out)))}", soft_wrap=True)
+
+
+def predictions_table(predictions) -> Table:
+    table = Table(title=f"predictions of {escape(predictions.checkpoint)}", title_justify="left")
+    table.add_column("input")
+    rows = predictions.rows[:MAX_ROWS_SHOWN]
+    if predictions.kind == "classes":
+        k = max((len(r["predictions"]) for r in rows), default=0)
+        for i in range(k):
+            table.add_column(f"#{i + 1} class (probability)" if i == 0 else f"#{i + 1}")
+        for r in rows:
+            table.add_row(escape(r["input"]), *[f"{escape(p['name'])} ({p['probability']:.3f})"
+                                                for p in r["predictions"]])
+    else:
+        table.add_column("probability" if predictions.kind == "probabilities" else "value", justify="right")
+        for r in rows:
+            table.add_row(escape(r["input"]), ", ".join(f"{v:.6g}" for v in r["value"]))
+    return table

@@ -1,0 +1,210 @@
+"""PNG plots of a run: learning curves from metrics.jsonl and, where `dlcli
+evaluate` wrote one, the confusion matrix as a heat map.
+
+matplotlib is an optional extra (`pip install 'dlcli[plot]'`), imported only
+here and only when plotting; figures are drawn on the Agg canvas directly, so no
+GUI backend and no pyplot global state are involved.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dlcli.errors import DataError, DlcliError, RunError
+
+CURVES_FILE = "learning_curves.png"
+NOT_CURVES = {"epoch", "step", "kind", "lr", "seconds", "samples_per_s"}
+
+
+@dataclass
+class Plots:
+    files: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what was skipped, and why
+
+
+def _matplotlib():
+    """(Figure, FigureCanvasAgg), or a DlcliError naming the extra to install."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as err:
+        raise DlcliError(f"dlcli plot needs matplotlib, which cannot be imported ({err}); install it with: "
+                         f"pip install 'dlcli[plot]'") from None
+    return Figure, FigureCanvasAgg
+
+
+def plot_run(run_dir: str | Path) -> Plots:
+    """learning_curves.png, and confusion_<split>.png for each evaluation with a confusion matrix."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError(f"{run_dir}: {'not a directory' if run_dir.exists() else 'no such directory'}; expected a "
+                       f"run directory (runs/<name>/<id>)")
+    _matplotlib()  # a missing extra is reported before anything else
+    plots = Plots()
+    plots.files.append(plot_learning_curves(run_dir, run_dir / CURVES_FILE))
+    for label, (labels, matrix, title) in sorted(_confusions(run_dir, plots.notes).items()):
+        plots.files.append(plot_confusion(labels, matrix, title, run_dir / f"confusion_{label}.png"))
+    return plots
+
+
+# ---------------------------------------------------------------------------
+# Learning curves
+# ---------------------------------------------------------------------------
+
+def epoch_records(run_dir: Path) -> list[dict]:
+    """One record per epoch (the last written wins), skipping torn lines."""
+    from dlcli.runs import METRICS_JSONL, read_metrics
+
+    by_epoch = {}
+    for record in read_metrics(run_dir / METRICS_JSONL)[0]:
+        if record.get("kind") == "epoch" and isinstance(record.get("epoch"), int):
+            by_epoch[record["epoch"]] = record
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def curve_names(records: list[dict]) -> list[str]:
+    """'loss' first, then each metric logged for train or val."""
+    names: list[str] = []
+    for record in records:
+        for key, value in record.items():
+            if key in NOT_CURVES or not isinstance(value, (int, float)) or "_" not in key:
+                continue
+            prefix, name = key.split("_", 1)
+            if prefix in ("train", "val") and name not in names:
+                names.append(name)
+    return sorted(names, key=lambda n: (n != "loss", names.index(n)))
+
+
+def best_epoch(run_dir: Path, records: list[dict]) -> tuple[int | None, str | None]:
+    """(epoch, monitored metric) of the best epoch: summary.json's, else the lowest val/train loss."""
+    from dlcli.runs import SUMMARY_FILE
+
+    try:
+        best = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8")).get("best") or {}
+        if isinstance(best.get("epoch"), int):
+            return best["epoch"], best.get("metric")
+    except (OSError, ValueError, AttributeError):
+        pass
+    key = "val_loss" if any(isinstance(r.get("val_loss"), (int, float)) for r in records) else "train_loss"
+    values = [(r[key], r["epoch"]) for r in records if isinstance(r.get(key), (int, float))]
+    return (min(values)[1], key) if values else (None, None)
+
+
+def plot_learning_curves(run_dir: Path, path: Path) -> Path:
+    Figure, FigureCanvasAgg = _matplotlib()
+    from dlcli.runs import METRICS_JSONL
+
+    records = epoch_records(run_dir)
+    if not records:
+        raise RunError(f"{run_dir / METRICS_JSONL}: no epoch records yet; expected the metrics of a run that "
+                       f"finished at least one epoch")
+    names = curve_names(records)
+    best, monitor = best_epoch(run_dir, records)
+    cols = min(len(names), 3)
+    rows = -(-len(names) // cols)
+    fig = Figure(figsize=(5 * cols, 3.8 * rows), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        for prefix, style in (("train", "o-"), ("val", "s--")):
+            points = [(r["epoch"], r[f"{prefix}_{name}"]) for r in records
+                      if isinstance(r.get(f"{prefix}_{name}"), (int, float))]
+            if points:
+                ax.plot(*zip(*points), style, label=prefix, markersize=4)
+                at_best = [v for e, v in points if e == best]
+                if at_best:
+                    ax.plot([best], at_best, "*", color="crimson", markersize=13, zorder=5)
+        if best is not None:
+            ax.axvline(best, color="crimson", linestyle=":", linewidth=1,
+                       label=f"best epoch {best}" + (f" ({monitor})" if monitor else ""))
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        if records[-1]["epoch"] <= 20:
+            ax.set_xticks([r["epoch"] for r in records])
+    fig.suptitle(f"{run_dir.parent.name}/{run_dir.name}: learning curves")
+    _save(fig, path)
+    return path
+
+
+# ---------------------------------------------------------------------------
+# Confusion matrices
+# ---------------------------------------------------------------------------
+
+def _confusions(run_dir: Path, notes: list[str]) -> dict[str, tuple]:
+    """{split label: (class labels, matrix, title)} from eval_*.json, else confusion_*.csv."""
+    from dlcli.reports import read_confusion_csv
+
+    found = {}
+    for path in sorted(run_dir.glob("eval_*.json")):
+        label = path.stem.removeprefix("eval_")
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            notes.append(f"{path}: skipped, not a readable evaluation ({type(err).__name__})")
+            continue
+        confusion = report.get("confusion") if isinstance(report, dict) else None
+        if confusion is None:
+            continue  # a regression report: no confusion matrix
+        try:
+            labels = [str(n) for n in confusion["labels"]]
+            matrix = [[int(v) for v in row] for row in confusion["matrix"]]
+            if len(matrix) != len(labels) or any(len(row) != len(labels) for row in matrix):
+                raise ValueError("not square")
+        except (KeyError, TypeError, ValueError) as err:
+            notes.append(f"{path}: skipped, its confusion matrix is malformed ({type(err).__name__}: {err})")
+            continue
+        accuracy = report.get("accuracy")
+        title = f"confusion matrix, {label}" + (f": accuracy {accuracy:.4f}" if isinstance(accuracy, float) else "")
+        found[label] = (labels, matrix, title)
+    for path in sorted(run_dir.glob("confusion_*.csv")):
+        label = path.stem.removeprefix("confusion_")
+        if label in found:
+            continue
+        try:
+            labels, matrix = read_confusion_csv(path)
+        except DataError as err:
+            notes.append(f"skipped: {err}")
+            continue
+        found[label] = (labels, matrix, f"confusion matrix, {label}")
+    return found
+
+
+def plot_confusion(labels: list[str], matrix: list[list[int]], title: str, path: Path) -> Path:
+    Figure, FigureCanvasAgg = _matplotlib()
+    import numpy as np
+
+    counts = np.asarray(matrix, dtype=np.int64)  # (true, predicted)
+    k = len(labels)
+    side = min(max(5.0, 0.45 * k + 2.5), 30.0)
+    fig = Figure(figsize=(side + 1.2, side), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    image = ax.imshow(counts, cmap="Blues", interpolation="nearest")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="samples")
+    if k <= 40:
+        ax.set_xticks(range(k), labels, rotation=90 if max(map(len, labels), default=0) > 3 else 0)
+        ax.set_yticks(range(k), labels)
+    if k <= 25:
+        threshold = counts.max() / 2 if counts.size else 0
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if counts[i, j] > threshold else "black")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    _save(fig, path)
+    return path
+
+
+def _save(fig, path: Path) -> None:
+    from dlcli.checkpoint import atomic_write_bytes
+
+    try:
+        atomic_write_bytes(path, lambda handle: fig.savefig(handle, format="png"))
+    except OSError as err:
+        raise RunError(f"{path}: cannot write the plot: {err.strerror or err}") from None

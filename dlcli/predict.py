@@ -1,0 +1,201 @@
+"""Predictions of a checkpoint for new inputs: image files, an image folder, an
+.npz (array x) or a .csv (the training features).
+
+    predictions = predict("runs/mnist_cnn/20261126-120000", ["digit.png"], top_k=3)
+    write_predictions(predictions, "predictions.csv")
+
+Inputs are preprocessed exactly as in training: images converted to the model's
+channels and resized to its image size with the loader training used, the
+checkpoint's normalization, the same view (rows as steps, flattened) through
+`DeviceSplit.transform`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dlcli.errors import DataError, DlcliError
+from dlcli.inference import TrainedModel, image_sample_shape, load_trained
+
+OUTPUT_FORMATS = (".csv", ".json")
+
+
+@dataclass
+class Predictions:
+    kind: str  # "classes" (top-k classes with probabilities), "probabilities" (sigmoid outputs) or "values"
+    rows: list[dict] = field(default_factory=list)  # {"input", "predictions": [...]} or {"input", "value": [...]}
+    checkpoint: str = ""
+
+
+def predict(path: str | Path, inputs: list[str | Path], top_k: int = 3, device: str | None = None,
+            batch_size: int | None = None) -> Predictions:
+    """Predict every sample of `inputs` with the checkpoint (a run directory means its best.pt)."""
+    if not inputs:
+        raise DlcliError("no inputs: give image files, an image folder, an .npz or a .csv")
+    if top_k < 1:
+        raise DlcliError(f"--top-k must be at least 1, received {top_k}")
+    trained = load_trained(path, device)
+    kind = "classes" if trained.loss_task == "classification" else \
+        "probabilities" if trained.loss_task == "binary" else "values"
+    predictions = Predictions(kind, checkpoint=str(trained.checkpoint))
+    size = batch_size or trained.cfg["data"]["eval_batch_size"]
+    for item in inputs:
+        x, names = read_inputs(trained, Path(item))
+        split = trained.fit_samples(x, where=str(item))
+        outputs = torch.cat([trained.probabilities(xb).float().cpu() for xb, _ in split.slices(size)])
+        predictions.rows += _rows(trained, names, outputs, kind, top_k)
+    return predictions
+
+
+def _rows(trained: TrainedModel, names: list[str], outputs: torch.Tensor, kind: str, top_k: int) -> list[dict]:
+    if kind == "classes":
+        probs, classes = outputs.topk(min(top_k, outputs.shape[1]), dim=1)  # (N, k)
+        return [{"input": name, "predictions": [
+            {"class": int(c), "name": trained.class_name(int(c)), "probability": float(p)}
+            for c, p in zip(classes[i].tolist(), probs[i].tolist())]} for i, name in enumerate(names)]
+    flat = outputs.reshape(len(outputs), -1)
+    return [{"input": name, "value": flat[i].tolist()} for i, name in enumerate(names)]
+
+
+# ---------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------
+
+def read_inputs(trained: TrainedModel, path: Path) -> tuple[torch.Tensor, list[str]]:
+    """(raw samples (N, *stored shape), a name per sample) of one input path."""
+    from dlcli.data._sources import IMAGE_EXTENSIONS
+
+    if not path.exists():
+        raise DataError(f"{path}: no such file or directory; expected image files, an image folder, an .npz "
+                        f"or a .csv")
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
+            raise DataError(f"{path}: expected images ({', '.join(IMAGE_EXTENSIONS)}) in the folder, found none")
+        return read_images(trained, files, str(path)), [str(f) for f in files]
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_EXTENSIONS:
+        return read_images(trained, [path], str(path)), [str(path)]
+    if suffix == ".npz":
+        return read_npz(path)
+    if suffix == ".csv":
+        return read_csv(trained, path)
+    raise DataError(f"{path}: cannot predict a {suffix or 'extension-less'} file; expected images "
+                    f"({', '.join(IMAGE_EXTENSIONS)}), a folder of images, an .npz or a .csv")
+
+
+def read_images(trained: TrainedModel, files: list[Path], where: str) -> torch.Tensor:
+    """uint8 (N, C, H, W) as training stored its images: converted to the model's
+    channels and resized, by the loader training used."""
+    from dlcli.data._sources import _read_images
+
+    shape = image_sample_shape(trained.cfg, where)
+    return _read_images({"inputs": list(files)}, ["inputs"], shape).x
+
+
+def read_npz(path: Path) -> tuple[torch.Tensor, list[str]]:
+    """Array x (else x_test) of an .npz, converted as the npz loader does."""
+    import zipfile
+
+    from dlcli.data._sources import _check_finite, _npz_array, _npz_inputs
+
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(f"{path}: expected an .npz file (np.savez) with an array x, cannot read it: "
+                        f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise DataError(f"{path}: expected an .npz archive with an array x (np.savez), received a single .npy "
+                        f"array")
+    with npz:
+        name = next((n for n in ("x", "x_test") if n in npz.files), None)
+        if name is None:
+            raise DataError(f"{path}: expected an array named 'x' (or 'x_test'); the file has: "
+                            f"{', '.join(npz.files) or 'no arrays'}")
+        array = _npz_array(npz, name, path)
+    if array.ndim == 0 or len(array) == 0:
+        raise DataError(f"{path}: expected at least one sample in {name}, received shape {array.shape}")
+    _check_finite(array, name, str(path))
+    return _npz_inputs(array, str(path), name), [f"{path}[{i}]" for i in range(len(array))]
+
+
+def read_csv(trained: TrainedModel, path: Path) -> tuple[torch.Tensor, list[str]]:
+    """The feature columns of a CSV as training read them (the config's features, else
+    every column but its target); with data.window, one sample per window of rows."""
+    from dlcli.data._sources import _Table
+
+    data = trained.cfg["data"]
+    trained_on_csv = data["dataset"] == "csv"
+    target = data["target"] if trained_on_csv else None
+    features = data["features"] if trained_on_csv else None
+    window = data["window"] if trained_on_csv else None
+    table = _Table(path)
+    if features is None:
+        features = [h for h in table.header if h != target]
+    else:
+        table.require(features, like="the training data (data.features)")
+    x = np.stack([table.numbers(name) for name in features], axis=1).astype(np.float32)  # (rows, F)
+    names = [f"{path}:{line}" for line in table.lines]
+    if window:
+        if len(x) < window:
+            raise DataError(f"{path}: the model reads windows of {window} rows (data.window), the file has "
+                            f"{len(x)} data rows")
+        x = np.lib.stride_tricks.sliding_window_view(x, window, axis=0).transpose(0, 2, 1).copy()  # (N, window, F)
+        names = names[window - 1:]  # a window is named by its last row
+    return torch.from_numpy(np.ascontiguousarray(x)), names
+
+
+# ---------------------------------------------------------------------------
+# Output files
+# ---------------------------------------------------------------------------
+
+def check_output_path(out: Path) -> None:
+    if out.suffix.lower() not in OUTPUT_FORMATS:
+        raise DlcliError(f"--out {out}: expected a .csv or .json file name, received {out.suffix or 'no extension'}")
+    if out.is_dir():
+        raise DlcliError(f"--out {out}: is a directory; expected a .csv or .json file name")
+
+
+def write_predictions(predictions: Predictions, out: str | Path) -> Path:
+    """CSV (one row per input: classes and probabilities, or values) or JSON (the rows)."""
+    from dlcli.runs import write_text_atomic
+
+    out = Path(out)
+    check_output_path(out)
+    if out.suffix.lower() == ".json":
+        text = json.dumps({"checkpoint": predictions.checkpoint, "kind": predictions.kind,
+                           "predictions": predictions.rows}, indent=2) + "\n"
+    else:
+        text = _csv_text(predictions)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out, text)
+    except OSError as err:
+        raise DlcliError(f"--out {out}: cannot write: {err.strerror or err}") from None
+    return out
+
+
+def _csv_text(predictions: Predictions) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    rows = predictions.rows
+    if predictions.kind == "classes":
+        k = max((len(r["predictions"]) for r in rows), default=0)
+        writer.writerow(["input", *[f"{col}_{i + 1}" for i in range(k) for col in ("class", "name", "probability")]])
+        for r in rows:
+            cells = [v for p in r["predictions"] for v in (p["class"], p["name"], p["probability"])]
+            writer.writerow([r["input"], *cells])
+    else:
+        width = max((len(r["value"]) for r in rows), default=1)
+        column = "probability" if predictions.kind == "probabilities" else "value"
+        writer.writerow(["input", *([column] if width == 1 else [f"{column}_{i + 1}" for i in range(width)])])
+        for r in rows:
+            writer.writerow([r["input"], *r["value"]])
+    return buffer.getvalue()

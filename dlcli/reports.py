@@ -1,0 +1,281 @@
+"""Evaluation reports: a checkpoint on a split (or other data), with the loss and
+metrics training reported, plus per-class figures and the confusion matrix for
+classifiers and MSE, MAE, R² for regression; written as eval_<split>.json,
+per_class_<split>.csv and confusion_<split>.csv.
+
+    evaluation = evaluate_checkpoint("runs/mnist_cnn/20261126-120000", split="test")
+    paths = write_evaluation(evaluation)
+
+The loss and metrics come from `evaluate_split`, the function the trainer uses,
+on data preprocessed with the checkpoint's normalization: on the CPU they equal
+the test figures of the run's summary.json to the last digit.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from dlcli.errors import DataError, DlcliError
+from dlcli.inference import TrainedModel, check_labels, load_trained
+
+SPLITS = ("train", "val", "test")
+TOP_K = (3, 5)
+
+
+@dataclass
+class Evaluation:
+    report: dict  # plain data: what eval_<split>.json holds
+    outputs: torch.Tensor  # (N, *out_shape) model outputs (logits for classifiers), CPU
+    targets: torch.Tensor  # (N,) class ids or (N, *out_shape) values, CPU
+    trained: TrainedModel
+
+
+# ---------------------------------------------------------------------------
+# Figures
+# ---------------------------------------------------------------------------
+
+def classification_report(predicted: torch.Tensor, targets: torch.Tensor, num_classes: int,
+                          class_names: list[str] | None = None) -> dict:
+    """Per-class precision, recall, F1 and support, their macro and support-weighted
+    averages, accuracy and the confusion matrix (rows: true class, columns: predicted)."""
+    predicted, targets = predicted.reshape(-1).long().cpu(), targets.reshape(-1).long().cpu()
+    k = num_classes
+    confusion = torch.bincount(targets * k + predicted, minlength=k * k).reshape(k, k)  # (true, predicted)
+    hits = confusion.diagonal().double()
+    support = confusion.sum(1).double()
+    predicted_count = confusion.sum(0).double()
+    precision = torch.where(predicted_count > 0, hits / predicted_count.clamp_min(1), 0.0)
+    recall = torch.where(support > 0, hits / support.clamp_min(1), 0.0)
+    f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp_min(1e-300), 0.0)
+    names = class_names if class_names and len(class_names) == k else [str(i) for i in range(k)]
+    rows = [{"class": i, "name": names[i], "precision": float(precision[i]), "recall": float(recall[i]),
+             "f1": float(f1[i]), "support": int(support[i])} for i in range(k)]
+    present = (support + predicted_count) > 0  # classes seen in the targets or the predictions
+    n = max(int(support.sum()), 1)
+
+    def average(weights: torch.Tensor) -> dict:
+        total = max(float(weights.sum()), 1e-300)
+        return {name: float((values * weights).sum()) / total
+                for name, values in (("precision", precision), ("recall", recall), ("f1", f1))}
+
+    return {"accuracy": float(hits.sum()) / n, "per_class": rows,
+            "macro_avg": average(present.double()), "weighted_avg": average(support),
+            "confusion": {"labels": names, "matrix": confusion.tolist()}}
+
+
+def top_k_accuracy(outputs: torch.Tensor, targets: torch.Tensor, k: int) -> float:
+    """Fraction of samples whose true class is among the k highest outputs."""
+    top = outputs.topk(min(k, outputs.shape[1]), dim=1).indices  # (N, k)
+    return float((top == targets.reshape(-1, 1)).any(dim=1).double().sum()) / max(len(targets), 1)
+
+
+def regression_report(outputs: torch.Tensor, targets: torch.Tensor) -> dict:
+    """MSE, MAE and R² (the coefficient of determination, averaged over outputs as
+    scikit-learn does; an output whose targets are constant scores 1 if predicted
+    exactly, else 0)."""
+    n = len(targets)
+    o = outputs.double().reshape(n, -1)  # (N, outputs)
+    t = targets.double().reshape(n, -1)
+    diff = o - t
+    ss_res = diff.pow(2).sum(0)
+    ss_tot = (t - t.mean(0)).pow(2).sum(0)
+    r2 = torch.where(ss_tot > 0, 1 - ss_res / ss_tot.clamp_min(1e-300), (ss_res == 0).double())
+    report = {"mse": float(diff.pow(2).mean()), "mae": float(diff.abs().mean()), "r2": float(r2.mean())}
+    if r2.numel() > 1:
+        report["r2_per_output"] = r2.tolist()
+    return report
+
+
+# ---------------------------------------------------------------------------
+# Evaluating a checkpoint
+# ---------------------------------------------------------------------------
+
+def evaluate_checkpoint(path: str | Path, split: str | None = None, data: str | Path | None = None,
+                        device: str | None = None, batch_size: int | None = None) -> Evaluation:
+    """Evaluate a checkpoint on a split of the data it was trained on (default: test),
+    or on other data of the same shape (`data`: an .npz, a .csv or an image folder)."""
+    from dlcli.evaluation import evaluate_split, metric_functions
+    from dlcli.losses import LOSSES
+
+    if split is not None and split not in SPLITS:
+        raise DlcliError(f"unknown split {split!r}; expected one of: {', '.join(SPLITS)}")
+    trained = load_trained(path, device)
+    cfg = trained.cfg
+    if data is None:
+        device_split, label, source = _trained_split(trained, split or "test")
+    else:
+        device_split, label, source = _other_data(trained, Path(data), split)
+    loss_fn = LOSSES.get(cfg["loss"]["type"]).build({k: v for k, v in cfg["loss"].items() if k != "type"})
+    result = evaluate_split(trained.model, device_split, loss_fn, metric_functions(cfg["metrics"]),
+                            batch_size or cfg["data"]["eval_batch_size"], _autocast(trained),
+                            collect_outputs=True)
+    outputs, targets = result.pop("outputs"), result.pop("targets")
+    report = {"checkpoint": str(trained.checkpoint), "epoch": trained.epoch, "split": label, "data": source,
+              "samples": len(device_split), "task": trained.loss_task, **result}
+    _add_details(report, trained, outputs, targets)
+    return Evaluation(report, outputs, targets, trained)
+
+
+def _trained_split(trained: TrainedModel, split: str):
+    """A split of the training data, re-loaded from the embedded config and normalized
+    with the checkpoint's statistics; the val split is the same seeded hold-out."""
+    from dlcli.data.prepare import prepare_data
+
+    cfg = trained.cfg
+    try:
+        prepared = prepare_data(cfg, trained.device, normalization=trained.normalization)
+    except DataError as err:
+        raise DataError(f"{err}\n(this is the data the checkpoint was trained on, from its config; evaluate "
+                        f"other data with --data PATH)") from None
+    chosen = {"train": prepared.train, "val": prepared.val, "test": prepared.test}[split]
+    if chosen is None:
+        if split == "val":
+            raise DataError(f"{prepared.source}: the run had no validation split (data.val_split was 0 and the "
+                            f"data set names none); choose --split test or --split train")
+        raise DataError(f"{prepared.source}: has no test split (the config's data section gives none, e.g. no "
+                        f"test_path); choose --split val or --split train, or --data PATH")
+    return chosen, split, prepared.source
+
+
+def _other_data(trained: TrainedModel, path: Path, split: str | None):
+    """Other data for the model: the file's test part with --split test (the default
+    when it has one), else its samples."""
+    from dlcli.data.prepare import check_fits
+
+    if split == "val":
+        raise DlcliError("--split val with --data: other data has no held-out validation part; use --split "
+                         "train (its samples) or test (its test part)")
+    splits = load_data_file(path, trained)
+    if split == "test" and splits.test is None:
+        raise DataError(f"{path}: has no test part (x_test/y_test, a test/ folder or test_path); leave out "
+                        f"--split to evaluate its samples")
+    use_test = splits.test is not None and split != "train"
+    chosen = splits.test if use_test else splits.train
+    label = f"data-{path.stem}" + ("-test" if use_test else "")
+    source = splits.source + (" (test part)" if use_test else "")
+    trained.check_shape(tuple(chosen.x.shape[1:]), str(path))
+    chosen = check_labels(trained, chosen, splits.class_names, str(path))
+    check_fits(trained.cfg, chosen, "the", str(path), splits.task)  # targets per sample, for regression
+    return trained.fit_samples(chosen.x, chosen.y, str(path)), label, source
+
+
+def load_data_file(path: Path, trained: TrainedModel):
+    """An .npz, a .csv or an image folder, read with the training loaders as the model needs it."""
+    from dlcli.data._sources import load_csv_file, load_image_folder_dir, load_npz_file
+
+    cfg = trained.cfg
+    task = "classification" if trained.loss_task == "classification" else "regression"
+    if not path.exists():
+        raise DataError(f"{path}: no such file or directory; expected an .npz, a .csv or a folder of class "
+                        f"folders")
+    if path.is_dir():
+        from dlcli.inference import image_sample_shape
+
+        shape = image_sample_shape(cfg, str(path))
+        return load_image_folder_dir({"path": str(path), "test_path": None, "input_shape": list(shape)})
+    if path.suffix.lower() == ".npz":
+        return load_npz_file({"path": str(path), "test_path": None, "task": task})
+    if path.suffix.lower() == ".csv":
+        data = cfg["data"]
+        if data["dataset"] != "csv":
+            raise DataError(f"{path}: a CSV needs to name its target column, which only a model trained on CSV "
+                            f"data knows; this one was trained on {data['dataset']} data: give an .npz with "
+                            f"arrays x and y instead")
+        return load_csv_file({"path": str(path), "test_path": None, "task": task, "target": data["target"],
+                              "features": data["features"], "window": data["window"]})
+    raise DataError(f"{path}: expected an .npz file, a .csv file or a folder of class folders, received a "
+                    f"{path.suffix or 'extension-less'} file")
+
+
+def _autocast(trained: TrainedModel):
+    """The autocast training evaluated under (GPU with bf16/fp16), else None."""
+    precision = trained.cfg["trainer"]["precision"]
+    if trained.device.type != "cuda" or precision == "fp32":
+        return None
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return lambda: torch.autocast("cuda", dtype=dtype)
+
+
+def _add_details(report: dict, trained: TrainedModel, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+    """Per-class figures and the confusion matrix, or MSE/MAE/R²; the figures training
+    reported are kept as they are."""
+    if not len(targets):
+        return
+    if trained.loss_task == "classification":
+        labels = targets.argmax(1) if targets.dim() > 1 else targets
+        details = classification_report(outputs.argmax(1), labels, trained.num_classes, trained.class_names)
+        report.setdefault("accuracy", details.pop("accuracy"))
+        for k in TOP_K:
+            if k < trained.num_classes:
+                report.setdefault(f"top{k}_accuracy", top_k_accuracy(outputs, labels, k))
+        report.update(details)
+    elif trained.loss_task == "binary" and outputs[0].numel() == 1:
+        details = classification_report((outputs.reshape(-1) > 0).long(), targets.reshape(-1).round(), 2)
+        report.setdefault("binary_accuracy", details.pop("accuracy"))
+        report.update(details)
+    elif trained.loss_task == "regression":
+        for key, value in regression_report(outputs, targets).items():
+            report.setdefault(key, value)
+
+
+# ---------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------
+
+def evaluation_dir(trained: TrainedModel) -> Path:
+    """Where reports go by default: the run directory, else the checkpoint's folder."""
+    return trained.run_dir if trained.run_dir is not None else trained.checkpoint.parent
+
+
+def write_evaluation(evaluation: Evaluation, out_dir: str | Path | None = None) -> list[Path]:
+    """eval_<split>.json, and for classifiers per_class_<split>.csv and confusion_<split>.csv."""
+    from dlcli.runs import write_text_atomic
+
+    report = evaluation.report
+    folder = Path(out_dir) if out_dir is not None else evaluation_dir(evaluation.trained)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DlcliError(f"{folder}: cannot create the output directory: {err.strerror or err}") from None
+    label = report["split"]
+    files = {folder / f"eval_{label}.json": json.dumps(report, indent=2) + "\n"}
+    if "per_class" in report:
+        files[folder / f"per_class_{label}.csv"] = _csv(
+            ["class", "name", "precision", "recall", "f1", "support"],
+            [[r["class"], r["name"], r["precision"], r["recall"], r["f1"], r["support"]] for r in report["per_class"]])
+        names, matrix = report["confusion"]["labels"], report["confusion"]["matrix"]
+        files[folder / f"confusion_{label}.csv"] = _csv(["true \\ predicted", *names],
+                                                        [[name, *row] for name, row in zip(names, matrix)])
+    try:
+        for path, text in files.items():
+            write_text_atomic(path, text)
+    except OSError as err:
+        raise DlcliError(f"{folder}: cannot write the report: {err.strerror or err}") from None
+    return list(files)
+
+
+def _csv(header: list, rows: list[list]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def read_confusion_csv(path: Path) -> tuple[list[str], list[list[int]]]:
+    """(labels, matrix) of a confusion_<split>.csv; a DataError when it is not one."""
+    try:
+        rows = list(csv.reader(io.StringIO(Path(path).read_text(encoding="utf-8"))))
+        labels = rows[0][1:]
+        matrix = [[int(v) for v in row[1:]] for row in rows[1:] if row]
+    except (OSError, UnicodeDecodeError, csv.Error, IndexError, ValueError) as err:
+        raise DataError(f"{path}: not a readable confusion matrix: {err}") from None
+    if not labels or len(matrix) != len(labels) or any(len(row) != len(labels) for row in matrix):
+        raise DataError(f"{path}: expected a square confusion matrix with a header row of class names")
+    return labels, matrix

@@ -1,0 +1,153 @@
+"""Tiny trained runs, built once per test session: an MNIST CNN (val split, test
+split), an npz regression, a CSV sequence regression and an image-folder classifier."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from dlcli.config import config_from_text
+from dlcli.train import train
+
+MNIST = """
+name: tiny_mnist
+seed: 3
+model:
+  input_shape: [1, 28, 28]
+  layers:
+    - conv2d: {filters: 4, kernel_size: 3, activation: relu}
+    - maxpool2d: 2
+    - dropout: 0.2
+    - flatten
+    - dense: {units: 16, activation: relu}
+    - batchnorm
+    - dense: 10
+data: {dataset: mnist, batch_size: 32, subset: 320, test_subset: 200, val_split: 0.25}
+optimizer: {type: adam, lr: 3e-3}
+trainer: {epochs: 3, device: cpu, progress: none}
+"""
+
+REGRESSION = """
+name: tiny_regression
+seed: 1
+model:
+  input_shape: [4]
+  layers:
+    - dense: {units: 8, activation: tanh}
+    - dense: 1
+data: {dataset: npz, path: PATH, batch_size: 16}
+loss: mse
+metrics: [mae]
+optimizer: {type: adam, lr: 1e-2}
+trainer: {epochs: 3, device: cpu, progress: none}
+"""
+
+SEQUENCE = """
+name: tiny_sequence
+seed: 2
+model:
+  input_shape: [4, 2]
+  layers:
+    - flatten
+    - dense: 1
+data: {dataset: csv, path: PATH, target: target, window: 4, batch_size: 8}
+loss: mse
+optimizer: {type: adam, lr: 1e-2}
+trainer: {epochs: 2, device: cpu, progress: none}
+"""
+
+IMAGES = """
+name: tiny_images
+seed: 4
+model:
+  input_shape: [3, 8, 8]
+  layers:
+    - flatten
+    - dense: 3
+data: {dataset: image_folder, path: PATH, batch_size: 8}
+trainer: {epochs: 2, device: cpu, progress: none}
+"""
+
+ANIMALS = ("cat", "dog", "fox")
+
+
+def _train(text: str, out: Path, data_path: Path | None = None) -> Path:
+    text = text.replace("PATH", str(data_path)) if data_path is not None else text
+    cfg = config_from_text(text, "tiny.yaml", [f"trainer.out_dir={out}"])
+    return Path(train(cfg)["run_dir"])
+
+
+def write_images(folder: Path, classes=ANIMALS, per_class: int = 4, size: int = 8, seed: int = 0) -> Path:
+    """folder/<class>/<i>.png: small RGB images whose colour depends on the class."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for c, name in enumerate(classes):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 60, (size, size, 3))
+            pixels[..., ANIMALS.index(name) if name in ANIMALS else c % 3] += 180  # cat red, dog green, fox blue
+            Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(folder / name / f"{i}.png")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def mnist_run(tmp_path_factory) -> Path:
+    """The run directory of a 3-epoch MNIST CNN with a validation and a test split."""
+    return _train(MNIST, tmp_path_factory.mktemp("mnist"))
+
+
+@pytest.fixture(scope="session")
+def regression_run(tmp_path_factory) -> Path:
+    """An npz regression (y = x·w + noise) with x_test/y_test and no validation split."""
+    folder = tmp_path_factory.mktemp("regression")
+    rng = np.random.default_rng(0)
+    w = np.array([1.5, -2.0, 0.5, 1.0], dtype=np.float32)
+    x = rng.normal(size=(96, 4)).astype(np.float32)
+    x_test = rng.normal(size=(32, 4)).astype(np.float32)
+    np.savez(folder / "data.npz", x=x, y=x @ w + 0.1 * rng.normal(size=96).astype(np.float32),
+             x_test=x_test, y_test=x_test @ w)
+    return _train(REGRESSION, folder / "runs", folder / "data.npz")
+
+
+@pytest.fixture(scope="session")
+def sequence_run(tmp_path_factory) -> Path:
+    """A CSV with columns a, b, target read in windows of 4 rows (no test split)."""
+    folder = tmp_path_factory.mktemp("sequence")
+    t = np.arange(30)
+    lines = ["a,b,target"] + [f"{np.sin(i / 3):.4f},{np.cos(i / 5):.4f},{np.sin(i / 3 + 0.5):.4f}" for i in t]
+    (folder / "series.csv").write_text("\n".join(lines) + "\n")
+    return _train(SEQUENCE, folder / "runs", folder / "series.csv")
+
+
+@pytest.fixture(scope="session")
+def images_run(tmp_path_factory) -> Path:
+    """An image-folder classifier over cat/dog/fox (8x8 RGB)."""
+    folder = tmp_path_factory.mktemp("images")
+    write_images(folder / "train")
+    return _train(IMAGES, folder / "runs", folder / "train")
+
+
+@pytest.fixture(name="write_images")
+def write_images_fixture():
+    return write_images
+
+
+@pytest.fixture(scope="session")
+def summary_of():
+    return lambda run_dir: json.loads((Path(run_dir) / "summary.json").read_text())
+
+
+@pytest.fixture
+def cli():
+    """Run `dlcli ARGS...` through typer's test runner; returns the result."""
+    from dlcli.cli import app
+
+    runner = CliRunner()
+
+    def invoke(*args):
+        return runner.invoke(app, [str(a) for a in args])
+
+    return invoke

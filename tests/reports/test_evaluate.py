@@ -1,0 +1,255 @@
+"""dlcli evaluate: training's test figures reproduced exactly, the splits, other
+data, the per-class and regression figures, the files, and every error."""
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from dlcli.checkpoint import load_checkpoint
+from dlcli.data import MNIST_DIR
+from dlcli.data._sources import load_mnist_idx
+from dlcli.errors import DataError, DlcliError
+from dlcli.reports import classification_report, evaluate_checkpoint, regression_report, top_k_accuracy
+
+
+def test_evaluate_reproduces_the_test_figures_of_training(mnist_run, summary_of, cli):
+    """Acceptance: the figures equal summary.json's test figures to the last digit (CPU)."""
+    test = summary_of(mnist_run)["test"]
+    assert set(test) == {"loss", "accuracy"}
+    result = cli("evaluate", mnist_run / "checkpoints" / "best.pt")
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    report = json.loads((mnist_run / "eval_test.json").read_text())
+    assert report["loss"] == test["loss"] and report["accuracy"] == test["accuracy"]
+    assert report["split"] == "test" and report["samples"] == 200
+    assert report["epoch"] == summary_of(mnist_run)["test_epoch"]
+    assert f"{test['accuracy']:.4f}" in result.output and f"{test['loss']:.4f}" in result.output
+    for heading in ("per class", "precision", "recall", "F1", "support", "confusion matrix", "top3_accuracy"):
+        assert heading in result.output
+
+
+def test_a_run_directory_means_its_best_checkpoint(mnist_run):
+    evaluation = evaluate_checkpoint(mnist_run)
+    assert evaluation.report["checkpoint"] == str(mnist_run / "checkpoints" / "best.pt")
+
+
+def test_val_split_is_the_seeded_holdout_of_training(mnist_run):
+    """best.pt was saved right after its epoch's validation: the same figures come back."""
+    state = load_checkpoint(mnist_run / "checkpoints" / "best.pt")
+    record = next(r for r in state["history"] if r["epoch"] == state["epoch"])
+    report = evaluate_checkpoint(mnist_run, split="val").report
+    assert report["samples"] == 80  # 25% of the 320-sample subset
+    assert report["loss"] == record["val_loss"] and report["accuracy"] == record["val_accuracy"]
+    assert evaluate_checkpoint(mnist_run, split="train").report["samples"] == 240
+
+
+def test_per_class_figures_and_confusion_matrix_agree(mnist_run):
+    evaluation = evaluate_checkpoint(mnist_run)
+    report = evaluation.report
+    labels = load_mnist_idx(MNIST_DIR).test.y[:200]
+    matrix = torch.tensor(report["confusion"]["matrix"])
+    assert matrix.shape == (10, 10) and int(matrix.sum()) == 200
+    assert matrix.sum(1).tolist() == torch.bincount(labels, minlength=10).tolist()
+    assert [r["support"] for r in report["per_class"]] == matrix.sum(1).tolist()
+    assert [r["name"] for r in report["per_class"]] == [str(d) for d in range(10)]
+    assert int(matrix.diagonal().sum()) / 200 == report["accuracy"]
+    assert torch.equal(evaluation.targets, labels)
+    assert report["top5_accuracy"] == top_k_accuracy(evaluation.outputs, labels, 5) >= report["top3_accuracy"]
+
+
+def test_report_files_are_written_to_the_run_directory_or_out(mnist_run, tmp_path, cli):
+    result = cli("evaluate", mnist_run, "--split", "val", "--out", tmp_path / "reports")
+    assert result.exit_code == 0, result.output
+    written = sorted(p.name for p in (tmp_path / "reports").iterdir())
+    assert written == ["confusion_val.csv", "eval_val.json", "per_class_val.csv"]
+    rows = list(csv.reader((tmp_path / "reports" / "per_class_val.csv").open()))
+    assert rows[0] == ["class", "name", "precision", "recall", "f1", "support"] and len(rows) == 11
+    confusion = list(csv.reader((tmp_path / "reports" / "confusion_val.csv").open()))
+    assert len(confusion) == 11 and all(len(row) == 11 for row in confusion)
+    assert sum(int(v) for row in confusion[1:] for v in row[1:]) == 80
+
+
+def test_classification_report_by_hand():
+    predicted = torch.tensor([0, 0, 1, 1, 1, 2])
+    targets = torch.tensor([0, 1, 1, 1, 2, 2])
+    report = classification_report(predicted, targets, 4, ["a", "b", "c", "d"])
+    rows = {r["name"]: r for r in report["per_class"]}
+    assert report["accuracy"] == 4 / 6
+    assert (rows["a"]["precision"], rows["a"]["recall"], rows["a"]["support"]) == (0.5, 1.0, 1)
+    assert (rows["b"]["precision"], rows["b"]["recall"]) == (2 / 3, 2 / 3)
+    assert rows["b"]["f1"] == pytest.approx(2 / 3)
+    assert (rows["c"]["precision"], rows["c"]["recall"], rows["c"]["f1"]) == (1.0, 0.5, pytest.approx(2 / 3))
+    assert rows["d"] == {"class": 3, "name": "d", "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    assert report["macro_avg"]["recall"] == pytest.approx((1 + 2 / 3 + 0.5) / 3)  # d appears nowhere
+    assert report["weighted_avg"]["recall"] == pytest.approx(4 / 6)
+    assert report["confusion"]["matrix"][1] == [1, 2, 0, 0]
+
+
+def test_regression_report_by_hand():
+    targets = torch.tensor([[1.0], [2.0], [3.0], [4.0]])
+    assert regression_report(targets.clone(), targets) == {"mse": 0.0, "mae": 0.0, "r2": 1.0}
+    mean = regression_report(torch.full((4, 1), 2.5), targets)
+    assert mean["r2"] == 0.0 and mean["mae"] == 1.0 and mean["mse"] == 1.25
+    off = regression_report(targets + torch.tensor([[1.0], [-1.0], [1.0], [-1.0]]), targets)
+    assert off["r2"] == pytest.approx(1 - 4 / 5)
+    two = regression_report(torch.zeros(4, 2), torch.cat([targets, torch.ones(4, 1)], 1))
+    assert len(two["r2_per_output"]) == 2 and two["r2_per_output"][1] == 0.0  # constant targets
+
+
+def test_regression_evaluation_reports_mse_mae_r2(regression_run, summary_of, cli):
+    test = summary_of(regression_run)["test"]
+    result = cli("evaluate", regression_run)
+    assert result.exit_code == 0, result.output
+    report = json.loads((regression_run / "eval_test.json").read_text())
+    assert report["loss"] == test["loss"] and report["mae"] == test["mae"]
+    assert report["mse"] == pytest.approx(test["loss"], rel=1e-5)
+    assert -1 < report["r2"] <= 1 and report["task"] == "regression"
+    for name in ("mse", "mae", "r2"):
+        assert name in result.output
+    assert "per class" not in result.output and not (regression_run / "confusion_test.csv").exists()
+
+
+def test_other_data_of_the_same_shape(mnist_run, tmp_path):
+    """The first 200 test images as float pixels in an .npz: the same figures as the test split."""
+    test = load_mnist_idx(MNIST_DIR).test
+    np.savez(tmp_path / "digits.npz", x=test.x[:200].numpy().astype(np.float32), y=test.y[:200].numpy())
+    own = evaluate_checkpoint(mnist_run).report
+    other = evaluate_checkpoint(mnist_run, data=tmp_path / "digits.npz")
+    assert other.report["split"] == "data-digits" and other.report["samples"] == 200
+    assert other.report["loss"] == own["loss"] and other.report["accuracy"] == own["accuracy"]
+
+
+def test_other_data_uses_its_test_part_unless_told(regression_run, tmp_path):
+    rng = np.random.default_rng(5)
+    np.savez(tmp_path / "more.npz", x=rng.normal(size=(10, 4)).astype(np.float32), y=rng.normal(size=10),
+             x_test=rng.normal(size=(6, 4)).astype(np.float32), y_test=rng.normal(size=6))
+    assert evaluate_checkpoint(regression_run, data=tmp_path / "more.npz").report["samples"] == 6
+    train = evaluate_checkpoint(regression_run, data=tmp_path / "more.npz", split="train").report
+    assert (train["samples"], train["split"]) == (10, "data-more")
+
+
+def test_image_folder_classes_are_matched_by_name(images_run, tmp_path, write_images):
+    both = write_images(tmp_path / "two", classes=("dog", "fox"), per_class=3, seed=9)
+    report = evaluate_checkpoint(images_run, data=both).report
+    support = {r["name"]: r["support"] for r in report["per_class"]}
+    assert support == {"cat": 0, "dog": 3, "fox": 3}  # folder "dog" is class 1 of the model, not 0
+    unknown = write_images(tmp_path / "emu", classes=("cat", "emu"), per_class=1)
+    with pytest.raises(DataError, match="class 'emu' is not one of the model's 3 classes \\(cat, dog, fox\\)"):
+        evaluate_checkpoint(images_run, data=unknown)
+
+
+def test_sequence_evaluation_of_a_csv(sequence_run):
+    report = evaluate_checkpoint(sequence_run, split="train").report
+    assert report["samples"] == 26  # 30 rows, windows of 4, each predicting the next row
+    with pytest.raises(DataError, match="has no test split.*--split val or --split train"):
+        evaluate_checkpoint(sequence_run)
+
+
+def test_bad_split_names_and_missing_splits(regression_run, mnist_run, tmp_path):
+    with pytest.raises(DataError, match="the run had no validation split.*--split test or --split train"):
+        evaluate_checkpoint(regression_run, split="val")
+    with pytest.raises(DlcliError, match="unknown split 'dev'; expected one of: train, val, test"):
+        evaluate_checkpoint(mnist_run, split="dev")
+    np.savez(tmp_path / "plain.npz", x=np.zeros((3, 4), np.float32), y=np.zeros(3, np.float32))
+    with pytest.raises(DataError, match="has no test part"):
+        evaluate_checkpoint(regression_run, data=tmp_path / "plain.npz", split="test")
+
+
+# ---------------------------------------------------------------------------
+# Errors through the command line: a message, exit status 2, no traceback
+# ---------------------------------------------------------------------------
+
+def _checkpoint_errors(mnist_run, tmp_path):
+    text = tmp_path / "notes.pt"
+    text.write_text("these are not weights\n")
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes((mnist_run / "checkpoints" / "best.pt").read_bytes()[:2000])
+    return {"missing": (tmp_path / "nope.pt", "no such file or directory"),
+            "not a checkpoint": (text, "not a readable checkpoint"),
+            "truncated": (cut, "not a readable checkpoint \\(truncated or not a torch file\\?\\)")}
+
+
+@pytest.mark.parametrize("case", ["missing", "not a checkpoint", "truncated"])
+@pytest.mark.parametrize("command", ["evaluate", "predict", "export"])
+def test_broken_checkpoints_are_clear_errors(case, command, mnist_run, tmp_path, cli):
+    import re
+
+    path, message = _checkpoint_errors(mnist_run, tmp_path)[case]
+    args = [command, path] + ([tmp_path] if command == "predict" else [])
+    result = cli(*args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert re.search(message, " ".join(result.output.split())), result.output
+    assert "error:" in result.output
+
+
+@pytest.mark.parametrize("case, message", [
+    ("shape", r"samples have shape \(1, 8, 8\) but the model takes \(1, 28, 28\)"),
+    ("classes", r"labels must be class ids 0..9 for this model \(10 classes\); found label 12"),
+    ("targets", r"task classification expects integer class ids, received 0\.\d+ at sample 0"),
+    ("kind", r"expected an .npz file, a .csv file or a folder of class folders"),
+])
+def test_data_that_does_not_fit_is_a_clear_error(case, message, mnist_run, tmp_path, cli):
+    import re
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "other.npz"
+    if case == "shape":
+        np.savez(path, x=rng.random((5, 1, 8, 8)).astype(np.float32), y=np.zeros(5, np.int64))
+    elif case == "classes":
+        np.savez(path, x=rng.random((5, 1, 28, 28)).astype(np.float32), y=np.array([0, 1, 2, 12, 3]))
+    elif case == "targets":
+        np.savez(path, x=rng.random((5, 1, 28, 28)).astype(np.float32), y=rng.random(5))
+    else:
+        path = tmp_path / "other.txt"
+        path.write_text("1 2 3\n")
+    result = cli("evaluate", mnist_run, "--data", path)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert re.search(message, " ".join(result.output.split())), result.output
+
+
+def test_training_data_that_moved_says_to_use_data(regression_run, tmp_path, cli):
+    moved = tmp_path / "run"
+    shutil.copytree(regression_run, moved)
+    config = load_checkpoint(moved)["config"]
+    data_file = config["data"]["path"]
+    hidden = tmp_path / "hidden.npz"
+    shutil.move(data_file, hidden)
+    try:
+        result = cli("evaluate", moved)
+    finally:
+        shutil.move(hidden, data_file)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "file not found" in result.output and "--data PATH" in " ".join(result.output.split())
+
+
+def test_binary_models_get_a_two_class_report(tmp_path):
+    from dlcli.config import config_from_text
+    from dlcli.predict import predict
+    from dlcli.train import train
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 3)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, y=y, x_test=x[:20], y_test=y[:20])
+    cfg = config_from_text(f"""
+name: binary
+model: {{input_shape: [3], layers: [{{dense: {{units: 1, activation: sigmoid}}}}]}}
+data: {{dataset: npz, path: {tmp_path / 'd.npz'}, batch_size: 16, task: regression}}
+loss: binary_crossentropy
+metrics: [binary_accuracy]
+trainer: {{epochs: 2, device: cpu, progress: none, out_dir: {tmp_path / 'runs'}}}
+""")
+    summary = train(cfg)
+    report = evaluate_checkpoint(summary["run_dir"]).report
+    assert report["loss"] == summary["test"]["loss"]
+    assert report["binary_accuracy"] == summary["test"]["binary_accuracy"]
+    assert [r["support"] for r in report["per_class"]] == [int((y[:20] == 0).sum()), int((y[:20] == 1).sum())]
+    predictions = predict(summary["run_dir"], [tmp_path / "d.npz"])
+    assert predictions.kind == "probabilities"
+    assert all(0 < r["value"][0] < 1 for r in predictions.rows)  # the sigmoid the loss applied

@@ -1,0 +1,78 @@
+"""dlcli plot: PNG learning curves and confusion heat maps; matplotlib is optional."""
+
+import importlib.util
+import shutil
+import sys
+
+import pytest
+from PIL import Image
+
+needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
+                                      reason="matplotlib (the plot and test extras) is not installed")
+
+
+def _png_size(path):
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        image.verify()
+    with Image.open(path) as image:
+        return image.size
+
+
+@needs_matplotlib
+def test_learning_curves_and_confusion_matrix(mnist_run, tmp_path, cli):
+    run = tmp_path / "run"
+    shutil.copytree(mnist_run, run)
+    assert cli("evaluate", run).exit_code == 0
+    result = cli("plot", run)
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    written = sorted(p.name for p in run.glob("*.png"))
+    assert written == ["confusion_test.png", "learning_curves.png"]
+    for name in written:
+        width, height = _png_size(run / name)
+        assert width > 200 and height > 200
+
+
+@needs_matplotlib
+def test_without_an_evaluation_only_the_curves(regression_run, tmp_path, cli):
+    run = tmp_path / "run"
+    shutil.copytree(regression_run, run)
+    for stale in run.glob("eval_*"):
+        stale.unlink()
+    (run / "eval_broken.json").write_text("{torn")
+    result = cli("plot", run)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in run.glob("*.png")) == ["learning_curves.png"]
+    assert "eval_broken.json: skipped" in " ".join(result.output.split())
+
+
+@needs_matplotlib
+def test_a_confusion_csv_alone_is_plotted(mnist_run, tmp_path):
+    from dlcli.plots import plot_run
+
+    run = tmp_path / "run"
+    shutil.copytree(mnist_run, run)
+    (run / "confusion_extra.csv").write_text("true \\ predicted,a,b\na,3,1\nb,0,4\n")
+    files = {p.name for p in plot_run(run).files}
+    assert "confusion_extra.png" in files
+
+
+def test_missing_matplotlib_names_the_extra(mnist_run, cli, monkeypatch):
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    result = cli("plot", mnist_run)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert "pip install 'dlcli[plot]'" in result.output
+
+
+@needs_matplotlib
+def test_run_without_metrics_is_a_clear_error(tmp_path, cli):
+    (tmp_path / "empty").mkdir()
+    result = cli("plot", tmp_path / "empty")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "no epoch records yet" in " ".join(result.output.split())
+    result = cli("plot", tmp_path / "nowhere")
+    assert result.exit_code == 2 and "no such directory" in result.output

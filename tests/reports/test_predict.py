@@ -1,0 +1,146 @@
+"""dlcli predict: inputs preprocessed exactly as in training, so predictions agree
+with what evaluate computes on the same samples."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dlcli.data import MNIST_DIR
+from dlcli.data._sources import load_mnist_idx
+from dlcli.errors import DataError
+from dlcli.predict import predict
+from dlcli.reports import evaluate_checkpoint
+
+N = 8
+
+
+@pytest.fixture(scope="module")
+def mnist_pngs(tmp_path_factory):
+    """The first N MNIST test images as PNG files, from the uint8 tensors."""
+    folder = tmp_path_factory.mktemp("pngs")
+    images = load_mnist_idx(MNIST_DIR).test.x[:N]  # (N, 1, 28, 28) uint8
+    files = []
+    for i, image in enumerate(images):
+        files.append(folder / f"digit_{i}.png")
+        Image.fromarray(image[0].numpy(), mode="L").save(files[-1])
+    return files
+
+
+@pytest.fixture(scope="module")
+def evaluated(mnist_run):
+    return evaluate_checkpoint(mnist_run)
+
+
+def test_png_predictions_match_evaluate(mnist_run, mnist_pngs, evaluated, cli, tmp_path):
+    """Acceptance: the classes predicted for PNGs are evaluate's classes for those samples."""
+    expected = evaluated.outputs[:N].argmax(1).tolist()
+    out = tmp_path / "predictions.csv"
+    result = cli("predict", mnist_run / "checkpoints" / "best.pt", *mnist_pngs, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == N
+    assert [int(r["class_1"]) for r in rows] == expected
+    assert [r["input"] for r in rows] == [str(f) for f in mnist_pngs]
+    # the probabilities are the softmax of the logits evaluate saw (the model ends in logits)
+    probs = torch.softmax(evaluated.outputs[:N], dim=1)
+    assert [float(r["probability_1"]) for r in rows] == pytest.approx(probs.max(1).values.tolist(), abs=1e-6)
+    assert evaluated.report["accuracy"] > 0.3  # a model that learned something: the classes differ
+    assert len(set(expected)) > 2
+
+
+def test_folder_and_npz_inputs_match_too(mnist_run, mnist_pngs, evaluated, tmp_path):
+    folder = mnist_pngs[0].parent
+    from_folder = predict(mnist_run, [folder], top_k=1)
+    assert [r["input"] for r in from_folder.rows] == sorted(str(f) for f in mnist_pngs)
+    np.savez(tmp_path / "digits.npz", x=load_mnist_idx(MNIST_DIR).test.x[:N].numpy())
+    from_npz = predict(mnist_run, [tmp_path / "digits.npz"], top_k=10)
+    assert [r["input"] for r in from_npz.rows] == [f"{tmp_path / 'digits.npz'}[{i}]" for i in range(N)]
+    probs = torch.tensor([[p["probability"] for p in sorted(r["predictions"], key=lambda p: p["class"])]
+                          for r in from_npz.rows])
+    assert torch.allclose(probs, torch.softmax(evaluated.outputs[:N], dim=1), atol=1e-6)
+    assert probs.sum(1).tolist() == pytest.approx([1.0] * N)
+
+
+def test_top_k_and_json_output(mnist_run, mnist_pngs, cli, tmp_path):
+    out = tmp_path / "p.json"
+    result = cli("predict", mnist_run, mnist_pngs[0], mnist_pngs[1], "--top-k", "5", "--out", out)
+    assert result.exit_code == 0, result.output
+    saved = json.loads(out.read_text())
+    assert saved["kind"] == "classes" and len(saved["predictions"]) == 2
+    top = saved["predictions"][0]["predictions"]
+    assert len(top) == 5 and [p["name"] for p in top] == [str(p["class"]) for p in top]
+    assert [p["probability"] for p in top] == sorted((p["probability"] for p in top), reverse=True)
+
+
+def test_regression_values_match_evaluate(regression_run, tmp_path, cli):
+    evaluated = evaluate_checkpoint(regression_run)
+    x_test = np.load(evaluated.trained.cfg["data"]["path"])["x_test"]
+    np.savez(tmp_path / "inputs.npz", x=x_test)
+    out = tmp_path / "values.csv"
+    result = cli("predict", regression_run, tmp_path / "inputs.npz", "--out", out)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0]) == ["input", "value"] and len(rows) == len(x_test)
+    assert [float(r["value"]) for r in rows] == evaluated.outputs.reshape(-1).tolist()
+
+
+def test_csv_windows_are_read_as_in_training(sequence_run):
+    """Every window of 4 rows; the first 26 are training's samples (the last has no next row)."""
+    evaluated = evaluate_checkpoint(sequence_run, split="train")
+    path = evaluated.trained.cfg["data"]["path"]
+    predictions = predict(sequence_run, [path])
+    assert len(predictions.rows) == 27
+    assert predictions.rows[0]["input"] == f"{path}:5"  # a window is named by its last line
+    values = [r["value"][0] for r in predictions.rows[:26]]
+    assert values == evaluated.outputs.reshape(-1).tolist()
+
+
+def test_image_folder_model_predicts_class_names(images_run, write_images, tmp_path):
+    folder = write_images(tmp_path / "new", classes=("fox",), per_class=2, seed=3)
+    predictions = predict(images_run, [folder], top_k=2)
+    assert all(p["name"] in ("cat", "dog", "fox") for r in predictions.rows for p in r["predictions"])
+    # a big image is resized to the model's 8x8 as training's loader does
+    Image.new("RGB", (40, 30), (10, 10, 240)).save(tmp_path / "big.png")
+    assert len(predict(images_run, [tmp_path / "big.png"]).rows) == 1
+
+
+@pytest.mark.parametrize("case, message", [
+    ("image for npz model", r"image inputs need a model trained on images.*trained on npz data"),
+    ("wrong shape", r"samples have shape \(3,\) but the model takes \(4,\)"),
+    ("bad out", r"--out .*predictions\.txt: expected a \.csv or \.json file name"),
+    ("unknown kind", r"cannot predict a \.bin file"),
+    ("no x", r"expected an array named 'x' \(or 'x_test'\); the file has: features"),
+])
+def test_inputs_that_cannot_fit_are_clear_errors(case, message, regression_run, tmp_path, cli):
+    import re
+
+    args = [regression_run]
+    if case == "image for npz model":
+        Image.new("L", (4, 4)).save(tmp_path / "a.png")
+        args.append(tmp_path / "a.png")
+    elif case == "wrong shape":
+        np.savez(tmp_path / "x.npz", x=np.zeros((2, 3), np.float32))
+        args.append(tmp_path / "x.npz")
+    elif case == "bad out":
+        np.savez(tmp_path / "x.npz", x=np.zeros((2, 4), np.float32))
+        args += [tmp_path / "x.npz", "--out", tmp_path / "predictions.txt"]
+    elif case == "unknown kind":
+        (tmp_path / "x.bin").write_bytes(b"\0\1")
+        args.append(tmp_path / "x.bin")
+    else:
+        np.savez(tmp_path / "x.npz", features=np.zeros((2, 4), np.float32))
+        args.append(tmp_path / "x.npz")
+    result = cli("predict", *args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert re.search(message, " ".join(result.output.split())), result.output
+
+
+def test_missing_input_is_a_data_error(regression_run, tmp_path):
+    with pytest.raises(DataError, match="no such file or directory"):
+        predict(regression_run, [tmp_path / "nothing.npz"])

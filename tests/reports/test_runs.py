@@ -1,0 +1,76 @@
+"""dlcli runs: every run with its status, newest first, whatever state its files are in."""
+
+import json
+import os
+import shutil
+import time
+
+from dlcli.runs import RUNNING_WINDOW_S, list_runs
+
+
+def _clone(run, root, name, run_id):
+    target = root / name / run_id
+    shutil.copytree(run, target)
+    return target
+
+
+def _age(path, seconds):
+    for p in [path, *path.rglob("*")]:
+        stamp = time.time() - seconds
+        os.utime(p, (stamp, stamp))
+
+
+def test_statuses_and_order(mnist_run, tmp_path, cli):
+    root = tmp_path / "runs"
+    finished = _clone(mnist_run, root, "tiny_mnist", "20260101-100000")
+    stopped = _clone(mnist_run, root, "tiny_mnist", "20260101-110000")
+    summary = json.loads((stopped / "summary.json").read_text())
+    (stopped / "summary.json").write_text(json.dumps({**summary, "status": "stopped_early"}))
+    running = _clone(mnist_run, root, "other", "20260102-090000")
+    (running / "summary.json").unlink()
+    crashed = _clone(mnist_run, root, "other", "20260102-080000")
+    (crashed / "summary.json").unlink()
+    _age(crashed, 2 * RUNNING_WINDOW_S)
+    broken = _clone(mnist_run, root, "other", "20260103-080000")
+    (broken / "summary.json").write_text('{"status": "finish')
+    torn = _clone(mnist_run, root, "other", "20260104-080000")
+    (torn / "summary.json").unlink()
+    with open(torn / "metrics.jsonl", "a") as handle:
+        handle.write('{"kind": "epoch", "epoch": 4, "val_lo')
+    (torn / "config.yaml").write_text("trainer: [unclosed\n")
+    _age(torn, 2 * RUNNING_WINDOW_S)
+    interrupted = _clone(mnist_run, root, "other", "20260105-080000")
+    (interrupted / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))
+
+    found = list_runs(root)
+    assert len(found) == 7
+    assert [r["id"] for r in found] == ["20260105-080000", "20260104-080000", "20260103-080000", "20260102-090000",
+                                        "20260102-080000", "20260101-110000", "20260101-100000"]
+    status = {r["path"]: r["status"] for r in found}
+    assert status == {str(finished): "finished", str(stopped): "stopped", str(running): "running",
+                      str(crashed): "crashed", str(broken): "unknown", str(torn): "crashed",
+                      str(interrupted): "interrupted"}
+    by_id = {r["id"]: r for r in found}
+    best = summary["best"]
+    assert by_id["20260101-100000"]["best"] == best["value"] and by_id["20260101-100000"]["monitor"] == "val_loss"
+    assert (by_id["20260101-100000"]["epochs"], by_id["20260101-100000"]["planned"]) == (3, 3)
+    assert by_id["20260104-080000"]["planned"] is None and by_id["20260104-080000"]["epochs"] == 3  # torn line skipped
+    assert by_id["20260102-090000"]["best"] == best["value"]  # computed from metrics.jsonl
+    assert by_id["20260101-100000"]["date"] == "2026-01-01T10:00:00"
+
+    result = cli("runs", root)
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    for word in ("finished", "stopped", "running", "crashed", "unknown", "interrupted", "3/3", "val_loss"):
+        assert word in result.output
+    result = cli("runs", root, "--json")
+    assert result.exit_code == 0 and json.loads(result.output) == found
+
+
+def test_a_single_run_and_a_missing_folder(mnist_run, tmp_path, cli):
+    assert [r["path"] for r in list_runs(mnist_run)] == [str(mnist_run)]
+    result = cli("runs", tmp_path / "nothing")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "no such directory" in result.output
+    (tmp_path / "empty").mkdir()
+    assert "no runs in" in cli("runs", tmp_path / "empty").output
