@@ -129,15 +129,19 @@ def checkpoint_config(state: dict) -> dict:
         raise CheckpointError(f"the checkpoint's embedded config is invalid:\n{err}") from None
 
 
-def load_model_from_checkpoint(state: dict, device: Any = "cpu"):
-    """Build the checkpoint's model and load its weights; a mismatch is a CheckpointError."""
-    from dlcli.model import build_model
+def load_model_from_checkpoint(state: dict, device: Any = "cpu", cfg: dict | None = None):
+    """Build the checkpoint's model as the trainer ran it on `device` (the same exact
+    rewrites and memory format, so evaluation reproduces training's figures) and load
+    its weights; a mismatch is a CheckpointError."""
+    import torch
 
-    cfg = checkpoint_config(state)
-    model = build_model(cfg)
+    from dlcli.model import build_training_model
+
+    cfg = cfg or checkpoint_config(state)
+    model = build_training_model(cfg, torch.device(device))
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, TypeError, AttributeError) as err:
         raise CheckpointError(f"{state.get('path', 'checkpoint')}: the weights do not fit the model of its "
                               f"config: {str(err).splitlines()[0]}") from None
-    return cfg, model.to(device)
+    return cfg, model

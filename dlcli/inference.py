@@ -136,7 +136,7 @@ def inference_device(name: str | None, cfg: dict) -> torch.device:
 
 def load_trained(path: str | Path, device: str | None = None) -> TrainedModel:
     """Load a checkpoint (a run directory means its best.pt) ready for inference."""
-    from dlcli.checkpoint import load_checkpoint, load_model_from_checkpoint
+    from dlcli.checkpoint import checkpoint_config, load_checkpoint, load_model_from_checkpoint
     from dlcli.config import infer_shapes
     from dlcli.losses import LOSSES
     from dlcli.runs import run_dir_of
@@ -145,11 +145,13 @@ def load_trained(path: str | Path, device: str | None = None) -> TrainedModel:
     if "normalization" not in state:
         raise CheckpointError(f"{state['path']}: incomplete checkpoint: missing normalization (the statistics "
                               f"training normalized its inputs with)")
-    cfg, model = load_model_from_checkpoint(state, "cpu")
+
+    cfg = checkpoint_config(state)
     dev = inference_device(device, cfg)
     if cfg["trainer"].get("threads"):
         torch.set_num_threads(cfg["trainer"]["threads"])
-    model = model.to(dev).eval()
+    cfg, model = load_model_from_checkpoint(state, dev, cfg)
+    model = model.eval()
     loss_task = LOSSES.get(cfg["loss"]["type"]).meta["task"]
     task = state.get("task") or ("classification" if loss_task == "classification" else "regression")
     out_shape = tuple(infer_shapes(cfg["model"]["input_shape"], cfg["model"]["layers"])[-1][3])
