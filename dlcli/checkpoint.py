@@ -89,8 +89,14 @@ def load_checkpoint(path: str | Path, prefer: str = "best.pt", map_location: Any
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        detail = next((line.strip() for line in str(err).splitlines() if "Unsupported" in line), "")
-        detail = detail.replace("WeightsUnpickler error: ", "").split(" was not an allowed")[0]
+        lines = str(err).splitlines()
+        # a GLOBAL (a class or function by name) is what code execution needs; anything else is garbage
+        refused = next((line.strip() for line in lines if "global" in line.lower()), None)
+        if refused is None:  # garbage, not code: the unpickler met bytes it does not know
+            reason = next((line.strip() for line in lines if "Unsupported" in line), lines[0] if lines else "")
+            raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or not a torch file?): "
+                                  f"{reason.replace('WeightsUnpickler error: ', '')}") from None
+        detail = refused.replace("WeightsUnpickler error: ", "").split(" was not an allowed")[0].rstrip(".")
         raise CheckpointError(f"{path}: refused to load: the file holds Python objects or code that a "
                               f"checkpoint never contains (loaded with weights_only=True: nothing in it was run). "
                               f"{detail}".rstrip()) from None

@@ -89,12 +89,13 @@ def train(cfg: dict, callbacks: list[Callback] = (), handle: RunHandle | None = 
 def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback] = (),
            handle: RunHandle | None = None) -> dict:
     """Continue a run from its last.pt (or a given checkpoint) in the same directory."""
-    from dlcli.checkpoint import checkpoint_config, load_checkpoint
+    from dlcli.checkpoint import checkpoint_config, load_checkpoint, load_model_from_checkpoint
     from dlcli.config import resolve_config
     from dlcli.runs import CONFIG_FILE, MetricsLog, read_metrics
 
     state = load_checkpoint(path, prefer="last.pt")
     cfg = checkpoint_config(state)
+    load_model_from_checkpoint(state, "cpu", cfg)  # the weights fit the config, before anything else
     if overrides:
         allowed = ("trainer.epochs=", "trainer.device=", "trainer.progress=")
         bad = [o for o in overrides if not o.startswith(allowed)]
@@ -113,7 +114,12 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
         raise RunError(f"{run_dir}: the run already finished its {cfg['trainer']['epochs']} epochs; "
                        f"to train longer: dlcli train --resume {run_dir} trainer.epochs=N")
     trainer, _ = _setup(cfg, callbacks, handle, run_dir=run_dir)
-    trainer.load_state_dict(state)
+    try:
+        trainer.load_state_dict(state)
+    except (KeyError, ValueError, RuntimeError, TypeError, IndexError) as err:
+        raise CheckpointError(f"{state['path']}: the training state does not fit its config "
+                              f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+                              f"evaluate and predict can still use its weights") from None
     best_file = run_dir / "checkpoints" / "best.pt"
     if trainer.best and best_file.is_file():
         trainer.best_state = load_checkpoint(best_file)["model"]
