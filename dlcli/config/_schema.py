@@ -44,7 +44,7 @@ MODEL = Entry("model", "the network", args=(
 DATA = Entry("data", "the data set and how it is batched", args=(
     Arg("dataset", Str(), help="registered dataset name (dlcli list datasets)"),
     Arg("batch_size", Int(min=1, max=2**20), 128, "samples per training step"),
-    Arg("eval_batch_size", Int(min=1, max=2**20), 1024, "samples per evaluation step"),
+    Arg("eval_batch_size", Int(min=1, max=2**20), 256, "samples per evaluation step (larger: faster, more memory)"),
     Arg("val_split", Float(min=0.0, max=1.0, max_open=True), 0.0,
         "fraction of the training set held out for validation"),
     Arg("normalize", Bool(), True, "standardize inputs with the training set's mean and std"),
