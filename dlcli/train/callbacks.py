@@ -70,7 +70,13 @@ class EarlyStopping(Callback):
     def __init__(self, patience: int, min_delta: float):
         self.patience, self.min_delta = patience, min_delta
 
+    def on_fit_start(self, trainer) -> None:
+        self.check(trainer)  # a resumed run that had already stopped stays stopped
+
     def on_epoch_end(self, trainer, record: dict) -> None:
+        self.check(trainer)
+
+    def check(self, trainer) -> None:
         values = [r[trainer.monitor] for r in trainer.history if trainer.monitor in r]
         best, since = None, 0
         for value in values:
