@@ -40,7 +40,8 @@ def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None 
     if handle is not None:
         handle.run_dir = run_dir
     t = cfg["trainer"]
-    standard = [MetricsLogger(run_dir, t["log_every_steps"]), Checkpointer(run_dir)]
+    # the checkpoint first: it is what a resume needs, the logs are rebuilt from it
+    standard = [Checkpointer(run_dir), MetricsLogger(run_dir, t["log_every_steps"])]
     if t["early_stopping"]:
         standard.append(EarlyStopping(t["early_stopping"]["patience"], t["early_stopping"]["min_delta"]))
     trainer = Trainer(cfg, data, device, callbacks=standard + list(callbacks))
@@ -56,20 +57,31 @@ def _fit(trainer: Trainer, run_dir: Path) -> dict:
     try:
         summary = trainer.fit()
     except TrainingInterrupted as stop:
-        write_summary(run_dir, {**base, "status": "interrupted", "signal": stop.signal_name,
-                                "epochs": trainer.epoch, "steps": trainer.step, "best": trainer.best})
+        _record_stop(run_dir, {**base, "status": "interrupted", "signal": stop.signal_name,
+                               "epochs": trainer.epoch, "steps": trainer.step, "best": trainer.best})
         raise
     except RunError as err:
-        write_summary(run_dir, {**base, "status": "failed", "error": str(err), "epochs": trainer.epoch,
-                                "steps": trainer.step, "best": trainer.best})
+        _record_stop(run_dir, {**base, "status": "failed", "error": str(err), "epochs": trainer.epoch,
+                               "steps": trainer.step, "best": trainer.best})
         raise
     except BaseException as err:
-        write_summary(run_dir, {**base, "status": "crashed", "error": f"{type(err).__name__}: {err}",
-                                "epochs": trainer.epoch, "steps": trainer.step, "best": trainer.best})
+        _record_stop(run_dir, {**base, "status": "crashed", "error": f"{type(err).__name__}: {err}",
+                               "epochs": trainer.epoch, "steps": trainer.step, "best": trainer.best})
         raise
     summary = {**base, **summary}
     write_summary(run_dir, summary)
     return summary
+
+
+def _record_stop(run_dir: Path, summary: dict) -> None:
+    """summary.json of a run that stopped; when even that cannot be written (the disk that
+    stopped the run is full), the error that stopped it is what gets reported."""
+    from dlcli.runs import write_summary
+
+    try:
+        write_summary(run_dir, summary)
+    except RunError:
+        pass
 
 
 def train(cfg: dict, callbacks: list[Callback] = (), handle: RunHandle | None = None) -> dict:
