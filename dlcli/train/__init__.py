@@ -33,6 +33,7 @@ def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None 
     build_meta_model(cfg)  # refuses absurd sizes before allocating anything
     device = resolve_device(cfg["trainer"]["device"])
     data = prepare_data(cfg, device)  # bad data fails here, before a run directory exists
+    trainer = Trainer(cfg, data, device)  # and settings that do not fit it (drop_last...)
     if run_dir is None:
         run_dir = create_run_dir(cfg["trainer"]["out_dir"], cfg["name"])
         write_text_atomic(run_dir / CONFIG_FILE, dump_config(cfg))
@@ -44,7 +45,7 @@ def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None 
     standard = [Checkpointer(run_dir), MetricsLogger(run_dir, t["log_every_steps"])]
     if t["early_stopping"]:
         standard.append(EarlyStopping(t["early_stopping"]["patience"], t["early_stopping"]["min_delta"]))
-    trainer = Trainer(cfg, data, device, callbacks=standard + list(callbacks))
+    trainer.callbacks = standard + list(callbacks)
     if handle is not None:
         handle.trainer = trainer
     return trainer, run_dir
