@@ -60,8 +60,13 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
     state = {"format": FORMAT, "format_version": FORMAT_VERSION, **state}
     try:
         atomic_write_bytes(path, lambda handle: torch.save(state, handle))
-    except OSError as err:
-        raise CheckpointError(f"{path}: cannot write the checkpoint: {err.strerror or err}; the previous "
+    except (OSError, RuntimeError) as err:
+        # torch.save reports a write that failed part-way as a RuntimeError ("unexpected pos")
+        # whose context is the OSError
+        cause = err if isinstance(err, OSError) else err.__context__
+        if not isinstance(cause, OSError):
+            raise
+        raise CheckpointError(f"{path}: cannot write the checkpoint: {cause.strerror or cause}; the previous "
                               f"checkpoint (if any) is left as it was") from None
 
 

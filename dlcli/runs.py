@@ -42,13 +42,19 @@ def create_run_dir(out_dir: str | Path, name: str) -> Path:
             continue
         except OSError as err:
             raise RunError(f"trainer.out_dir: cannot create {path}: {err.strerror}") from None
-        (path / "checkpoints").mkdir()
+        try:
+            (path / "checkpoints").mkdir()
+        except OSError as err:
+            raise RunError(f"trainer.out_dir: cannot create {path / 'checkpoints'}: {err.strerror}") from None
         return path
     raise RunError(f"{parent}: too many runs started in the same second")  # pragma: no cover
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    atomic_write_bytes(path, lambda handle: handle.write(text.encode("utf-8")))
+    try:
+        atomic_write_bytes(path, lambda handle: handle.write(text.encode("utf-8")))
+    except OSError as err:  # a full disk, a read-only folder
+        raise RunError(f"{path}: cannot write: {err.strerror or err}") from None
 
 
 def environment_record(device: str) -> dict:
@@ -82,10 +88,13 @@ class MetricsLog:
         self.csv = run_dir / METRICS_CSV
 
     def append(self, record: dict) -> None:
-        with open(self.jsonl, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            with open(self.jsonl, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as err:  # a full disk, a read-only folder
+            raise RunError(f"{self.jsonl}: cannot append the metrics: {err.strerror or err}") from None
         self._write_csv(read_metrics(self.jsonl)[0])
 
     def rewrite(self, records: list[dict]) -> None:

@@ -33,6 +33,7 @@ def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None 
     build_meta_model(cfg)  # refuses absurd sizes before allocating anything
     device = resolve_device(cfg["trainer"]["device"])
     data = prepare_data(cfg, device)  # bad data fails here, before a run directory exists
+    trainer = Trainer(cfg, data, device)  # and settings that do not fit it (drop_last...)
     if run_dir is None:
         run_dir = create_run_dir(cfg["trainer"]["out_dir"], cfg["name"])
         write_text_atomic(run_dir / CONFIG_FILE, dump_config(cfg))
@@ -40,10 +41,11 @@ def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None 
     if handle is not None:
         handle.run_dir = run_dir
     t = cfg["trainer"]
-    standard = [MetricsLogger(run_dir, t["log_every_steps"]), Checkpointer(run_dir)]
+    # the checkpoint first: it is what a resume needs, the logs are rebuilt from it
+    standard = [Checkpointer(run_dir), MetricsLogger(run_dir, t["log_every_steps"])]
     if t["early_stopping"]:
         standard.append(EarlyStopping(t["early_stopping"]["patience"], t["early_stopping"]["min_delta"]))
-    trainer = Trainer(cfg, data, device, callbacks=standard + list(callbacks))
+    trainer.callbacks = standard + list(callbacks)
     if handle is not None:
         handle.trainer = trainer
     return trainer, run_dir
@@ -64,20 +66,31 @@ def _fit(trainer: Trainer, run_dir: Path) -> dict:
                            f"(epoch {trainer.epoch + 1}); HINT: try data.batch_size={max(batch // 2, 1)}, "
                            f"trainer.precision=bf16, or a smaller model") from None
     except TrainingInterrupted as stop:
-        write_summary(run_dir, {**base, "status": "interrupted", "signal": stop.signal_name,
-                                "epochs": trainer.epoch, "steps": trainer.step, "best": trainer.best})
+        _record_stop(run_dir, {**base, "status": "interrupted", "signal": stop.signal_name,
+                               "epochs": trainer.epoch, "steps": trainer.step, "best": trainer.best})
         raise
     except RunError as err:
-        write_summary(run_dir, {**base, "status": "failed", "error": str(err), "epochs": trainer.epoch,
-                                "steps": trainer.step, "best": trainer.best})
+        _record_stop(run_dir, {**base, "status": "failed", "error": str(err), "epochs": trainer.epoch,
+                               "steps": trainer.step, "best": trainer.best})
         raise
     except BaseException as err:
-        write_summary(run_dir, {**base, "status": "crashed", "error": f"{type(err).__name__}: {err}",
-                                "epochs": trainer.epoch, "steps": trainer.step, "best": trainer.best})
+        _record_stop(run_dir, {**base, "status": "crashed", "error": f"{type(err).__name__}: {err}",
+                               "epochs": trainer.epoch, "steps": trainer.step, "best": trainer.best})
         raise
     summary = {**base, **summary}
     write_summary(run_dir, summary)
     return summary
+
+
+def _record_stop(run_dir: Path, summary: dict) -> None:
+    """summary.json of a run that stopped; when even that cannot be written (the disk that
+    stopped the run is full), the error that stopped it is what gets reported."""
+    from dlcli.runs import write_summary
+
+    try:
+        write_summary(run_dir, summary)
+    except RunError:
+        pass
 
 
 def train(cfg: dict, callbacks: list[Callback] = (), handle: RunHandle | None = None) -> dict:
@@ -93,6 +106,7 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
     from dlcli.config import resolve_config
     from dlcli.runs import CONFIG_FILE, MetricsLog, read_metrics
 
+    _refuse_run_without_checkpoint(Path(path))
     state = load_checkpoint(path, prefer="last.pt")
     cfg = checkpoint_config(state)
     load_model_from_checkpoint(state, "cpu", cfg)  # the weights fit the config, before anything else
@@ -110,7 +124,9 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
     if not (run_dir / CONFIG_FILE).is_file():
         raise CheckpointError(f"{ckpt_path}: not inside a run directory (no {run_dir / CONFIG_FILE}); "
                               f"--resume continues a run where it was written")
-    if state["epoch"] >= cfg["trainer"]["epochs"] and not state.get("batch_in_epoch"):
+    # A run killed after its last checkpoint but before its summary is completed, not refused.
+    if state["epoch"] >= cfg["trainer"]["epochs"] and not state.get("batch_in_epoch") \
+            and _summary_covers(run_dir, state):
         raise RunError(f"{run_dir}: the run already finished its {cfg['trainer']['epochs']} epochs; "
                        f"to train longer: dlcli train --resume {run_dir} trainer.epochs=N")
     trainer, _ = _setup(cfg, callbacks, handle, run_dir=run_dir)
@@ -120,12 +136,60 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
         raise CheckpointError(f"{state['path']}: the training state does not fit its config "
                               f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
                               f"evaluate and predict can still use its weights") from None
-    best_file = run_dir / "checkpoints" / "best.pt"
-    if trainer.best and best_file.is_file():
-        trainer.best_state = load_checkpoint(best_file)["model"]
+    trainer.best_state = _best_weights(run_dir, state)
+    _remove_temporary_files(run_dir)
     # The logs may run ahead of the checkpoint (killed between the two writes) or
     # end in a torn line: keep what the checkpoint covers, from its own history.
     log = MetricsLog(run_dir)
     steps = [r for r in read_metrics(log.jsonl)[0] if r.get("kind") == "step" and r.get("step", 0) <= state["step"]]
     log.rewrite(sorted(steps + list(state["history"]), key=lambda r: (r.get("step", 0), r.get("kind") == "epoch")))
     return _fit(trainer, run_dir)
+
+
+def _refuse_run_without_checkpoint(path: Path) -> None:
+    """A run directory stopped (killed) before its first epoch ended has nothing to resume."""
+    from dlcli.runs import CONFIG_FILE
+
+    folder = path / "checkpoints"
+    if not path.is_dir() or not folder.is_dir() or any(folder.glob("*.pt")):
+        return
+    config = path / CONFIG_FILE
+    again = f"dlcli train {config}" if config.is_file() else "dlcli train CONFIG"
+    raise RunError(f"{path}: no checkpoint to resume from: the run stopped before its first epoch ended "
+                   f"(checkpoints/last.pt is written at the end of each epoch); start it again: {again}")
+
+
+def _summary_covers(run_dir: Path, state: dict) -> bool:
+    """summary.json says the run ended, at the checkpoint's epoch."""
+    from dlcli.runs import SUMMARY_FILE
+
+    try:
+        summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(summary, dict) and summary.get("status") == "finished" and summary.get("epochs") == state["epoch"]
+
+
+def _best_weights(run_dir: Path, state: dict) -> dict | None:
+    """The weights of the best epoch that last.pt records. A kill between the two writes
+    at an epoch's end leaves best.pt behind last.pt: the best epoch is then last.pt's own,
+    and best.pt is written again from it."""
+    from dlcli.checkpoint import load_checkpoint, save_checkpoint
+
+    best = state.get("best") or {}
+    if not best:
+        return None
+    best_file = run_dir / "checkpoints" / "best.pt"
+    saved = load_checkpoint(best_file) if best_file.is_file() else None
+    if saved is not None and saved["epoch"] == best.get("epoch"):
+        return saved["model"]
+    if best.get("epoch") == state["epoch"] and not state.get("batch_in_epoch"):
+        save_checkpoint(best_file, {k: v for k, v in state.items() if k != "path"})
+        return state["model"]
+    return saved["model"] if saved is not None else None
+
+
+def _remove_temporary_files(run_dir: Path) -> None:
+    """Temporary files of atomic writes that a killed process left behind."""
+    for leftover in [*run_dir.glob(".*.tmp"), *run_dir.glob("checkpoints/.*.tmp")]:
+        leftover.unlink(missing_ok=True)
