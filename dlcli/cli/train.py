@@ -37,15 +37,15 @@ def train(config: Optional[str] = typer.Argument(None, help="the YAML config (om
     display = ProgressDisplay(console, mode)
     try:
         if cfg is not None:
-            console.print(f"training [bold]{cfg['name']}[/] ({config})")
+            console.print(f"training [bold]{cfg['name']}[/] ({config})", soft_wrap=True)
             summary = train_run(cfg, callbacks=[display], handle=handle)
         else:
-            console.print(f"resuming {resume}")
+            console.print(f"resuming {resume}", soft_wrap=True)
             summary = resume_run(resume, overrides, callbacks=[display], handle=handle)
     except TrainingInterrupted as stop:
         err_console.print(f"[yellow]stopped by {stop.signal_name}[/]: saved {handle.run_dir}/checkpoints/last.pt "
                           f"(epoch {handle.trainer.epoch + 1}, batch {handle.trainer.batch_in_epoch}).\n"
-                          f"resume with: dlcli train --resume {handle.run_dir}")
+                          f"resume with: dlcli train --resume {handle.run_dir}", soft_wrap=True)
         raise typer.Exit(130) from None
     except DlcliError as err:
         if handle.run_dir is not None:
@@ -66,4 +66,5 @@ def report(summary: dict) -> None:
     if test:
         shown = "  ".join(f"test_{k} {v:.4f}" for k, v in test.items())
         console.print(f"test (epoch {summary.get('test_epoch')} weights): {shown}")
-    console.print(f"trained {summary['epochs']} epochs in {summary['seconds']:.1f}s; wrote {summary['run_dir']}")
+    console.print(f"trained {summary['epochs']} epochs in {summary['seconds']:.1f}s; wrote {summary['run_dir']}",
+                  soft_wrap=True)  # a path cut by line wrapping cannot be copied

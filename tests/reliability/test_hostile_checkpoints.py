@@ -90,7 +90,7 @@ EXPECTED = {
     "random_bytes": "not a readable checkpoint",
     "other_config": "do not fit the model",
     "invalid_embedded_config": "embedded config is invalid",
-    "directory_without_checkpoints": "a directory without checkpoints",
+    "directory_without_checkpoints": "a directory without checkpoints|no checkpoint to resume from",
 }
 COMMANDS = {
     "evaluate": lambda ckpt, image, out: ["evaluate", str(ckpt), "--out", str(out)],
