@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from dlcli.errors import ConfigError, Problem
+from dlcli.errors import ConfigError, Problem, short_repr
 
 MAX_BYTES = 1_000_000
 MAX_NODES = 50_000
@@ -61,8 +61,9 @@ def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, Lines]:
     """Parse one YAML document into plain data and a {path: line} map."""
     if "\x00" in text:
         raise ConfigError([Problem((), "the file contains NUL bytes; expected YAML text")], source)
-    loader = _SafeLoader(text)
+    loader = None
     try:
+        loader = _SafeLoader(text)  # its reader already refuses non-printable characters
         node = loader.get_single_node()
         if node is None:
             raise ConfigError([Problem((), "the file is empty; expected a mapping with sections "
@@ -74,7 +75,8 @@ def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, Lines]:
     except RecursionError:
         raise ConfigError([Problem((), f"the document is nested too deeply")], source) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, lines
 
 
@@ -115,7 +117,7 @@ class _Builder:
             for key_node, value_node in node.value:
                 if not isinstance(key_node, yaml.ScalarNode):
                     self.fail(key_node, "keys must be plain names, received a list or mapping as a key")
-                key = self.loader.construct_object(key_node)
+                key = self.scalar(key_node)
                 if not isinstance(key, str):
                     self.fail(key_node, f"keys must be names (strings), received {key!r}")
                 if key in out:
@@ -125,4 +127,13 @@ class _Builder:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
-        return self.loader.construct_object(node, deep=True)
+        return self.scalar(node)
+
+    def scalar(self, node: yaml.ScalarNode) -> Any:
+        """PyYAML's constructors trust the tag: `!!int three`, `!!bool maybe` or
+        `!!timestamp nope` raise ValueError, KeyError, AttributeError... not YAMLError."""
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except (ValueError, KeyError, IndexError, AttributeError, OverflowError):
+            self.fail(node, f"invalid YAML: {short_repr(node.value)} is not a valid "
+                            f"{node.tag.rsplit(':', 1)[-1]}")
