@@ -18,6 +18,7 @@ from dlcli.errors import ConfigError, Problem, short_repr
 MAX_BYTES = 1_000_000
 MAX_NODES = 50_000
 MAX_DEPTH = 50
+MAX_NUMBER_CHARS = 100  # int64 needs 19 digits; base 60 (`1:2:3`) reads in quadratic time
 
 
 class _SafeLoader(yaml.SafeLoader):
@@ -132,6 +133,9 @@ class _Builder:
     def scalar(self, node: yaml.ScalarNode) -> Any:
         """PyYAML's constructors trust the tag: `!!int three`, `!!bool maybe` or
         `!!timestamp nope` raise ValueError, KeyError, AttributeError... not YAMLError."""
+        if node.tag == "tag:yaml.org,2002:int" and len(node.value) > MAX_NUMBER_CHARS:
+            self.fail(node, f"a number {len(node.value):,} characters long; a config number has at most "
+                            f"{MAX_NUMBER_CHARS}")
         try:
             return self.loader.construct_object(node, deep=True)
         except (ValueError, KeyError, IndexError, AttributeError, OverflowError):
