@@ -32,6 +32,8 @@ _SafeLoader.add_implicit_resolver(
 )
 
 Lines = dict  # path tuple -> 1-based line number
+OBJECT_TAGS = ("invalid YAML: tags that create objects are not allowed; a config holds plain data "
+               "(mappings, lists, strings, numbers, booleans)")
 
 
 def read_config_file(path: str | Path) -> tuple[Any, Lines, str]:
@@ -91,8 +93,7 @@ def _yaml_message(err: yaml.YAMLError) -> str:
     context = getattr(err, "context", None)
     text = f"invalid YAML: {problem}" + (f" ({context})" if context else "")
     if "could not determine a constructor" in str(err):
-        text = ("invalid YAML: tags that create objects are not allowed; a config holds plain data "
-                "(mappings, lists, strings, numbers, booleans)")
+        text = OBJECT_TAGS
     return text
 
 
@@ -112,6 +113,8 @@ class _Builder:
         if depth > MAX_DEPTH:
             self.fail(node, f"the document is nested more than {MAX_DEPTH} levels deep")
         self.lines.setdefault(path, node.start_mark.line + 1)
+        if not isinstance(node, yaml.ScalarNode) and node.tag not in ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"):
+            self.fail(node, OBJECT_TAGS)  # built as plain data, `!!python/object/apply:f [x]` would pass as [x]
         if isinstance(node, yaml.MappingNode):
             self.loader.flatten_mapping(node)  # YAML merge keys (<<)
             out: dict = {}

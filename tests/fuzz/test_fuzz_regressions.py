@@ -58,3 +58,22 @@ def test_integers_longer_than_a_config_number_are_refused_quickly(old, new):
 def test_the_largest_int64_is_still_read():
     cfg = config_from_text(MNIST_CNN.replace("lr: 1e-3", "lr: 1e-3\n  weight_decay: 0x7fff_ffff_ffff_ffff"))
     assert cfg["optimizer"]["weight_decay"] == float(2**63 - 1)
+
+
+# `metrics: !!python/object/apply:os.system [accuracy]` resolved as a valid config:
+# the builder constructs mappings and lists itself and dropped their tags, so an
+# object tag on a list or mapping was silently read as plain data (never run, but
+# never refused either); `!foo {a: 1}` likewise
+@pytest.mark.parametrize("old, new", [
+    ("metrics: [accuracy]", "metrics: !!python/object/apply:os.system [accuracy]"),
+    ("metrics: [accuracy]", "metrics: !!python/object/new:builtins.list [[accuracy]]"),
+    ("  type: adam\n", "  type: adam\n  betas: !!python/tuple [0.9, 0.999]\n"),
+    ("optimizer:\n", "optimizer: !!python/object:builtins.dict\n"),
+    ("metrics: [accuracy]", "metrics: !foo [accuracy]"),
+    ("metrics: [accuracy]", "metrics: !!set {accuracy}"),
+], ids=["apply-on-list", "new-on-list", "tuple", "object-on-mapping", "unknown-tag", "set"])
+def test_tags_on_lists_and_mappings_are_refused(old, new):
+    text = MNIST_CNN.replace(old, new)
+    assert text != MNIST_CNN
+    with pytest.raises(ConfigError, match="tags that create objects are not allowed"):
+        config_from_text(text)
