@@ -24,6 +24,33 @@ MAX_NUMBER_CHARS = 100  # int64 needs 19 digits; base 60 (`1:2:3`) reads in quad
 class _SafeLoader(yaml.SafeLoader):
     """The safe loader, plus `1e-3` read as a float (YAML 1.1 wants `1.0e-3`)."""
 
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        """Merge keys (<<) as PyYAML expands them, once the entries they make are counted:
+        `<<: [*m, *m]` nested n deep makes 2**n entries (a merge bomb)."""
+        if any(key.tag == _MERGE for key, _ in node.value) and _merged_size(node, {}) > MAX_NODES:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"merge keys (<<) make more than {MAX_NODES:,} entries; a config is small",
+                node.start_mark)
+        super().flatten_mapping(node)
+
+
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+def _merged_size(node: yaml.MappingNode, sizes: dict) -> int:
+    """Entries of a mapping once its merge keys are expanded (each source counted once)."""
+    if id(node) not in sizes:
+        total = 0
+        for key, value in node.value:
+            if key.tag != _MERGE:
+                total += 1
+                continue
+            for source in value.value if isinstance(value, yaml.SequenceNode) else [value]:
+                if isinstance(source, yaml.MappingNode):  # anything else: PyYAML's error follows
+                    total += _merged_size(source, sizes)
+        sizes[id(node)] = total
+    return sizes[id(node)]
+
 
 _SafeLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",

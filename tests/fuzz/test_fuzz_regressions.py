@@ -7,6 +7,10 @@ useful message, in bounded time and memory.
 
 from __future__ import annotations
 
+import os
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -77,3 +81,40 @@ def test_tags_on_lists_and_mappings_are_refused(old, new):
     assert text != MNIST_CNN
     with pytest.raises(ConfigError, match="tags that create objects are not allowed"):
         config_from_text(text)
+
+
+def _load_in_child(text: str, memory: int = 2**30, seconds: int = 30) -> str:
+    """config_from_text(text) in a child process held to 1 GiB and 30 s, so that a bomb
+    that gets through again fails this test instead of exhausting the machine.
+    Returns what the child printed: the exception's type and message."""
+    code = ("import sys\nfrom dlcli.config import config_from_text\n"
+            "try:\n    config_from_text(sys.stdin.read())\n    print('valid')\n"
+            "except Exception as err:\n    print(type(err).__name__, err)\n")
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+
+    done = subprocess.run([sys.executable, "-c", code], input=text, capture_output=True, text=True,
+                          timeout=seconds, preexec_fn=limit, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return done.stdout + done.stderr
+
+
+def _merge_bomb(depth: int) -> str:
+    text = "{k: 1}"
+    for i in range(depth):
+        text = f"{{<<: [&m{i} {text}, *m{i}]}}"
+    return text
+
+
+# cases 211, 281, 345, 450: merge keys nested 32 or 40 deep double at each level;
+# PyYAML's flatten_mapping expanded them all (2**40 entries) before the node budget
+# was counted: MemoryError in-process, the machine's memory in a real run
+@pytest.mark.parametrize("text", [
+    f"bomb: {_merge_bomb(40)}\n",
+    f"x: {{<<: [&big {_merge_bomb(15)}, {'*big, ' * 4000}]}}\n",
+    MNIST_CNN.replace("trainer:\n", f"trainer:\n  <<: {_merge_bomb(64)}\n"),
+], ids=["nested-40", "wide-4000-of-2**15", "inside-a-config"])
+def test_merge_bombs_are_refused_without_expanding(text):
+    out = _load_in_child(text)
+    assert out.startswith("ConfigError"), out[-2000:]
+    assert "merge keys (<<) make more than 50,000 entries" in out
