@@ -26,12 +26,17 @@ class _SafeLoader(yaml.SafeLoader):
 
     def flatten_mapping(self, node: yaml.MappingNode) -> None:
         """Merge keys (<<) as PyYAML expands them, once the entries they make are counted:
-        `<<: [*m, *m]` nested n deep makes 2**n entries (a merge bomb)."""
-        if any(key.tag == _MERGE for key, _ in node.value) and _merged_size(node, {}) > MAX_NODES:
+        `<<: [*m, *m]` nested n deep makes 2**n entries (a merge bomb). The merged entries
+        come first; `node.merged` counts them, so that the mapping's own keys override them."""
+        own = sum(key.tag != _MERGE for key, _ in node.value)
+        merges = own < len(node.value)
+        if merges and _merged_size(node, {}) > MAX_NODES:
             raise yaml.constructor.ConstructorError(
                 None, None, f"merge keys (<<) make more than {MAX_NODES:,} entries; a config is small",
                 node.start_mark)
         super().flatten_mapping(node)
+        if merges:
+            node.merged = len(node.value) - own
 
 
 _MERGE = "tag:yaml.org,2002:merge"
@@ -144,15 +149,19 @@ class _Builder:
             self.fail(node, OBJECT_TAGS)  # built as plain data, `!!python/object/apply:f [x]` would pass as [x]
         if isinstance(node, yaml.MappingNode):
             self.loader.flatten_mapping(node)  # YAML merge keys (<<)
+            merged = getattr(node, "merged", 0)  # the first entries, which later keys override
             out: dict = {}
-            for key_node, value_node in node.value:
+            explicit: set = set()
+            for index, (key_node, value_node) in enumerate(node.value):
                 if not isinstance(key_node, yaml.ScalarNode):
                     self.fail(key_node, "keys must be plain names, received a list or mapping as a key")
                 key = self.scalar(key_node)
                 if not isinstance(key, str):
                     self.fail(key_node, f"keys must be names (strings), received {key!r}")
-                if key in out:
+                if key in explicit:
                     self.fail(key_node, f"duplicate key '{key}' (the later one would silently win)")
+                if index >= merged:
+                    explicit.add(key)
                 self.lines[path + (key,)] = key_node.start_mark.line + 1
                 out[key] = self.build(value_node, path + (key,), depth + 1)
             return out

@@ -118,3 +118,24 @@ def test_merge_bombs_are_refused_without_expanding(text):
     out = _load_in_child(text)
     assert out.startswith("ConfigError"), out[-2000:]
     assert "merge keys (<<) make more than 50,000 entries" in out
+
+
+# cases 55, 153: a config restating mnist_cnn.yaml with merge keys was refused with
+# "duplicate key 'filters'": PyYAML puts the merged entries before the mapping's own,
+# and the duplicate check treated a key overriding a merged one as a duplicate
+@pytest.mark.parametrize("layer", [
+    "- conv2d: {<<: {filters: 16, kernel_size: 3}, filters: 32, activation: relu}",
+    "- conv2d: {<<: [{filters: 32}, {filters: 8, kernel_size: 3}], activation: relu}",
+    "- conv2d: {<<: &base {filters: 8, kernel_size: 3, activation: relu}, filters: 32}",
+], ids=["own-key-overrides", "first-listed-wins", "anchored-base"])
+def test_merge_keys_resolve_as_yaml_says(layer):
+    text = MNIST_CNN.replace("- conv2d: {filters: 32, kernel_size: 3, activation: relu}", layer)
+    assert text != MNIST_CNN
+    assert config_from_text(text) == config_from_text(MNIST_CNN)
+
+
+def test_a_key_written_twice_is_still_a_duplicate_beside_merge_keys():
+    text = MNIST_CNN.replace("- conv2d: {filters: 32, kernel_size: 3, activation: relu}",
+                             "- conv2d: {<<: {filters: 16}, filters: 32, filters: 64, kernel_size: 3}")
+    with pytest.raises(ConfigError, match="duplicate key 'filters'"):
+        config_from_text(text)
