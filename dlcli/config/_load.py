@@ -24,6 +24,18 @@ MAX_NUMBER_CHARS = 100  # int64 needs 19 digits; base 60 (`1:2:3`) reads in quad
 class _SafeLoader(yaml.SafeLoader):
     """The safe loader, plus `1e-3` read as a float (YAML 1.1 wants `1.0e-3`)."""
 
+    composed = 0
+
+    def compose_node(self, parent, index):
+        """Count keys and values as they are read: a megabyte of small values is refused at
+        MAX_NODES instead of being read whole first (seconds of pure-Python parsing)."""
+        self.composed += 1
+        if self.composed > MAX_NODES:
+            raise yaml.composer.ComposerError(
+                None, None, f"the document has more than {MAX_NODES:,} keys and values; a config is small",
+                self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
     def flatten_mapping(self, node: yaml.MappingNode) -> None:
         """Merge keys (<<) as PyYAML expands them, once the entries they make are counted:
         `<<: [*m, *m]` nested n deep makes 2**n entries (a merge bomb). The merged entries

@@ -139,3 +139,21 @@ def test_a_key_written_twice_is_still_a_duplicate_beside_merge_keys():
                              "- conv2d: {<<: {filters: 16}, filters: 32, filters: 64, kernel_size: 3}")
     with pytest.raises(ConfigError, match="duplicate key 'filters'"):
         config_from_text(text)
+
+
+# cases 19, 36, 73, 139, 229: a megabyte of small values (`[1,1,1,...]`, 60,000
+# keys, 240,000 aliases) was composed whole before the node budget was counted:
+# 5 to 10 s of pure-Python parsing per file on the CI machine
+@pytest.mark.parametrize("text", [
+    "a: [" + "1," * 490_000 + "]\n",
+    "a:\n" + "- 1\n" * 240_000,
+    "".join(f"k{i}: {i}\n" for i in range(90_000)),
+    "a: &a 1\nb: [" + "*a," * 240_000 + "]\n",
+], ids=["flow-list", "block-list", "keys", "aliases"])
+def test_a_megabyte_of_values_is_refused_while_reading(text):
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match="more than 50,000 keys and values"):
+        config_from_text(text)
+    assert time.perf_counter() - start < 2.0
