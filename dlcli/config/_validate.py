@@ -29,6 +29,10 @@ def canonicalize_layers(data: Any, lines: dict) -> None:
     if not isinstance(layers, list):
         return
     base = ("model", "layers")
+    by_layer: dict = {}  # the lines under each `model.layers[i].name`, gathered once rather than per layer
+    for path in lines:
+        if path[:2] == base and len(path) >= 4:
+            by_layer.setdefault(path[:4], []).append(path)
     for i, layer in enumerate(layers):
         if isinstance(layer, str):
             layers[i] = {"type": layer}
@@ -42,11 +46,11 @@ def canonicalize_layers(data: Any, lines: dict) -> None:
                 args = {}
             elif entry is not None and entry.args:
                 args = {entry.args[0].name: value}
-                lines[base + (i, name, entry.args[0].name)] = lines.get(base + (i, name))
+                lines[base + (i, entry.args[0].name)] = lines.get(base + (i, name))
             else:
                 continue
             layers[i] = {"type": name, **args}
-            for path in [p for p in lines if p[:4] == base + (i, name)]:
+            for path in by_layer.get(base + (i, name), []):
                 line = lines.pop(path)
                 lines[base + (i, *path[4:]) if len(path) > 4 else base + (i, "type")] = line
 

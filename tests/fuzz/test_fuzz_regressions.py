@@ -157,3 +157,19 @@ def test_a_megabyte_of_values_is_refused_while_reading(text):
     with pytest.raises(ConfigError, match="more than 50,000 keys and values"):
         config_from_text(text)
     assert time.perf_counter() - start < 2.0
+
+
+# cases 60, 283 (`tree:many_layers`): canonicalize_layers scanned every recorded
+# line once per layer, quadratic in the number of layers: 4,000 `- dropout: 0.1`
+# took 5.8 s to load, 20,000 ran past the fuzzer's 30 s hang limit
+def test_many_layers_load_in_linear_time_and_keep_their_lines():
+    import time
+
+    n = 15_000
+    text = MNIST_CNN.replace("    - flatten\n", "    - flatten\n" + "    - dropout: 0.1\n" * n)
+    text = text.replace("- dense: {units: 10}", "- dense: {units: -1}")
+    line = text.splitlines().index("    - dense: {units: -1}            # logits; the loss applies the softmax") + 1
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match=rf"<config>:{line}: model.layers\[{n + 3}\].units: expected an integer"):
+        config_from_text(text)
+    assert time.perf_counter() - start < 2.0
