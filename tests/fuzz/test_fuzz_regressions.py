@@ -2,7 +2,8 @@
 
 Each names the fuzz case it came from (`python tests/fuzz/config_mutations.py N`
 prints the case) and asserts the clean outcome: a ConfigError/DlcliError with a
-useful message, in bounded time and memory.
+useful message, in bounded time and memory. Times are CPU seconds of this process
+(time.process_time), so that other jobs on a shared CI machine do not make them flaky.
 """
 
 from __future__ import annotations
@@ -53,10 +54,10 @@ def test_values_pyyaml_cannot_construct_are_config_errors(text, message):
 def test_integers_longer_than_a_config_number_are_refused_quickly(old, new):
     import time
 
-    start = time.perf_counter()
+    start = time.process_time()
     with pytest.raises(ConfigError, match="characters long; a config number has at most 100"):
         config_from_text(MNIST_CNN.replace(old, new))
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
 
 
 def test_the_largest_int64_is_still_read():
@@ -153,10 +154,10 @@ def test_a_key_written_twice_is_still_a_duplicate_beside_merge_keys():
 def test_a_megabyte_of_values_is_refused_while_reading(text):
     import time
 
-    start = time.perf_counter()
+    start = time.process_time()
     with pytest.raises(ConfigError, match="more than 50,000 keys and values"):
         config_from_text(text)
-    assert time.perf_counter() - start < 2.0
+    assert time.process_time() - start < 2.0
 
 
 # cases 60, 283 (`tree:many_layers`): canonicalize_layers scanned every recorded
@@ -169,7 +170,8 @@ def test_many_layers_load_in_linear_time_and_keep_their_lines():
     text = MNIST_CNN.replace("    - flatten\n", "    - flatten\n" + "    - dropout: 0.1\n" * n)
     text = text.replace("- dense: {units: 10}", "- dense: {units: -1}")
     line = text.splitlines().index("    - dense: {units: -1}            # logits; the loss applies the softmax") + 1
-    start = time.perf_counter()
+    start = time.process_time()
     with pytest.raises(ConfigError, match=rf"<config>:{line}: model.layers\[{n + 3}\].units: expected an integer"):
         config_from_text(text)
-    assert time.perf_counter() - start < 2.0
+    assert time.process_time() - start < 2.0
+
