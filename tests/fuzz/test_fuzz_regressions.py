@@ -175,3 +175,15 @@ def test_many_layers_load_in_linear_time_and_keep_their_lines():
         config_from_text(text)
     assert time.process_time() - start < 2.0
 
+
+# case 25 (`tree:number_text`): `lr: '111...1x'` (100,000 digits, then one more
+# character): the Float kind's pattern `\d+\.?\d*` can split the digits n ways,
+# so a near-miss backtracked in quadratic time (20,000 digits: 5 s; 100,000: minutes)
+@pytest.mark.parametrize("tail", ["x", "e", ".5.", "e+", "-"])
+def test_a_long_number_like_string_is_refused_in_linear_time(tail):
+    import time
+
+    start = time.process_time()
+    with pytest.raises(ConfigError, match=r"optimizer.lr: expected a number \(> 0\); received: '1111"):
+        config_from_text(MNIST_CNN.replace("lr: 1e-3", f"lr: '{'1' * 100_000}{tail}'"))
+    assert time.process_time() - start < 1.0
