@@ -128,9 +128,9 @@ def validate(data: Any, lines: dict, source: str, default_name: str = "run") -> 
     resolved = check.args(TOP, top, (), reserved=())
     resolved["name"] = resolved.get("name") or default_name
 
-    model = _model(check, top.get("model"))
+    model = _model(check, top["model"]) if "model" in top else None  # missing: reported with TOP's arguments
     resolved["model"] = model
-    data_cfg = _data(check, top.get("data"))
+    data_cfg = _data(check, top["data"]) if "data" in top else None
     resolved["data"] = data_cfg
     resolved["optimizer"] = check.typed(OPTIMIZERS, top.get("optimizer", {"type": "adam"}), ("optimizer",))
     scheduler = top.get("scheduler")
@@ -146,7 +146,7 @@ def validate(data: Any, lines: dict, source: str, default_name: str = "run") -> 
 
 
 def _model(check: _Checker, value: Any) -> dict | None:
-    model = check.mapping(value, ("model",), "input_shape and layers") if value is not None else None
+    model = check.mapping(value, ("model",), "input_shape and layers")
     if model is None:
         return None
     resolved = check.args(MODEL, model, ("model",), reserved=())
@@ -183,8 +183,6 @@ def _model(check: _Checker, value: Any) -> dict | None:
 
 
 def _data(check: _Checker, value: Any) -> dict | None:
-    if value is None:
-        return None
     if isinstance(value, str):
         value = {"dataset": value}
     section = check.mapping(value, ("data",), "dataset: name, plus batch_size, val_split, ...")

@@ -187,3 +187,18 @@ def test_a_long_number_like_string_is_refused_in_linear_time(tail):
     with pytest.raises(ConfigError, match=r"optimizer.lr: expected a number \(> 0\); received: '1111"):
         config_from_text(MNIST_CNN.replace("lr: 1e-3", f"lr: '{'1' * 100_000}{tail}'"))
     assert time.process_time() - start < 1.0
+
+
+# case 1157: the override `model=&a` (an anchor with no value: null) made
+# load_config raise TypeError in _cross_checks; so did an empty `model:` or
+# `data:` section in the file. A present-but-null section passed as "missing"
+# (reported by the top-level arguments), but it is not missing, so nothing was reported
+@pytest.mark.parametrize("old, new, overrides, message", [
+    ("", "", ["model=&a"], r"override 'model=&a': model: expected a mapping \(input_shape and layers\)"),
+    ("", "", ["data=null"], r"override 'data=null': data: expected a mapping \(dataset: name"),
+    ("data:\n  dataset: mnist\n  batch_size: 128\n", "data:\n", [], r"<config>:14: data: expected a mapping"),
+    ("model:\n  input_shape", "model:\nx:\n  input_shape", [], r"<config>:6: model: expected a mapping"),
+], ids=["override-anchor", "override-null", "empty-data", "empty-model"])
+def test_a_null_section_is_reported_not_a_crash(old, new, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_text(MNIST_CNN.replace(old, new), overrides=overrides)
