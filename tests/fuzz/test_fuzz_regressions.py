@@ -202,3 +202,31 @@ def test_a_long_number_like_string_is_refused_in_linear_time(tail):
 def test_a_null_section_is_reported_not_a_crash(old, new, overrides, message):
     with pytest.raises(ConfigError, match=message):
         config_from_text(MNIST_CNN.replace(old, new), overrides=overrides)
+
+
+# cases 65, 67, 283, 787, 1143 (`tree:huge_model`, `tree:number`): sizes such as
+# `filters: 2**62` or `units: 2**63 - 1` are valid config values, but no tensor
+# can hold those weights: building on the meta device raised RuntimeError ("Storage
+# size calculation overflowed") or TypeError ("Overflow when unpacking long"), and
+# dlcli validate exited 1 with a traceback
+@pytest.mark.parametrize("config, old, new", [
+    ("mnist_cnn.yaml", "filters: 32", f"filters: {2**62}"),
+    ("mnist_cnn.yaml", "kernel_size: 3", f"kernel_size: {2**32}, padding: same"),
+    ("mnist_cnn.yaml", "- flatten\n", f"- flatten\n    - dense: {{units: {2**63 - 1}}}\n"),
+    ("mnist_lstm.yaml", "units: 128}", f"units: {2**62}}}"),
+    ("mnist_lstm.yaml", "units: 128}", f"units: {10**30}}}"),
+], ids=["conv-filters", "conv-kernel", "dense-units", "lstm-units", "lstm-10**30"])
+def test_weights_too_large_for_a_tensor_are_a_clean_error(config, old, new, tmp_path):
+    from typer.testing import CliRunner
+
+    from dlcli.cli import app
+    from dlcli.errors import DlcliError
+    from dlcli.model import build_meta_model
+
+    text = (ROOT / "configs" / config).read_text().replace(old, new)
+    with pytest.raises(DlcliError, match="more values than a tensor can hold"):
+        build_meta_model(config_from_text(text))
+    path = tmp_path / config
+    path.write_text(text)
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2 and result.stderr.startswith("error: model: a layer's weights"), result.output
