@@ -19,6 +19,7 @@ from dlcli.optim import OPTIMIZERS, SCHEDULERS
 from dlcli.registry import Entry, Registry, check_args
 
 LAYER_FORMS = "a layer is `- name` , `- name: {arguments}` or `- {type: name, ...arguments}`"
+MAX_LAYERS = 1_000  # validate builds and summarizes every layer: about 0.5 ms each
 
 
 def canonicalize_layers(data: Any, lines: dict) -> None:
@@ -155,6 +156,9 @@ def _model(check: _Checker, value: Any) -> dict | None:
         check.add(("model", "layers"), f"expected a non-empty list of layers, received {short_repr(layers)}")
         return None
     if not isinstance(layers, list):
+        return None
+    if len(layers) > MAX_LAYERS:
+        check.add(("model", "layers"), f"expected at most {MAX_LAYERS:,} layers, received {len(layers):,}")
         return None
     resolved_layers, ok = [], True
     for i, layer in enumerate(layers):
