@@ -236,3 +236,23 @@ def test_weights_too_large_for_a_tensor_are_a_clean_error(config, old, new, tmp_
     path.write_text(text)
     result = CliRunner().invoke(app, ["validate", str(path)])
     assert result.exit_code == 2 and result.stderr.startswith("error: model: a layer's weights"), result.output
+
+
+# cases 11345, 26250, 33628, 34330, 35579, 37899 (`tree:known_arg`): `num_layers`
+# had no upper bound, and torch builds each stacked layer in a Python loop even on
+# the meta device: `lstm: {units: 128, num_layers: 2**31}` kept dlcli validate
+# building forever (10,000 layers already took 7 s)
+@pytest.mark.parametrize("num_layers", [17, 10**6, 2**31, 10**99], ids=["17", "10**6", "2**31", "10**99"])
+def test_stacked_recurrent_layers_are_bounded(num_layers):
+    text = (ROOT / "configs" / "mnist_lstm.yaml").read_text()
+    text = text.replace("lstm: {units: 128}", f"lstm: {{units: 128, num_layers: {num_layers}}}")
+    with pytest.raises(ConfigError, match=r"model.layers\[0\].num_layers: expected an integer between 1 and 16"):
+        config_from_text(text)
+
+
+def test_sixteen_stacked_layers_still_validate():
+    from dlcli.model import build_meta_model
+
+    text = (ROOT / "configs" / "mnist_lstm.yaml").read_text()
+    text = text.replace("lstm: {units: 128}", "lstm: {units: 128, num_layers: 16, bidirectional: true}")
+    assert len(list(build_meta_model(config_from_text(text)).parameters())) == 16 * 2 * 4 + 2
