@@ -20,7 +20,7 @@ def human_bytes(n: int) -> str:
 
 
 def summary_table(summary: dict, title: str) -> Table:
-    table = Table(title=f"Model: {title}", title_justify="left")
+    table = Table(title=f"Model: {escape(title)}", title_justify="left")
     table.add_column("Layer (type)")
     table.add_column("Output Shape")
     table.add_column("Param #", justify="right")

@@ -256,3 +256,27 @@ def test_sixteen_stacked_layers_still_validate():
     text = (ROOT / "configs" / "mnist_lstm.yaml").read_text()
     text = text.replace("lstm: {units: 128}", "lstm: {units: 128, num_layers: 16, bidirectional: true}")
     assert len(list(build_meta_model(config_from_text(text)).parameters())) == 16 * 2 * 4 + 2
+
+
+# case 151 (file `a[/b]c.yaml`) and `tree:name` cases (`name: "[/]"`): dlcli validate
+# printed the config path and the run name through rich markup, so a valid config
+# ended in rich.errors.MarkupError ("closing tag '[/b]' ... doesn't match any open
+# tag"), exit 1 and a traceback; `[bold red]` in a name restyled the output
+@pytest.mark.parametrize("name, stem", [
+    ("[/]", "mnist"), ("[/bold]", "mnist"), ("[bold red]markup[/]", "mnist"), ("plain", "a[/b]c"),
+    ("plain", "x[/]"), ("[link=file:///etc/passwd]x[/link]", "[red]run[/red]"),
+], ids=["close-nothing", "close-unopened", "restyle", "path-close-unopened", "path-close-nothing", "link"])
+def test_names_and_paths_are_printed_as_text_not_markup(name, stem, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from dlcli.cli import app
+
+    path = tmp_path / f"{stem}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(MNIST_CNN.replace("name: mnist_cnn", f"name: {json.dumps(name)}"))
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+    assert f"Model: {name}" in result.stdout
+    assert f"{path}:valid" in "".join(result.stdout.split())  # rich folds the long path at 80 columns
