@@ -52,6 +52,7 @@ class _SafeLoader(yaml.SafeLoader):
 
 
 _MERGE = "tag:yaml.org,2002:merge"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _merged_size(node: yaml.MappingNode, sizes: dict) -> int:
@@ -188,7 +189,14 @@ class _Builder:
             self.fail(node, f"a number {len(node.value):,} characters long; a config number has at most "
                             f"{MAX_NUMBER_CHARS}")
         try:
-            return self.loader.construct_object(node, deep=True)
+            value = self.loader.construct_object(node, deep=True)
         except (ValueError, KeyError, IndexError, AttributeError, OverflowError):
             self.fail(node, f"invalid YAML: {short_repr(node.value)} is not a valid "
                             f"{node.tag.rsplit(':', 1)[-1]}")
+        if isinstance(value, str) and _SURROGATE.search(value):  # from escapes such as "\ud83d\ude00"
+            try:  # a whole pair is one character, as in JSON
+                value = value.encode("utf-16", "surrogatepass").decode("utf-16")
+            except UnicodeDecodeError:
+                self.fail(node, f"invalid YAML: {short_repr(value)} holds half of a UTF-16 surrogate pair, "
+                                f"which is not a character")
+        return value

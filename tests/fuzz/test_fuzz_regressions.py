@@ -280,3 +280,27 @@ def test_names_and_paths_are_printed_as_text_not_markup(name, stem, tmp_path):
     assert result.exit_code == 0, result.output
     assert f"Model: {name}" in result.stdout
     assert f"{path}:valid" in "".join(result.stdout.split())  # rich folds the long path at 80 columns
+
+
+# case 367 (`tree:name`, `name: "\udfff x"`): YAML's \u escapes let a config hold
+# lone UTF-16 surrogates, which are not characters: the config resolved, then dlcli
+# validate crashed printing the name (UnicodeEncodeError, exit 1) and, in-process,
+# every later print of the same rich console failed too
+@pytest.mark.parametrize("escaped", [r"\ud800", r"\udfff x", r"\ude00\ud83d", r"a\ud83d"])
+def test_lone_surrogate_escapes_are_refused(escaped, tmp_path):
+    from typer.testing import CliRunner
+
+    from dlcli.cli import app
+
+    text = MNIST_CNN.replace("name: mnist_cnn", f'name: "{escaped}"')
+    with pytest.raises(ConfigError, match=r"<config>:3: .*holds half of a UTF-16 surrogate pair"):
+        config_from_text(text)
+    path = tmp_path / "surrogate.yaml"
+    path.write_text(text)
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2 and result.stderr.startswith("error:"), result.output
+
+
+def test_a_json_escaped_surrogate_pair_is_one_character():
+    cfg = config_from_text(MNIST_CNN.replace("name: mnist_cnn", r'name: "run \ud83d\ude00"'))
+    assert cfg["name"] == "run \U0001F600"
