@@ -304,3 +304,24 @@ def test_lone_surrogate_escapes_are_refused(escaped, tmp_path):
 def test_a_json_escaped_surrogate_pair_is_one_character():
     cfg = config_from_text(MNIST_CNN.replace("name: mnist_cnn", r'name: "run \ud83d\ude00"'))
     assert cfg["name"] == "run \U0001F600"
+
+
+# `caf\udce9` file stems (a file named b"caf\xe9.yaml" in Latin-1, as Python holds
+# it): dlcli validate crashed with UnicodeEncodeError printing the path, or the run
+# name taken from it, wherever stdout is strict UTF-8 (the usual en_US.UTF-8
+# terminal; CliRunner): exit 1 and a traceback. Overrides from such argv bytes too.
+@pytest.mark.parametrize("stem, text, overrides, shown", [
+    ("caf\udce9", MNIST_CNN, [], "caf\\udce9.yaml:valid"),
+    ("caf\udce9", MNIST_CNN.replace("name: mnist_cnn\n", ""), [], "Model: caf\\udce9"),
+    ("run", MNIST_CNN, ["name=x\udcff"], "Model: x\\udcff"),
+], ids=["path", "name-from-path", "name-override"])
+def test_paths_and_arguments_that_are_not_utf8_are_printed_escaped(stem, text, overrides, shown, tmp_path):
+    from typer.testing import CliRunner
+
+    from dlcli.cli import app
+
+    path = tmp_path / f"{stem}.yaml"
+    path.write_text(text)
+    result = CliRunner().invoke(app, ["validate", str(path), *overrides])
+    assert result.exit_code == 0, repr(result.exception)
+    assert shown.replace(" ", "") in "".join(result.stdout.split())  # rich folds the long path at 80 columns
