@@ -90,7 +90,8 @@ def read_config_file(path: str | Path) -> tuple[Any, Lines, str]:
     if path.is_dir():
         raise ConfigError([Problem((), "expected a YAML file, received a directory")], source)
     try:
-        raw = path.read_bytes()[: MAX_BYTES + 1]
+        with path.open("rb") as file:
+            raw = file.read(MAX_BYTES + 1)  # no more: the file may be gigabytes
     except OSError as err:
         raise ConfigError([Problem((), f"cannot read the file: {err.strerror}")], source) from None
     if len(raw) > MAX_BYTES:

@@ -84,12 +84,13 @@ def test_tags_on_lists_and_mappings_are_refused(old, new):
         config_from_text(text)
 
 
-def _load_in_child(text: str, memory: int = 2**30, seconds: int = 30) -> str:
-    """config_from_text(text) in a child process held to 1 GiB and 30 s, so that a bomb
-    that gets through again fails this test instead of exhausting the machine.
-    Returns what the child printed: the exception's type and message."""
-    code = ("import sys\nfrom dlcli.config import config_from_text\n"
-            "try:\n    config_from_text(sys.stdin.read())\n    print('valid')\n"
+def _load_in_child(text: str = "", path: Path | None = None, memory: int = 2**30, seconds: int = 30) -> str:
+    """config_from_text(text), or load_config(path), in a child process held to 1 GiB and
+    30 s, so that a bomb that gets through again fails this test instead of exhausting
+    the machine. Returns what the child printed: the exception's type and message."""
+    call = f"load_config({str(path)!r})" if path else "config_from_text(sys.stdin.read())"
+    code = ("import sys\nfrom dlcli.config import config_from_text, load_config\n"
+            f"try:\n    {call}\n    print('valid')\n"
             "except Exception as err:\n    print(type(err).__name__, err)\n")
 
     def limit() -> None:
@@ -325,3 +326,16 @@ def test_paths_and_arguments_that_are_not_utf8_are_printed_escaped(stem, text, o
     result = CliRunner().invoke(app, ["validate", str(path), *overrides])
     assert result.exit_code == 0, repr(result.exception)
     assert shown.replace(" ", "") in "".join(result.stdout.split())  # rich folds the long path at 80 columns
+
+
+# cases 151, 1254 (`huge_file`: a valid config followed by 2 GiB or 10 GB of NUL
+# bytes, a sparse file): read_config_file read the whole file, then kept the first
+# megabyte: MemoryError under the fuzzer's address-space limit, the machine's
+# memory in a real run
+def test_a_huge_file_is_refused_without_reading_it_whole(tmp_path):
+    path = tmp_path / "huge.yaml"
+    path.write_text(MNIST_CNN)
+    os.truncate(path, 10**10)  # sparse: no disk used
+    out = _load_in_child(path=path)
+    assert out.startswith("ConfigError"), out[-2000:]
+    assert "the file is larger than 1,000,000 bytes" in out
