@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from dlcli.config import config_from_text, load_config
+from dlcli.config import config_from_text
 from dlcli.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
