@@ -136,8 +136,14 @@ MAX_PARAMETERS = 2_000_000_000
 
 def build_meta_model(cfg: dict) -> Model:
     """Build on the meta device (shapes, no memory) and refuse models too large to hold."""
-    with torch.device("meta"):
-        model = build_model(cfg)
+    try:
+        with torch.device("meta"):
+            model = build_model(cfg)
+    except (RuntimeError, TypeError) as err:  # a weight with more than 2**63 values: torch cannot size it
+        if "overflow" not in str(err).lower():
+            raise
+        raise DlcliError(f"model: a layer's weights have more values than a tensor can hold, far more than "
+                         f"dlcli builds ({MAX_PARAMETERS:,} parameters); check the layer sizes") from None
     total = sum(p.numel() for p in model.parameters())
     if total > MAX_PARAMETERS:
         raise DlcliError(f"model: {total:,} parameters ({total * 4 / 2**30:,.1f} GiB in float32) is more than "

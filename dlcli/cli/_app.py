@@ -58,9 +58,11 @@ def report_errors(fn: Callable) -> Callable:
 
 
 def escape(text: str) -> str:
+    """`text` printed as it is: rich markup escaped, and characters stdout cannot encode (the
+    surrogates Python keeps for paths and arguments that are not UTF-8) written as \\udcNN."""
     from rich.markup import escape as _escape
 
-    return _escape(text)
+    return _escape(text.encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
 def is_terminal() -> bool:

@@ -20,7 +20,9 @@ def human_bytes(n: int) -> str:
 
 
 def summary_table(summary: dict, title: str) -> Table:
-    table = Table(title=f"Model: {title}", title_justify="left")
+    from dlcli.cli._app import escape as escape_text  # the run name may come from a file name
+
+    table = Table(title=f"Model: {escape_text(title)}", title_justify="left")
     table.add_column("Layer (type)")
     table.add_column("Output Shape")
     table.add_column("Param #", justify="right")

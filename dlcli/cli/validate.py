@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from dlcli.cli._app import app, console, report_errors
+from dlcli.cli._app import app, console, escape, report_errors
 
 
 @app.command()
@@ -26,4 +26,4 @@ def validate(config: str = typer.Argument(..., help="the YAML config"),
     console.print(summary_totals(summary))
     if show_config:
         console.print(dump_config(cfg), markup=False, soft_wrap=True)  # as YAML wrote it: no re-wrapping
-    console.print(f"[green]{config}: valid[/]")
+    console.print(f"[green]{escape(config)}: valid[/]")

@@ -13,15 +13,61 @@ from typing import Any
 
 import yaml
 
-from dlcli.errors import ConfigError, Problem
+from dlcli.errors import ConfigError, Problem, short_repr
 
 MAX_BYTES = 1_000_000
 MAX_NODES = 50_000
 MAX_DEPTH = 50
+MAX_NUMBER_CHARS = 100  # int64 needs 19 digits; base 60 (`1:2:3`) reads in quadratic time
 
 
 class _SafeLoader(yaml.SafeLoader):
     """The safe loader, plus `1e-3` read as a float (YAML 1.1 wants `1.0e-3`)."""
+
+    composed = 0
+
+    def compose_node(self, parent, index):
+        """Count keys and values as they are read: a megabyte of small values is refused at
+        MAX_NODES instead of being read whole first (seconds of pure-Python parsing)."""
+        self.composed += 1
+        if self.composed > MAX_NODES:
+            raise yaml.composer.ComposerError(
+                None, None, f"the document has more than {MAX_NODES:,} keys and values; a config is small",
+                self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        """Merge keys (<<) as PyYAML expands them, once the entries they make are counted:
+        `<<: [*m, *m]` nested n deep makes 2**n entries (a merge bomb). The merged entries
+        come first; `node.merged` counts them, so that the mapping's own keys override them."""
+        own = sum(key.tag != _MERGE for key, _ in node.value)
+        merges = own < len(node.value)
+        if merges and _merged_size(node, {}) > MAX_NODES:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"merge keys (<<) make more than {MAX_NODES:,} entries; a config is small",
+                node.start_mark)
+        super().flatten_mapping(node)
+        if merges:
+            node.merged = len(node.value) - own
+
+
+_MERGE = "tag:yaml.org,2002:merge"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _merged_size(node: yaml.MappingNode, sizes: dict) -> int:
+    """Entries of a mapping once its merge keys are expanded (each source counted once)."""
+    if id(node) not in sizes:
+        total = 0
+        for key, value in node.value:
+            if key.tag != _MERGE:
+                total += 1
+                continue
+            for source in value.value if isinstance(value, yaml.SequenceNode) else [value]:
+                if isinstance(source, yaml.MappingNode):  # anything else: PyYAML's error follows
+                    total += _merged_size(source, sizes)
+        sizes[id(node)] = total
+    return sizes[id(node)]
 
 
 _SafeLoader.add_implicit_resolver(
@@ -31,6 +77,8 @@ _SafeLoader.add_implicit_resolver(
 )
 
 Lines = dict  # path tuple -> 1-based line number
+OBJECT_TAGS = ("invalid YAML: tags that create objects are not allowed; a config holds plain data "
+               "(mappings, lists, strings, numbers, booleans)")
 
 
 def read_config_file(path: str | Path) -> tuple[Any, Lines, str]:
@@ -42,7 +90,8 @@ def read_config_file(path: str | Path) -> tuple[Any, Lines, str]:
     if path.is_dir():
         raise ConfigError([Problem((), "expected a YAML file, received a directory")], source)
     try:
-        raw = path.read_bytes()[: MAX_BYTES + 1]
+        with path.open("rb") as file:
+            raw = file.read(MAX_BYTES + 1)  # no more: the file may be gigabytes
     except OSError as err:
         raise ConfigError([Problem((), f"cannot read the file: {err.strerror}")], source) from None
     if len(raw) > MAX_BYTES:
@@ -61,8 +110,9 @@ def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, Lines]:
     """Parse one YAML document into plain data and a {path: line} map."""
     if "\x00" in text:
         raise ConfigError([Problem((), "the file contains NUL bytes; expected YAML text")], source)
-    loader = _SafeLoader(text)
+    loader = None
     try:
+        loader = _SafeLoader(text)  # its reader already refuses non-printable characters
         node = loader.get_single_node()
         if node is None:
             raise ConfigError([Problem((), "the file is empty; expected a mapping with sections "
@@ -74,7 +124,8 @@ def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, Lines]:
     except RecursionError:
         raise ConfigError([Problem((), f"the document is nested too deeply")], source) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, lines
 
 
@@ -88,12 +139,10 @@ def _yaml_message(err: yaml.YAMLError) -> str:
     context = getattr(err, "context", None)
     text = f"invalid YAML: {problem}" + (f" ({context})" if context else "")
     if "could not determine a constructor" in str(err):
-        text = _OBJECT_TAGS
+        text = OBJECT_TAGS
     return text
 
 
-_OBJECT_TAGS = ("invalid YAML: tags that create objects are not allowed; a config holds plain data "
-                "(mappings, lists, strings, numbers, booleans)")
 _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
@@ -113,22 +162,45 @@ class _Builder:
         if depth > MAX_DEPTH:
             self.fail(node, f"the document is nested more than {MAX_DEPTH} levels deep")
         self.lines.setdefault(path, node.start_mark.line + 1)
-        if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_TAGS:  # !!python/object/apply: [...]
-            self.fail(node, _OBJECT_TAGS)
+        if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_TAGS:
+            self.fail(node, OBJECT_TAGS)  # built as plain data, `!!python/object/apply:f [x]` would pass as [x]
         if isinstance(node, yaml.MappingNode):
             self.loader.flatten_mapping(node)  # YAML merge keys (<<)
+            merged = getattr(node, "merged", 0)  # the first entries, which later keys override
             out: dict = {}
-            for key_node, value_node in node.value:
+            explicit: set = set()
+            for index, (key_node, value_node) in enumerate(node.value):
                 if not isinstance(key_node, yaml.ScalarNode):
                     self.fail(key_node, "keys must be plain names, received a list or mapping as a key")
-                key = self.loader.construct_object(key_node)
+                key = self.scalar(key_node)
                 if not isinstance(key, str):
                     self.fail(key_node, f"keys must be names (strings), received {key!r}")
-                if key in out:
+                if key in explicit:
                     self.fail(key_node, f"duplicate key '{key}' (the later one would silently win)")
+                if index >= merged:
+                    explicit.add(key)
                 self.lines[path + (key,)] = key_node.start_mark.line + 1
                 out[key] = self.build(value_node, path + (key,), depth + 1)
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
-        return self.loader.construct_object(node, deep=True)
+        return self.scalar(node)
+
+    def scalar(self, node: yaml.ScalarNode) -> Any:
+        """PyYAML's constructors trust the tag: `!!int three`, `!!bool maybe` or
+        `!!timestamp nope` raise ValueError, KeyError, AttributeError... not YAMLError."""
+        if node.tag == "tag:yaml.org,2002:int" and len(node.value) > MAX_NUMBER_CHARS:
+            self.fail(node, f"a number {len(node.value):,} characters long; a config number has at most "
+                            f"{MAX_NUMBER_CHARS}")
+        try:
+            value = self.loader.construct_object(node, deep=True)
+        except (ValueError, KeyError, IndexError, AttributeError, OverflowError):
+            self.fail(node, f"invalid YAML: {short_repr(node.value)} is not a valid "
+                            f"{node.tag.rsplit(':', 1)[-1]}")
+        if isinstance(value, str) and _SURROGATE.search(value):  # from escapes such as "\ud83d\ude00"
+            try:  # a whole pair is one character, as in JSON
+                value = value.encode("utf-16", "surrogatepass").decode("utf-16")
+            except UnicodeDecodeError:
+                self.fail(node, f"invalid YAML: {short_repr(value)} holds half of a UTF-16 surrogate pair, "
+                                f"which is not a character")
+        return value

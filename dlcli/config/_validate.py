@@ -19,6 +19,7 @@ from dlcli.optim import OPTIMIZERS, SCHEDULERS
 from dlcli.registry import Entry, Registry, check_args
 
 LAYER_FORMS = "a layer is `- name` , `- name: {arguments}` or `- {type: name, ...arguments}`"
+MAX_LAYERS = 1_000  # validate builds and summarizes every layer: about 0.5 ms each
 
 
 def canonicalize_layers(data: Any, lines: dict) -> None:
@@ -29,6 +30,10 @@ def canonicalize_layers(data: Any, lines: dict) -> None:
     if not isinstance(layers, list):
         return
     base = ("model", "layers")
+    by_layer: dict = {}  # the lines under each `model.layers[i].name`, gathered once rather than per layer
+    for path in lines:
+        if path[:2] == base and len(path) >= 4:
+            by_layer.setdefault(path[:4], []).append(path)
     for i, layer in enumerate(layers):
         if isinstance(layer, str):
             layers[i] = {"type": layer}
@@ -42,11 +47,11 @@ def canonicalize_layers(data: Any, lines: dict) -> None:
                 args = {}
             elif entry is not None and entry.args:
                 args = {entry.args[0].name: value}
-                lines[base + (i, name, entry.args[0].name)] = lines.get(base + (i, name))
+                lines[base + (i, entry.args[0].name)] = lines.get(base + (i, name))
             else:
                 continue
             layers[i] = {"type": name, **args}
-            for path in [p for p in lines if p[:4] == base + (i, name)]:
+            for path in by_layer.get(base + (i, name), []):
                 line = lines.pop(path)
                 lines[base + (i, *path[4:]) if len(path) > 4 else base + (i, "type")] = line
 
@@ -139,9 +144,9 @@ def validate(data: Any, lines: dict, source: str, default_name: str = "run") -> 
     resolved = check.args(TOP, top, (), reserved=())
     resolved["name"] = resolved.get("name") or default_name
 
-    model = _model(check, top.get("model"))
+    model = _model(check, top["model"]) if "model" in top else None  # missing: reported with TOP's arguments
     resolved["model"] = model
-    data_cfg = _data(check, top.get("data"))
+    data_cfg = _data(check, top["data"]) if "data" in top else None
     resolved["data"] = data_cfg
     resolved["optimizer"] = check.typed(OPTIMIZERS, top.get("optimizer", {"type": "adam"}), ("optimizer",))
     scheduler = top.get("scheduler")
@@ -157,7 +162,7 @@ def validate(data: Any, lines: dict, source: str, default_name: str = "run") -> 
 
 
 def _model(check: _Checker, value: Any) -> dict | None:
-    model = check.mapping(value, ("model",), "input_shape and layers") if value is not None else None
+    model = check.mapping(value, ("model",), "input_shape and layers")
     if model is None:
         return None
     resolved = check.args(MODEL, model, ("model",), reserved=())
@@ -166,6 +171,9 @@ def _model(check: _Checker, value: Any) -> dict | None:
         check.add(("model", "layers"), f"expected a non-empty list of layers, received {short_repr(layers)}")
         return None
     if not isinstance(layers, list):
+        return None
+    if len(layers) > MAX_LAYERS:
+        check.add(("model", "layers"), f"expected at most {MAX_LAYERS:,} layers, received {len(layers):,}")
         return None
     resolved_layers, ok = [], True
     for i, layer in enumerate(layers):
@@ -194,8 +202,6 @@ def _model(check: _Checker, value: Any) -> dict | None:
 
 
 def _data(check: _Checker, value: Any) -> dict | None:
-    if value is None:
-        return None
     if isinstance(value, str):
         value = {"dataset": value}
     section = check.mapping(value, ("data",), "dataset: name, plus batch_size, val_split, ...")

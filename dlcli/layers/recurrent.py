@@ -21,7 +21,7 @@ def _rnn_shape(name: str):
 
 
 _RNN_ARGS = (Arg("units", Int(min=1), help="size of the hidden state"),
-             Arg("num_layers", Int(min=1), 1, "stacked recurrent layers"),
+             Arg("num_layers", Int(min=1, max=16), 1, "stacked recurrent layers"),
              Arg("bidirectional", Bool(), False, "also run the sequence backwards; outputs 2 * units"),
              Arg("return_sequences", Bool(), False, "output every step (steps, units) instead of the last"),
              Arg("dropout", Float(min=0.0, max=1.0, max_open=True), 0.0, "dropout between stacked layers"))
