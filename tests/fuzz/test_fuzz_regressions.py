@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 MNIST_CNN = (ROOT / "configs" / "mnist_cnn.yaml").read_text()
 
 
-# case 373 (`!!float abc`), case 175 (control characters): PyYAML raised ValueError,
-# KeyError, AttributeError, IndexError or ReaderError straight through the loader
+# case 1548 (`!!float abc`), cases 207, 870 (`!!timestamp nope`), case 175 (control
+# characters): PyYAML raised ValueError, KeyError, AttributeError, IndexError or
+# ReaderError straight through the loader
 @pytest.mark.parametrize("text, message", [
     ("lr: !!float abc", "'abc' is not a valid float"),
     ("lr: !!int three", "'three' is not a valid int"),
@@ -40,10 +41,11 @@ def test_values_pyyaml_cannot_construct_are_config_errors(text, message):
         config_from_text(text)
 
 
-# case 488 (a 5,000-digit integer: ValueError from int()), case 10 (an override
-# `patience=1:1:1:...`: base-60 integers read in quadratic time, 600 KB took 19 s),
-# cases 214, 470, 480 (`lr: 10**400`, `input_shape: [1, 10**400, 28]`: OverflowError
-# from float() in the Float kind and in conv2d's `same` padding arithmetic)
+# cases 131, 148 (5,000 digits and more: ValueError from int()), case 214 (a
+# 20,000-digit `0b1...` integer as a float argument: OverflowError from float() in the
+# Float kind; `input_shape: [1, 10**400, 28]` overflowed conv2d's `same` padding
+# arithmetic the same way), and base-60 integers (`1:1:1:...`), which read in
+# quadratic time: 600 KB took 19 s
 @pytest.mark.parametrize("old, new", [
     ("lr: 1e-3", "lr: " + "9" * 5000),
     ("lr: 1e-3", "lr: " + "1:" * 300_000 + "1"),
@@ -65,7 +67,9 @@ def test_the_largest_int64_is_still_read():
     assert cfg["optimizer"]["weight_decay"] == float(2**63 - 1)
 
 
-# `metrics: !!python/object/apply:os.system [accuracy]` resolved as a valid config:
+# cases 2554, 14181 (`optimizer: !!python/module:os` over a block mapping), case 41615
+# (`pool_size: !!python/tuple [1, 2]`); `metrics: !!python/object/apply:os.system
+# [accuracy]` also resolved as a valid config:
 # the builder constructs mappings and lists itself and dropped their tags, so an
 # object tag on a list or mapping was silently read as plain data (never run, but
 # never refused either); `!foo {a: 1}` likewise
@@ -108,7 +112,7 @@ def _merge_bomb(depth: int) -> str:
     return text
 
 
-# cases 211, 281, 345, 450: merge keys nested 32 or 40 deep double at each level;
+# cases 275, 402, 450, 857: merge keys nested 32 or 40 deep double at each level;
 # PyYAML's flatten_mapping expanded them all (2**40 entries) before the node budget
 # was counted: MemoryError in-process, the machine's memory in a real run
 @pytest.mark.parametrize("text", [
@@ -122,7 +126,7 @@ def test_merge_bombs_are_refused_without_expanding(text):
     assert "merge keys (<<) make more than 50,000 entries" in out
 
 
-# cases 55, 153: a config restating mnist_cnn.yaml with merge keys was refused with
+# cases 623, 1054, 1173: a config restating mnist_cnn.yaml with merge keys was refused with
 # "duplicate key 'filters'": PyYAML puts the merged entries before the mapping's own,
 # and the duplicate check treated a key overriding a merged one as a duplicate
 @pytest.mark.parametrize("layer", [
@@ -143,7 +147,7 @@ def test_a_key_written_twice_is_still_a_duplicate_beside_merge_keys():
         config_from_text(text)
 
 
-# cases 19, 36, 73, 139, 229: a megabyte of small values (`[1,1,1,...]`, 60,000
+# cases 956, 1384 (`big`): a megabyte of small values (`[1,1,1,...]`, 60,000
 # keys, 240,000 aliases) was composed whole before the node budget was counted:
 # 5 to 10 s of pure-Python parsing per file on the CI machine
 @pytest.mark.parametrize("text", [
@@ -161,7 +165,7 @@ def test_a_megabyte_of_values_is_refused_while_reading(text):
     assert time.process_time() - start < 2.0
 
 
-# cases 60, 283 (`tree:many_layers`): canonicalize_layers scanned every recorded
+# cases 727, 820, 954 (`tree:many_layers`): canonicalize_layers scanned every recorded
 # line once per layer, quadratic in the number of layers: 4,000 `- dropout: 0.1`
 # took 5.8 s to load, 20,000 ran past the fuzzer's 30 s hang limit
 def test_many_layers_are_read_in_linear_time():
@@ -183,7 +187,7 @@ def test_layer_lines_survive_the_move_to_type_and_arguments():
         config_from_text(text)
 
 
-# case 25 (`tree:number_text`): `lr: '111...1x'` (100,000 digits, then one more
+# case 1980: `lr: 111...1x` (200,000 digits, then one more
 # character): the Float kind's pattern `\d+\.?\d*` can split the digits n ways,
 # so a near-miss backtracked in quadratic time (20,000 digits: 5 s; 100,000: minutes)
 @pytest.mark.parametrize("tail", ["x", "e", ".5.", "e+", "-"])
@@ -211,7 +215,7 @@ def test_a_null_section_is_reported_not_a_crash(old, new, overrides, message):
         config_from_text(MNIST_CNN.replace(old, new), overrides=overrides)
 
 
-# cases 65, 67, 283, 787, 1143 (`tree:huge_model`, `tree:number`): sizes such as
+# cases 67, 283, 667, 787, 1143 (`tree:huge_model`, `tree:number`): sizes such as
 # `filters: 2**62` or `units: 2**63 - 1` are valid config values, but no tensor
 # can hold those weights: building on the meta device raised RuntimeError ("Storage
 # size calculation overflowed") or TypeError ("Overflow when unpacking long"), and
@@ -239,7 +243,7 @@ def test_weights_too_large_for_a_tensor_are_a_clean_error(config, old, new, tmp_
     assert result.exit_code == 2 and result.stderr.startswith("error: model: a layer's weights"), result.output
 
 
-# cases 11345, 26250, 33628, 34330, 35579, 37899 (`tree:known_arg`): `num_layers`
+# cases 12283, 21562, 28295 (`tree:known_arg`): `num_layers`
 # had no upper bound, and torch builds each stacked layer in a Python loop even on
 # the meta device: `lstm: {units: 128, num_layers: 2**31}` kept dlcli validate
 # building forever (10,000 layers already took 7 s)
@@ -259,7 +263,7 @@ def test_sixteen_stacked_layers_still_validate():
     assert len(list(build_meta_model(config_from_text(text)).parameters())) == 16 * 2 * 4 + 2
 
 
-# case 151 (file `a[/b]c.yaml`) and `tree:name` cases (`name: "[/]"`): dlcli validate
+# case 802 (file `a[/b]c.yaml`) and cases 670, 1099 (`name: '[/]'`): dlcli validate
 # printed the config path and the run name through rich markup, so a valid config
 # ended in rich.errors.MarkupError ("closing tag '[/b]' ... doesn't match any open
 # tag"), exit 1 and a traceback; `[bold red]` in a name restyled the output
@@ -283,7 +287,7 @@ def test_names_and_paths_are_printed_as_text_not_markup(name, stem, tmp_path):
     assert f"{path}:valid" in "".join(result.stdout.split())  # rich folds the long path at 80 columns
 
 
-# case 367 (`tree:name`, `name: "\udfff x"`): YAML's \u escapes let a config hold
+# cases 2088, 3507 (`name: "\ud800"`, `"\udfff x"`): YAML's \u escapes let a config hold
 # lone UTF-16 surrogates, which are not characters: the config resolved, then dlcli
 # validate crashed printing the name (UnicodeEncodeError, exit 1) and, in-process,
 # every later print of the same rich console failed too
@@ -307,8 +311,8 @@ def test_a_json_escaped_surrogate_pair_is_one_character():
     assert cfg["name"] == "run \U0001F600"
 
 
-# `caf\udce9` file stems (a file named b"caf\xe9.yaml" in Latin-1, as Python holds
-# it): dlcli validate crashed with UnicodeEncodeError printing the path, or the run
+# case 1114: a valid config in `caf\udce9.yaml` (a file named b"caf\xe9.yaml" in
+# Latin-1, as Python holds it): dlcli validate crashed with UnicodeEncodeError printing the path, or the run
 # name taken from it, wherever stdout is strict UTF-8 (the usual en_US.UTF-8
 # terminal; CliRunner): exit 1 and a traceback. Overrides from such argv bytes too.
 @pytest.mark.parametrize("stem, text, overrides, shown", [
@@ -328,7 +332,7 @@ def test_paths_and_arguments_that_are_not_utf8_are_printed_escaped(stem, text, o
     assert shown.replace(" ", "") in "".join(result.stdout.split())  # rich folds the long path at 80 columns
 
 
-# cases 151, 1254 (`huge_file`: a valid config followed by 2 GiB or 10 GB of NUL
+# cases 151, 930, 1254 (`huge_file`: a valid config followed by 2 GiB or 10 GB of NUL
 # bytes, a sparse file): read_config_file read the whole file, then kept the first
 # megabyte: MemoryError under the fuzzer's address-space limit, the machine's
 # memory in a real run
