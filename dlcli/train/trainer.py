@@ -184,6 +184,8 @@ class Trainer:
                     if self._signal and last_of_window:
                         self._emit("on_interrupt")
                         raise TrainingInterrupted(self._signal)
+                if self.device.type == "cuda":  # the epoch's time includes the GPU work it queued
+                    torch.cuda.synchronize(self.device)
                 record = self._end_epoch(time.perf_counter() - epoch_start)
                 self._emit("on_epoch_end", record)
         summary = self._summary(time.perf_counter() - started)
