@@ -57,6 +57,10 @@ def _fit(trainer: Trainer, run_dir: Path) -> dict:
     from dlcli.runs import write_summary
 
     base = {"name": trainer.cfg["name"], "run_dir": str(run_dir), "monitor": trainer.monitor}
+
+    def stopped(status: str, **why) -> dict:
+        return {**base, "status": status, **why, "epochs": trainer.epoch, "steps": trainer.step, "best": trainer.best}
+
     try:
         try:
             summary = trainer.fit()
@@ -66,16 +70,13 @@ def _fit(trainer: Trainer, run_dir: Path) -> dict:
                            f"(epoch {trainer.epoch + 1}); HINT: try data.batch_size={max(batch // 2, 1)}, "
                            f"trainer.precision=bf16, or a smaller model") from None
     except TrainingInterrupted as stop:
-        _record_stop(run_dir, {**base, "status": "interrupted", "signal": stop.signal_name,
-                               "epochs": trainer.epoch, "steps": trainer.step, "best": trainer.best})
+        _record_stop(run_dir, stopped("interrupted", signal=stop.signal_name))
         raise
     except RunError as err:
-        _record_stop(run_dir, {**base, "status": "failed", "error": str(err), "epochs": trainer.epoch,
-                               "steps": trainer.step, "best": trainer.best})
+        _record_stop(run_dir, stopped("failed", error=str(err)))
         raise
     except BaseException as err:
-        _record_stop(run_dir, {**base, "status": "crashed", "error": f"{type(err).__name__}: {err}",
-                               "epochs": trainer.epoch, "steps": trainer.step, "best": trainer.best})
+        _record_stop(run_dir, stopped("crashed", error=f"{type(err).__name__}: {err}"))
         raise
     summary = {**base, **summary}
     write_summary(run_dir, summary)
