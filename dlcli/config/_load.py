@@ -37,18 +37,35 @@ class _SafeLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
     def flatten_mapping(self, node: yaml.MappingNode) -> None:
-        """Merge keys (<<) as PyYAML expands them, once the entries they make are counted:
-        `<<: [*m, *m]` nested n deep makes 2**n entries (a merge bomb). The merged entries
-        come first; `node.merged` counts them, so that the mapping's own keys override them."""
-        own = sum(key.tag != _MERGE for key, _ in node.value)
-        merges = own < len(node.value)
-        if merges and _merged_size(node, {}) > MAX_NODES:
+        """Merge keys (<<), expanded here rather than by PyYAML (whose order changed between
+        releases), once the entries they make are counted: `<<: [*m, *m]` nested n deep makes
+        2**n entries (a merge bomb). Of the merged mappings the first listed wins; the
+        mapping's own keys override them all. The merged entries come first and
+        `node.merged` counts them."""
+        own = [(key, value) for key, value in node.value if key.tag != _MERGE]
+        sources = [value for key, value in node.value if key.tag == _MERGE]
+        if not sources:
+            return
+        if _merged_size(node, {}) > MAX_NODES:
             raise yaml.constructor.ConstructorError(
                 None, None, f"merge keys (<<) make more than {MAX_NODES:,} entries; a config is small",
                 node.start_mark)
-        super().flatten_mapping(node)
-        if merges:
-            node.merged = len(node.value) - own
+        merged, seen = [], set()
+        for value in sources:
+            for source in value.value if isinstance(value, yaml.SequenceNode) else [value]:
+                if not isinstance(source, yaml.MappingNode):
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark,
+                        f"expected a mapping or a list of mappings to merge (<<), but found {source.id}",
+                        source.start_mark)
+                self.flatten_mapping(source)
+                for key, item in source.value:
+                    name = (key.tag, key.value) if isinstance(key, yaml.ScalarNode) else id(key)
+                    if name not in seen:
+                        seen.add(name)
+                        merged.append((key, item))
+        node.value = merged + own
+        node.merged = len(merged)
 
 
 _MERGE = "tag:yaml.org,2002:merge"
