@@ -3,6 +3,8 @@ and test) and by `dlcli evaluate`, so both report the same figures."""
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from dlcli.metrics import METRICS
@@ -30,7 +32,7 @@ def evaluate_split(model, split, loss_fn, metric_fns: dict, batch_size: int, aut
     outputs_all, targets_all = [], []
     try:
         for xb, yb in split.slices(batch_size):
-            with autocast() if autocast else _nullcontext():
+            with autocast() if autocast else contextlib.nullcontext():
                 out = model(xb)
             out = out.float()
             loss_sum += sum_loss(loss_fn, out, yb).double()
@@ -48,10 +50,3 @@ def evaluate_split(model, split, loss_fn, metric_fns: dict, batch_size: int, aut
         result["targets"] = torch.cat(targets_all) if targets_all else torch.empty(0)
     return result
 
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

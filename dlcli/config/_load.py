@@ -139,7 +139,7 @@ def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, Lines]:
     except yaml.YAMLError as err:
         raise ConfigError([Problem((), _yaml_message(err), _yaml_where(err, source))], source) from None
     except RecursionError:
-        raise ConfigError([Problem((), f"the document is nested too deeply")], source) from None
+        raise ConfigError([Problem((), "the document is nested too deeply")], source) from None
     finally:
         if loader is not None:
             loader.dispose()

@@ -20,7 +20,7 @@ import torch
 
 from dlcli.data.prepare import PreparedData
 from dlcli.errors import RunError
-from dlcli.evaluation import evaluate_split, metric_functions, sum_loss
+from dlcli.evaluation import evaluate_split, metric_functions
 from dlcli.losses import LOSSES
 from dlcli.metrics import METRICS
 from dlcli.model import build_training_model, uses_channels_last
@@ -280,7 +280,7 @@ class Trainer:
                   **{f"train_{k}": v for k, v in train.items()}}
         if self.data.val is not None:
             val = evaluate_split(self.model, self.data.val, self.loss_fn, self.metric_fns,
-                                 self.cfg["data"]["eval_batch_size"], self.autocast if self.autocast_dtype else None)
+                                 self.cfg["data"]["eval_batch_size"], self.autocast)
             record.update({f"val_{k}": v for k, v in val.items()})
         record.update({"lr": self.lr, "seconds": round(seconds, 4),
                        "samples_per_s": round(len(self.data.train) / max(seconds, 1e-9), 1)})
@@ -308,7 +308,7 @@ class Trainer:
                 self.model.load_state_dict(self.best_state)
             summary["test"] = evaluate_split(self.model, self.data.test, self.loss_fn, self.metric_fns,
                                              self.cfg["data"]["eval_batch_size"],
-                                             self.autocast if self.autocast_dtype else None)
+                                             self.autocast)
             summary["test_epoch"] = self.best.get("epoch", self.epoch)
         return summary
 
