@@ -1,7 +1,7 @@
 """One contestant of benchmarks/train_speed.py, run in its own process so that its
 peak RSS is its own. Prints one JSON line: per-epoch seconds, test accuracy, RSS.
 
-    python benchmarks/_contestants.py dlcli|hand|dataloader --epochs 10 --device cpu
+    python benchmarks/_contestants.py dlcli|hand|dataloader|graph --epochs 10 --device cpu
 """
 
 from __future__ import annotations
@@ -87,6 +87,7 @@ def run_hand(args) -> dict:
     import torch
     import torch.nn.functional as F
 
+    begin = time.perf_counter()
     torch.manual_seed(0)
     device = torch.device(args.device)
     x, y, xt, yt = _tensors(device)
@@ -106,7 +107,57 @@ def run_hand(args) -> dict:
             opt.step()
         sync(device)
         times.append(time.perf_counter() - start)
-    return {"epoch_seconds": times, "test_accuracy": _accuracy(model, xt, yt)}
+    accuracy = _accuracy(model, xt, yt)
+    return {"epoch_seconds": times, "test_accuracy": accuracy, "end_to_end_seconds": time.perf_counter() - begin}
+
+
+def run_graph(args) -> dict:
+    """The CUDA-graph limit of ANCHORS.md, by hand: resident data, the whole step (gather,
+    forward, backward, Adam with capturable=True) captured in one graph after three
+    warm-up steps on a side stream; the last partial batch of each epoch is dropped."""
+    import torch
+    import torch.nn.functional as F
+
+    if args.device == "cpu":
+        raise SystemExit("the graph contestant needs --device cuda")
+    begin = time.perf_counter()
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    x, y, xt, yt = _tensors(device)
+    model = seed_model().to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True, capturable=True)
+    static_idx = torch.zeros(128, dtype=torch.long, device=device)
+
+    def step():
+        loss = F.cross_entropy(model(x[static_idx]), y[static_idx])
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=False)
+
+    graph, times = None, []
+    for epoch in range(args.epochs):
+        sync(device)
+        start = time.perf_counter()
+        model.train()
+        perm = torch.randperm(len(x), device=device)
+        for i in range(0, len(x) - 127, 128):
+            static_idx.copy_(perm[i:i + 128])
+            if graph is None:
+                if i < 3 * 128:  # warm-up steps, real training steps, on a side stream
+                    side = torch.cuda.Stream()
+                    side.wait_stream(torch.cuda.current_stream())
+                    with torch.cuda.stream(side):
+                        step()
+                    torch.cuda.current_stream().wait_stream(side)
+                    continue
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    step()
+            graph.replay()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    accuracy = _accuracy(model, xt, yt)
+    return {"epoch_seconds": times, "test_accuracy": accuracy, "end_to_end_seconds": time.perf_counter() - begin}
 
 
 def run_dataloader(args) -> dict:
@@ -115,6 +166,7 @@ def run_dataloader(args) -> dict:
     import torch.nn.functional as F
     from torchvision import datasets, transforms
 
+    begin = time.perf_counter()
     torch.manual_seed(0)
     device = torch.device(args.device)
     root = Path(tempfile.mkdtemp(prefix="mnist-tv-"))
@@ -145,18 +197,20 @@ def run_dataloader(args) -> dict:
     xt = torch.stack([test_set[i][0] for i in range(len(test_set))]).to(device)
     yt = test_set.targets.to(device)
     shutil.rmtree(root, ignore_errors=True)
-    return {"epoch_seconds": times, "test_accuracy": _accuracy(model, xt, yt)}
+    accuracy = _accuracy(model, xt, yt)
+    return {"epoch_seconds": times, "test_accuracy": accuracy, "end_to_end_seconds": time.perf_counter() - begin}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("contestant", choices=["dlcli", "hand", "dataloader"])
+    parser.add_argument("contestant", choices=["dlcli", "hand", "dataloader", "graph"])
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--override", action="append", default=[], help="dlcli override key=value")
     args = parser.parse_args()
-    result = {"dlcli": run_dlcli, "hand": run_hand, "dataloader": run_dataloader}[args.contestant](args)
+    result = {"dlcli": run_dlcli, "hand": run_hand, "dataloader": run_dataloader,
+              "graph": run_graph}[args.contestant](args)
     result.update(contestant=args.contestant, peak_rss_mb=round(peak_rss_mb(), 1), epochs=args.epochs)
     print(json.dumps(result))
 

@@ -26,13 +26,19 @@ class RunHandle:
 
 def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None = None):
     from dlcli.config import dump_config
-    from dlcli.data.prepare import prepare_data
+    from dlcli.data.prepare import load_splits, prepare_data
     from dlcli.model import build_meta_model, resolve_device
     from dlcli.runs import ENV_FILE, CONFIG_FILE, create_run_dir, environment_record, write_text_atomic
+    from dlcli.train.warmup import DeviceWarmup
 
     build_meta_model(cfg)  # refuses absurd sizes before allocating anything
     device = resolve_device(cfg["trainer"]["device"])
-    data = prepare_data(cfg, device)  # bad data fails here, before a run directory exists
+    warmup = DeviceWarmup.start(cfg, device)  # the GPU loads its libraries while the CPU reads the data
+    try:
+        splits = load_splits(cfg)
+    finally:
+        warmup.join()
+    data = prepare_data(cfg, device, splits)  # bad data fails here, before a run directory exists
     trainer = Trainer(cfg, data, device)  # and settings that do not fit it (drop_last...)
     if run_dir is None:
         run_dir = create_run_dir(cfg["trainer"]["out_dir"], cfg["name"])

@@ -64,3 +64,19 @@ def test_resume_on_gpu_is_exact_with_deterministic_algorithms(tiny_cfg):
     b = load_checkpoint(Path(first["run_dir"]) / "checkpoints" / "last.pt")["model"]
     for key in a:
         torch.testing.assert_close(a[key].float(), b[key].float(), rtol=1e-4, atol=1e-5, msg=key)
+
+
+@pytest.mark.parametrize("extra", [(), ("trainer.cuda_graphs=true", "scheduler=null"), ("trainer.precision=bf16",)])
+def test_device_warm_up_runs_and_leaves_no_trace(tiny_cfg, extra):
+    from dlcli.train.warmup import DeviceWarmup
+
+    device = torch.device("cuda")
+    torch.manual_seed(5)
+    cpu, gpu = torch.get_rng_state(), torch.cuda.get_rng_state(device)
+    allocated = torch.cuda.memory_allocated(device)
+    warmup = DeviceWarmup.start(tiny_cfg("trainer.device=cuda", *extra), device)
+    assert warmup.thread is not None
+    warmup.join()
+    assert warmup.error is None  # a silent failure would only cost speed: catch it here
+    assert torch.equal(torch.get_rng_state(), cpu) and torch.equal(torch.cuda.get_rng_state(device), gpu)
+    assert torch.cuda.memory_allocated(device) == allocated

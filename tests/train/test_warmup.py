@@ -1,0 +1,94 @@
+"""The background device warm-up: it overlaps the data loading, draws no random
+numbers the run would see, changes no result, and never fails a run. The CUDA
+side runs in tests/train/test_cuda.py; here the same thread runs on the CPU."""
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from dlcli.train import warmup as warmup_module
+from dlcli.train.warmup import DeviceWarmup, warm_up
+
+
+@pytest.fixture
+def warm_on_cpu(monkeypatch):
+    """Let the warm-up thread run for CPU training too (it is only started for CUDA)."""
+    monkeypatch.setattr(DeviceWarmup, "DEVICE_TYPES", ("cuda", "cpu"))
+
+
+def test_no_thread_where_there_is_nothing_to_load(tiny_cfg):
+    warmup = DeviceWarmup.start(tiny_cfg(), torch.device("cpu"))
+    assert warmup.thread is None
+    warmup.join()
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (Path(__file__).parents[2] / "configs").glob("*.yaml")))
+def test_warm_up_runs_a_step_of_every_shipped_config(config, repo_root):
+    from dlcli.config import load_config
+
+    cfg = load_config(repo_root / "configs" / config, ["data.batch_size=8"])
+    warm_up(cfg, torch.device("cpu"))  # raises if the step does not run
+
+
+def test_the_thread_leaves_the_random_state_as_it_was(tiny_cfg, warm_on_cpu):
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    warmup = DeviceWarmup.start(tiny_cfg(), torch.device("cpu"))  # dropout in the step draws numbers
+    warmup.join()
+    assert warmup.error is None
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_a_failing_warm_up_is_ignored(tiny_cfg, warm_on_cpu, monkeypatch):
+    def broken(cfg, device):
+        raise RuntimeError("no kernel image is available")
+
+    monkeypatch.setattr(warmup_module, "warm_up", broken)
+    warmup = DeviceWarmup.start(tiny_cfg(), torch.device("cpu"))
+    warmup.join()
+    assert isinstance(warmup.error, RuntimeError)
+
+
+def test_the_data_is_read_while_the_device_warms_up(tiny_cfg, warm_on_cpu, monkeypatch):
+    from dlcli.data import prepare
+    from dlcli.train import train
+
+    events = {}
+    real_load = prepare.load_splits
+
+    def slow_warm_up(cfg, device):
+        events["warm_start"] = time.perf_counter()
+        time.sleep(0.3)
+        events["warm_end"] = time.perf_counter()
+
+    def load(cfg):
+        events["load_start"] = time.perf_counter()
+        return real_load(cfg)
+
+    monkeypatch.setattr(warmup_module, "warm_up", slow_warm_up)
+    monkeypatch.setattr(prepare, "load_splits", load)
+    train(tiny_cfg("trainer.epochs=1"))
+    assert events["warm_start"] < events["load_start"] < events["warm_end"]  # overlapped, not in series
+    assert not any(t.name == "dlcli-device-warmup" for t in threading.enumerate())  # joined before training
+
+
+def test_training_with_the_warm_up_is_identical(tiny_cfg, warm_on_cpu, monkeypatch):
+    from dlcli.checkpoint import load_checkpoint
+    from dlcli.train import train
+
+    calls = []
+    real = warmup_module.warm_up
+    monkeypatch.setattr(warmup_module, "warm_up", lambda cfg, device: calls.append(1) or real(cfg, device))
+    warmed = train(tiny_cfg("trainer.epochs=2"))
+    assert calls == [1]
+    monkeypatch.setattr(DeviceWarmup, "DEVICE_TYPES", ())
+    plain = train(tiny_cfg("trainer.epochs=2"))
+    assert calls == [1]
+    a = load_checkpoint(Path(warmed["run_dir"]) / "checkpoints" / "last.pt")
+    b = load_checkpoint(Path(plain["run_dir"]) / "checkpoints" / "last.pt")
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert warmed["test"] == plain["test"]
