@@ -38,7 +38,9 @@ def warm_up(cfg: dict, device: torch.device) -> None:
     if uses_channels_last(cfg, device):
         model = model.to(memory_format=torch.channels_last)
     model.train()
-    x = torch.zeros(cfg["data"]["batch_size"], *cfg["model"]["input_shape"], device=device)
+    ids = cfg["model"]["layers"][0]["type"] == "embedding"  # integer ids in, not values
+    x = torch.zeros(cfg["data"]["batch_size"], *cfg["model"]["input_shape"], device=device,
+                    dtype=torch.long if ids else torch.float32)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t["precision"])
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None and device.type == "cuda")
     with autocast:

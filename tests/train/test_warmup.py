@@ -33,6 +33,19 @@ def test_warm_up_runs_a_step_of_every_shipped_config(config, repo_root):
     warm_up(cfg, torch.device("cpu"))  # raises if the step does not run
 
 
+def test_warm_up_feeds_integer_ids_to_an_embedding():
+    from dlcli.config import config_from_text
+
+    cfg = config_from_text("""
+model:
+  input_shape: [12]
+  layers: [{embedding: {input_dim: 50, output_dim: 8}}, {lstm: 16}, {dense: 3}]
+data: {dataset: npz, path: unused.npz, batch_size: 4}
+optimizer: adamw
+""", "ids.yaml")
+    warm_up(cfg, torch.device("cpu"))  # raises if the step does not run
+
+
 def test_the_thread_leaves_the_random_state_as_it_was(tiny_cfg, warm_on_cpu):
     torch.manual_seed(123)
     before = torch.get_rng_state()
