@@ -38,7 +38,7 @@ class GraphedStep:
 
     def __init__(self, trainer):
         self.trainer = trainer
-        home = trainer.data.train.x.device
+        home = trainer.data.train.home
         self.idx = torch.zeros(trainer.batch_size, dtype=torch.long, device=home)  # static inputs
         self.batch = torch.zeros((), dtype=torch.long, device=trainer.device)
         self.graph: torch.cuda.CUDAGraph | None = None
