@@ -239,6 +239,17 @@ def test_evaluate_and_predict_a_checkpoint_trained_on_streamed_data(stream_cfg, 
     assert predict(streamed["run_dir"], [image]).rows == predict(held["run_dir"], [image]).rows
 
 
+def test_cuda_graphs_refuse_streamed_data(stream_cfg):
+    from dlcli.train.cuda_graphs import graph_blockers
+
+    cfg = stream_cfg("data.in_memory=false", "trainer.cuda_graphs=true")
+    blockers = graph_blockers(cfg, torch.device("cuda"), streamed=True)
+    assert len(blockers) == 1 and "streamed from their files" in blockers[0]
+    assert graph_blockers(cfg, torch.device("cuda")) == []
+    trainer = Trainer(cfg, prepare_data(cfg, torch.device("cpu")), torch.device("cpu"))
+    assert any("trainer.cuda_graphs ignored" in n and "streamed from their files" in n for n in trainer.notes)
+
+
 # ---------------------------------------------------------------------------
 # Failures while streaming
 # ---------------------------------------------------------------------------
