@@ -254,6 +254,19 @@ def test_cuda_graphs_refuse_streamed_data(stream_cfg):
 # Failures while streaming
 # ---------------------------------------------------------------------------
 
+@pytest.mark.parametrize("workers", [0, 1])
+def test_corrupt_image_found_while_streaming_names_the_file(stream_cfg, image_tree, workers):
+    bad = image_tree / "train" / "bee" / "03.png"
+    bad.write_bytes(b"not a png")
+    cfg = stream_cfg("data.in_memory=false", f"data.workers={workers}", "data.normalize=false",
+                     "data.val_split=0")
+    handle = RunHandle()
+    with pytest.raises(DataError, match=rf"^{bad}: expected a readable image, cannot decode it: cannot identify"):
+        train(cfg, handle=handle)
+    summary = json.loads((handle.run_dir / "summary.json").read_text())
+    assert summary["status"] == "failed" and str(bad) in summary["error"]
+
+
 def test_corrupt_image_in_the_normalization_sample_fails_before_the_run(stream_cfg, image_tree):
     bad = image_tree / "train" / "ant" / "00.png"
     bad.write_bytes(b"\x89PNG broken")
