@@ -2,7 +2,9 @@
 loaders when data is really needed.
 
 Every loader returns a `Splits` of tensors (see `dlcli.data._tensors`); the
-trainer holds small data sets on the training device and batches by index.
+trainer holds small data sets on the training device and batches by index. An
+image folder too large for memory gives the files instead, which are streamed
+through DataLoader workers (`dlcli.data.stream`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dlcli.registry import Arg, Bool, Optional, Registry, Str, StrList, Int
+from dlcli.registry import Arg, AutoBool, Bool, Optional, Registry, Str, StrList, Int
 
 DATASETS = Registry("dataset")
 
@@ -31,6 +33,17 @@ _PATH = Arg("path", Str(), help="file or directory with the training data")
 _TEST_PATH = Arg("test_path", Optional(Str()), None, "file or directory with the test data")
 _TASK = Arg("task", Str(("auto", "classification", "regression")), "auto",
             "auto: integer targets are classes, others values")
+# data.in_memory auto holds decoded images in memory while their uint8 tensor takes at most this
+# fraction of the available memory: preparing them briefly needs about two copies (the validation
+# split is gathered; batches for a GPU are pinned), and training needs the rest.
+IN_MEMORY_FRACTION = 0.25
+_IN_MEMORY = Arg("in_memory", AutoBool(), "auto",
+                 f"hold the decoded images in memory (true) or decode them per batch in DataLoader workers "
+                 f"(false); auto holds them while they take at most {IN_MEMORY_FRACTION:.0%} of the available "
+                 f"memory")
+_WORKERS = Arg("workers", Optional(Int(min=0, max=256)), None,
+               "DataLoader worker processes decoding streamed images (default: CPUs - 1, at most 8; 0 decodes "
+               "in the training process)")
 
 
 @DATASETS.register("mnist", help="MNIST digits, 60,000/10,000 28x28 grey images (shipped with dlcli, offline)",
@@ -80,7 +93,7 @@ def load_csv(args):
 
 @DATASETS.register("image_folder", help="images in class folders (root/class_x/*.png), as torchvision's "
                                         "ImageFolder; resized to the model's input shape",
-                   args=(_PATH, _TEST_PATH))
+                   args=(_PATH, _TEST_PATH, _IN_MEMORY, _WORKERS))
 def load_image_folder(args):
     from dlcli.data._sources import load_image_folder_dir
 

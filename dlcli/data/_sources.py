@@ -7,7 +7,8 @@ what was expected and what was received; nothing here asserts on user input.
     load_torchvision(name, cls, args)  FashionMNIST, KMNIST, CIFAR10, CIFAR100
     load_npz_file(args)                arrays x, y (, x_test, y_test) in an .npz
     load_csv_file(args)                a CSV with a header row; `window` makes sequences
-    load_image_folder_dir(args)        root/<class>/*.png, resized to the model's input
+    load_image_folder_dir(args)        root/<class>/*.png, resized to the model's input (or the
+                                       files alone, to stream, when they do not fit in memory)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
+import math
 import re
 import zipfile
 import zlib
@@ -24,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dlcli.data._tensors import Split, Splits
+from dlcli.data._tensors import ImageFiles, Split, Splits
 from dlcli.errors import DataError, did_you_mean, short_repr
 
 # ---------------------------------------------------------------------------
@@ -624,9 +626,27 @@ def load_image_folder_dir(args: dict) -> Splits:
     training split and args["test_path"] the test split. Each image is converted to
     args["input_shape"] = [C, H, W] (C 1: grey, 3: RGB; [H, W] means grey) with a
     bilinear resize. x: uint8 (N, C, H, W); y: int64 (N,); classes: sorted folder names.
+
+    args["in_memory"] (default true here; `auto` from a config): false, or auto when the
+    decoded images would not fit the memory budget (`dlcli.data.stream`), gives
+    `ImageFiles` splits instead: paths and labels, decoded per batch while streaming.
     """
+    from dlcli.data.stream import holds_in_memory
+
+    shape, folders, classes, source = _scan_image_folder(args)
+    pixels = sum(len(files) for found in folders.values() for files in found.values()) * math.prod(shape)
+    if holds_in_memory(args.get("in_memory", True), pixels):
+        splits = {split: _read_images(found, classes, shape) for split, found in folders.items()}
+    else:
+        splits = {split: _image_files(found, classes, shape) for split, found in folders.items()}
+    return Splits(train=splits["train"], test=splits.get("test"), task="classification",
+                  num_classes=len(classes), class_names=classes, source=source)
+
+
+def _scan_image_folder(args: dict) -> tuple[tuple[int, int, int], dict, list[str], str]:
+    """(sample shape, {split: {class: files}}, class names, source) of an image folder config."""
     path, test_path = Path(args["path"]), args.get("test_path")
-    channels, height, width = _image_shape(path, args.get("input_shape"))
+    shape = _image_shape(path, args.get("input_shape"))
     if not path.is_dir():
         raise DataError(f"{path}: {'not found' if not path.exists() else 'not a directory'}; expected a folder "
                         f"of class folders (path/<class>/*.png) or with train/ and test/ inside")
@@ -640,7 +660,7 @@ def load_image_folder_dir(args: dict) -> Splits:
             test_dir = path / "test"
     train = _scan_class_folders(train_dir)
     classes = sorted(train)
-    splits = {"train": _read_images(train, classes, (channels, height, width))}
+    folders = {"train": train}
     if test_dir is not None:
         test = _scan_class_folders(test_dir)
         if sorted(test) != classes:
@@ -649,10 +669,9 @@ def load_image_folder_dir(args: dict) -> Splits:
                     ([f"extra {', '.join(extra)}"] if extra else [])
             raise DataError(f"{test_dir}: expected the same class folders as {train_dir} ({', '.join(classes)}), "
                             f"received {'; '.join(parts)}")
-        splits["test"] = _read_images(test, classes, (channels, height, width))
+        folders["test"] = test
     source = f"image folder {train_dir}" + (f" (test: {test_dir})" if test_dir is not None else "")
-    return Splits(train=splits["train"], test=splits.get("test"), task="classification",
-                  num_classes=len(classes), class_names=classes, source=source)
+    return shape, folders, classes, source
 
 
 def _image_shape(path: Path, shape: Any) -> tuple[int, int, int]:
@@ -689,20 +708,33 @@ def _scan_class_folders(directory: Path) -> dict[str, list[Path]]:
     return classes
 
 
-def _read_images(classes: dict[str, list[Path]], names: list[str], shape: tuple[int, int, int]) -> Split:
-    from PIL import Image, UnidentifiedImageError
+def _image_files(classes: dict[str, list[Path]], names: list[str], shape: tuple[int, int, int]) -> ImageFiles:
+    files = [(str(f), label) for label, name in enumerate(names) for f in classes[name]]
+    return ImageFiles(np.array([f for f, _ in files]), torch.tensor([label for _, label in files], dtype=torch.int64),
+                      tuple(shape))
 
+
+def _read_images(classes: dict[str, list[Path]], names: list[str], shape: tuple[int, int, int]) -> Split:
     channels, height, width = shape
     files = [(f, label) for label, name in enumerate(names) for f in classes[name]]
     x = np.empty((len(files), height, width, channels), dtype=np.uint8)  # (N, H, W, C), as PIL gives it
     for i, (file, _) in enumerate(files):
-        try:
-            with Image.open(file) as image:
-                image = image.convert(_MODES[channels])
-                if image.size != (width, height):
-                    image = image.resize((width, height), Image.Resampling.BILINEAR)
-                x[i] = np.asarray(image, dtype=np.uint8).reshape(height, width, channels)
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-            raise DataError(f"{file}: expected a readable image, cannot decode it: {err}") from None
+        x[i] = decode_image(file, shape)
     y = torch.tensor([label for _, label in files], dtype=torch.int64)  # (N,)
     return Split(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), y)  # (N, C, H, W)
+
+
+def decode_image(file: str | Path, shape: tuple[int, int, int]) -> np.ndarray:
+    """One image file -> uint8 (H, W, C) in the model's channels and size: the one decoder of
+    image folders, in memory or streamed, so a sample is the same bits either way."""
+    from PIL import Image, UnidentifiedImageError
+
+    channels, height, width = shape
+    try:
+        with Image.open(file) as image:
+            image = image.convert(_MODES[channels])
+            if image.size != (width, height):
+                image = image.resize((width, height), Image.Resampling.BILINEAR)
+            return np.asarray(image, dtype=np.uint8).reshape(height, width, channels)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise DataError(f"{file}: expected a readable image, cannot decode it: {err}") from None

@@ -1,9 +1,11 @@
-"""What every data loader returns: whole splits as tensors."""
+"""What every data loader returns: whole splits as tensors, or (image folders too
+large for memory) the files to stream."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 
@@ -18,11 +20,43 @@ class Split:
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
+    @property
+    def sample_shape(self) -> tuple:
+        return tuple(self.x.shape[1:])
+
+    def take(self, index) -> Split:
+        """The samples at `index` (a slice or an index tensor)."""
+        return Split(self.x[index], self.y[index])
+
+
+@dataclass
+class ImageFiles:
+    """A split of image files, decoded per batch while streaming: paths and labels, no pixels.
+
+    files: (N,) numpy strings (one array, not N Python objects, which DataLoader workers
+    would copy on read); y: int64 (N,); shape: (C, H, W) of a decoded uint8 sample."""
+
+    files: np.ndarray
+    y: torch.Tensor
+    shape: tuple
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def sample_shape(self) -> tuple:
+        return tuple(self.shape)
+
+    def take(self, index) -> ImageFiles:
+        """The samples at `index` (a slice or an index tensor)."""
+        files = self.files[index if isinstance(index, slice) else index.numpy()]
+        return ImageFiles(files, self.y[index], self.shape)
+
 
 @dataclass
 class Splits:
-    train: Split
-    test: Split | None = None
+    train: Split | ImageFiles
+    test: Split | ImageFiles | None = None
     val: Split | None = None  # a named validation split, where the source has one
     task: str = "classification"  # or "regression"
     num_classes: int | None = None

@@ -5,6 +5,9 @@ On the CPU, images stay uint8 (4x less memory than float32) and are converted
 and normalized per batch, after the index gather: one fused multiply-add on a
 (B, C, H, W) batch costs less than holding a float copy. On a GPU, where memory
 is plentiful and each kernel launch counts, they are normalized once.
+
+Image folders too large for memory are streamed instead (`dlcli.data.stream`): their
+splits hold file paths, and DataLoader workers decode each batch.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import torch
 
 from dlcli.config import data_view_fits
 from dlcli.data import DATASETS
-from dlcli.data._tensors import Split, Splits
+from dlcli.data._tensors import ImageFiles, Split, Splits
 from dlcli.errors import DataError
 from dlcli.layers import fmt_shape
 
@@ -28,6 +31,7 @@ GPU_RESIDENT_FRACTION = 0.5
 class DeviceSplit:
     """A split held as tensors (on the device where it fits), batched by index."""
 
+    streamed = False  # see dlcli.data.stream.StreamSplit
     x: torch.Tensor
     y: torch.Tensor
     scale: torch.Tensor | None  # per-channel affine normalization: x * scale + shift
@@ -38,6 +42,17 @@ class DeviceSplit:
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
+    @property
+    def home(self) -> torch.device:
+        """Where the samples (and so the batch indices) live."""
+        return self.x.device
+
+    def plan(self, perm: torch.Tensor, batch_size: int, batches: range) -> None:
+        """Nothing to prepare: any batch can be gathered at once (a streamed split reads ahead)."""
+
+    def close(self) -> None:
+        """Nothing to stop (a streamed split stops its workers)."""
+
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         xb, yb = self.x[idx], self.y[idx]
         if xb.device != self.device:
@@ -46,18 +61,23 @@ class DeviceSplit:
         return self.transform(xb), yb
 
     def transform(self, xb: torch.Tensor) -> torch.Tensor:
-        """Raw samples (B, *stored shape) -> normalized model input (B, *view)."""
-        if self.scale is not None:
-            xb = torch.addcmul(self.shift, xb.float(), self.scale)  # x * scale + shift
-        elif xb.dtype == torch.uint8:
-            xb = xb.float()
-        return xb.reshape(xb.shape[0], *self.view)
+        return model_input(xb, self.scale, self.shift, self.view)
 
     def slices(self, batch_size: int):
         """Consecutive batches in order (evaluation)."""
         for start in range(0, len(self), batch_size):
             idx = torch.arange(start, min(start + batch_size, len(self)), device=self.x.device)
             yield self.batch(idx)
+
+
+def model_input(xb: torch.Tensor, scale: torch.Tensor | None, shift: torch.Tensor | None,
+                view: tuple) -> torch.Tensor:
+    """Raw samples (B, *stored shape) -> normalized model input (B, *view)."""
+    if scale is not None:
+        xb = torch.addcmul(shift, xb.float(), scale)  # x * scale + shift
+    elif xb.dtype == torch.uint8:
+        xb = xb.float()
+    return xb.reshape(xb.shape[0], *view)
 
 
 @dataclass
@@ -70,6 +90,11 @@ class PreparedData:
     class_names: list[str] | None
     normalization: dict | None  # plain data: stored in checkpoints
     source: str
+
+    @property
+    def streamed(self) -> bool:
+        """The training set is read from its files per batch (not resident)."""
+        return self.train.streamed
 
 
 def load_splits(cfg: dict) -> Splits:
@@ -98,7 +123,12 @@ def normalization_stats(x: torch.Tensor) -> dict | None:
         chunk = chunk.double()
         total += chunk.sum(0)
         total_sq += (chunk * chunk).sum(0)
-    n = max(moved.shape[0], 1)
+    return standardization(axis, total, total_sq, moved.shape[0])
+
+
+def standardization(axis: int, total: torch.Tensor, total_sq: torch.Tensor, n: int) -> dict:
+    """{axis, mean, std} from float64 per-channel sums of values and squares over n positions."""
+    n = max(n, 1)
     mean = total / n
     std = (total_sq / n - mean * mean).clamp_min(0).sqrt()
     std = torch.where(std > 1e-8, std, torch.ones_like(std))
@@ -123,7 +153,7 @@ def check_fits(cfg: dict, split: Split, name: str, source: str, task: str) -> No
     from dlcli.config import infer_shapes
 
     input_shape = tuple(cfg["model"]["input_shape"])
-    sample = tuple(split.x.shape[1:])
+    sample = split.sample_shape
     if not data_view_fits(sample, input_shape):
         raise DataError(f"{source}: {name} samples have shape {fmt_shape(sample)} but model.input_shape is "
                         f"{list(input_shape)}; set model.input_shape to {list(sample)}")
@@ -154,7 +184,7 @@ def check_fits(cfg: dict, split: Split, name: str, source: str, task: str) -> No
 
 def resident_device(splits: list[Split], device: torch.device) -> torch.device:
     """The training device when the data fits there, else the CPU (batches are copied over)."""
-    if device.type != "cuda":
+    if device.type != "cuda" or not splits:
         return device
     total = sum(s.x.numel() * s.x.element_size() + s.y.numel() * s.y.element_size() for s in splits)
     free, _ = torch.cuda.mem_get_info(device)
@@ -163,11 +193,7 @@ def resident_device(splits: list[Split], device: torch.device) -> torch.device:
 
 def to_device_split(split: Split, normalization: dict | None, view: tuple, device: torch.device,
                     home: torch.device, out_shape: tuple, task: str) -> DeviceSplit:
-    y = split.y
-    if task != "classification":
-        y = y.float().reshape(len(y), *out_shape)
-    else:
-        y = y.long()
+    y = loss_targets(split.y, task, out_shape)
     x = split.x
     if x.dtype == torch.float64:
         x = x.float()
@@ -184,6 +210,40 @@ def to_device_split(split: Split, normalization: dict | None, view: tuple, devic
     return DeviceSplit(x.to(home), y.to(home), scale, shift, tuple(view), device)
 
 
+def loss_targets(y: torch.Tensor, task: str, out_shape: tuple) -> torch.Tensor:
+    """Targets as the loss takes them: int64 class ids, or float values shaped like the output."""
+    return y.float().reshape(len(y), *out_shape) if task != "classification" else y.long()
+
+
+def training_normalization(train: Split | ImageFiles, cfg: dict) -> dict | None:
+    """The normalization training uses: the training set's per-channel statistics
+    (data.normalize), else none, except that uint8 images are always scaled to [0, 1]."""
+    data = cfg["data"]
+    if isinstance(train, ImageFiles):
+        from dlcli.data.stream import channel_histograms
+
+        normalization = None
+        if data["normalize"]:
+            counts = channel_histograms(train, cfg["seed"], workers(cfg)).double()  # (C, 256)
+            values = torch.arange(256, dtype=torch.float64)
+            normalization = standardization(1, counts @ values, counts @ (values * values), int(counts[0].sum()))
+        channels = train.shape[0]
+    else:
+        normalization = normalization_stats(train.x) if data["normalize"] else None
+        channels = train.x.shape[1] if train.x.dtype == torch.uint8 else 0
+    if normalization is None and channels:
+        normalization = {"axis": 1, "mean": [0.0] * channels, "std": [255.0] * channels}
+    return normalization
+
+
+def workers(cfg: dict) -> int:
+    """data.workers, or the default for this machine (streamed data only)."""
+    from dlcli.data.stream import default_workers
+
+    chosen = cfg["data"].get("workers")
+    return default_workers() if chosen is None else chosen
+
+
 def prepare_data(cfg: dict, device: torch.device, splits: Splits | None = None,
                  normalization: dict | None | str = "compute") -> PreparedData:
     """Load (unless given), check, split, normalize and place the data of a config.
@@ -197,7 +257,7 @@ def prepare_data(cfg: dict, device: torch.device, splits: Splits | None = None,
     source = splits.source or data["dataset"]
     train = splits.train
     if data["subset"]:
-        train = Split(train.x[: data["subset"]], train.y[: data["subset"]])
+        train = train.take(slice(None, data["subset"]))
     val = splits.val
     if data["val_split"] > 0:
         n_val = int(round(len(train) * data["val_split"]))
@@ -205,26 +265,29 @@ def prepare_data(cfg: dict, device: torch.device, splits: Splits | None = None,
             raise DataError(f"data.val_split: {data['val_split']} of {len(train)} samples leaves "
                             f"{n_val} for validation and {len(train) - n_val} for training; both need at least 1")
         perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg["seed"]))
-        val = Split(train.x[perm[:n_val]], train.y[perm[:n_val]])
-        train = Split(train.x[perm[n_val:]], train.y[perm[n_val:]])
+        val, train = train.take(perm[:n_val]), train.take(perm[n_val:])
     test = splits.test
     if test is not None and data["test_subset"]:
-        test = Split(test.x[: data["test_subset"]], test.y[: data["test_subset"]])
+        test = test.take(slice(None, data["test_subset"]))
     task = "classification" if LOSSES.get(cfg["loss"]["type"]).meta["task"] == "classification" else "regression"
     for name, split in (("training", train), ("validation", val), ("test", test)):
         if split is not None and len(split):
             check_fits(cfg, split, name, source, splits.task)
     if normalization == "compute":
-        normalization = normalization_stats(train.x) if data["normalize"] else None
-        if normalization is None and train.x.dtype == torch.uint8:
-            normalization = {"axis": 1, "mean": [0.0] * train.x.shape[1], "std": [255.0] * train.x.shape[1]}
+        normalization = training_normalization(train, cfg)
     view = tuple(cfg["model"]["input_shape"])
     out_shape = infer_shapes(view, cfg["model"]["layers"])[-1][3]
-    home = resident_device([s for s in (train, val, test) if s is not None], device)
+    home = resident_device([s for s in (train, val, test) if isinstance(s, Split)], device)
 
     def place(split):
         if split is None or len(split) == 0:
             return None
+        if isinstance(split, ImageFiles):
+            from dlcli.data.stream import StreamSplit
+
+            scale, shift = affine(normalization, split.sample_shape, device)
+            return StreamSplit(split, loss_targets(split.y, task, out_shape), scale, shift, view, device,
+                               workers(cfg))
         return to_device_split(split, normalization, view, device, home, out_shape, task)
 
     return PreparedData(place(train), place(val), place(test), task, splits.num_classes, splits.class_names,

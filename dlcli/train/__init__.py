@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dlcli.errors import CheckpointError, RunError
+from dlcli.errors import CheckpointError, DataError, RunError
 from dlcli.train.callbacks import Callback, Checkpointer, EarlyStopping, MetricsLogger
 from dlcli.train.trainer import Trainer, TrainingInterrupted
 
@@ -78,7 +78,7 @@ def _fit(trainer: Trainer, run_dir: Path) -> dict:
     except TrainingInterrupted as stop:
         _record_stop(run_dir, stopped("interrupted", signal=stop.signal_name))
         raise
-    except RunError as err:
+    except (RunError, DataError) as err:  # DataError: a streamed image that cannot be read
         _record_stop(run_dir, stopped("failed", error=str(err)))
         raise
     except BaseException as err:

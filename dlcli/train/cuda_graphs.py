@@ -12,12 +12,16 @@ import torch
 GRAPH_OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
-def graph_blockers(cfg: dict, device: torch.device) -> list[str]:
-    """Why the step cannot be captured for this config and device (empty: it can)."""
+def graph_blockers(cfg: dict, device: torch.device, streamed: bool = False) -> list[str]:
+    """Why the step cannot be captured for this config, device and data (empty: it can);
+    `streamed`: the training set is read from files per batch, not held as tensors."""
     t = cfg["trainer"]
     blockers = []
     if device.type != "cuda":
         blockers.append(f"it needs a CUDA device (training on {device.type})")
+    if streamed:
+        blockers.append("the training images are streamed from their files (data.in_memory), and a captured "
+                        "step gathers its batch from data held on the device")
     if cfg.get("scheduler"):
         blockers.append("a scheduler changes the learning rate, which a captured step would not see")
     if t["grad_accum"] > 1:
@@ -38,7 +42,7 @@ class GraphedStep:
 
     def __init__(self, trainer):
         self.trainer = trainer
-        home = trainer.data.train.x.device
+        home = trainer.data.train.home
         self.idx = torch.zeros(trainer.batch_size, dtype=torch.long, device=home)  # static inputs
         self.batch = torch.zeros((), dtype=torch.long, device=trainer.device)
         self.graph: torch.cuda.CUDAGraph | None = None

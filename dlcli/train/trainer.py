@@ -86,7 +86,7 @@ class Trainer:
         self.metric_fns = metric_functions(cfg["metrics"])
         use_graphs = False
         if t["cuda_graphs"]:
-            blockers = graph_blockers(cfg, device)
+            blockers = graph_blockers(cfg, device, streamed=data.streamed)
             use_graphs = not blockers
             if blockers:
                 self.notes.append(f"trainer.cuda_graphs ignored: {'; '.join(blockers)}")
@@ -162,15 +162,17 @@ class Trainer:
         train = self.data.train
         started = time.perf_counter()
         self._emit("on_fit_start")
-        with self._signals():
+        with self._signals(), contextlib.closing(train):  # closing: a streamed split stops its workers
             while self.epoch < t["epochs"] and self.stop_reason is None:
                 self._emit("on_epoch_start")
                 epoch_start = time.perf_counter()
                 perm = epoch_permutation(self.cfg["seed"], self.epoch, len(train)) if self.cfg["data"]["shuffle"] \
                     else torch.arange(len(train))
-                perm = perm.to(train.x.device)
+                perm = perm.to(train.home)
+                batches = range(self.batch_in_epoch, self.batches_per_epoch)
+                train.plan(perm, self.batch_size, batches)  # streamed data start reading ahead
                 self.model.train()
-                for batch in range(self.batch_in_epoch, self.batches_per_epoch):
+                for batch in batches:
                     idx = perm[batch * self.batch_size:(batch + 1) * self.batch_size]
                     last_of_window = (batch + 1) % self.accum == 0 or batch + 1 == self.batches_per_epoch
                     if self.graphed is not None and len(idx) == self.batch_size:
