@@ -1,12 +1,16 @@
-"""dlcli export: TorchScript and the plain state_dict give the checkpoint model's outputs."""
+"""dlcli export: TorchScript, ONNX (run with onnxruntime) and the plain state_dict give
+the checkpoint model's outputs."""
 
+import importlib
 import json
+import sys
 
 import pytest
 import torch
 
-from dlcli.export import export_checkpoint
+from dlcli.export import ONNX_PACKAGES, export_checkpoint
 from dlcli.inference import load_trained
+from dlcli.layers._modules import ActivatedPool
 from dlcli.model import build_model
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
@@ -40,6 +44,36 @@ def test_torchscript_gives_the_checkpoint_models_predictions(mnist_run, raw_batc
     assert meta["class_names"] == [str(d) for d in range(10)] and meta["input_shape"] == [1, 28, 28]
 
 
+def run_onnx(path, x):
+    """(session, outputs) of an .onnx file run by onnxruntime (a test-extra package) on the CPU."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session, torch.from_numpy(session.run(["output"], {"input": x.numpy()})[0])
+
+
+def test_onnx_gives_the_checkpoint_models_predictions(mnist_run, raw_batch, cli):
+    result = cli("export", mnist_run, "--format", "onnx")
+    assert result.exit_code == 0, result.output
+    path = mnist_run / "export" / "best.onnx"
+    assert sorted(p.name for p in path.parent.glob("best.onnx*")) == ["best.onnx"]  # weights inside
+    trained = load_trained(mnist_run, "cpu")
+    assert any(isinstance(m, ActivatedPool) for m in trained.model.modules())  # conv's relu moved after the pool
+    _, expected = _predict_path(trained, raw_batch)
+    session, outputs = run_onnx(path, raw_batch.float())  # 6 samples: the export traced 2
+    torch.testing.assert_close(outputs, expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(run_onnx(path, raw_batch[:1].float())[1], expected[:1], rtol=0, atol=1e-5)
+    (model_input,) = session.get_inputs()
+    assert (model_input.name, model_input.type, model_input.shape) == ("input", "tensor(float)", ["batch", 1, 28, 28])
+
+    sidecar = json.loads((mnist_run / "export" / "best.json").read_text())
+    assert sidecar["format"] == "dlcli-export-onnx" and sidecar["input_shape"] == [1, 28, 28]
+    assert sidecar["class_names"] == [str(d) for d in range(10)] and sidecar["task"] == "classification"
+    assert sidecar["normalization"] == trained.normalization and sidecar["config"] == trained.cfg
+    assert "float32" in sidecar["input"] and sidecar["output"].startswith("class probabilities")
+    assert sidecar["load"].startswith("onnxruntime.InferenceSession(path)") and "external_data" not in sidecar
+
+
 def test_state_dict_is_plain_tensors_with_a_config_sidecar(mnist_run, raw_batch, tmp_path, cli):
     out = tmp_path / "weights.pt"
     result = cli("export", mnist_run / "checkpoints" / "best.pt", "--format", "state_dict", "--out", out)
@@ -67,15 +101,36 @@ def test_regression_export_returns_values(regression_run, tmp_path):
     torch.testing.assert_close(torch.jit.load(str(export.path))(raw), expected, rtol=0, atol=1e-6)
 
 
-def test_onnx_without_the_package_is_a_clear_error(mnist_run, cli, monkeypatch):
-    import importlib.util
+def test_onnx_weights_past_the_protobuf_limit_go_beside_the_model(mnist_run, raw_batch, tmp_path, cli,
+                                                                    monkeypatch):
+    monkeypatch.setattr("dlcli.export.ONNX_INLINE_LIMIT", 1000)  # as if the weights were over 1.5 GiB
+    result = cli("export", mnist_run, "--format", "onnx", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.json", "best.onnx", "best.onnx.data"]
+    assert (tmp_path / "best.onnx").stat().st_size < 20_000 < (tmp_path / "best.onnx.data").stat().st_size
+    assert "weights: best.onnx.data" in " ".join(result.output.split())
+    assert json.loads((tmp_path / "best.json").read_text())["external_data"].startswith("best.onnx.data")
+    _, expected = _predict_path(load_trained(mnist_run, "cpu"), raw_batch)
+    torch.testing.assert_close(run_onnx(tmp_path / "best.onnx", raw_batch.float())[1], expected, rtol=0, atol=1e-5)
 
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
-    result = cli("export", mnist_run, "--format", "onnx")
+
+@pytest.mark.parametrize("missing, says", [
+    (["onnx"], "needs the onnx package, which is not installed"),
+    (["onnxscript"], "needs the onnxscript package, which is not installed"),
+    (["onnx", "onnxscript"], "needs the onnx and onnxscript packages, which are not installed")])
+def test_onnx_without_its_packages_is_a_clear_error(missing, says, mnist_run, tmp_path, cli, monkeypatch):
+    for name in ONNX_PACKAGES:
+        importlib.import_module(name)  # imported before, so that only `missing` are missing below
+    for name in missing:
+        monkeypatch.setitem(sys.modules, name, None)  # `import name` raises ImportError, as when not installed
+    out = tmp_path / "model.onnx"
+    result = cli("export", mnist_run, "--format", "onnx", "--out", out)
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
-    assert "needs the onnx package" in result.output and "pip install onnx" in result.output
+    message = " ".join(result.output.split())
+    assert f"--format onnx {says} (optional for dlcli): pip install 'dlcli[onnx]' (or pip install onnx " \
+           f"onnxscript); or export --format torchscript" in message
+    assert not out.exists()
 
 
 def test_unknown_format_lists_the_formats(mnist_run, cli):
