@@ -21,8 +21,11 @@ models, values for regression.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import re
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -223,14 +226,46 @@ def _onnx_program(trained: TrainedModel):
     module = _inference_module(trained)
     batch = torch.export.Dim("batch")
     try:
-        with warnings.catch_warnings():
+        # when capture fails torch prints partial graphs and logs to stderr: the error says it in one line
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
             return torch.onnx.export(module, (example_batch(trained),), dynamo=True, verbose=False,
                                      input_names=["input"], output_names=["output"],
                                      dynamic_shapes=({0: batch},))
     except Exception as err:  # the exporter raises assorted errors for code it cannot capture or map
-        raise DlcliError(f"{trained.checkpoint}: ONNX export failed: {type(err).__name__}: "
-                         f"{str(err).splitlines()[0] if str(err) else ''}") from None
+        raise DlcliError(f"{trained.checkpoint}: ONNX export failed{_failing_layer(trained, err)}: "
+                         f"{_root_cause(err)}; --format torchscript may still work") from None
+
+
+def _causes(err: BaseException) -> list[BaseException]:
+    chain = [err]
+    while chain[-1].__cause__ is not None and len(chain) < 16:
+        chain.append(chain[-1].__cause__)
+    return chain
+
+
+def _root_cause(err: BaseException) -> str:
+    """`Type: first line` of the innermost cause: the exporter wraps it in its own advice."""
+    root = _causes(err)[-1]
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(root)).strip()  # colour codes
+    return f"{type(root).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+
+
+def _failing_layer(trained: TrainedModel, err: BaseException) -> str:
+    """` at model.layers[i] (name)` for the innermost layer whose forward the traceback passes through."""
+    from dlcli.model import plan_layers
+
+    layers = {id(module): name for name, module in trained.model.named_children()}
+    found = None
+    for cause in _causes(err):
+        frame = cause.__traceback__
+        while frame is not None:
+            found = layers.get(id(frame.tb_frame.f_locals.get("self")), found)
+            frame = frame.tb_next
+    if found is None:
+        return ""
+    index = [name for name, *_ in plan_layers(trained.cfg)].index(found)
+    return f" at model.layers[{index}] ({found})"
 
 
 def _save_onnx(trained: TrainedModel, target: Path, info: dict) -> None:

@@ -3,6 +3,7 @@ the checkpoint model's outputs."""
 
 import importlib
 import json
+import re
 import sys
 
 import pytest
@@ -112,6 +113,24 @@ def test_onnx_weights_past_the_protobuf_limit_go_beside_the_model(mnist_run, raw
     assert json.loads((tmp_path / "best.json").read_text())["external_data"].startswith("best.onnx.data")
     _, expected = _predict_path(load_trained(mnist_run, "cpu"), raw_batch)
     torch.testing.assert_close(run_onnx(tmp_path / "best.onnx", raw_batch.float())[1], expected, rtol=0, atol=1e-5)
+
+
+def test_a_layer_the_onnx_exporter_cannot_capture_is_named(mnist_run, tmp_path, cli, monkeypatch):
+    from dlcli.layers._modules import Dense
+
+    plain = Dense.forward
+
+    def branching(self, x):  # data-dependent control flow: torch.export cannot capture it
+        return plain(self, x) if x.sum() > 0 else plain(self, -x)
+
+    monkeypatch.setattr(Dense, "forward", branching)
+    result = cli("export", mnist_run, "--format", "onnx", "--out", tmp_path / "model.onnx")
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "def forward" not in result.output  # torch's graph dumps
+    message = " ".join(result.output.split())
+    assert re.search(r"best\.pt: ONNX export failed at model\.layers\[4\] \(dense\): \w+: \S", message), message
+    assert message.endswith("; --format torchscript may still work") and "\x1b" not in message
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("missing, says", [
