@@ -75,6 +75,22 @@ def test_onnx_gives_the_checkpoint_models_predictions(mnist_run, raw_batch, cli)
     assert sidecar["load"].startswith("onnxruntime.InferenceSession(path)") and "external_data" not in sidecar
 
 
+def test_onnx_lstm_matches_predict_and_torchscript(lstm_run, tmp_path):
+    onnx = export_checkpoint(lstm_run, "onnx", tmp_path)
+    script = export_checkpoint(lstm_run, "torchscript", tmp_path)
+    assert onnx.path == tmp_path / "best.onnx" and onnx.sidecar == tmp_path / "best.json"
+    trained = load_trained(lstm_run, "cpu")
+    raw = torch.randint(0, 256, (5, 1, 28, 28), generator=torch.Generator().manual_seed(3)).float()
+    _, expected = _predict_path(trained, raw)
+    steps = raw.reshape(5, 28, 28)  # model.input_shape: each image row one step
+    session, outputs = run_onnx(onnx.path, steps)
+    torch.testing.assert_close(outputs, expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(outputs, torch.jit.load(str(script.path))(steps), rtol=0, atol=1e-5)
+    assert session.get_inputs()[0].shape == ["batch", 28, 28]
+    sidecar = json.loads(onnx.sidecar.read_text())
+    assert sidecar["input_shape"] == [28, 28] and sidecar["config"]["model"]["layers"][1]["bidirectional"] is True
+
+
 def test_state_dict_is_plain_tensors_with_a_config_sidecar(mnist_run, raw_batch, tmp_path, cli):
     out = tmp_path / "weights.pt"
     result = cli("export", mnist_run / "checkpoints" / "best.pt", "--format", "state_dict", "--out", out)
