@@ -173,3 +173,88 @@ def test_unknown_format_lists_the_formats(mnist_run, cli):
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "did you mean 'torchscript'?" in result.output
     assert "torchscript, onnx, state_dict" in result.output
+
+
+# ---------------------------------------------------------------------------
+# ONNX across the registries: untrained checkpoints of models that, together,
+# hold every registered layer type and activation
+# ---------------------------------------------------------------------------
+
+ONNX_MODELS = {
+    "conv2d": ([3, 12, 12], "cross_entropy", [
+        "conv2d: {filters: 4, kernel_size: 3, padding: same, activation: relu}",  # relu moves after the pool
+        "maxpool2d: 2", "conv2d: {filters: 4, kernel_size: [2, 3], activation: gelu}",
+        "avgpool2d: {pool_size: 2, padding: same}", "batchnorm", "dropout: 0.3", "global_avgpool2d", "dense: 5"]),
+    "conv2d_binary": ([3, 8, 8], "bce_with_logits", [
+        "conv2d: {filters: 4, kernel_size: 3, strides: 2, activation: leaky_relu}", "global_maxpool2d",
+        "layernorm", "dense: 1"]),
+    "conv1d": ([2, 30], "cross_entropy", [
+        "conv1d: {filters: 4, kernel_size: 4, padding: same, activation: relu}",
+        "maxpool1d: {pool_size: 3, padding: same}", "conv1d: {filters: 4, kernel_size: 3, dilation_rate: 2}",
+        "avgpool1d: 2", "global_maxpool1d", "dense: 10"]),
+    "conv1d_regression": ([2, 30], "mse", ["conv1d: {filters: 4, kernel_size: 3}", "global_avgpool1d", "dense: 2"]),
+    "recurrent": ([96], "cross_entropy", [
+        "reshape: {target_shape: [8, 12]}", "simple_rnn: {units: 8, return_sequences: true}",
+        "lstm: {units: 8, bidirectional: true, return_sequences: true}",
+        "gru: {units: 8, num_layers: 2, dropout: 0.1}", "dense: 10"]),
+    "embedding": ([12], "cross_entropy", ["embedding: {input_dim: 50, output_dim: 8}", "gru: {units: 8}", "dense: 3"]),
+    "activations": ([4, 5], "nll", ["flatten", "dense: 12"] + [f"activation: {name}" for name in (
+        "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "mish", "sigmoid", "hard_sigmoid", "tanh",
+        "softplus", "softsign", "softmax", "linear")] + ["dense: 4", "activation: log_softmax"]),
+}
+
+
+def _raw_samples(input_shape, count, ids, seed):
+    generator = torch.Generator().manual_seed(seed)
+    if ids:
+        return torch.randint(0, 50, (count, *input_shape), generator=generator)
+    return torch.rand((count, *input_shape), generator=generator) * 255
+
+
+def _untrained_checkpoint(folder, case):
+    """checkpoints/best.pt of a freshly initialized model, normalized as training would for its data."""
+    from dlcli.checkpoint import save_checkpoint
+    from dlcli.config import config_from_text
+    from dlcli.data.prepare import normalization_stats
+
+    input_shape, loss, layers = ONNX_MODELS[case]
+    text = (f"name: {case}\nseed: 0\nmodel:\n  input_shape: {input_shape}\n  layers:\n"
+            + "".join(f"    - {layer}\n" for layer in layers)
+            + f"data: {{dataset: npz, path: {folder / 'unused.npz'}}}\nloss: {loss}\ntrainer: {{device: cpu}}\n")
+    cfg = config_from_text(text, f"{case}.yaml")
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    for name, buffer in model.named_buffers():  # batchnorm statistics other than the initial 0 and 1
+        if name.endswith("running_mean") or name.endswith("running_var"):
+            buffer.copy_(torch.rand(buffer.shape) + 0.5)
+    training_like = _raw_samples(input_shape, 16, case == "embedding", seed=0)
+    path = folder / "checkpoints" / "best.pt"
+    path.parent.mkdir(parents=True)
+    save_checkpoint(path, {"config": cfg, "model": model.state_dict(), "epoch": 0, "step": 0,
+                           "normalization": normalization_stats(training_like)})
+    return path
+
+
+def test_onnx_models_cover_every_layer_and_activation():
+    from dlcli.activations import ACTIVATIONS
+    from dlcli.layers import LAYERS
+
+    layers = [layer for _, _, listed in ONNX_MODELS.values() for layer in listed]
+    assert len(layers) == 48
+    assert {re.match(r"\w+", layer)[0] for layer in layers} == set(LAYERS.names())
+    assert set(re.findall(r"activation: (\w+)", " ".join(layers))) == set(ACTIVATIONS.names())
+
+
+@pytest.mark.parametrize("case", list(ONNX_MODELS))
+def test_onnx_export_of_every_layer_type_matches_predict(case, tmp_path):
+    checkpoint = _untrained_checkpoint(tmp_path, case)
+    export = export_checkpoint(checkpoint, "onnx", tmp_path / "model.onnx")
+    trained = load_trained(checkpoint, "cpu")
+    fused = any(isinstance(module, ActivatedPool) for module in trained.model.modules())
+    assert fused == (case in ("conv2d", "conv1d"))  # the trainer's rewrite is what gets exported
+    raw = _raw_samples(trained.input_shape, 5, case == "embedding", seed=1)  # the export traced 2
+    _, expected = _predict_path(trained, raw)
+    session, outputs = run_onnx(export.path, raw)
+    torch.testing.assert_close(outputs, expected, rtol=1e-4, atol=1e-5)
+    assert session.get_inputs()[0].type == ("tensor(int64)" if case == "embedding" else "tensor(float)")
+    assert ("int64 token ids" if case == "embedding" else "float32") in export.info["input"]
