@@ -23,4 +23,6 @@ def export(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt) or a r
     console.print(f"  input:  {escape(result.info['input'])}", soft_wrap=True)
     console.print(f"  output: {escape(result.info['output'])}", soft_wrap=True)
     console.print(f"  load:   {escape(result.info['load'])}", soft_wrap=True)
+    if "external_data" in result.info:
+        console.print(f"  weights: {escape(result.info['external_data'])}", soft_wrap=True)
     console.print(f"sidecar {escape(str(result.sidecar))}", soft_wrap=True)

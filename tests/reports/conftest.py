@@ -1,5 +1,6 @@
 """Tiny trained runs, built once per test session: an MNIST CNN (val split, test
-split), an npz regression, a CSV sequence regression and an image-folder classifier."""
+split), an MNIST LSTM, an npz regression, a CSV sequence regression and an
+image-folder classifier."""
 
 import json
 from pathlib import Path
@@ -27,6 +28,20 @@ model:
 data: {dataset: mnist, batch_size: 32, subset: 320, test_subset: 200, val_split: 0.25}
 optimizer: {type: adam, lr: 3e-3}
 trainer: {epochs: 3, device: cpu, progress: none}
+"""
+
+LSTM = """
+name: tiny_lstm
+seed: 5
+model:
+  input_shape: [28, 28]
+  layers:
+    - lstm: {units: 8, return_sequences: true}
+    - lstm: {units: 8, bidirectional: true}
+    - dense: 10
+data: {dataset: mnist, batch_size: 32, subset: 256, test_subset: 64}
+optimizer: {type: adam, lr: 3e-3}
+trainer: {epochs: 1, device: cpu, progress: none}
 """
 
 REGRESSION = """
@@ -97,6 +112,12 @@ def write_images(folder: Path, classes=ANIMALS, per_class: int = 4, size: int = 
 def mnist_run(tmp_path_factory) -> Path:
     """The run directory of a 3-epoch MNIST CNN with a validation and a test split."""
     return _train(MNIST, tmp_path_factory.mktemp("mnist"))
+
+
+@pytest.fixture(scope="session")
+def lstm_run(tmp_path_factory) -> Path:
+    """A 1-epoch LSTM over the rows of MNIST images: stacked, the second bidirectional."""
+    return _train(LSTM, tmp_path_factory.mktemp("lstm"))
 
 
 @pytest.fixture(scope="session")

@@ -1,12 +1,17 @@
-"""dlcli export: TorchScript and the plain state_dict give the checkpoint model's outputs."""
+"""dlcli export: TorchScript, ONNX (run with onnxruntime) and the plain state_dict give
+the checkpoint model's outputs."""
 
+import importlib
 import json
+import re
+import sys
 
 import pytest
 import torch
 
-from dlcli.export import export_checkpoint
+from dlcli.export import ONNX_PACKAGES, export_checkpoint
 from dlcli.inference import load_trained
+from dlcli.layers._modules import ActivatedPool
 from dlcli.model import build_model
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
@@ -40,6 +45,52 @@ def test_torchscript_gives_the_checkpoint_models_predictions(mnist_run, raw_batc
     assert meta["class_names"] == [str(d) for d in range(10)] and meta["input_shape"] == [1, 28, 28]
 
 
+def run_onnx(path, x):
+    """(session, outputs) of an .onnx file run by onnxruntime (a test-extra package) on the CPU."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session, torch.from_numpy(session.run(["output"], {"input": x.numpy()})[0])
+
+
+def test_onnx_gives_the_checkpoint_models_predictions(mnist_run, raw_batch, cli):
+    result = cli("export", mnist_run, "--format", "onnx")
+    assert result.exit_code == 0, result.output
+    path = mnist_run / "export" / "best.onnx"
+    assert sorted(p.name for p in path.parent.glob("best.onnx*")) == ["best.onnx"]  # weights inside
+    trained = load_trained(mnist_run, "cpu")
+    assert any(isinstance(m, ActivatedPool) for m in trained.model.modules())  # conv's relu moved after the pool
+    _, expected = _predict_path(trained, raw_batch)
+    session, outputs = run_onnx(path, raw_batch.float())  # 6 samples: the export traced 2
+    torch.testing.assert_close(outputs, expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(run_onnx(path, raw_batch[:1].float())[1], expected[:1], rtol=0, atol=1e-5)
+    (model_input,) = session.get_inputs()
+    assert (model_input.name, model_input.type, model_input.shape) == ("input", "tensor(float)", ["batch", 1, 28, 28])
+
+    sidecar = json.loads((mnist_run / "export" / "best.json").read_text())
+    assert sidecar["format"] == "dlcli-export-onnx" and sidecar["input_shape"] == [1, 28, 28]
+    assert sidecar["class_names"] == [str(d) for d in range(10)] and sidecar["task"] == "classification"
+    assert sidecar["normalization"] == trained.normalization and sidecar["config"] == trained.cfg
+    assert "float32" in sidecar["input"] and sidecar["output"].startswith("class probabilities")
+    assert sidecar["load"].startswith("onnxruntime.InferenceSession(path)") and "external_data" not in sidecar
+
+
+def test_onnx_lstm_matches_predict_and_torchscript(lstm_run, tmp_path):
+    onnx = export_checkpoint(lstm_run, "onnx", tmp_path)
+    script = export_checkpoint(lstm_run, "torchscript", tmp_path)
+    assert onnx.path == tmp_path / "best.onnx" and onnx.sidecar == tmp_path / "best.json"
+    trained = load_trained(lstm_run, "cpu")
+    raw = torch.randint(0, 256, (5, 1, 28, 28), generator=torch.Generator().manual_seed(3)).float()
+    _, expected = _predict_path(trained, raw)
+    steps = raw.reshape(5, 28, 28)  # model.input_shape: each image row one step
+    session, outputs = run_onnx(onnx.path, steps)
+    torch.testing.assert_close(outputs, expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(outputs, torch.jit.load(str(script.path))(steps), rtol=0, atol=1e-5)
+    assert session.get_inputs()[0].shape == ["batch", 28, 28]
+    sidecar = json.loads(onnx.sidecar.read_text())
+    assert sidecar["input_shape"] == [28, 28] and sidecar["config"]["model"]["layers"][1]["bidirectional"] is True
+
+
 def test_state_dict_is_plain_tensors_with_a_config_sidecar(mnist_run, raw_batch, tmp_path, cli):
     out = tmp_path / "weights.pt"
     result = cli("export", mnist_run / "checkpoints" / "best.pt", "--format", "state_dict", "--out", out)
@@ -67,15 +118,54 @@ def test_regression_export_returns_values(regression_run, tmp_path):
     torch.testing.assert_close(torch.jit.load(str(export.path))(raw), expected, rtol=0, atol=1e-6)
 
 
-def test_onnx_without_the_package_is_a_clear_error(mnist_run, cli, monkeypatch):
-    import importlib.util
+def test_onnx_weights_past_the_protobuf_limit_go_beside_the_model(mnist_run, raw_batch, tmp_path, cli,
+                                                                    monkeypatch):
+    monkeypatch.setattr("dlcli.export.ONNX_INLINE_LIMIT", 1000)  # as if the weights were over 1.5 GiB
+    result = cli("export", mnist_run, "--format", "onnx", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.json", "best.onnx", "best.onnx.data"]
+    assert (tmp_path / "best.onnx").stat().st_size < 20_000 < (tmp_path / "best.onnx.data").stat().st_size
+    assert "weights: best.onnx.data" in " ".join(result.output.split())
+    assert json.loads((tmp_path / "best.json").read_text())["external_data"].startswith("best.onnx.data")
+    _, expected = _predict_path(load_trained(mnist_run, "cpu"), raw_batch)
+    torch.testing.assert_close(run_onnx(tmp_path / "best.onnx", raw_batch.float())[1], expected, rtol=0, atol=1e-5)
 
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
-    result = cli("export", mnist_run, "--format", "onnx")
+
+def test_a_layer_the_onnx_exporter_cannot_capture_is_named(mnist_run, tmp_path, cli, monkeypatch):
+    from dlcli.layers._modules import Dense
+
+    plain = Dense.forward
+
+    def branching(self, x):  # data-dependent control flow: torch.export cannot capture it
+        return plain(self, x) if x.sum() > 0 else plain(self, -x)
+
+    monkeypatch.setattr(Dense, "forward", branching)
+    result = cli("export", mnist_run, "--format", "onnx", "--out", tmp_path / "model.onnx")
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "def forward" not in result.output  # torch's graph dumps
+    message = " ".join(result.output.split())
+    assert re.search(r"best\.pt: ONNX export failed at model\.layers\[4\] \(dense\): \w+: \S", message), message
+    assert message.endswith("; --format torchscript may still work") and "\x1b" not in message
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("missing, says", [
+    (["onnx"], "needs the onnx package, which is not installed"),
+    (["onnxscript"], "needs the onnxscript package, which is not installed"),
+    (["onnx", "onnxscript"], "needs the onnx and onnxscript packages, which are not installed")])
+def test_onnx_without_its_packages_is_a_clear_error(missing, says, mnist_run, tmp_path, cli, monkeypatch):
+    for name in ONNX_PACKAGES:
+        importlib.import_module(name)  # imported before, so that only `missing` are missing below
+    for name in missing:
+        monkeypatch.setitem(sys.modules, name, None)  # `import name` raises ImportError, as when not installed
+    out = tmp_path / "model.onnx"
+    result = cli("export", mnist_run, "--format", "onnx", "--out", out)
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
-    assert "needs the onnx package" in result.output and "pip install onnx" in result.output
+    message = " ".join(result.output.split())
+    assert f"--format onnx {says} (optional for dlcli): pip install 'dlcli[onnx]' (or pip install onnx " \
+           f"onnxscript); or export --format torchscript" in message
+    assert not out.exists()
 
 
 def test_unknown_format_lists_the_formats(mnist_run, cli):
@@ -83,3 +173,88 @@ def test_unknown_format_lists_the_formats(mnist_run, cli):
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "did you mean 'torchscript'?" in result.output
     assert "torchscript, onnx, state_dict" in result.output
+
+
+# ---------------------------------------------------------------------------
+# ONNX across the registries: untrained checkpoints of models that, together,
+# hold every registered layer type and activation
+# ---------------------------------------------------------------------------
+
+ONNX_MODELS = {
+    "conv2d": ([3, 12, 12], "cross_entropy", [
+        "conv2d: {filters: 4, kernel_size: 3, padding: same, activation: relu}",  # relu moves after the pool
+        "maxpool2d: 2", "conv2d: {filters: 4, kernel_size: [2, 3], activation: gelu}",
+        "avgpool2d: {pool_size: 2, padding: same}", "batchnorm", "dropout: 0.3", "global_avgpool2d", "dense: 5"]),
+    "conv2d_binary": ([3, 8, 8], "bce_with_logits", [
+        "conv2d: {filters: 4, kernel_size: 3, strides: 2, activation: leaky_relu}", "global_maxpool2d",
+        "layernorm", "dense: 1"]),
+    "conv1d": ([2, 30], "cross_entropy", [
+        "conv1d: {filters: 4, kernel_size: 4, padding: same, activation: relu}",
+        "maxpool1d: {pool_size: 3, padding: same}", "conv1d: {filters: 4, kernel_size: 3, dilation_rate: 2}",
+        "avgpool1d: 2", "global_maxpool1d", "dense: 10"]),
+    "conv1d_regression": ([2, 30], "mse", ["conv1d: {filters: 4, kernel_size: 3}", "global_avgpool1d", "dense: 2"]),
+    "recurrent": ([96], "cross_entropy", [
+        "reshape: {target_shape: [8, 12]}", "simple_rnn: {units: 8, return_sequences: true}",
+        "lstm: {units: 8, bidirectional: true, return_sequences: true}",
+        "gru: {units: 8, num_layers: 2, dropout: 0.1}", "dense: 10"]),
+    "embedding": ([12], "cross_entropy", ["embedding: {input_dim: 50, output_dim: 8}", "gru: {units: 8}", "dense: 3"]),
+    "activations": ([4, 5], "nll", ["flatten", "dense: 12"] + [f"activation: {name}" for name in (
+        "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "mish", "sigmoid", "hard_sigmoid", "tanh",
+        "softplus", "softsign", "softmax", "linear")] + ["dense: 4", "activation: log_softmax"]),
+}
+
+
+def _raw_samples(input_shape, count, ids, seed):
+    generator = torch.Generator().manual_seed(seed)
+    if ids:
+        return torch.randint(0, 50, (count, *input_shape), generator=generator)
+    return torch.rand((count, *input_shape), generator=generator) * 255
+
+
+def _untrained_checkpoint(folder, case):
+    """checkpoints/best.pt of a freshly initialized model, normalized as training would for its data."""
+    from dlcli.checkpoint import save_checkpoint
+    from dlcli.config import config_from_text
+    from dlcli.data.prepare import normalization_stats
+
+    input_shape, loss, layers = ONNX_MODELS[case]
+    text = (f"name: {case}\nseed: 0\nmodel:\n  input_shape: {input_shape}\n  layers:\n"
+            + "".join(f"    - {layer}\n" for layer in layers)
+            + f"data: {{dataset: npz, path: {folder / 'unused.npz'}}}\nloss: {loss}\ntrainer: {{device: cpu}}\n")
+    cfg = config_from_text(text, f"{case}.yaml")
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    for name, buffer in model.named_buffers():  # batchnorm statistics other than the initial 0 and 1
+        if name.endswith("running_mean") or name.endswith("running_var"):
+            buffer.copy_(torch.rand(buffer.shape) + 0.5)
+    training_like = _raw_samples(input_shape, 16, case == "embedding", seed=0)
+    path = folder / "checkpoints" / "best.pt"
+    path.parent.mkdir(parents=True)
+    save_checkpoint(path, {"config": cfg, "model": model.state_dict(), "epoch": 0, "step": 0,
+                           "normalization": normalization_stats(training_like)})
+    return path
+
+
+def test_onnx_models_cover_every_layer_and_activation():
+    from dlcli.activations import ACTIVATIONS
+    from dlcli.layers import LAYERS
+
+    layers = [layer for _, _, listed in ONNX_MODELS.values() for layer in listed]
+    assert len(layers) == 48
+    assert {re.match(r"\w+", layer)[0] for layer in layers} == set(LAYERS.names())
+    assert set(re.findall(r"activation: (\w+)", " ".join(layers))) == set(ACTIVATIONS.names())
+
+
+@pytest.mark.parametrize("case", list(ONNX_MODELS))
+def test_onnx_export_of_every_layer_type_matches_predict(case, tmp_path):
+    checkpoint = _untrained_checkpoint(tmp_path, case)
+    export = export_checkpoint(checkpoint, "onnx", tmp_path / "model.onnx")
+    trained = load_trained(checkpoint, "cpu")
+    fused = any(isinstance(module, ActivatedPool) for module in trained.model.modules())
+    assert fused == (case in ("conv2d", "conv1d"))  # the trainer's rewrite is what gets exported
+    raw = _raw_samples(trained.input_shape, 5, case == "embedding", seed=1)  # the export traced 2
+    _, expected = _predict_path(trained, raw)
+    session, outputs = run_onnx(export.path, raw)
+    torch.testing.assert_close(outputs, expected, rtol=1e-4, atol=1e-5)
+    assert session.get_inputs()[0].type == ("tensor(int64)" if case == "embedding" else "tensor(float)")
+    assert ("int64 token ids" if case == "embedding" else "float32") in export.info["input"]
