@@ -7,7 +7,8 @@
     state_dict   the model's weights as a plain dict of tensors (`torch.save`), to load
                  into `dlcli.model.build_model(config)`
 
-Each export gets a JSON sidecar (`<file stem>.json`) with the config, the classes,
+Each export gets a JSON sidecar (its file name less `.pt`, plus `.json`:
+`best.torchscript.json`, `best.onnx.json`) with the config, the classes,
 the normalization and what the inputs and outputs are.
 
 The TorchScript and ONNX modules take a batch shaped (B, *model.input_shape) of raw
@@ -115,7 +116,7 @@ def export_checkpoint(path: str | Path, fmt: str, out: str | Path | None = None)
             _save_onnx(trained, target, info)
     except OSError as err:
         raise DlcliError(f"{target}: cannot write the export: {err.strerror or err}") from None
-    sidecar = target.with_name(target.name.removesuffix(".pt").removesuffix(".onnx") + ".json")
+    sidecar = target.with_name(target.name.removesuffix(".pt") + ".json")  # best.onnx -> best.onnx.json
     from dlcli.runs import write_text_atomic
 
     write_text_atomic(sidecar, json.dumps(info, indent=2) + "\n")

@@ -57,7 +57,7 @@ def test_onnx_gives_the_checkpoint_models_predictions(mnist_run, raw_batch, cli)
     result = cli("export", mnist_run, "--format", "onnx")
     assert result.exit_code == 0, result.output
     path = mnist_run / "export" / "best.onnx"
-    assert sorted(p.name for p in path.parent.glob("best.onnx*")) == ["best.onnx"]  # weights inside
+    assert not path.with_name("best.onnx.data").exists()  # weights inside
     trained = load_trained(mnist_run, "cpu")
     assert any(isinstance(m, ActivatedPool) for m in trained.model.modules())  # conv's relu moved after the pool
     _, expected = _predict_path(trained, raw_batch)
@@ -67,7 +67,7 @@ def test_onnx_gives_the_checkpoint_models_predictions(mnist_run, raw_batch, cli)
     (model_input,) = session.get_inputs()
     assert (model_input.name, model_input.type, model_input.shape) == ("input", "tensor(float)", ["batch", 1, 28, 28])
 
-    sidecar = json.loads((mnist_run / "export" / "best.json").read_text())
+    sidecar = json.loads((mnist_run / "export" / "best.onnx.json").read_text())
     assert sidecar["format"] == "dlcli-export-onnx" and sidecar["input_shape"] == [1, 28, 28]
     assert sidecar["class_names"] == [str(d) for d in range(10)] and sidecar["task"] == "classification"
     assert sidecar["normalization"] == trained.normalization and sidecar["config"] == trained.cfg
@@ -78,7 +78,7 @@ def test_onnx_gives_the_checkpoint_models_predictions(mnist_run, raw_batch, cli)
 def test_onnx_lstm_matches_predict_and_torchscript(lstm_run, tmp_path):
     onnx = export_checkpoint(lstm_run, "onnx", tmp_path)
     script = export_checkpoint(lstm_run, "torchscript", tmp_path)
-    assert onnx.path == tmp_path / "best.onnx" and onnx.sidecar == tmp_path / "best.json"
+    assert onnx.path == tmp_path / "best.onnx" and onnx.sidecar == tmp_path / "best.onnx.json"
     trained = load_trained(lstm_run, "cpu")
     raw = torch.randint(0, 256, (5, 1, 28, 28), generator=torch.Generator().manual_seed(3)).float()
     _, expected = _predict_path(trained, raw)
@@ -123,10 +123,10 @@ def test_onnx_weights_past_the_protobuf_limit_go_beside_the_model(mnist_run, raw
     monkeypatch.setattr("dlcli.export.ONNX_INLINE_LIMIT", 1000)  # as if the weights were over 1.5 GiB
     result = cli("export", mnist_run, "--format", "onnx", "--out", tmp_path)
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.json", "best.onnx", "best.onnx.data"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.onnx", "best.onnx.data", "best.onnx.json"]
     assert (tmp_path / "best.onnx").stat().st_size < 20_000 < (tmp_path / "best.onnx.data").stat().st_size
     assert "weights: best.onnx.data" in " ".join(result.output.split())
-    assert json.loads((tmp_path / "best.json").read_text())["external_data"].startswith("best.onnx.data")
+    assert json.loads((tmp_path / "best.onnx.json").read_text())["external_data"].startswith("best.onnx.data")
     _, expected = _predict_path(load_trained(mnist_run, "cpu"), raw_batch)
     torch.testing.assert_close(run_onnx(tmp_path / "best.onnx", raw_batch.float())[1], expected, rtol=0, atol=1e-5)
 
