@@ -18,7 +18,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from dlcli.errors import CheckpointError
+from dlcli.errors import CheckpointError, short_list, short_repr, shorten
 
 FORMAT = "dlcli-checkpoint"
 FORMAT_VERSION = 1
@@ -100,23 +100,24 @@ def load_checkpoint(path: str | Path, prefer: str = "best.pt", map_location: Any
         if refused is None:  # garbage, not code: the unpickler met bytes it does not know
             reason = next((line.strip() for line in lines if "Unsupported" in line), lines[0] if lines else "")
             raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or not a torch file?): "
-                                  f"{reason.replace('WeightsUnpickler error: ', '')}") from None
+                                  f"{shorten(reason.replace('WeightsUnpickler error: ', ''), 200)}") from None
         detail = refused.replace("WeightsUnpickler error: ", "").split(" was not an allowed")[0].rstrip(".")
         raise CheckpointError(f"{path}: refused to load: the file holds Python objects or code that a "
                               f"checkpoint never contains (loaded with weights_only=True: nothing in it was run). "
-                              f"{detail}".rstrip()) from None
+                              f"{shorten(detail, 200)}".rstrip()) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not a torch file?): "
-                              f"{reason}") from None
+                              f"{shorten(reason, 200)}") from None
     except Exception as err:  # torch raises assorted errors on garbage input
-        raise CheckpointError(f"{path}: not a readable checkpoint: {type(err).__name__}: {err}") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint: {type(err).__name__}: "
+                              f"{shorten(str(err), 200)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a dlcli checkpoint (expected a file written by dlcli train; "
                               f"received {type(state).__name__}"
-                              f"{' with keys ' + ', '.join(map(str, list(state)[:8])) if isinstance(state, dict) else ''})")
+                              f"{' with keys ' + short_list(state, limit=8) if isinstance(state, dict) else ''})")
     if state.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: written by a newer dlcli (format {state['format_version']}); "
+        raise CheckpointError(f"{path}: written by a newer dlcli (format {short_repr(state['format_version'])}); "
                               f"this dlcli reads format {FORMAT_VERSION}")
     missing = [key for key in ("config", "model", "epoch", "step") if key not in state]
     if missing:
@@ -154,5 +155,5 @@ def load_model_from_checkpoint(state: dict, device: Any = "cpu", cfg: dict | Non
         model.load_state_dict(state["model"])
     except (RuntimeError, TypeError, AttributeError) as err:
         raise CheckpointError(f"{state.get('path', 'checkpoint')}: the weights do not fit the model of its "
-                              f"config: {str(err).splitlines()[0]}") from None
+                              f"config: {shorten(str(err).splitlines()[0], 300)}") from None
     return cfg, model
