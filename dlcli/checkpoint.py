@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import stat
 import tempfile
 import zipfile
 from pathlib import Path
@@ -24,13 +25,53 @@ FORMAT = "dlcli-checkpoint"
 FORMAT_VERSION = 1
 
 
+def _proc_umask() -> int | None:
+    """The umask as Linux shows it (/proc/self/status, kernel 4.7+), read without changing it."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _umask_by_setting_it() -> int:
+    """Elsewhere os.umask must set the umask to read it, and threads creating files meanwhile
+    would get the wrong mode: so it is done once, while this module is imported."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK_AT_IMPORT = _proc_umask()
+if _UMASK_AT_IMPORT is None:
+    _UMASK_AT_IMPORT = _umask_by_setting_it()
+
+
+def current_umask() -> int:
+    """The process umask: as it is now where Linux shows it, else as it was at import."""
+    mask = _proc_umask()
+    return _UMASK_AT_IMPORT if mask is None else mask
+
+
 def atomic_write_bytes(path: Path, write) -> None:
     """Write through `write(file)` to a temporary file in the same directory,
     flush and fsync it, then rename it over `path`: a crash at any moment leaves
-    the old file or the new one, never a torn one."""
+    the old file or the new one, never a torn one.
+
+    The file gets the mode `open(path, "w")` would give it: an existing file keeps its
+    own, a new one gets 0o666 minus the umask (mkstemp alone makes every file 0o600)."""
     path = Path(path)
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:  # no such file yet
+        mode = 0o666 & ~current_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):  # not on Windows before Python 3.13
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
