@@ -18,6 +18,7 @@ from dlcli.checkpoint import load_checkpoint, save_checkpoint
 from dlcli.config import config_from_text
 from dlcli.errors import CheckpointError, DataError, RunError
 from dlcli.train import Callback, RunHandle, train
+from tests.samples import Payload
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,18 +39,10 @@ def test_crash_between_write_and_rename_keeps_the_old_checkpoint(tmp_path, monke
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temporary file left behind
 
 
-class _Payload:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
 def test_checkpoint_with_pickled_code_is_refused_and_not_run(tmp_path):
     marker = tmp_path / "code-ran"
     path = tmp_path / "evil.pt"
-    torch.save({"format": "dlcli-checkpoint", "model": _Payload(marker)}, path)
+    torch.save({"format": "dlcli-checkpoint", "model": Payload(marker)}, path)
     with pytest.raises(CheckpointError, match="refused to load.*nothing in it was run"):
         load_checkpoint(path)
     assert not marker.exists()
