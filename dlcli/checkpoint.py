@@ -13,24 +13,65 @@ from __future__ import annotations
 
 import os
 import pickle
+import stat
 import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
-from dlcli.errors import CheckpointError
+from dlcli.errors import CheckpointError, short_list, short_repr, shorten
 
 FORMAT = "dlcli-checkpoint"
 FORMAT_VERSION = 1
 
 
+def _proc_umask() -> int | None:
+    """The umask as Linux shows it (/proc/self/status, kernel 4.7+), read without changing it."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _umask_by_setting_it() -> int:
+    """Elsewhere os.umask must set the umask to read it, and threads creating files meanwhile
+    would get the wrong mode: so it is done once, while this module is imported."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK_AT_IMPORT = _proc_umask()
+if _UMASK_AT_IMPORT is None:
+    _UMASK_AT_IMPORT = _umask_by_setting_it()
+
+
+def current_umask() -> int:
+    """The process umask: as it is now where Linux shows it, else as it was at import."""
+    mask = _proc_umask()
+    return _UMASK_AT_IMPORT if mask is None else mask
+
+
 def atomic_write_bytes(path: Path, write) -> None:
     """Write through `write(file)` to a temporary file in the same directory,
     flush and fsync it, then rename it over `path`: a crash at any moment leaves
-    the old file or the new one, never a torn one."""
+    the old file or the new one, never a torn one.
+
+    The file gets the mode `open(path, "w")` would give it: an existing file keeps its
+    own, a new one gets 0o666 minus the umask (mkstemp alone makes every file 0o600)."""
     path = Path(path)
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:  # no such file yet
+        mode = 0o666 & ~current_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):  # not on Windows before Python 3.13
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
@@ -100,23 +141,24 @@ def load_checkpoint(path: str | Path, prefer: str = "best.pt", map_location: Any
         if refused is None:  # garbage, not code: the unpickler met bytes it does not know
             reason = next((line.strip() for line in lines if "Unsupported" in line), lines[0] if lines else "")
             raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or not a torch file?): "
-                                  f"{reason.replace('WeightsUnpickler error: ', '')}") from None
+                                  f"{shorten(reason.replace('WeightsUnpickler error: ', ''), 200)}") from None
         detail = refused.replace("WeightsUnpickler error: ", "").split(" was not an allowed")[0].rstrip(".")
         raise CheckpointError(f"{path}: refused to load: the file holds Python objects or code that a "
                               f"checkpoint never contains (loaded with weights_only=True: nothing in it was run). "
-                              f"{detail}".rstrip()) from None
+                              f"{shorten(detail, 200)}".rstrip()) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not a torch file?): "
-                              f"{reason}") from None
+                              f"{shorten(reason, 200)}") from None
     except Exception as err:  # torch raises assorted errors on garbage input
-        raise CheckpointError(f"{path}: not a readable checkpoint: {type(err).__name__}: {err}") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint: {type(err).__name__}: "
+                              f"{shorten(str(err), 200)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a dlcli checkpoint (expected a file written by dlcli train; "
                               f"received {type(state).__name__}"
-                              f"{' with keys ' + ', '.join(map(str, list(state)[:8])) if isinstance(state, dict) else ''})")
+                              f"{' with keys ' + short_list(state, limit=8) if isinstance(state, dict) else ''})")
     if state.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: written by a newer dlcli (format {state['format_version']}); "
+        raise CheckpointError(f"{path}: written by a newer dlcli (format {short_repr(state['format_version'])}); "
                               f"this dlcli reads format {FORMAT_VERSION}")
     missing = [key for key in ("config", "model", "epoch", "step") if key not in state]
     if missing:
@@ -154,5 +196,5 @@ def load_model_from_checkpoint(state: dict, device: Any = "cpu", cfg: dict | Non
         model.load_state_dict(state["model"])
     except (RuntimeError, TypeError, AttributeError) as err:
         raise CheckpointError(f"{state.get('path', 'checkpoint')}: the weights do not fit the model of its "
-                              f"config: {str(err).splitlines()[0]}") from None
+                              f"config: {shorten(str(err).splitlines()[0], 300)}") from None
     return cfg, model

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 
 class DlcliError(Exception):
@@ -36,7 +36,7 @@ def did_you_mean(name: object, choices: Iterable[str]) -> str:
     choices = list(choices)
     lowered = {c.lower(): c for c in choices}
     close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
-    return f" did you mean '{lowered[close[0]]}'?" if close else ""
+    return f" did you mean {shorten(lowered[close[0]], quote=True)}?" if close else ""
 
 
 def format_path(path: Sequence[object]) -> str:
@@ -46,17 +46,53 @@ def format_path(path: Sequence[object]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            out += ("." if out else "") + shorten(str(part))
     return out or "<top level>"
 
 
-def short_repr(value: object, limit: int = 60) -> str:
-    """repr() that never floods a terminal."""
+# What a message echoes of the user's input (values, key names, overrides, file contents) is
+# bounded: a long one is cut and says how long it was, `'aaaa...' (12,000 characters)`, so that
+# a huge value cannot turn a message into megabytes. Short ones are echoed as they are.
+ECHO_LIMIT = 60
+
+
+def shorten(text: str, limit: int = ECHO_LIMIT, quote: bool = False) -> str:
+    """`text` as it is (in single quotes with quote=True), or its first `limit` characters
+    and its length: `aaaa... (12,000 characters)`."""
+    q = "'" if quote else ""
+    if len(text) <= limit:
+        return f"{q}{text}{q}"
+    return f"{q}{text[:limit - 3]}...{q} ({len(text):,} characters)"
+
+
+def short_repr(value: object, limit: int = ECHO_LIMIT) -> str:
+    """repr() that never floods a terminal: `'aaaa...' (12,000 characters)`,
+    `[1, 1, 1...] (100,000 items, 300,000 characters)`, `123456... (99 digits)`."""
     try:
         text = repr(value)
+    except ValueError:  # an int too long to print (sys.get_int_max_str_digits)
+        return f"<an integer of about {int(value.bit_length() * 0.30103):,} digits>"
     except Exception:  # pragma: no cover - exotic objects
         text = f"<{type(value).__name__}>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    if len(text) <= limit:
+        return text
+    if isinstance(value, str):
+        return f"{text[:limit - 4]}...{text[0]} ({len(value):,} characters)"  # text[0]: the quote repr chose
+    if isinstance(value, (list, tuple, dict, set)):
+        close = {"[": "]", "(": ")", "{": "}"}.get(text[0], "")
+        items = f"{len(value):,} item{'s' if len(value) != 1 else ''}"
+        return f"{text[:limit - 3 - len(close)]}...{close} ({items}, {len(text):,} characters)"
+    if isinstance(value, int):
+        return f"{text[:limit - 3]}... ({len(text.lstrip('-')):,} digits)"
+    return f"{text[:limit - 3]}... ({len(text):,} characters)"
+
+
+def short_list(items: Iterable[object], show: Callable[[object], str] = lambda item: shorten(str(item)),
+               limit: int = 20, sep: str = ", ") -> str:
+    """At most `limit` items, each through `show`, joined by `sep`: `a, b, ... (1,234 in all)`."""
+    items = list(items)
+    shown = sep.join(show(item) for item in items[:limit])
+    return shown + (f"{sep}... ({len(items):,} in all)" if len(items) > limit else "")
 
 
 @dataclass(frozen=True)
@@ -72,13 +108,19 @@ class Problem:
         return f"{location}{format_path(self.path)}: {self.message}"
 
 
+MAX_PROBLEMS_SHOWN = 20  # thousands of bad entries: the first ones say enough
+
+
 class ConfigError(DlcliError):
-    """Every problem found in a config, reported together."""
+    """Every problem found in a config, reported together (`problems` holds them all; the
+    message shows the first MAX_PROBLEMS_SHOWN)."""
 
     def __init__(self, problems: list[Problem], source: str = "config"):
         self.problems = list(problems)
         self.source = source
         count = len(self.problems)
         header = f"{source}: {count} problem{'s' if count != 1 else ''}"
-        lines = [header] + [f"  - {p.render()}" for p in self.problems]
+        lines = [header] + [f"  - {p.render()}" for p in self.problems[:MAX_PROBLEMS_SHOWN]]
+        if count > MAX_PROBLEMS_SHOWN:
+            lines.append(f"  ... and {count - MAX_PROBLEMS_SHOWN:,} more problems")
         super().__init__("\n".join(lines))

@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 
 from dlcli.data.prepare import affine
-from dlcli.errors import DlcliError
+from dlcli.errors import DlcliError, short_repr
 from dlcli.inference import TrainedModel, load_trained
 
 FORMATS = {"torchscript": ".torchscript.pt", "onnx": ".onnx", "state_dict": ".state_dict.pt"}
@@ -94,7 +94,7 @@ def export_checkpoint(path: str | Path, fmt: str, out: str | Path | None = None)
     from dlcli.errors import did_you_mean
 
     if fmt not in FORMATS:
-        raise DlcliError(f"unknown export format {fmt!r};{did_you_mean(fmt, FORMATS)} expected one of: "
+        raise DlcliError(f"unknown export format {short_repr(fmt)};{did_you_mean(fmt, FORMATS)} expected one of: "
                          f"{', '.join(FORMATS)}")
     if fmt == "onnx":
         _require_onnx()

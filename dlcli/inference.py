@@ -20,7 +20,7 @@ import torch
 
 from dlcli.data._tensors import Split
 from dlcli.data.prepare import DeviceSplit, to_device_split
-from dlcli.errors import CheckpointError, DataError, DlcliError
+from dlcli.errors import CheckpointError, DataError, DlcliError, short_list, short_repr
 from dlcli.layers import fmt_shape
 
 
@@ -196,8 +196,8 @@ def check_labels(trained: TrainedModel, split: Split, class_names: list[str] | N
     if named and model_names and class_names != model_names[:len(class_names)]:
         unknown = [name for name in class_names if name not in model_names]
         if unknown:
-            listed = ", ".join(model_names[:12]) + (", ..." if len(model_names) > 12 else "")
-            raise DataError(f"{where}: class {unknown[0]!r} is not one of the model's {len(model_names)} "
+            listed = short_list(model_names, limit=12)
+            raise DataError(f"{where}: class {short_repr(unknown[0])} is not one of the model's {len(model_names)} "
                             f"classes ({listed})")
         lookup = torch.tensor([model_names.index(name) for name in class_names], dtype=torch.int64)
         y = lookup[y.long()]

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dlcli.errors import DataError, DlcliError
+from dlcli.errors import DataError, DlcliError, short_list
 from dlcli.inference import TrainedModel, image_sample_shape, load_trained
 
 OUTPUT_FORMATS = (".csv", ".json")
@@ -118,7 +118,7 @@ def read_npz(path: Path) -> tuple[torch.Tensor, list[str]]:
         name = next((n for n in ("x", "x_test") if n in npz.files), None)
         if name is None:
             raise DataError(f"{path}: expected an array named 'x' (or 'x_test'); the file has: "
-                            f"{', '.join(npz.files) or 'no arrays'}")
+                            f"{short_list(npz.files) or 'no arrays'}")
         array = _npz_array(npz, name, path)
     if array.ndim == 0 or len(array) == 0:
         raise DataError(f"{path}: expected at least one sample in {name}, received shape {array.shape}")

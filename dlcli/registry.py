@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from dlcli.errors import did_you_mean, short_repr
+from dlcli.errors import did_you_mean, short_repr, shorten
 
 
 class _Required:
@@ -241,7 +241,7 @@ class StrList(Kind):
             choices = list(self._choices())
             for v in value:
                 if v not in choices:
-                    raise KindError(f"unknown name {v!r}; expected names from: {', '.join(choices)};"
+                    raise KindError(f"unknown name {short_repr(v)}; expected names from: {', '.join(choices)};"
                                     f"{did_you_mean(v, choices)}".rstrip(";"))
         return value
 
@@ -367,7 +367,8 @@ def check_args(entry: Entry, given: dict[str, Any], reserved: Iterable[str] = ()
         arg = entry.arg(key) if isinstance(key, str) else None
         if arg is None:
             valid = ", ".join(names) if names else "none"
-            problems.append((key, f"unknown argument '{key}' for {entry.name};{did_you_mean(key, names)} "
+            problems.append((key, f"unknown argument {shorten(str(key), quote=True)} for {entry.name};"
+                                  f"{did_you_mean(key, names)} "
                                   f"valid arguments: {valid}"))
             continue
         try:

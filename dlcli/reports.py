@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from dlcli.errors import DataError, DlcliError
+from dlcli.errors import DataError, DlcliError, short_repr
 from dlcli.inference import TrainedModel, check_labels, load_trained
 
 SPLITS = ("train", "val", "test")
@@ -104,7 +104,7 @@ def evaluate_checkpoint(path: str | Path, split: str | None = None, data: str | 
     from dlcli.losses import LOSSES
 
     if split is not None and split not in SPLITS:
-        raise DlcliError(f"unknown split {split!r}; expected one of: {', '.join(SPLITS)}")
+        raise DlcliError(f"unknown split {short_repr(split)}; expected one of: {', '.join(SPLITS)}")
     trained = load_trained(path, device)
     cfg = trained.cfg
     if data is None:

@@ -1,10 +1,14 @@
-"""Valid argument values derived from an entry's declared arguments, so tests can
-build every registered thing without a hand-written list of arguments."""
+"""Samples shared by the test packages: valid argument values derived from an entry's
+declared arguments (so tests can build every registered thing without a hand-written
+list of arguments), the tiny MNIST config that tests/train and tests/reports train, and
+a pickled code payload for the tests that checkpoints never run code."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from dlcli.config import config_from_text
 from dlcli.registry import (Bool, Entry, Float, FloatList, Int, IntList, IntTuple, Kind, Optional, Padding, Str,
                             StrList, check_args)
 
@@ -47,3 +51,40 @@ def sample_args(entry: Entry, given: dict | None = None) -> dict:
     args, problems = check_args(entry, given)
     assert not problems, f"{entry.name}: sample arguments rejected: {problems}"
     return args
+
+
+# Trains in a second or two on a CPU, yet has every piece of state a checkpoint carries:
+# dropout and batchnorm, a validation split, a warm-up schedule (tests/reports drops it).
+TINY_MNIST = """
+name: tiny
+seed: 3
+model:
+  input_shape: [1, 28, 28]
+  layers:
+    - conv2d: {filters: 4, kernel_size: 3, activation: relu}
+    - maxpool2d: 2
+    - dropout: 0.2
+    - flatten
+    - dense: {units: 16, activation: relu}
+    - batchnorm
+    - dense: 10
+data: {dataset: mnist, batch_size: 32, subset: 320, test_subset: 200, val_split: 0.25}
+optimizer: {type: adam, lr: 3e-3}
+scheduler: {type: cosine, warmup_steps: 3}
+trainer: {epochs: 4, device: cpu, progress: none}
+"""
+
+
+def tiny_mnist(out_dir: Any, *overrides: str) -> dict:
+    """TINY_MNIST resolved with `overrides`, its runs written under `out_dir`."""
+    return config_from_text(TINY_MNIST, "tiny.yaml", [f"trainer.out_dir={out_dir}", *overrides])
+
+
+class Payload:
+    """Unpickling this runs `touch MARKER`: a loader that runs code leaves the marker behind."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dlcli.errors import (CheckpointError, ConfigError, DataError, DlcliError, Problem, RunError, did_you_mean,
-                          format_path, short_repr)
+from dlcli.errors import (MAX_PROBLEMS_SHOWN, CheckpointError, ConfigError, DataError, DlcliError, Problem, RunError,
+                          did_you_mean, format_path, short_list, short_repr, shorten)
 
 
 @pytest.mark.parametrize("cls", [ConfigError, DataError, CheckpointError, RunError])
@@ -29,9 +29,39 @@ def test_did_you_mean():
     assert did_you_mean(3, ["epochs"]) == ""
 
 
-def test_short_repr_never_floods():
-    assert short_repr("x" * 1000).endswith("...") and len(short_repr("x" * 1000)) == 60
-    assert short_repr([1, 2]) == "[1, 2]"
+def test_short_repr_keeps_short_values_as_repr_gives_them():
+    for value in (-3, "relu", [1, 2], {"a": 1}, None, 1e-3, "x" * 58):
+        assert short_repr(value) == repr(value)
+
+
+@pytest.mark.parametrize("value, text", [
+    ("x" * 1000, "'" + "x" * 55 + "...' (1,000 characters)"),
+    ('it\'s ' * 20, '"' + "it's " * 11 + '..." (100 characters)'),
+    ([1] * 100_000, "[" + "1, " * 18 + "1...] (100,000 items, 300,000 characters)"),
+    (["x" * 100], "['" + "x" * 54 + "...] (1 item, 104 characters)"),
+    (int("9" * 99), "9" * 57 + "... (99 digits)"),
+    (10 ** 100_000, "<an integer of about 100,000 digits>"),  # too long for str(): no ValueError
+], ids=["string", "string with quotes", "list", "list with a long item", "integer", "huge integer"])
+def test_short_repr_cuts_a_long_value_and_says_how_long_it_was(value, text):
+    assert short_repr(value) == text
+
+
+def test_shorten_and_short_list():
+    assert shorten("epochs") == "epochs" and shorten("epochs", quote=True) == "'epochs'"
+    assert shorten("k" * 12_000) == "k" * 57 + "... (12,000 characters)"
+    assert shorten("k" * 12_000, quote=True) == "'" + "k" * 57 + "...' (12,000 characters)"
+    assert short_list(["a", "b"]) == "a, b"
+    assert short_list(range(100)) == ", ".join(map(str, range(20))) + ", ... (100 in all)"
+    assert short_list(["k" * 1000], short_repr) == "'" + "k" * 55 + "...' (1,000 characters)"
+
+
+@pytest.mark.parametrize("echo", [
+    lambda huge: format_path(("trainer", huge)),
+    lambda huge: did_you_mean("k" * 99, [huge]),
+    lambda huge: short_list([huge] * 1000),
+], ids=["format_path", "did_you_mean", "short_list"])
+def test_no_helper_echoes_a_huge_name_in_full(echo):
+    assert len(echo("k" * 100_000)) < 2_000
 
 
 def test_config_error_lists_every_problem():
@@ -41,3 +71,13 @@ def test_config_error_lists_every_problem():
                         "  - a.yaml:3: trainer.epochs: expected an integer\n"
                         "  - <top level>: the file is empty")
     assert str(ConfigError([Problem(("seed",), "bad", "a.yaml:1")], "a.yaml")).startswith("a.yaml: 1 problem\n")
+
+
+def test_config_error_shows_the_first_problems_and_counts_the_rest():
+    problems = [Problem(("metrics", i), "unknown metric", "a.yaml:3") for i in range(10_000)]
+    err = ConfigError(problems, "a.yaml")
+    lines = str(err).splitlines()
+    assert lines[0] == "a.yaml: 10000 problems" and err.problems == problems
+    assert lines[1:MAX_PROBLEMS_SHOWN + 1] == [f"  - a.yaml:3: metrics[{i}]: unknown metric"
+                                               for i in range(MAX_PROBLEMS_SHOWN)]
+    assert lines[MAX_PROBLEMS_SHOWN + 1:] == [f"  ... and {10_000 - MAX_PROBLEMS_SHOWN:,} more problems"]

@@ -3,6 +3,7 @@ exit status 2, never a traceback (unless --debug)."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 from typing import Callable
@@ -40,19 +41,21 @@ def root(debug: bool = typer.Option(False, "--debug", help="show a traceback for
 
 
 def report_errors(fn: Callable) -> Callable:
-    """Turn a DlcliError into `error: ...` on stderr and its exit code."""
+    """Turn a DlcliError into `error: ...` on stderr and its exit code. A path argument
+    too long for the file system (ENAMETOOLONG, wherever it is first used) is bad input too."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from dlcli.errors import DlcliError
+        from dlcli.errors import DlcliError, shorten
 
         try:
             return fn(*args, **kwargs)
-        except DlcliError as err:
-            if state["debug"]:
+        except (DlcliError, OSError) as err:
+            if state["debug"] or (isinstance(err, OSError) and err.errno != errno.ENAMETOOLONG):
                 raise
-            err_console.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)
-            raise typer.Exit(err.exit_code) from None
+            message = str(err) if isinstance(err, DlcliError) else f"{shorten(str(err.filename), 300)}: {err.strerror}"
+            err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+            raise typer.Exit(getattr(err, "exit_code", 2)) from None
 
     return wrapper
 

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from dlcli.cli._app import app, console, report_errors
-from dlcli.errors import DlcliError
+from dlcli.errors import DlcliError, short_repr
 
 KINDS = ("layers", "activations", "optimizers", "schedulers", "losses", "metrics", "datasets")
 
@@ -31,7 +31,8 @@ def _registry(kind: str):
     else:
         from dlcli.errors import did_you_mean
 
-        raise DlcliError(f"unknown kind {kind!r};{did_you_mean(kind, KINDS)} expected one of: {', '.join(KINDS)}")
+        raise DlcliError(f"unknown kind {short_repr(kind)};{did_you_mean(kind, KINDS)} expected one of: "
+                         f"{', '.join(KINDS)}")
     return reg
 
 

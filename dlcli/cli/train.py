@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from dlcli.cli._app import app, console, err_console, report_errors
+from dlcli.cli._app import app, console, err_console, escape, report_errors
 
 
 @app.command()
@@ -17,14 +17,15 @@ def train(config: Optional[str] = typer.Argument(None, help="the YAML config (om
           ) -> None:
     """Train a model; writes runs/<name>/<id>/ with config, metrics, checkpoints and summary."""
     from dlcli.config import load_config
-    from dlcli.errors import DlcliError
+    from dlcli.errors import DlcliError, short_repr, shorten
 
     overrides = list(overrides or [])
     if resume is not None and config is not None:
         if "=" in config:  # `--resume RUN trainer.epochs=20`: typer takes the override as CONFIG
             overrides.insert(0, config)
         else:
-            raise DlcliError(f"give a CONFIG or --resume RUN_DIR, not both (received {config!r} and --resume {resume})")
+            raise DlcliError(f"give a CONFIG or --resume RUN_DIR, not both (received {short_repr(config, 300)} and "
+                             f"--resume {shorten(resume, 300)})")
     if resume is None and config is None:
         raise DlcliError("missing CONFIG: dlcli train CONFIG [key.path=value ...] or dlcli train --resume RUN_DIR")
     cfg = load_config(config, overrides) if resume is None else None  # config errors before torch loads
@@ -37,10 +38,11 @@ def train(config: Optional[str] = typer.Argument(None, help="the YAML config (om
     display = ProgressDisplay(console, mode)
     try:
         if cfg is not None:
-            console.print(f"training [bold]{cfg['name']}[/] ({config})", soft_wrap=True)
+            console.print(f"training [bold]{escape(shorten(cfg['name'], 300))}[/] ({escape(shorten(config, 300))})",
+                          soft_wrap=True)
             summary = train_run(cfg, callbacks=[display], handle=handle)
         else:
-            console.print(f"resuming {resume}", soft_wrap=True)
+            console.print(f"resuming {escape(shorten(resume, 300))}", soft_wrap=True)
             summary = resume_run(resume, overrides, callbacks=[display], handle=handle)
     except TrainingInterrupted as stop:
         err_console.print(f"[yellow]stopped by {stop.signal_name}[/]: saved {handle.run_dir}/checkpoints/last.pt "

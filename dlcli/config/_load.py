@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from dlcli.errors import ConfigError, Problem, short_repr
+from dlcli.errors import ConfigError, Problem, short_repr, shorten
 
 MAX_BYTES = 1_000_000
 MAX_NODES = 50_000
@@ -154,7 +154,8 @@ def _yaml_where(err: yaml.YAMLError, source: str) -> str:
 def _yaml_message(err: yaml.YAMLError) -> str:
     problem = getattr(err, "problem", None) or str(err).splitlines()[0]
     context = getattr(err, "context", None)
-    text = f"invalid YAML: {problem}" + (f" ({context})" if context else "")
+    # PyYAML's problem may quote the input (`found undefined alias 'a...'`)
+    text = f"invalid YAML: {shorten(problem, 200)}" + (f" ({shorten(context, 200)})" if context else "")
     if "could not determine a constructor" in str(err):
         text = OBJECT_TAGS
     return text
@@ -191,9 +192,9 @@ class _Builder:
                     self.fail(key_node, "keys must be plain names, received a list or mapping as a key")
                 key = self.scalar(key_node)
                 if not isinstance(key, str):
-                    self.fail(key_node, f"keys must be names (strings), received {key!r}")
+                    self.fail(key_node, f"keys must be names (strings), received {short_repr(key)}")
                 if key in explicit:
-                    self.fail(key_node, f"duplicate key '{key}' (the later one would silently win)")
+                    self.fail(key_node, f"duplicate key {shorten(key, quote=True)} (the later one would silently win)")
                 if index >= merged:
                     explicit.add(key)
                 self.lines[path + (key,)] = key_node.start_mark.line + 1

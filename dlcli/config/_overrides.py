@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from dlcli.errors import ConfigError, Problem
+from dlcli.errors import ConfigError, Problem, shorten
 
 _PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)")
 
@@ -30,16 +30,17 @@ def parse_path(text: str) -> tuple:
 def parse_override(text: str) -> tuple[tuple, Any]:
     from dlcli.config._load import parse_yaml
 
-    where = f"override '{text}'"
+    where = override_where(text)
     if "=" not in text:
         raise ConfigError([Problem((), "expected key.path=value (e.g. trainer.epochs=3)", where)], "command line")
     key, _, value_text = text.partition("=")
     try:
         path = parse_path(key.strip())
     except ValueError as bad:
-        raise ConfigError([Problem((), f"'{key}' is not a key path (expected names joined by dots, "
-                                       f"with [N] for list items, e.g. model.layers[0].filters); "
-                                       f"the bad part is '{bad}'", where)], "command line") from None
+        raise ConfigError([Problem((), f"{shorten(key, quote=True)} is not a key path (expected names joined "
+                                       f"by dots, with [N] for list items, e.g. model.layers[0].filters); "
+                                       f"the bad part is {shorten(str(bad), quote=True)}", where)],
+                          "command line") from None
     if value_text.strip() == "":
         value: Any = ""
     else:
@@ -56,7 +57,7 @@ def apply_overrides(data: dict, lines: dict, overrides: list[str]) -> list[Probl
     problems: list[Problem] = []
     for text in overrides:
         path, value = parse_override(text)
-        where = f"override '{text}'"
+        where = override_where(text)
         node: Any = data
         for depth, part in enumerate(path[:-1]):
             nxt = path[depth + 1]
@@ -69,7 +70,8 @@ def apply_overrides(data: dict, lines: dict, overrides: list[str]) -> list[Probl
                 node = node[part]
             else:
                 if not isinstance(node, dict):
-                    problems.append(Problem(path[:depth], f"is not a mapping; cannot set '{part}'", where))
+                    problems.append(Problem(path[:depth], f"is not a mapping; cannot set {shorten(part, quote=True)}",
+                                            where))
                     break
                 if part not in node or not isinstance(node[part], (dict, list)):
                     node[part] = {} if isinstance(nxt, str) else []
@@ -82,13 +84,19 @@ def apply_overrides(data: dict, lines: dict, overrides: list[str]) -> list[Probl
                     problems.append(Problem(path, _no_item(node, last), where))
                     continue
             elif not isinstance(node, dict):
-                problems.append(Problem(path[:-1], f"is not a mapping; cannot set '{last}'", where))
+                problems.append(Problem(path[:-1], f"is not a mapping; cannot set {shorten(last, quote=True)}",
+                                        where))
                 continue
             node[last] = value
             for known in [p for p in lines if p[: len(path)] == path]:
                 del lines[known]
             lines[path] = where
     return problems
+
+
+def override_where(text: str) -> str:
+    """`override 'trainer.epochs=3'`: where a problem comes from (a long override cut)."""
+    return f"override {shorten(text, 100, quote=True)}"
 
 
 def _no_item(node: Any, index: int) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 from dlcli.config._schema import DATA, EARLY_STOPPING, MODEL, TOP, TRAINER
 from dlcli.data import DATASETS
-from dlcli.errors import ConfigError, Problem, short_repr
+from dlcli.errors import ConfigError, Problem, did_you_mean, short_list, short_repr
 from dlcli.layers import LAYERS, ShapeError, fmt_shape
 from dlcli.losses import LOSSES
 from dlcli.metrics import METRICS
@@ -179,7 +179,7 @@ def _model(check: _Checker, value: Any) -> dict | None:
     for i, layer in enumerate(layers):
         path = ("model", "layers", i)
         if not isinstance(layer, dict) or "type" not in layer:
-            keys = ", ".join(map(str, layer)) if isinstance(layer, dict) else short_repr(layer)
+            keys = short_list(layer) if isinstance(layer, dict) else short_repr(layer)
             check.add(path, f"{LAYER_FORMS}; received {keys}")
             ok = False
             continue
@@ -282,16 +282,14 @@ def _cross_checks(check: _Checker, cfg: dict) -> None:
     has_val = data["val_split"] > 0
     valid = [f"{split}_{name}" for split in ("train", "val") for name in ["loss", *cfg["metrics"]]]
     if monitor is not None and monitor not in valid:
-        from dlcli.errors import did_you_mean
-
-        check.add(("trainer", "monitor"), f"unknown metric {monitor!r};{did_you_mean(monitor, valid)} "
+        check.add(("trainer", "monitor"), f"unknown metric {short_repr(monitor)};{did_you_mean(monitor, valid)} "
                                           f"expected one of: {', '.join(valid)}")
     elif monitor is not None and monitor.startswith("val_") and not has_val:
         check.add(("trainer", "monitor"), f"{monitor} needs validation data: set data.val_split (e.g. 0.1)")
     scheduler = cfg.get("scheduler")
     if scheduler and scheduler["type"] == "reduce_on_plateau" and scheduler.get("monitor"):
         if scheduler["monitor"] not in valid:
-            check.add(("scheduler", "monitor"), f"unknown metric {scheduler['monitor']!r}; expected one of: "
+            check.add(("scheduler", "monitor"), f"unknown metric {short_repr(scheduler['monitor'])}; expected one of: "
                                                 f"{', '.join(valid)}")
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from dlcli.data._tensors import ImageFiles, Split, Splits
-from dlcli.errors import DataError, did_you_mean, short_repr
+from dlcli.errors import DataError, did_you_mean, short_list, short_repr, shorten
 
 # ---------------------------------------------------------------------------
 # MNIST, shipped as the four original gzip IDX files
@@ -338,7 +338,7 @@ def _read_npz_split(path: Path, x_name: str, y_name: str, test_ok: bool = False)
         for required in (x_name, y_name):
             if required not in names:
                 raise DataError(f"{path}: expected an array named {required!r};{did_you_mean(required, names)} "
-                                f"the file has: {', '.join(names) or 'no arrays'}")
+                                f"the file has: {short_list(names) or 'no arrays'}")
         out = {"x": _npz_array(npz, x_name, path), "y": _npz_array(npz, y_name, path), "x_name": x_name}
         _check_pair(out["x"], out["y"], x_name, y_name, str(path))
         if test_ok and ("x_test" in names or "y_test" in names):
@@ -413,8 +413,8 @@ class _Table:
             source = f" as in {like}" if like else ""
             hint = did_you_mean(missing[0], self.header)
             raise DataError(f"{self.path}: expected column{'s' if len(missing) > 1 else ''} "
-                            f"{', '.join(map(repr, missing))}{source};{hint} the file has columns: "
-                            f"{', '.join(self.header)}")
+                            f"{short_list(missing, short_repr)}{source};{hint} the file has columns: "
+                            f"{short_list(self.header)}")
 
     def numbers(self, name: str) -> np.ndarray:
         """Column `name` as float64; an empty, non-numeric or non-finite cell names its line."""
@@ -434,8 +434,8 @@ class _Table:
         return values
 
     def cell_error(self, i: int, name: str, expected: str, cell: str) -> DataError:
-        received = "an empty cell" if not cell.strip() else repr(cell)
-        return DataError(f"{self.path}:{self.lines[i]}: column {name!r} (data row {i + 1}): expected "
+        received = "an empty cell" if not cell.strip() else short_repr(cell)
+        return DataError(f"{self.path}:{self.lines[i]}: column {short_repr(name)} (data row {i + 1}): expected "
                          f"{expected}, received {received}")
 
 
@@ -472,7 +472,7 @@ def _read_csv_rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
         raise DataError(f"{path}:1: expected a name for every column, column {blank[0]} has none")
     duplicates = sorted({h for h in header if header.count(h) > 1})
     if duplicates:
-        raise DataError(f"{path}:1: expected unique column names, received {', '.join(map(repr, duplicates))} "
+        raise DataError(f"{path}:1: expected unique column names, received {short_list(duplicates, short_repr)} "
                         f"more than once")
     if not rows:
         raise DataError(f"{path}: expected data rows after the header, the file has none")
@@ -492,8 +492,8 @@ def load_csv_file(args: dict) -> Splits:
     tables = {"train": _Table(path)}
     header = tables["train"].header
     if target not in header:
-        raise DataError(f"{path}: target column {target!r} not found;{did_you_mean(target, header)} "
-                        f"the file has columns: {', '.join(header)}")
+        raise DataError(f"{path}: target column {short_repr(target)} not found;{did_you_mean(target, header)} "
+                        f"the file has columns: {short_list(header)}")
     features = _feature_names(path, header, target, args.get("features"), window)
     if test_path:
         tables["test"] = _Table(Path(test_path))
@@ -523,23 +523,23 @@ def _feature_names(path: Path, header: list[str], target: str, features: list[st
     if features is None:
         features = [h for h in header if h != target]
         if not features:
-            raise DataError(f"{path}: expected feature columns besides the target {target!r}, the file has "
-                            f"only {', '.join(header)}" + (f"; to predict a series from its own past list it: "
-                                                           f"features: [{target}]" if window else ""))
+            raise DataError(f"{path}: expected feature columns besides the target {short_repr(target)}, the file "
+                            f"has only {short_list(header)}" + (f"; to predict a series from its own past list "
+                                                                f"it: features: [{shorten(target)}]" if window else ""))
         return features
     if not features:
         raise DataError(f"{path}: expected at least one name in data.features, received an empty list")
     for name in features:
         if name not in header:
-            raise DataError(f"{path}: feature column {name!r} not found;{did_you_mean(name, header)} the file "
-                            f"has columns: {', '.join(header)}")
+            raise DataError(f"{path}: feature column {short_repr(name)} not found;{did_you_mean(name, header)} "
+                            f"the file has columns: {short_list(header)}")
     repeated = sorted({f for f in features if features.count(f) > 1})
     if repeated:
         raise DataError(f"{path}: expected each feature once in data.features, received "
-                        f"{', '.join(map(repr, repeated))} more than once")
+                        f"{short_list(repeated, short_repr)} more than once")
     if target in features and not window:
-        raise DataError(f"{path}: the target {target!r} is also listed in data.features, so the model would "
-                        f"see the answer; expected features without the target (with data.window the target's "
+        raise DataError(f"{path}: the target {short_repr(target)} is also listed in data.features, so the model "
+                        f"would see the answer; expected features without the target (with data.window the target's "
                         f"past values may be features)")
     return list(features)
 
@@ -567,8 +567,9 @@ def _csv_targets(tables: dict[str, _Table], target: str, task: str) -> tuple[str
             raise train.cell_error(first_text, target, "a number (task: regression)", cells[first_text])
         if task == "auto" and any(numeric):
             first_number = numeric.index(True)
-            raise DataError(f"{train.path}: target column {target!r} mixes numbers ({cells[first_number]!r} "
-                            f"on line {train.lines[first_number]}) and text ({cells[first_text]!r} on line "
+            raise DataError(f"{train.path}: target column {short_repr(target)} mixes numbers "
+                            f"({short_repr(cells[first_number])} on line {train.lines[first_number]}) and text "
+                            f"({short_repr(cells[first_text])} on line "
                             f"{train.lines[first_text]}); expected one or the other, or set task: "
                             f"classification to read every cell as a class name")
         return "classification", *_text_classes(tables, target)
@@ -588,7 +589,7 @@ def _csv_targets(tables: dict[str, _Table], target: str, task: str) -> tuple[str
 def _text_classes(tables: dict[str, _Table], target: str) -> tuple[dict, list[str]]:
     names = sorted({c.strip() for c in tables["train"].columns[target]})
     index = {name: i for i, name in enumerate(names)}
-    listed = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+    listed = short_list(names, limit=10)
     ys = {}
     for split, table in tables.items():
         ids = []
@@ -665,9 +666,9 @@ def _scan_image_folder(args: dict) -> tuple[tuple[int, int, int], dict, list[str
         test = _scan_class_folders(test_dir)
         if sorted(test) != classes:
             missing, extra = sorted(set(classes) - set(test)), sorted(set(test) - set(classes))
-            parts = ([f"missing {', '.join(missing)}"] if missing else []) + \
-                    ([f"extra {', '.join(extra)}"] if extra else [])
-            raise DataError(f"{test_dir}: expected the same class folders as {train_dir} ({', '.join(classes)}), "
+            parts = ([f"missing {short_list(missing)}"] if missing else []) + \
+                    ([f"extra {short_list(extra)}"] if extra else [])
+            raise DataError(f"{test_dir}: expected the same class folders as {train_dir} ({short_list(classes)}), "
                             f"received {'; '.join(parts)}")
         folders["test"] = test
     source = f"image folder {train_dir}" + (f" (test: {test_dir})" if test_dir is not None else "")
@@ -737,4 +738,4 @@ def decode_image(file: str | Path, shape: tuple[int, int, int]) -> np.ndarray:
                 image = image.resize((width, height), Image.Resampling.BILINEAR)
             return np.asarray(image, dtype=np.uint8).reshape(height, width, channels)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise DataError(f"{file}: expected a readable image, cannot decode it: {err}") from None
+        raise DataError(f"{file}: expected a readable image, cannot decode it: {shorten(str(err), 300)}") from None

@@ -24,7 +24,7 @@ from dlcli.data import IN_MEMORY_FRACTION
 from dlcli.data._sources import decode_image
 from dlcli.data._tensors import ImageFiles
 from dlcli.data.prepare import model_input
-from dlcli.errors import DataError
+from dlcli.errors import DataError, shorten
 
 # Normalization statistics of a streamed training set: the per-channel mean and std of this
 # many training images (all of them when there are fewer), a sample seeded by `seed`.
@@ -111,7 +111,7 @@ def read_batches(files: ImageFiles, batches: list[np.ndarray], workers: int,
         try:
             item = next(pending)
         except RuntimeError as err:  # a worker was killed (out of memory?), exited or timed out
-            reason = " ".join(str(err).split())
+            reason = shorten(" ".join(str(err).split()), 300)
             raise DataError(f"reading the images of {files.files[0]} and the rest of its split stopped: a "
                             f"DataLoader worker failed ({reason}); HINT: data.workers=0 decodes in the "
                             f"training process, which shows the error the worker met") from None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dlcli.errors import CheckpointError, DataError, RunError
+from dlcli.errors import CheckpointError, DataError, RunError, short_list, shorten
 from dlcli.train.callbacks import Callback, Checkpointer, EarlyStopping, MetricsLogger
 from dlcli.train.trainer import Trainer, TrainingInterrupted
 
@@ -122,7 +122,8 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
         bad = [o for o in overrides if not o.startswith(allowed)]
         if bad:
             raise RunError(f"--resume takes only overrides of trainer.epochs, trainer.device and trainer.progress "
-                           f"(the rest must stay as trained); received: {' '.join(bad)}")
+                           f"(the rest must stay as trained); received: "
+                           f"{short_list(bad, lambda override: shorten(override, 100), sep=' ')}")
         import copy
 
         cfg = resolve_config(copy.deepcopy(cfg), {}, "command line", overrides, default_name=cfg["name"])

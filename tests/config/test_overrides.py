@@ -133,3 +133,26 @@ def test_override_problems_and_file_problems_are_reported_together(write_config,
 def test_malformed_overrides(config_path, text, message):
     with pytest.raises(ConfigError, match=message):
         load_config(config_path, [text])
+
+
+@pytest.mark.parametrize("override, expected", [
+    (f"trainer.epochs={'9' * 100_000}", r"trainer\.epochs: expected an integer between 1 and 1000000; received: "
+                                        r"'9{55}\.\.\.' \(100,000 characters\)"),  # too long a number: read as text
+    (f"trainer.device={'a' * 100_000}", r"trainer\.device: expected auto, cpu, cuda, cuda:N or mps; received: "
+                                        r"'a{55}\.\.\.' \(100,000 characters\)"),
+    (f"model.input_shape=[{', '.join(['1'] * 100_000)}]",
+     r"model\.input_shape: expected a list of 1 to 4 integers >= 1; received: '\[1, 1, .*\.\.\.' "
+     r"\(300,000 characters\)"),  # more than a config's 50,000 values: read as text
+    (f"trainer.{'k' * 100_000}=1", r"trainer\.k{57}\.\.\. \(100,000 characters\): unknown argument "
+                                   r"'k{57}\.\.\.' \(100,000 characters\) for trainer; valid arguments: epochs, "),
+    ("k" * 100_000, r"<top level>: expected key\.path=value"),
+    (f"trainer..{'k' * 100_000}=1", r"<top level>: 'trainer\.\.k{48}\.\.\.' \(100,009 characters\) is not a key "
+                                    r"path .* the bad part is ''"),
+], ids=["long number", "long string", "list of 100,000 items", "long key", "no =", "bad path"])
+def test_a_huge_override_is_cut_in_the_message(config_path, override, expected):
+    with pytest.raises(ConfigError) as info:
+        load_config(config_path, [override])
+    message = str(info.value)
+    assert len(message) < 2_000, message[:2_000]
+    where = re.escape(f"override '{override[:97]}...' ({len(override):,} characters)")
+    assert re.fullmatch(rf"[^\n]+: 1 problem\n  - {where}: {expected}.*", message), message

@@ -295,3 +295,58 @@ def test_three_mistakes_give_exactly_three_problems(write_config):
     rendered = str(info.value)
     assert rendered.startswith(f"{path}: 3 problems\n")
     assert rendered.count("did you mean") == 1
+
+
+# --- huge input: what a message echoes is cut --------------------------------------------------
+
+HUGE = 100_000
+SHORT_MESSAGE = 2_000  # characters; a value echoed in full made one of 900 KB
+
+
+CUT_KEY = r"k{57}\.\.\. \(100,000 characters\)"  # a key in a key path
+CUT_NAME = r"'k{55}\.\.\.' \(100,000 characters\)"  # a value, as repr() quotes it
+UNKNOWN_KEY = r"unknown argument 'k{57}\.\.\.' \(100,000 characters\) for"
+
+
+@pytest.mark.parametrize("old, new, expected", [
+    ("device: cpu", f"device: {'a' * HUGE}",
+     r"trainer\.device: expected auto, cpu, cuda, cuda:N or mps; received: 'a{55}\.\.\.' \(100,000 characters\)$"),
+    ("  epochs: 1", f"  epochs: 1\n  ? {'k' * HUGE}\n  : 1",  # `? key` has no length limit in YAML
+     rf"trainer\.{CUT_KEY}: {UNKNOWN_KEY} trainer; valid arguments: epochs, "),
+    ("- flatten", f"- type: flatten\n      ? {'k' * HUGE}\n      : 1",
+     rf"model\.layers\[2\]\.{CUT_KEY}: {UNKNOWN_KEY} flatten; valid arguments: none$"),
+    ("loss: cross_entropy", f"loss: {'k' * HUGE}",
+     rf"loss\.type: unknown loss {CUT_NAME}; valid losses: cross_entropy, "),
+    ("  epochs: 1", f"  epochs: 1\n  monitor: {'k' * HUGE}",
+     rf"trainer\.monitor: unknown metric {CUT_NAME}; expected one of: train_loss, "),
+], ids=["string value", "key", "layer argument", "name", "monitor"])
+def test_a_huge_value_or_key_is_cut_in_the_message(write_config, tiny_config_text, old, new, expected):
+    path = write_config(tiny_config_text.replace(old, new))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert len(message) < SHORT_MESSAGE, message[:SHORT_MESSAGE]
+    assert re.fullmatch(rf"{re.escape(str(path))}: 1 problem\n  - {re.escape(str(path))}:\d+: {expected}.*", message), \
+        message
+
+
+def test_a_list_of_100_000_items_is_cut_in_the_message(tiny_config_text):
+    from dlcli.config import resolve_config
+    from dlcli.config._load import parse_yaml
+
+    data, lines = parse_yaml(tiny_config_text, "tiny.yaml")  # a file that long is refused before validation
+    data["model"]["input_shape"] = [1] * HUGE
+    with pytest.raises(ConfigError) as info:
+        resolve_config(data, lines, "tiny.yaml")
+    assert str(info.value) == ("tiny.yaml: 1 problem\n  - tiny.yaml:3: model.input_shape: expected a list of 1 to 4 "
+                               "integers >= 1; received: [" + "1, " * 18 + "1...] (100,000 items, 300,000 characters)")
+
+
+def test_thousands_of_problems_show_the_first_and_count_the_rest(write_config, tiny_config_text):
+    path = write_config(tiny_config_text.replace("metrics: [accuracy]", f"metrics: [{', '.join(['acuracy'] * 5_000)}]"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert len(info.value.problems) == 5_000
+    lines = str(info.value).splitlines()
+    assert lines[0] == f"{path}: 5000 problems" and lines[-1] == "  ... and 4,980 more problems"
+    assert len(lines) == 22 and all("metrics[" in line for line in lines[1:-1])

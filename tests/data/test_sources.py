@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import re
 import shutil
 import urllib.error
 import urllib.request
@@ -529,6 +530,41 @@ def test_csv_test_file_problems(make_csv):
         load_csv_file(csv_args(train, test_path=str(test)))
 
 
+HUGE = "k" * 100_000
+
+
+@pytest.mark.parametrize("rows, args, message", [
+    ([["a", "y"], [1, 0], [HUGE, 1]], {},
+     r"data\.csv:3: column 'a' \(data row 2\): expected a number, received 'k{55}\.\.\.' \(100,000 characters\)$"),
+    ([["a", "y"], [1, 0], [2, HUGE]], {"task": "regression"},
+     r"column 'y' \(data row 2\): expected a number \(task: regression\), received 'k{55}\.\.\.' "),
+    ([["a", "y"], [1, 0], [2, HUGE]], {}, r"target column 'y' mixes numbers \('0' on line 2\) and text "
+                                          r"\('k{55}\.\.\.' \(100,000 characters\) on line 3\)"),
+    ([[HUGE, "y"], [1, 0]], {"target": "x"},
+     r"target column 'x' not found; the file has columns: k{57}\.\.\. \(100,000 characters\), y$"),
+    ([[f"c{i}" for i in range(1_000)] + ["y"], list(range(1_001))], {"target": "x"},
+     r"target column 'x' not found; the file has columns: c0, c1, .*, c19, \.\.\. \(1,001 in all\)$"),
+    ([["a", "y"], [1, 0]], {"target": HUGE},
+     r"target column 'k{55}\.\.\.' \(100,000 characters\) not found; the file has columns: a, y$"),
+    ([["a", "y"], [1, 0]], {"features": ["a", HUGE]},
+     r"feature column 'k{55}\.\.\.' \(100,000 characters\) not found; the file has columns: a, y$"),
+    ([[HUGE, HUGE, "y"], [1, 2, 0]], {},
+     r"data\.csv:1: expected unique column names, received 'k{55}\.\.\.' \(100,000 characters\) more than once"),
+], ids=["feature cell", "target cell", "mixed target", "long column name", "many columns", "long target name",
+        "long feature name", "duplicate column"])
+def test_csv_messages_cut_what_they_echo_of_the_file(make_csv, rows, args, message):
+    with pytest.raises(DataError) as info:
+        load_csv_file(csv_args(make_csv(rows), **args))
+    assert len(str(info.value)) < 2_000 and re.search(message, str(info.value)), str(info.value)[:2_000]
+
+
+def test_npz_missing_array_lists_at_most_20_of_the_file_s(make_npz):
+    path = make_npz(**{f"a{i}": np.zeros(1) for i in range(100)}, y=np.zeros(1))
+    with pytest.raises(DataError, match=r"expected an array named 'x'; the file has: a0, a1, .*, a19, "
+                                        r"\.\.\. \(101 in all\)$"):
+        load_npz_file({"path": str(path)})
+
+
 # ---------------------------------------------------------------------------
 # Image folders
 # ---------------------------------------------------------------------------
@@ -623,6 +659,25 @@ def test_image_folder_test_classes_must_match(make_image_folder):
     with pytest.raises(DataError, match=r"test_imgs: expected the same class folders as .*train_imgs \(a, b\), "
                                         r"received missing b; extra c"):
         load_image_folder_dir(image_args(train, test_path=str(test)))
+
+
+def test_image_folder_class_lists_are_cut(make_image_folder):
+    train = make_image_folder({f"c{i:02d}": [(4, 4, RED)] for i in range(30)}, name="train_imgs")
+    test = make_image_folder({f"x{i:02d}": [(4, 4, RED)] for i in range(30)}, name="test_imgs")
+    with pytest.raises(DataError, match=r"train_imgs \(c00, c01, .*, c19, \.\.\. \(30 in all\)\), received "
+                                        r"missing c00, .*, c19, \.\.\. \(30 in all\); "
+                                        r"extra x00, .*, x19, \.\.\. \(30 in all\)$"):
+        load_image_folder_dir(image_args(train, test_path=str(test)))
+
+
+def test_csv_text_classes_list_at_most_10(make_csv):
+    train = make_csv([["a", "y"]] + [[i, f"class{i}"] for i in range(30)], name="train.csv")
+    test = make_csv([["a", "y"], [1, "k" * 100_000]], name="test.csv")
+    with pytest.raises(DataError) as info:
+        load_csv_file(csv_args(train, task="classification", test_path=str(test)))
+    assert re.search(r"test\.csv:2: column 'y' \(data row 1\): expected one of the training file's classes \(class0, "
+                     r"class1, .*, \.\.\. \(30 in all\)\), received 'k{55}\.\.\.' \(100,000 characters\)$",
+                     str(info.value)), str(info.value)[:2_000]
 
 
 def test_image_folder_test_split_given_twice(make_image_folder, tmp_path):

@@ -24,6 +24,7 @@ CASE_SECONDS = 2.0  # CPU seconds for each of loader and CLI, per case (wall tim
 CASE_MEMORY = 200 * 2**20  # peak resident growth per case (ru_maxrss)
 ADDRESS_ROOM = 1 * 2**30  # address space a case may add: a bomb fails with MemoryError, not the machine
 HANG_SECONDS = 30  # a case still running after this is a hang: interrupt it and report it
+MESSAGE_LINE = 1_000  # characters in one line of an error message; a longer one echoes an input in full
 # click's own usage errors (an override such as `--help=x` or `-x=1` read as an option) exit 2
 # with typer's boxed "Error" panel rather than dlcli's `error:` line
 USAGE_ERROR = "─ Error ─"
@@ -195,6 +196,10 @@ class FuzzRunner:
             self.stats.max_message = max(self.stats.max_message, len(message))
             if not message.strip():
                 failures.append(f"{case.describe()}\n  {type(err).__name__} with an empty message")
+            longest = max(map(len, message.splitlines()), default=0)
+            if longest > MESSAGE_LINE:
+                failures.append(f"{case.describe()}\n  a message line of {longest:,} characters (limit "
+                                f"{MESSAGE_LINE:,}): an input echoed in full?\n{message[:2000]}")
             if case.same_as:
                 failures.append(f"{case.describe()}\n  rejected, but it means the same as {case.same_as}:\n"
                                 f"{message[:2000]}")

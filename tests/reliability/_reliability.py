@@ -28,6 +28,19 @@ def run_cli(argv: list[str], cwd: Path, timeout: float = 300) -> subprocess.Comp
                           text=True, timeout=timeout)
 
 
+def config_writer(text: str, name: str):
+    """`write_config(folder, data) -> folder/<name>.yaml`: `text` with DATA replaced by the
+    data file and OUT by folder/runs."""
+
+    def write_config(folder: Path, data: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}.yaml"
+        path.write_text(text.replace("DATA", str(data)).replace("OUT", str(folder / "runs")))
+        return path
+
+    return write_config
+
+
 def without_timing(records: list[dict]) -> list[dict]:
     """Metrics records without the wall-clock fields, which no two runs share."""
     return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records]

@@ -32,7 +32,7 @@ from dlcli.runs import create_run_dir
 from dlcli.train import resume, train
 from dlcli.train.callbacks import MetricsLogger
 
-from ._reliability import REPO, cli_env
+from ._reliability import REPO, cli_env, config_writer
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="finds files by /proc/self/fd")
 
@@ -46,17 +46,11 @@ data: {dataset: npz, path: DATA, batch_size: 32, val_split: 0.25}
 optimizer: {type: adam, lr: 3e-3}
 trainer: {epochs: 3, device: cpu, progress: none, out_dir: OUT}
 """
+write_config = config_writer(CONFIG, "disk")
 
 
 def no_space() -> OSError:
     return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-
-def write_config(folder: Path, data: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "disk.yaml"
-    path.write_text(CONFIG.replace("DATA", str(data)).replace("OUT", str(folder / "runs")))
-    return path
 
 
 def the_run_dir(folder: Path) -> Path:
@@ -184,15 +178,20 @@ def error_message(result) -> str:
     return " ".join(result.output.split())
 
 
+def train_until_the_fault(config: Path) -> tuple[Path, str]:
+    """`dlcli train CONFIG`, which the fault set up stops with exit status 2: (its run
+    directory, its error message)."""
+    result = train_cli(config)
+    assert result.exit_code == 2, result.output
+    return the_run_dir(config.parent), error_message(result)
+
+
 def test_full_disk_at_a_checkpoint_keeps_the_previous_one_and_rescues_the_epoch(tmp_path, mnist_npz, disk,
                                                                              reference):
     config = write_config(tmp_path, mnist_npz)
     disk.full_at_fsync(tmp_path / "runs")  # the run's disk is full; the temporary directory's is not
-    result = train_cli(config)
-    assert result.exit_code == 2
-    run_dir = the_run_dir(tmp_path)
+    run_dir, message = train_until_the_fault(config)
     last = run_dir / "checkpoints" / "last.pt"
-    message = error_message(result)
     assert f"{last}: cannot write the checkpoint: No space left on device" in message
     assert f"Training stopped at epoch 2; the previous checkpoint, {last} (epoch 1), is intact" in message
     rescue = Path(re.search(r"was saved to (\S+/last\.pt) instead", message).group(1))
@@ -212,11 +211,8 @@ def test_full_disk_everywhere_says_the_epoch_is_lost_and_resumes_from_the_previo
                                                                                       reference):
     config = write_config(tmp_path, mnist_npz)
     disk.full_at_write()  # torch.save fails part-way: its RuntimeError carries the ENOSPC
-    result = train_cli(config)
-    assert result.exit_code == 2
-    run_dir = the_run_dir(tmp_path)
+    run_dir, message = train_until_the_fault(config)
     last = run_dir / "checkpoints" / "last.pt"
-    message = error_message(result)
     assert f"{last}: cannot write the checkpoint: No space left on device" in message
     assert f"the previous checkpoint, {last} (epoch 1), is intact" in message
     assert ("The progress since is lost (an emergency copy in the temporary directory failed too: "
@@ -231,11 +227,8 @@ def test_full_disk_everywhere_says_the_epoch_is_lost_and_resumes_from_the_previo
 def test_read_only_checkpoints_folder_stops_the_run_and_rescues_the_epoch(tmp_path, mnist_npz, disk, reference):
     config = write_config(tmp_path, mnist_npz)
     disk.read_only("checkpoints")
-    result = train_cli(config)
-    assert result.exit_code == 2
-    run_dir = the_run_dir(tmp_path)
+    run_dir, message = train_until_the_fault(config)
     last = run_dir / "checkpoints" / "last.pt"
-    message = error_message(result)
     assert f"{last}: cannot write the checkpoint: Permission denied" in message
     assert "Training stopped at epoch 2; the previous checkpoint" in message
     rescue = Path(re.search(r"was saved to (\S+/last\.pt) instead", message).group(1))
@@ -277,10 +270,7 @@ def test_checkpoints_folder_made_read_only_with_chmod(tmp_path, mnist_npz, disk)
 def test_full_disk_at_the_metrics_log_stops_cleanly_after_the_checkpoint(tmp_path, mnist_npz, disk, reference):
     config = write_config(tmp_path, mnist_npz)
     disk.full_at_fsync(tmp_path / "runs", only="metrics.jsonl")
-    result = train_cli(config)
-    assert result.exit_code == 2
-    run_dir = the_run_dir(tmp_path)
-    message = error_message(result)
+    run_dir, message = train_until_the_fault(config)
     assert f"{run_dir / 'metrics.jsonl'}: cannot append the metrics: No space left on device" in message
     last = run_dir / "checkpoints" / "last.pt"
     assert f"last good checkpoint: {last}" in message

@@ -2,7 +2,6 @@
 refused with a clear message and exit status 2; a code payload never runs."""
 
 import copy
-import os
 import pickle
 import random
 import shutil
@@ -16,6 +15,7 @@ from typer.testing import CliRunner
 from dlcli.cli import app
 from dlcli.config import config_from_text
 from dlcli.train import train
+from tests.samples import Payload
 
 TINY = """
 name: hostile
@@ -26,16 +26,6 @@ model:
 data: {dataset: mnist, batch_size: 32, subset: 64, test_subset: 32}
 trainer: {epochs: 1, device: cpu, progress: none}
 """
-
-
-class Payload:
-    """Unpickling this runs `touch MARKER`."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ from dlcli.checkpoint import load_checkpoint
 from dlcli.runs import read_metrics
 from dlcli.train import resume
 
-from ._reliability import run_cli, without_timing
+from ._reliability import config_writer, run_cli, without_timing
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32" or not Path("/proc/self/stat").exists(),
                                 reason="needs fork, SIGKILL and /proc")
@@ -69,11 +69,7 @@ trainer: {epochs: 6, device: cpu, progress: plain, threads: 1, log_every_steps: 
 EPOCHS = 6
 
 
-def write_config(folder: Path, data: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "kill.yaml"
-    path.write_text(CONFIG.replace("DATA", str(data)).replace("OUT", str(folder / "runs")))
-    return path
+write_config = config_writer(CONFIG, "kill")
 
 
 def run_dirs(folder: Path) -> list[Path]:

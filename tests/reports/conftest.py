@@ -7,28 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from dlcli.config import config_from_text
 from dlcli.train import train
-
-MNIST = """
-name: tiny_mnist
-seed: 3
-model:
-  input_shape: [1, 28, 28]
-  layers:
-    - conv2d: {filters: 4, kernel_size: 3, activation: relu}
-    - maxpool2d: 2
-    - dropout: 0.2
-    - flatten
-    - dense: {units: 16, activation: relu}
-    - batchnorm
-    - dense: 10
-data: {dataset: mnist, batch_size: 32, subset: 320, test_subset: 200, val_split: 0.25}
-optimizer: {type: adam, lr: 3e-3}
-trainer: {epochs: 3, device: cpu, progress: none}
-"""
+from tests.samples import tiny_mnist
 
 LSTM = """
 name: tiny_lstm
@@ -111,7 +93,8 @@ def write_images(folder: Path, classes=ANIMALS, per_class: int = 4, size: int = 
 @pytest.fixture(scope="session")
 def mnist_run(tmp_path_factory) -> Path:
     """The run directory of a 3-epoch MNIST CNN with a validation and a test split."""
-    return _train(MNIST, tmp_path_factory.mktemp("mnist"))
+    cfg = tiny_mnist(tmp_path_factory.mktemp("mnist"), "name=tiny_mnist", "scheduler=null", "trainer.epochs=3")
+    return Path(train(cfg)["run_dir"])
 
 
 @pytest.fixture(scope="session")
@@ -159,16 +142,3 @@ def write_images_fixture():
 @pytest.fixture(scope="session")
 def summary_of():
     return lambda run_dir: json.loads((Path(run_dir) / "summary.json").read_text())
-
-
-@pytest.fixture
-def cli():
-    """Run `dlcli ARGS...` through typer's test runner; returns the result."""
-    from dlcli.cli import app
-
-    runner = CliRunner()
-
-    def invoke(*args):
-        return runner.invoke(app, [str(a) for a in args])
-
-    return invoke

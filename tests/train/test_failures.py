@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from dlcli.checkpoint import load_checkpoint, save_checkpoint
 from dlcli.config import config_from_text
 from dlcli.errors import CheckpointError, DataError, RunError
 from dlcli.train import Callback, RunHandle, train
+from tests.samples import Payload
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -37,18 +39,10 @@ def test_crash_between_write_and_rename_keeps_the_old_checkpoint(tmp_path, monke
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temporary file left behind
 
 
-class _Payload:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
 def test_checkpoint_with_pickled_code_is_refused_and_not_run(tmp_path):
     marker = tmp_path / "code-ran"
     path = tmp_path / "evil.pt"
-    torch.save({"format": "dlcli-checkpoint", "model": _Payload(marker)}, path)
+    torch.save({"format": "dlcli-checkpoint", "model": Payload(marker)}, path)
     with pytest.raises(CheckpointError, match="refused to load.*nothing in it was run"):
         load_checkpoint(path)
     assert not marker.exists()
@@ -67,6 +61,46 @@ def test_truncated_and_foreign_files_are_clear_errors(tmp_path):
         load_checkpoint(other)
     with pytest.raises(CheckpointError, match="a directory without checkpoints"):
         load_checkpoint(tmp_path)
+
+
+def _function_named(name: str, monkeypatch):
+    """A function pickle saves as a GLOBAL of that (100,000-character) name."""
+    import types
+
+    module = types.ModuleType("hostile_names")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+
+    def function():  # pragma: no cover - never called: weights_only refuses it
+        return None
+
+    function.__module__, function.__qualname__ = module.__name__, name
+    setattr(module, name, function)
+    return function
+
+
+def test_what_a_checkpoint_holds_is_cut_in_messages(tmp_path, monkeypatch):
+    huge = "k" * 100_000
+    function = _function_named(huge, monkeypatch)
+
+    class Global:
+        def __reduce__(self):
+            return function, ()
+
+    cases = {
+        "keys.pt": ({huge: 1, **{f"key{i}": i for i in range(20)}},
+                    r"received dict with keys k{57}\.\.\. \(100,000 characters\), key0, .*, key6, \.\.\. "
+                    r"\(21 in all\)\)$"),
+        "version.pt": ({"format": "dlcli-checkpoint", "format_version": int("9" * 99)},
+                       r"written by a newer dlcli \(format 9{57}\.\.\. \(99 digits\)\)"),
+        "global.pt": ({"format": "dlcli-checkpoint", "model": Global()},
+                      r"nothing in it was run\)\. Unsupported global: GLOBAL hostile_names\.k+\.\.\. "
+                      r"\(100,041 characters\)$"),
+    }
+    for name, (state, message) in cases.items():
+        torch.save(state, tmp_path / name)
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(tmp_path / name)
+        assert len(str(info.value)) < 2_000 and re.search(message, str(info.value)), str(info.value)[:2_000]
 
 
 class _PoisonAt(Callback):

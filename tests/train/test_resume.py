@@ -3,9 +3,11 @@
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from dlcli.checkpoint import load_checkpoint
+from dlcli.errors import RunError
 from dlcli.train import Callback, TrainingInterrupted, resume, train
 from dlcli.runs import read_metrics
 
@@ -67,3 +69,12 @@ def test_interrupt_mid_epoch_then_resume_is_exact(tiny_cfg):
     _assert_same(_weights(straight), _weights(run_dir))
     assert _epoch_records(straight) == _epoch_records(run_dir)
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
+
+
+def test_resume_refuses_other_overrides_and_cuts_what_it_echoes(tiny_cfg):
+    run_dir = train(tiny_cfg("trainer.epochs=1"))["run_dir"]
+    huge = f"model.layers[0].filters={'9' * 100_000}"
+    with pytest.raises(RunError) as info:
+        resume(run_dir, ["trainer.epochs=2", "seed=1", huge])
+    assert str(info.value) == ("--resume takes only overrides of trainer.epochs, trainer.device and trainer.progress "
+                               f"(the rest must stay as trained); received: seed=1 {huge[:97]}... (100,024 characters)")
