@@ -15,6 +15,7 @@ import os
 import pickle
 import stat
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -133,7 +134,9 @@ def load_checkpoint(path: str | Path, prefer: str = "best.pt", map_location: Any
 
     path = resolve_checkpoint_path(path, prefer)
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch's remarks on a foreign pickle: the checks below say what matters
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         lines = str(err).splitlines()
         # a GLOBAL (a class or function by name) is what code execution needs; anything else is garbage
@@ -157,14 +160,30 @@ def load_checkpoint(path: str | Path, prefer: str = "best.pt", map_location: Any
         raise CheckpointError(f"{path}: not a dlcli checkpoint (expected a file written by dlcli train; "
                               f"received {type(state).__name__}"
                               f"{' with keys ' + short_list(state, limit=8) if isinstance(state, dict) else ''})")
-    if state.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: written by a newer dlcli (format {short_repr(state['format_version'])}); "
+    version = state.get("format_version", 0)
+    if not _is_count(version):
+        raise CheckpointError(f"{path}: format_version: expected an integer, received {short_repr(version)}")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: written by a newer dlcli (format {version}); "
                               f"this dlcli reads format {FORMAT_VERSION}")
     missing = [key for key in ("config", "model", "epoch", "step") if key not in state]
     if missing:
         raise CheckpointError(f"{path}: incomplete checkpoint: missing {', '.join(missing)}")
+    import torch
+
+    problems = [f"{key}: expected an integer >= 0, received {short_repr(state[key])}"
+                for key in ("epoch", "step", "batch_in_epoch") if key in state and not _is_count(state[key])]
+    if not isinstance(state["model"], dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state["model"].items()):
+        problems.append(f"model: expected a dict of named tensors, received {type(state['model']).__name__}")
+    if problems:
+        raise CheckpointError(f"{path}: damaged checkpoint: {'; '.join(problems)}")
     state["path"] = str(path)
     return state
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def checkpoint_config(state: dict) -> dict:

@@ -65,6 +65,10 @@ def _hostile(kind: str, run_dir: Path, where: Path, marker: Path) -> Path:
         state["config"]["model"]["layers"][0]["filters"] = -4
         state["config"]["trainer"]["epochz"] = 3
         torch.save(state, path)
+    elif kind in WRONG_TYPES:
+        state = copy.deepcopy(good)
+        state.update(WRONG_TYPES[kind])
+        torch.save(state, path)
     elif kind == "directory_without_checkpoints":
         shutil.rmtree(target / "checkpoints")
         (target / "checkpoints").mkdir()
@@ -73,6 +77,13 @@ def _hostile(kind: str, run_dir: Path, where: Path, marker: Path) -> Path:
     return target / "checkpoints" / ("last.pt" if kind == "raw_pickle_payload" else "best.pt")
 
 
+# well-formed files whose fields hold the wrong kind of value
+WRONG_TYPES = {
+    "format_version_text": {"format_version": "two"},
+    "epoch_text": {"epoch": "3"},
+    "negative_step": {"step": -1},
+    "model_not_tensors": {"model": {"conv2d.weight": [1.0, 2.0]}},
+}
 EXPECTED = {
     "torch_pickle_payload": "refused to load",
     "raw_pickle_payload": "refused to load|not a readable checkpoint",
@@ -81,6 +92,10 @@ EXPECTED = {
     "other_config": "do not fit the model",
     "invalid_embedded_config": "embedded config is invalid",
     "directory_without_checkpoints": "a directory without checkpoints|no checkpoint to resume from",
+    "format_version_text": "format_version: expected an integer, received 'two'",
+    "epoch_text": "damaged checkpoint: epoch: expected an integer >= 0, received '3'",
+    "negative_step": "damaged checkpoint: step: expected an integer >= 0, received -1",
+    "model_not_tensors": "damaged checkpoint: model: expected a dict of named tensors",
 }
 COMMANDS = {
     "evaluate": lambda ckpt, image, out: ["evaluate", str(ckpt), "--out", str(out)],
