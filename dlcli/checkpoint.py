@@ -164,7 +164,7 @@ def load_checkpoint(path: str | Path, prefer: str = "best.pt", map_location: Any
     if not _is_count(version):
         raise CheckpointError(f"{path}: format_version: expected an integer, received {short_repr(version)}")
     if version > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: written by a newer dlcli (format {version}); "
+        raise CheckpointError(f"{path}: written by a newer dlcli (format {short_repr(version)}); "
                               f"this dlcli reads format {FORMAT_VERSION}")
     missing = [key for key in ("config", "model", "epoch", "step") if key not in state]
     if missing:
