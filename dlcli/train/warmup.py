@@ -16,6 +16,7 @@ real problem itself).
 
 from __future__ import annotations
 
+import gc
 import threading
 
 import torch
@@ -84,6 +85,10 @@ class DeviceWarmup:
             self.error = err
         finally:
             try:
+                # The first optimizer of a process (it imports torch._dynamo) leaves a reference
+                # cycle that holds the step's weights: collected now, not during the run (a CUDA
+                # graph capture, say), and before the cache is handed back.
+                gc.collect()
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()  # the run's own memory checks see the whole device
             except BaseException:  # noqa: BLE001

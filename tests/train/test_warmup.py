@@ -55,6 +55,32 @@ def test_the_thread_leaves_the_random_state_as_it_was(tiny_cfg, warm_on_cpu):
     assert torch.equal(torch.get_rng_state(), before)
 
 
+def test_nothing_of_the_warm_up_outlives_it(run_python):
+    # In a fresh process, with automatic garbage collection off: the first optimizer a process
+    # creates leaves a reference cycle that would keep the warm-up's weights alive.
+    script = """
+import gc, weakref, torch
+from dlcli.config import load_config
+from dlcli.train.warmup import DeviceWarmup
+gc.disable()
+made = []
+real = torch.optim.Optimizer.__init__
+def spy(self, params, *args, **kwargs):
+    params = list(params)
+    made.extend(weakref.ref(p) for p in params)
+    real(self, params, *args, **kwargs)
+torch.optim.Optimizer.__init__ = spy
+DeviceWarmup.DEVICE_TYPES = ("cpu",)
+warmup = DeviceWarmup.start(load_config("configs/mnist_cnn.yaml", ["data.batch_size=8"]), torch.device("cpu"))
+warmup.join()
+torch.optim.Optimizer.__init__ = real
+print(warmup.error, len(made), sum(ref() is not None for ref in made))
+"""
+    result = run_python("-c", script)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["None", "4", "0"]  # 4 tensors made, none left
+
+
 def test_a_failing_warm_up_is_ignored(tiny_cfg, warm_on_cpu, monkeypatch):
     def broken(cfg, device):
         raise RuntimeError("no kernel image is available")
