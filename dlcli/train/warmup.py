@@ -16,23 +16,29 @@ real problem itself).
 
 from __future__ import annotations
 
-import gc
 import threading
 
 import torch
 
 
-def warm_up(cfg: dict, device: torch.device) -> None:
-    """One training step of the config's model on zeros, on `device`: the kernels
-    and libraries the real steps will use get loaded."""
-    from dlcli.model import build_model, uses_channels_last
+def meta_model(cfg: dict) -> torch.nn.Module:
+    """The model as the trainer builds it, on the meta device: no weights initialized, so
+    no random numbers drawn."""
+    from dlcli.model import build_model
+
+    with torch.device("meta"):
+        return build_model(cfg, fuse=cfg["trainer"]["fuse"])
+
+
+def warm_up(cfg: dict, device: torch.device, model: torch.nn.Module | None = None) -> None:
+    """One training step of the config's model (`meta_model(cfg)` unless given) on zeros, on
+    `device`: the kernels and libraries the real steps will use get loaded."""
+    from dlcli.model import uses_channels_last
     from dlcli.optim import OPTIMIZERS
     from dlcli.train.cuda_graphs import graph_blockers
 
     t = cfg["trainer"]
-    with torch.device("meta"):  # no weights initialized, so no random numbers drawn
-        model = build_model(cfg, fuse=t["fuse"])
-    model = model.to_empty(device=device)
+    model = (model if model is not None else meta_model(cfg)).to_empty(device=device)
     with torch.no_grad():
         for tensor in [*model.parameters(), *model.buffers()]:
             tensor.zero_()
@@ -65,12 +71,25 @@ class DeviceWarmup:
     def __init__(self, cfg: dict, device: torch.device):
         self.cfg, self.device = cfg, device
         self.thread: threading.Thread | None = None
+        self.model: torch.nn.Module | None = None  # on the meta device
         self.error: BaseException | None = None
 
     @classmethod
     def start(cls, cfg: dict, device: torch.device) -> "DeviceWarmup":
         warmup = cls(cfg, device)
         if device.type in cls.DEVICE_TYPES:
+            # The modules the step needs are imported here, first, and the model is built here:
+            # two threads importing at once can deadlock on import locks, and the main thread
+            # imports while it reads the data. torch's first optimizer imports torch._dynamo,
+            # which also leaves a reference cycle holding that optimizer's weights until some
+            # later garbage collection (during a CUDA graph capture, say): imported here, it
+            # holds nothing.
+            import torch._dynamo  # noqa: F401
+
+            import dlcli.optim  # noqa: F401
+            import dlcli.train.cuda_graphs  # noqa: F401
+
+            warmup.model = meta_model(cfg)
             warmup.thread = threading.Thread(target=warmup._run, name="dlcli-device-warmup", daemon=True)
             warmup.thread.start()
         return warmup
@@ -80,15 +99,12 @@ class DeviceWarmup:
         devices = [self.device] if self.device.type == "cuda" else []
         try:
             with torch.random.fork_rng(devices=devices, device_type=self.device.type):
-                warm_up(self.cfg, self.device)
+                warm_up(self.cfg, self.device, self.model)
         except BaseException as err:  # noqa: BLE001 - an optimization only; training reports real problems
             self.error = err
         finally:
             try:
-                # The first optimizer of a process (it imports torch._dynamo) leaves a reference
-                # cycle that holds the step's weights: collected now, not during the run (a CUDA
-                # graph capture, say), and before the cache is handed back.
-                gc.collect()
+                self.model = None
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()  # the run's own memory checks see the whole device
             except BaseException:  # noqa: BLE001

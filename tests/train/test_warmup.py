@@ -1,6 +1,7 @@
 """The background device warm-up: it overlaps the data loading, draws no random
 numbers the run would see, changes no result, and never fails a run. The CUDA
-side runs in tests/train/test_cuda.py; here the same thread runs on the CPU."""
+side runs in tests/train/test_cuda.py and in the cuda cases here; elsewhere the same thread
+runs on the CPU."""
 
 import threading
 import time
@@ -11,6 +12,9 @@ import torch
 
 from dlcli.train import warmup as warmup_module
 from dlcli.train.warmup import DeviceWarmup, warm_up
+
+CONFIGS = sorted(p.name for p in (Path(__file__).parents[2] / "configs").glob("*.yaml"))
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 @pytest.fixture
@@ -25,7 +29,7 @@ def test_no_thread_where_there_is_nothing_to_load(tiny_cfg):
     warmup.join()
 
 
-@pytest.mark.parametrize("config", sorted(p.name for p in (Path(__file__).parents[2] / "configs").glob("*.yaml")))
+@pytest.mark.parametrize("config", CONFIGS)
 def test_warm_up_runs_a_step_of_every_shipped_config(config, repo_root):
     from dlcli.config import load_config
 
@@ -57,7 +61,8 @@ def test_the_thread_leaves_the_random_state_as_it_was(tiny_cfg, warm_on_cpu):
 
 def test_nothing_of_the_warm_up_outlives_it(run_python):
     # In a fresh process, with automatic garbage collection off: the first optimizer a process
-    # creates leaves a reference cycle that would keep the warm-up's weights alive.
+    # creates (it imports torch._dynamo) leaves a reference cycle that would keep the warm-up's
+    # weights alive, on the GPU, until some later collection.
     script = """
 import gc, weakref, torch
 from dlcli.config import load_config
@@ -81,8 +86,35 @@ print(warmup.error, len(made), sum(ref() is not None for ref in made))
     assert result.stdout.split() == ["None", "4", "0"]  # 4 tensors made, none left
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
+@pytest.mark.parametrize("config", CONFIGS)
+def test_the_thread_imports_nothing(run_python, config, device):
+    # The main thread reads the data meanwhile, which imports modules (PIL, torchvision):
+    # imports in both threads at once can deadlock. A fresh process, so that nothing is
+    # imported yet that the first training step needs.
+    script = f"""
+import sys, torch
+from dlcli.config import load_config
+from dlcli.train import warmup
+real, imported = warmup.warm_up, []
+def watched(*args):
+    before = set(sys.modules)
+    real(*args)
+    imported.extend(sorted(set(sys.modules) - before))
+warmup.warm_up = watched
+warmup.DeviceWarmup.DEVICE_TYPES = ("cpu", "cuda")
+cfg = load_config("configs/{config}", ["data.batch_size=8", "trainer.device={device}"])
+job = warmup.DeviceWarmup.start(cfg, torch.device("{device}"))
+job.join()
+print(job.error, imported)
+"""
+    result = run_python("-c", script)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "None []"
+
+
 def test_a_failing_warm_up_is_ignored(tiny_cfg, warm_on_cpu, monkeypatch):
-    def broken(cfg, device):
+    def broken(*args):
         raise RuntimeError("no kernel image is available")
 
     monkeypatch.setattr(warmup_module, "warm_up", broken)
@@ -98,7 +130,7 @@ def test_the_data_is_read_while_the_device_warms_up(tiny_cfg, warm_on_cpu, monke
     events = {}
     real_load = prepare.load_splits
 
-    def slow_warm_up(cfg, device):
+    def slow_warm_up(*args):
         events["warm_start"] = time.perf_counter()
         time.sleep(0.3)
         events["warm_end"] = time.perf_counter()
@@ -120,7 +152,7 @@ def test_training_with_the_warm_up_is_identical(tiny_cfg, warm_on_cpu, monkeypat
 
     calls = []
     real = warmup_module.warm_up
-    monkeypatch.setattr(warmup_module, "warm_up", lambda cfg, device: calls.append(1) or real(cfg, device))
+    monkeypatch.setattr(warmup_module, "warm_up", lambda *args: calls.append(1) or real(*args))
     warmed = train(tiny_cfg("trainer.epochs=2"))
     assert calls == [1]
     monkeypatch.setattr(DeviceWarmup, "DEVICE_TYPES", ())
