@@ -9,6 +9,7 @@ import os
 from typing import Any
 
 from dlcli.config import config_from_text
+from dlcli.train.callbacks import Callback
 from dlcli.registry import (Bool, Entry, Float, FloatList, Int, IntList, IntTuple, Kind, Optional, Padding, Str,
                             StrList, check_args)
 
@@ -88,3 +89,14 @@ class Payload:
 
     def __reduce__(self):
         return (os.system, (f"touch {self.marker}",))
+
+
+class InterruptAt(Callback):
+    """Acts as a SIGINT arriving after batch `batch` (0-based) of epoch `epoch` (0-based)."""
+
+    def __init__(self, epoch: int, batch: int):
+        self.epoch, self.batch = epoch, batch
+
+    def on_train_batch_end(self, trainer, batch):
+        if trainer.epoch == self.epoch and batch == self.batch:
+            trainer._signal = "SIGINT"

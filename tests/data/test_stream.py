@@ -20,7 +20,8 @@ from dlcli.data._sources import load_image_folder_dir
 from dlcli.data._tensors import ImageFiles, Split
 from dlcli.data.prepare import prepare_data
 from dlcli.errors import ConfigError, DataError
-from dlcli.train import Callback, RunHandle, Trainer, TrainingInterrupted, resume, train
+from dlcli.train import RunHandle, Trainer, TrainingInterrupted, resume, train
+from tests.samples import InterruptAt
 
 CONFIG = """
 name: stream
@@ -200,20 +201,11 @@ def test_streamed_training_equals_in_memory_training(stream_cfg):
     assert held["test"] == streamed["test"]
 
 
-class _InterruptAt(Callback):
-    def __init__(self, epoch, batch):
-        self.epoch, self.batch = epoch, batch
-
-    def on_train_batch_end(self, trainer, batch):
-        if trainer.epoch == self.epoch and batch == self.batch:
-            trainer._signal = "SIGINT"
-
-
 def test_interrupt_mid_epoch_then_resume_streamed_is_exact(stream_cfg):
     straight = train(stream_cfg("data.in_memory=false", "data.workers=1"))
     handle = RunHandle()
     with pytest.raises(TrainingInterrupted):
-        train(stream_cfg("data.in_memory=false", "data.workers=1"), callbacks=[_InterruptAt(1, 0)], handle=handle)
+        train(stream_cfg("data.in_memory=false", "data.workers=1"), callbacks=[InterruptAt(1, 0)], handle=handle)
     assert handle.trainer.data.train._planned is None  # the rest of the epoch is not read on
     state = load_checkpoint(handle.run_dir / "checkpoints" / "last.pt")
     assert (state["epoch"], state["batch_in_epoch"]) == (1, 1)

@@ -8,8 +8,9 @@ import torch
 
 from dlcli.checkpoint import load_checkpoint
 from dlcli.errors import RunError
-from dlcli.train import Callback, TrainingInterrupted, resume, train
+from dlcli.train import TrainingInterrupted, resume, train
 from dlcli.runs import read_metrics
+from tests.samples import InterruptAt
 
 
 def _weights(run_dir):
@@ -41,22 +42,13 @@ def test_two_plus_two_epochs_equal_four(tiny_cfg):
     assert straight["test"] == resumed["test"]
 
 
-class _InterruptAt(Callback):
-    def __init__(self, epoch, batch):
-        self.epoch, self.batch = epoch, batch
-
-    def on_train_batch_end(self, trainer, batch):
-        if trainer.epoch == self.epoch and batch == self.batch:
-            trainer._signal = "SIGINT"
-
-
 def test_interrupt_mid_epoch_then_resume_is_exact(tiny_cfg):
     straight = Path(train(tiny_cfg())["run_dir"])
     from dlcli.train import RunHandle
 
     handle = RunHandle()
     try:
-        train(tiny_cfg(), callbacks=[_InterruptAt(epoch=1, batch=2)], handle=handle)
+        train(tiny_cfg(), callbacks=[InterruptAt(epoch=1, batch=2)], handle=handle)
     except TrainingInterrupted:
         pass
     else:  # pragma: no cover
