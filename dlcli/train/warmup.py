@@ -1,7 +1,8 @@
 """Device warm-up in the background, overlapped with reading the data.
 
 The first kernels a process runs on a GPU pay for creating the CUDA context and
-for loading cuDNN, cuBLAS and the kernels themselves: about 0.3 s on an H200,
+for loading cuDNN, cuBLAS and the kernels themselves: about 0.3 s on an H200 (the
+hand-written loop's first epoch against its others),
 more than two epochs of the seed config on the CUDA-graph path. Done in series,
 that cost follows the data loading and lands in the first epoch. `DeviceWarmup`
 runs the model's forward, backward and optimizer step once, on zeros, in a thread
@@ -84,12 +85,16 @@ class DeviceWarmup:
             # which also leaves a reference cycle holding that optimizer's weights until some
             # later garbage collection (during a CUDA graph capture, say): imported here, it
             # holds nothing.
-            import torch._dynamo  # noqa: F401
+            try:
+                import torch._dynamo  # noqa: F401
 
-            import dlcli.optim  # noqa: F401
-            import dlcli.train.cuda_graphs  # noqa: F401
+                import dlcli.optim  # noqa: F401
+                import dlcli.train.cuda_graphs  # noqa: F401
 
-            warmup.model = meta_model(cfg)
+                warmup.model = meta_model(cfg)
+            except Exception as err:  # noqa: BLE001 - an optimization only, as below
+                warmup.error = err
+                return warmup
             warmup.thread = threading.Thread(target=warmup._run, name="dlcli-device-warmup", daemon=True)
             warmup.thread.start()
         return warmup

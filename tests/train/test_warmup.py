@@ -123,6 +123,16 @@ def test_a_failing_warm_up_is_ignored(tiny_cfg, warm_on_cpu, monkeypatch):
     assert isinstance(warmup.error, RuntimeError)
 
 
+def test_a_model_the_warm_up_cannot_build_is_ignored(tiny_cfg, warm_on_cpu, monkeypatch):
+    def unbuildable(cfg):
+        raise RuntimeError("a layer that cannot be built on the meta device")
+
+    monkeypatch.setattr(warmup_module, "meta_model", unbuildable)
+    warmup = DeviceWarmup.start(tiny_cfg(), torch.device("cpu"))
+    assert warmup.thread is None and isinstance(warmup.error, RuntimeError)
+    warmup.join()
+
+
 def test_the_data_is_read_while_the_device_warms_up(tiny_cfg, warm_on_cpu, monkeypatch):
     from dlcli.data import prepare
     from dlcli.train import train
