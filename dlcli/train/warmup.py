@@ -2,9 +2,9 @@
 
 The first kernels a process runs on a GPU pay for creating the CUDA context and
 for loading cuDNN, cuBLAS and the kernels themselves: about 0.3 s on an H200 (the
-hand-written loop's first epoch against its others),
-more than two epochs of the seed config on the CUDA-graph path. Done in series,
-that cost follows the data loading and lands in the first epoch. `DeviceWarmup`
+hand-written loop's first epoch against its others), more than two epochs of the
+seed config on the CUDA-graph path. Done in series, that cost follows the data
+loading and lands in the first epoch. `DeviceWarmup`
 runs the model's forward, backward and optimizer step once, on zeros, in a thread
 while the main thread reads and decodes the data on the CPU; the two overlap and
 the run's wall time shrinks by the shorter of them.
