@@ -5,7 +5,9 @@ a pickled code payload for the tests that checkpoints never run code."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import weakref
 from typing import Any
 
 from dlcli.config import config_from_text
@@ -100,3 +102,24 @@ class InterruptAt(Callback):
     def on_train_batch_end(self, trainer, batch):
         if trainer.epoch == self.epoch and batch == self.batch:
             trainer._signal = "SIGINT"
+
+
+@contextlib.contextmanager
+def optimizer_params():
+    """Weak references to the parameters of every torch optimizer created inside the block:
+    dead ones were freed."""
+    import torch
+
+    made: list[weakref.ref] = []
+    real = torch.optim.Optimizer.__init__
+
+    def spy(self, params, *args, **kwargs):
+        params = list(params)
+        made.extend(weakref.ref(p) for p in params)
+        real(self, params, *args, **kwargs)
+
+    torch.optim.Optimizer.__init__ = spy
+    try:
+        yield made
+    finally:
+        torch.optim.Optimizer.__init__ = real

@@ -67,26 +67,17 @@ def test_resume_on_gpu_is_exact_with_deterministic_algorithms(tiny_cfg):
 
 
 @pytest.mark.parametrize("extra", [(), ("trainer.cuda_graphs=true", "scheduler=null"), ("trainer.precision=bf16",)])
-def test_device_warm_up_runs_and_leaves_no_trace(tiny_cfg, extra, monkeypatch):
-    import weakref
-
+def test_device_warm_up_runs_and_leaves_no_trace(tiny_cfg, extra):
     from dlcli.train.warmup import DeviceWarmup
+    from tests.samples import optimizer_params
 
-    made = []
-    real = torch.optim.Optimizer.__init__
-
-    def spy(self, params, *args, **kwargs):
-        params = list(params)
-        made.extend(weakref.ref(p) for p in params)
-        real(self, params, *args, **kwargs)
-
-    monkeypatch.setattr(torch.optim.Optimizer, "__init__", spy)
     device = torch.device("cuda")
     torch.manual_seed(5)
     cpu, gpu = torch.get_rng_state(), torch.cuda.get_rng_state(device)
-    warmup = DeviceWarmup.start(tiny_cfg("trainer.device=cuda", *extra), device)
-    assert warmup.thread is not None
-    warmup.join()
+    with optimizer_params() as made:
+        warmup = DeviceWarmup.start(tiny_cfg("trainer.device=cuda", *extra), device)
+        assert warmup.thread is not None
+        warmup.join()
     assert warmup.error is None  # a silent failure would only cost speed: catch it here
     assert torch.equal(torch.get_rng_state(), cpu) and torch.equal(torch.cuda.get_rng_state(device), gpu)
     # its weights are gone from the device (what the thread's cuBLAS handle keeps as workspace

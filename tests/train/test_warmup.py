@@ -64,21 +64,15 @@ def test_nothing_of_the_warm_up_outlives_it(run_python):
     # creates (it imports torch._dynamo) leaves a reference cycle that would keep the warm-up's
     # weights alive, on the GPU, until some later collection.
     script = """
-import gc, weakref, torch
+import gc, torch
 from dlcli.config import load_config
 from dlcli.train.warmup import DeviceWarmup
+from tests.samples import optimizer_params
 gc.disable()
-made = []
-real = torch.optim.Optimizer.__init__
-def spy(self, params, *args, **kwargs):
-    params = list(params)
-    made.extend(weakref.ref(p) for p in params)
-    real(self, params, *args, **kwargs)
-torch.optim.Optimizer.__init__ = spy
 DeviceWarmup.DEVICE_TYPES = ("cpu",)
-warmup = DeviceWarmup.start(load_config("configs/mnist_cnn.yaml", ["data.batch_size=8"]), torch.device("cpu"))
-warmup.join()
-torch.optim.Optimizer.__init__ = real
+with optimizer_params() as made:
+    warmup = DeviceWarmup.start(load_config("configs/mnist_cnn.yaml", ["data.batch_size=8"]), torch.device("cpu"))
+    warmup.join()
 print(warmup.error, len(made), sum(ref() is not None for ref in made))
 """
     result = run_python("-c", script)
