@@ -82,6 +82,25 @@ def _accuracy(model, xt, yt):
     return correct / len(xt)
 
 
+def _timed_epochs(epochs: int, device, model, epoch) -> list[float]:
+    """Seconds of each of `epochs` calls of `epoch()`, the model in training mode, waiting
+    for the GPU at both ends."""
+    times = []
+    for _ in range(epochs):
+        sync(device)
+        start = time.perf_counter()
+        model.train()
+        epoch()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _result(times: list[float], model, xt, yt, begin: float) -> dict:
+    accuracy = _accuracy(model, xt, yt)
+    return {"epoch_seconds": times, "test_accuracy": accuracy, "end_to_end_seconds": time.perf_counter() - begin}
+
+
 def run_hand(args) -> dict:
     """The hand-written loop: the whole dataset as one tensor on the device, batches by index."""
     import torch
@@ -93,11 +112,8 @@ def run_hand(args) -> dict:
     x, y, xt, yt = _tensors(device)
     model = seed_model().to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, **({"fused": True} if device.type == "cuda" else {}))
-    times = []
-    for epoch in range(args.epochs):
-        sync(device)
-        start = time.perf_counter()
-        model.train()
+
+    def epoch():
         perm = torch.randperm(len(x), device=device)
         for i in range(0, len(x), 128):
             idx = perm[i:i + 128]
@@ -105,10 +121,9 @@ def run_hand(args) -> dict:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    accuracy = _accuracy(model, xt, yt)
-    return {"epoch_seconds": times, "test_accuracy": accuracy, "end_to_end_seconds": time.perf_counter() - begin}
+
+    times = _timed_epochs(args.epochs, device, model, epoch)
+    return _result(times, model, xt, yt, begin)
 
 
 def run_graph(args) -> dict:
@@ -134,11 +149,10 @@ def run_graph(args) -> dict:
         opt.step()
         opt.zero_grad(set_to_none=False)
 
-    graph, times = None, []
-    for epoch in range(args.epochs):
-        sync(device)
-        start = time.perf_counter()
-        model.train()
+    graph = None
+
+    def epoch():
+        nonlocal graph
         perm = torch.randperm(len(x), device=device)
         for i in range(0, len(x) - 127, 128):
             static_idx.copy_(perm[i:i + 128])
@@ -154,10 +168,9 @@ def run_graph(args) -> dict:
                 with torch.cuda.graph(graph):
                     step()
             graph.replay()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    accuracy = _accuracy(model, xt, yt)
-    return {"epoch_seconds": times, "test_accuracy": accuracy, "end_to_end_seconds": time.perf_counter() - begin}
+
+    times = _timed_epochs(args.epochs, device, model, epoch)
+    return _result(times, model, xt, yt, begin)
 
 
 def run_dataloader(args) -> dict:
@@ -181,24 +194,20 @@ def run_dataloader(args) -> dict:
                                          pin_memory=device.type == "cuda", persistent_workers=args.workers > 0)
     model = seed_model().to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, **({"fused": True} if device.type == "cuda" else {}))
-    times = []
-    for epoch in range(args.epochs):
-        sync(device)
-        start = time.perf_counter()
-        model.train()
+
+    def epoch():
         for xb, yb in loader:
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
             loss = F.cross_entropy(model(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        sync(device)
-        times.append(time.perf_counter() - start)
+
+    times = _timed_epochs(args.epochs, device, model, epoch)
     xt = torch.stack([test_set[i][0] for i in range(len(test_set))]).to(device)
     yt = test_set.targets.to(device)
     shutil.rmtree(root, ignore_errors=True)
-    accuracy = _accuracy(model, xt, yt)
-    return {"epoch_seconds": times, "test_accuracy": accuracy, "end_to_end_seconds": time.perf_counter() - begin}
+    return _result(times, model, xt, yt, begin)
 
 
 def main() -> None:
