@@ -172,6 +172,14 @@ def summarize(cfg: dict, model: Model) -> dict:
             "output_activation": model.output_activation}
 
 
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """trainer.precision as an autocast dtype: bfloat16 or float16 on CUDA; None for fp32,
+    and on other devices (mixed precision is for GPUs here)."""
+    if precision == "fp32" or device.type != "cuda":
+        return None
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
 def resolve_device(name: str) -> torch.device:
     """auto -> cuda, then mps, then cpu; a device that is not there is an error."""
     if name == "auto":

@@ -11,6 +11,14 @@ _LR = Arg("lr", Float(min=0.0, min_open=True), 1e-3, "learning rate")
 _WD = Arg("weight_decay", Float(min=0.0), 0.0, "L2 penalty (decoupled for adamw)")
 
 
+def build_optimizer(cfg: dict, params, device, capturable: bool = False):
+    """The config's optimizer over `params`: the fused implementation on CUDA; `capturable`
+    keeps its state on the device for a CUDA graph."""
+    spec = cfg["optimizer"]
+    return OPTIMIZERS.get(spec["type"]).build({k: v for k, v in spec.items() if k != "type"}, params,
+                                              fused=device.type == "cuda", capturable=capturable)
+
+
 def _fused_kwargs(cls, params, fused: bool, capturable: bool = False) -> dict:
     """Ask for the fused (one-kernel) implementation where it exists and the params are on
     CUDA; `capturable` keeps the step count on the device so a CUDA graph can replay it."""

@@ -23,6 +23,7 @@ import torch
 
 from dlcli.errors import DataError, DlcliError, short_repr
 from dlcli.inference import TrainedModel, check_labels, load_trained
+from dlcli.model import autocast_dtype
 
 SPLITS = ("train", "val", "test")
 TOP_K = (3, 5)
@@ -195,11 +196,8 @@ def load_data_file(path: Path, trained: TrainedModel):
 
 def _autocast(trained: TrainedModel):
     """The autocast training evaluated under (GPU with bf16/fp16), else None."""
-    precision = trained.cfg["trainer"]["precision"]
-    if trained.device.type != "cuda" or precision == "fp32":
-        return None
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return lambda: torch.autocast("cuda", dtype=dtype)
+    dtype = autocast_dtype(trained.cfg["trainer"]["precision"], trained.device)
+    return None if dtype is None else lambda: torch.autocast("cuda", dtype=dtype)
 
 
 def _add_details(report: dict, trained: TrainedModel, outputs: torch.Tensor, targets: torch.Tensor) -> None:

@@ -23,8 +23,8 @@ from dlcli.errors import RunError
 from dlcli.evaluation import evaluate_split, metric_functions
 from dlcli.losses import LOSSES
 from dlcli.metrics import METRICS
-from dlcli.model import build_training_model, uses_channels_last
-from dlcli.optim import OPTIMIZERS, SCHEDULERS
+from dlcli.model import autocast_dtype, build_training_model, uses_channels_last
+from dlcli.optim import SCHEDULERS, build_optimizer
 from dlcli.train.cuda_graphs import GraphedStep, graph_blockers
 
 
@@ -90,10 +90,7 @@ class Trainer:
             use_graphs = not blockers
             if blockers:
                 self.notes.append(f"trainer.cuda_graphs ignored: {'; '.join(blockers)}")
-        opt = cfg["optimizer"]
-        self.optimizer = OPTIMIZERS.get(opt["type"]).build(
-            {k: v for k, v in opt.items() if k != "type"}, self.model.parameters(), fused=device.type == "cuda",
-            capturable=use_graphs)
+        self.optimizer = build_optimizer(cfg, self.model.parameters(), device, capturable=use_graphs)
         self.batch_size, self.accum = cfg["data"]["batch_size"], t["grad_accum"]
         n = len(data.train)
         self.batches_per_epoch = n // self.batch_size if cfg["data"]["drop_last"] else math.ceil(n / self.batch_size)
@@ -136,12 +133,10 @@ class Trainer:
                 entry.meta["interval"])
 
     def _autocast_dtype(self, precision: str):
-        if precision == "fp32":
-            return None
-        if self.device.type != "cuda":
+        dtype = autocast_dtype(precision, self.device)
+        if dtype is None and precision != "fp32":
             self.notes.append(f"trainer.precision={precision} is ignored on {self.device.type}: training in fp32")
-            return None
-        return torch.bfloat16 if precision == "bf16" else torch.float16
+        return dtype
 
     def autocast(self):
         if self.autocast_dtype is None:

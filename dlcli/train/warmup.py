@@ -34,8 +34,8 @@ def meta_model(cfg: dict) -> torch.nn.Module:
 def warm_up(cfg: dict, device: torch.device, model: torch.nn.Module | None = None) -> None:
     """One training step of the config's model (`meta_model(cfg)` unless given) on zeros, on
     `device`: the kernels and libraries the real steps will use get loaded."""
-    from dlcli.model import uses_channels_last
-    from dlcli.optim import OPTIMIZERS
+    from dlcli.model import autocast_dtype, uses_channels_last
+    from dlcli.optim import build_optimizer
     from dlcli.train.cuda_graphs import graph_blockers
 
     t = cfg["trainer"]
@@ -49,15 +49,12 @@ def warm_up(cfg: dict, device: torch.device, model: torch.nn.Module | None = Non
     ids = cfg["model"]["layers"][0]["type"] == "embedding"  # integer ids in, not values
     x = torch.zeros(cfg["data"]["batch_size"], *cfg["model"]["input_shape"], device=device,
                     dtype=torch.long if ids else torch.float32)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t["precision"])
-    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None and device.type == "cuda")
-    with autocast:
+    dtype = autocast_dtype(t["precision"], device)
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
         out = model(x)
     out.float().square().mean().backward()
-    opt = cfg["optimizer"]
-    optimizer = OPTIMIZERS.get(opt["type"]).build(
-        {k: v for k, v in opt.items() if k != "type"}, model.parameters(), fused=device.type == "cuda",
-        capturable=bool(t["cuda_graphs"]) and not graph_blockers(cfg, device))
+    optimizer = build_optimizer(cfg, model.parameters(), device,
+                                capturable=bool(t["cuda_graphs"]) and not graph_blockers(cfg, device))
     optimizer.step()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
