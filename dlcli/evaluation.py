@@ -31,16 +31,17 @@ def evaluate_split(model, split, loss_fn, metric_fns: dict, batch_size: int, aut
     sums = {name: torch.zeros((), dtype=torch.float64, device=device) for name in metric_fns}
     outputs_all, targets_all = [], []
     try:
-        for xb, yb in split.slices(batch_size):
-            with autocast() if autocast else contextlib.nullcontext():
-                out = model(xb)
-            out = out.float()
-            loss_sum += sum_loss(loss_fn, out, yb).double()
-            for name, fn in metric_fns.items():
-                sums[name] += fn(out, yb).double()
-            if collect_outputs:
-                outputs_all.append(out.cpu())
-                targets_all.append(yb.cpu())
+        with split.worker_failures():
+            for xb, yb in split.slices(batch_size):
+                with autocast() if autocast else contextlib.nullcontext():
+                    out = model(xb)
+                out = out.float()
+                loss_sum += sum_loss(loss_fn, out, yb).double()
+                for name, fn in metric_fns.items():
+                    sums[name] += fn(out, yb).double()
+                if collect_outputs:
+                    outputs_all.append(out.cpu())
+                    targets_all.append(yb.cpu())
     finally:
         model.train(was_training)
     n = max(len(split), 1)

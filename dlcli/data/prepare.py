@@ -12,6 +12,8 @@ splits hold file paths, and DataLoader workers decode each batch.
 
 from __future__ import annotations
 
+import contextlib
+
 import math
 from dataclasses import dataclass
 
@@ -52,6 +54,10 @@ class DeviceSplit:
 
     def close(self) -> None:
         """Nothing to stop (a streamed split stops its workers)."""
+
+    def worker_failures(self):
+        """No workers that could fail (a streamed split's can)."""
+        return contextlib.nullcontext()
 
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         xb, yb = self.x[idx], self.y[idx]

@@ -14,6 +14,7 @@ available memory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Iterator
 
@@ -35,6 +36,7 @@ PREFETCH_FACTOR = 4  # batches each worker decodes ahead
 # stops with a message instead of waiting forever. A worker that dies is noticed at once.
 WORKER_TIMEOUT_S = 300
 MAX_DEFAULT_WORKERS = 8
+WORKER_DIED = "DataLoader worker (pid"  # how PyTorch's reports of a dead worker begin
 
 
 def available_memory() -> int | None:
@@ -111,13 +113,30 @@ def read_batches(files: ImageFiles, batches: list[np.ndarray], workers: int,
         try:
             item = next(pending)
         except RuntimeError as err:  # a worker was killed (out of memory?), exited or timed out
-            reason = shorten(" ".join(str(err).split()), 300)
-            raise DataError(f"reading the images of {files.files[0]} and the rest of its split stopped: a "
-                            f"DataLoader worker failed ({reason}); HINT: data.workers=0 decodes in the "
-                            f"training process, which shows the error the worker met") from None
+            raise _worker_failed(files, err) from None
         if "error" in item:
             raise DataError(item["error"])
         yield item["idx"], item["x"]
+
+
+def _worker_failed(files: ImageFiles, err: RuntimeError) -> DataError:
+    reason = shorten(" ".join(str(err).split()), 300)
+    return DataError(f"reading the images of {files.files[0]} and the rest of its split stopped: a "
+                     f"DataLoader worker failed ({reason}); HINT: data.workers=0 decodes in the "
+                     f"training process, which shows the error the worker met")
+
+
+@contextlib.contextmanager
+def worker_deaths_reported(files: ImageFiles):
+    """PyTorch reports a DataLoader worker that dies from its SIGCHLD handler, as a
+    RuntimeError raised wherever this process is at that moment (in the model's forward,
+    say), not only in a batch read: within this block it becomes the DataError of `files`."""
+    try:
+        yield
+    except RuntimeError as err:
+        if not str(err).startswith(WORKER_DIED):
+            raise
+        raise _worker_failed(files, err) from None
 
 
 def channel_histograms(files: ImageFiles, seed: int, workers: int) -> torch.Tensor:
@@ -133,9 +152,10 @@ def channel_histograms(files: ImageFiles, seed: int, workers: int) -> torch.Tens
     batches = [chosen[start:start + STATS_BATCH] for start in range(0, len(chosen), STATS_BATCH)]
     channels = files.shape[0]
     counts = torch.zeros(channels, 256, dtype=torch.int64)
-    for _, xb in read_batches(files, batches, workers):
-        for c in range(channels):
-            counts[c] += torch.bincount(xb[:, c].reshape(-1), minlength=256)
+    with worker_deaths_reported(files):
+        for _, xb in read_batches(files, batches, workers):
+            for c in range(channels):
+                counts[c] += torch.bincount(xb[:, c].reshape(-1), minlength=256)
     return counts
 
 
@@ -175,6 +195,10 @@ class StreamSplit:
         batches = [np.arange(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
         for idx, xb in read_batches(self.files, batches, self.workers, pin_memory=self.device.type == "cuda"):
             yield self._to_device(idx, xb)
+
+    def worker_failures(self):
+        """The block in which this split's workers run: one that dies stops it with a DataError."""
+        return worker_deaths_reported(self.files)
 
     def close(self) -> None:
         """Stop the workers of a planned epoch (an interrupted run leaves one unfinished)."""

@@ -157,7 +157,8 @@ class Trainer:
         train = self.data.train
         started = time.perf_counter()
         self._emit("on_fit_start")
-        with self._signals(), contextlib.closing(train):  # closing: a streamed split stops its workers
+        # closing: a streamed split stops its workers; worker_failures: one that dies is a DataError
+        with self._signals(), contextlib.closing(train), train.worker_failures():
             while self.epoch < t["epochs"] and self.stop_reason is None:
                 self._emit("on_epoch_start")
                 epoch_start = time.perf_counter()

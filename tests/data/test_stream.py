@@ -298,3 +298,71 @@ def test_a_stuck_worker_times_out(stream_cfg, monkeypatch):
     monkeypatch.setattr(stream, "WORKER_TIMEOUT_S", 1)
     with pytest.raises(DataError, match=r"a DataLoader worker failed \(DataLoader timed out after 1 seconds\)"):
         prepare_data(stream_cfg("data.in_memory=false", "data.workers=1"), torch.device("cpu"))
+
+
+
+def _dies_once_flagged(flag: Path):
+    """A decoder that dies once `flag` exists; slow, so a worker still has batches to decode
+    when the training process sets the flag, just after receiving its first batch."""
+    real = stream.decode_image
+
+    def decode(file, shape):
+        time.sleep(0.05)
+        if flag.exists():
+            os._exit(3)
+        return real(file, shape)
+
+    return decode
+
+
+def _flag_and_wait(flag: Path) -> None:
+    """Tell the workers to die on their next image, then wait in Python code (not in a batch
+    read), where PyTorch's SIGCHLD handler reports the dead worker."""
+    flag.touch()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+class _KillWorkersAfterFirstBatch:
+    def __init__(self, flag: Path):
+        self.flag = flag
+
+    def __getattr__(self, hook):
+        return lambda *args: None
+
+    def on_train_batch_end(self, trainer, batch):
+        if batch == 0:
+            _flag_and_wait(self.flag)
+
+
+_WORKER_FAILED = r"a DataLoader worker failed \(DataLoader worker \(pid.*HINT: data.workers=0"
+
+
+def test_a_worker_that_dies_mid_epoch_fails_the_run_with_a_message(stream_cfg, monkeypatch, tmp_path):
+    flag = tmp_path / "die"
+    monkeypatch.setattr(stream, "decode_image", _dies_once_flagged(flag))
+    handle = RunHandle()
+    cfg = stream_cfg("data.in_memory=false", "data.workers=1", "data.normalize=false", "data.batch_size=2")
+    with pytest.raises(DataError, match=_WORKER_FAILED):
+        train(cfg, callbacks=[_KillWorkersAfterFirstBatch(flag)], handle=handle)
+    summary = json.loads((handle.run_dir / "summary.json").read_text())
+    assert summary["status"] == "failed" and "DataLoader worker failed" in summary["error"]
+
+
+def test_a_worker_that_dies_mid_evaluation_is_a_data_error(stream_cfg, monkeypatch, tmp_path):
+    from dlcli.evaluation import evaluate_split
+
+    flag = tmp_path / "die"
+    monkeypatch.setattr(stream, "decode_image", _dies_once_flagged(flag))
+    cfg = stream_cfg("data.in_memory=false", "data.workers=1", "data.normalize=false")
+    data = prepare_data(cfg, torch.device("cpu"))
+
+    def model(xb):  # the first batch's forward flags the workers and waits
+        if not flag.exists():
+            _flag_and_wait(flag)
+        return torch.zeros(len(xb), 3)
+
+    model.training, model.eval, model.train = False, lambda: None, lambda mode: None
+    with pytest.raises(DataError, match=_WORKER_FAILED):
+        evaluate_split(model, data.test, torch.nn.CrossEntropyLoss(), {}, batch_size=2)
