@@ -8,6 +8,8 @@ export PYTHONPATH="$PWD" PYTHONUNBUFFERED=1
 OUT="${OUT:-gpu-results}"; mkdir -p "$OUT"
 nvidia-smi -L; python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
 python3 -m pytest -q -p no:cacheprovider tests/train/test_cuda.py tests/train/test_warmup.py 2>&1 | tee "$OUT/cuda_tests.log" | tail -15
+# streamed image folders on the GPU (pinned copies) against the data held on the device
+python3 -m pytest -q -p no:cacheprovider tests/data/test_stream.py -k cuda -rs 2>&1 | tee "$OUT/cuda_stream_tests.log" | tail -6
 # the seed config: default path against the hand-written loop and the idiomatic 4-worker DataLoader loop
 python3 benchmarks/train_speed.py --device cuda --epochs 10 --workers 4 --json "$OUT/gpu_default.json" 2>&1 | tee "$OUT/gpu_default.log"
 # the opt-in fast path: the whole step in a CUDA graph, against the hand-written CUDA-graph limit

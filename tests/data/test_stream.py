@@ -144,11 +144,18 @@ def test_streamed_split_holds_paths_and_labels_not_pixels(stream_cfg):
     assert all(v.ndim == 1 for v in held if len(v) == len(split))  # per sample: a path and a label
 
 
-def test_streamed_batches_are_the_in_memory_batches(stream_cfg):
+# The GPU cases run on a lent GPU machine (benchmarks/gpu_check.sh): streamed batches are
+# pinned and copied, held ones gathered on the device.
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_streamed_batches_are_the_in_memory_batches(stream_cfg, device):
     """The same normalization, validation samples and training/evaluation batches, bit for bit."""
-    cpu = torch.device("cpu")
-    held = prepare_data(stream_cfg("data.in_memory=true"), cpu)
-    streamed = prepare_data(stream_cfg("data.in_memory=false", "data.workers=2"), cpu)
+    device = torch.device(device)
+    held = prepare_data(stream_cfg("data.in_memory=true"), device)
+    streamed = prepare_data(stream_cfg("data.in_memory=false", "data.workers=2"), device)
+    assert held.train.x.device.type == device.type and streamed.train.streamed
     assert streamed.normalization == held.normalization and streamed.normalization["std"] != [255.0] * 3
     for name in ("train", "val", "test"):
         a, b = list(getattr(held, name).slices(3)), list(getattr(streamed, name).slices(3))
@@ -159,9 +166,9 @@ def test_streamed_batches_are_the_in_memory_batches(stream_cfg):
     streamed.train.plan(perm, 8, range(1, 4))
     for b in range(1, 4):
         idx = perm[b * 8:(b + 1) * 8]
-        xa, ya = held.train.batch(idx)
+        xa, ya = held.train.batch(idx.to(held.train.home))
         xb, yb = streamed.train.batch(idx)
-        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+        assert xb.device.type == device.type and torch.equal(xa, xb) and torch.equal(ya, yb)
     streamed.train.close()
 
 
@@ -193,9 +200,11 @@ def test_normalization_of_a_large_set_reads_a_seeded_sample(stream_cfg, monkeypa
 # Training, resuming, evaluating
 # ---------------------------------------------------------------------------
 
-def test_streamed_training_equals_in_memory_training(stream_cfg):
-    held = train(stream_cfg("data.in_memory=true"))
-    streamed = train(stream_cfg("data.in_memory=false", "data.workers=2"))
+@pytest.mark.parametrize("device", DEVICES)
+def test_streamed_training_equals_in_memory_training(stream_cfg, device):
+    on = (f"trainer.device={device}", "trainer.deterministic=true")
+    held = train(stream_cfg("data.in_memory=true", *on))
+    streamed = train(stream_cfg("data.in_memory=false", "data.workers=2", *on))
     _assert_same_weights(_weights(held["run_dir"]), _weights(streamed["run_dir"]))
     assert _records(held["run_dir"]) == _records(streamed["run_dir"])
     assert held["test"] == streamed["test"]
