@@ -84,7 +84,7 @@ def read_inputs(trained: TrainedModel, path: Path) -> tuple[torch.Tensor, list[s
     if suffix in IMAGE_EXTENSIONS:
         return read_images(trained, [path], str(path)), [str(path)]
     if suffix == ".npz":
-        return read_npz(path)
+        return read_npz(path, trained.input_shape)
     if suffix == ".csv":
         return read_csv(trained, path)
     raise DataError(f"{path}: cannot predict a {suffix or 'extension-less'} file; expected images "
@@ -100,8 +100,9 @@ def read_images(trained: TrainedModel, files: list[Path], where: str) -> torch.T
     return _read_images({"inputs": list(files)}, ["inputs"], shape).x
 
 
-def read_npz(path: Path) -> tuple[torch.Tensor, list[str]]:
-    """Array x (else x_test) of an .npz, converted as the npz loader does."""
+def read_npz(path: Path, input_shape: tuple) -> tuple[torch.Tensor, list[str]]:
+    """Array x (else x_test) of an .npz, converted as the npz loader does for a model of
+    `input_shape`."""
     import zipfile
 
     from dlcli.data._sources import _check_finite, _npz_array, _npz_inputs
@@ -123,7 +124,7 @@ def read_npz(path: Path) -> tuple[torch.Tensor, list[str]]:
     if array.ndim == 0 or len(array) == 0:
         raise DataError(f"{path}: expected at least one sample in {name}, received shape {array.shape}")
     _check_finite(array, name, str(path))
-    return _npz_inputs(array, str(path), name), [f"{path}[{i}]" for i in range(len(array))]
+    return _npz_inputs(array, str(path), name, input_shape), [f"{path}[{i}]" for i in range(len(array))]
 
 
 def read_csv(trained: TrainedModel, path: Path) -> tuple[torch.Tensor, list[str]]:

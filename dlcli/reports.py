@@ -181,7 +181,8 @@ def load_data_file(path: Path, trained: TrainedModel):
         shape = image_sample_shape(cfg, str(path))
         return load_image_folder_dir({"path": str(path), "test_path": None, "input_shape": list(shape)})
     if path.suffix.lower() == ".npz":
-        return load_npz_file({"path": str(path), "test_path": None, "task": task})
+        return load_npz_file({"path": str(path), "test_path": None, "task": task,
+                              "input_shape": list(trained.input_shape)})
     if path.suffix.lower() == ".csv":
         data = cfg["data"]
         if data["dataset"] != "csv":

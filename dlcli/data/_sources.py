@@ -279,7 +279,9 @@ def load_npz_file(args: dict) -> Splits:
     from x, y in args["test_path"].
 
     x: int64 (N, T) token ids when x is an integer (N, T) array, else float32
-    (N, *sample_shape); a flat (N,) x becomes (N, 1). y: see `_finish_targets`.
+    (N, *sample_shape); a flat (N,) x becomes (N, 1); images stored channels-last (or
+    without their single channel) are laid out as args["input_shape"] (C, H, W) asks.
+    y: see `_finish_targets`.
     """
     path = Path(args["path"])
     test_path = args.get("test_path")
@@ -296,7 +298,7 @@ def load_npz_file(args: dict) -> Splits:
 
     xs = {}
     for split, pair in arrays.items():
-        xs[split] = _npz_inputs(pair["x"], where[split], pair["x_name"])
+        xs[split] = _npz_inputs(pair["x"], where[split], pair["x_name"], args.get("input_shape"))
     if "test" in xs:
         train_x, test_x = xs["train"], xs["test"]
         if train_x.shape[1:] != test_x.shape[1:] or train_x.dtype != test_x.dtype:
@@ -381,15 +383,33 @@ def _check_pair(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str, where: s
     _check_finite(y, y_name, where)
 
 
-def _npz_inputs(x: np.ndarray, where: str, name: str) -> torch.Tensor:
+def _npz_inputs(x: np.ndarray, where: str, name: str, input_shape=None) -> torch.Tensor:
+    """x as the model takes it. Images stored as Keras keeps them are laid out as the
+    model's `input_shape` (C, H, W) asks: (N, H, W) grey images gain their channel axis,
+    and channels-last (N, H, W, C) images become channels-first."""
     if x.ndim == 1:
         x = x.reshape(len(x), 1)  # one feature per sample
+    x = images_channels_first(x, input_shape)
     if x.ndim == 2 and x.dtype.kind in "iu":  # (N, T): token ids for an embedding
         if x.min() < 0:
             raise DataError(f"{where}: integer {name} of shape (N, T) is read as token ids, expected ids >= 0, "
                             f"received {x.min()}; save it as float to use it as features")
         return torch.from_numpy(x.astype(np.int64))
     return torch.from_numpy(x.astype(np.float32))
+
+
+def images_channels_first(x: np.ndarray, input_shape) -> np.ndarray:
+    """(N, H, W) or (N, H, W, C) arrays as (N, C, H, W), where `input_shape` is that
+    (C, H, W) and the samples are not already stored as it is."""
+    shape, sample = tuple(input_shape or ()), tuple(x.shape[1:])
+    if len(shape) != 3 or sample == shape:
+        return x
+    channels, height, width = shape
+    if sample == (height, width) and channels == 1:
+        return x[:, None]
+    if sample == (height, width, channels):
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    return x
 
 
 # ---------------------------------------------------------------------------

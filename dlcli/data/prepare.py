@@ -13,7 +13,6 @@ splits hold file paths, and DataLoader workers decode each batch.
 from __future__ import annotations
 
 import contextlib
-
 import math
 from dataclasses import dataclass
 
@@ -162,7 +161,7 @@ def check_fits(cfg: dict, split: Split, name: str, source: str, task: str) -> No
     sample = split.sample_shape
     if not data_view_fits(sample, input_shape):
         raise DataError(f"{source}: {name} samples have shape {fmt_shape(sample)} but model.input_shape is "
-                        f"{list(input_shape)}; set model.input_shape to {list(sample)}")
+                        f"{list(input_shape)}; set model.input_shape to {input_shape_for(sample, cfg)}")
     out_shape = infer_shapes(input_shape, cfg["model"]["layers"])[-1][3]
     from dlcli.losses import LOSSES
 
@@ -186,6 +185,17 @@ def check_fits(cfg: dict, split: Split, name: str, source: str, task: str) -> No
         if per_sample != math.prod(out_shape):
             raise DataError(f"{source}: {name} targets have {per_sample} value(s) per sample but the model "
                             f"outputs {fmt_shape(out_shape)}")
+
+
+def input_shape_for(sample: tuple, cfg: dict) -> list:
+    """The model.input_shape that takes samples of shape `sample`. An .npz's images may be
+    stored as Keras keeps them, (H, W, C) or (H, W): an image model takes them as (C, H, W)."""
+    images = cfg["data"]["dataset"] == "npz" and len(cfg["model"]["input_shape"]) == 3
+    if images and len(sample) == 3 and sample[2] in (1, 3, 4) and sample[0] not in (1, 3, 4):
+        return [sample[2], sample[0], sample[1]]
+    if images and len(sample) == 2:
+        return [1, *sample]
+    return list(sample)
 
 
 def resident_device(splits: list[Split], device: torch.device) -> torch.device:

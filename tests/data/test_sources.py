@@ -250,6 +250,25 @@ def test_npz_uint8_images_become_float(make_npz):
     assert load_npz_file({"path": str(path)}).train.x.dtype == torch.float32
 
 
+@pytest.mark.parametrize("stored, input_shape, expected", [
+    ((4, 5, 6, 3), [3, 5, 6], (4, 3, 5, 6)),  # Keras's channels-last images
+    ((4, 5, 6, 1), [1, 5, 6], (4, 1, 5, 6)),
+    ((4, 5, 6), [1, 5, 6], (4, 1, 5, 6)),  # grey images without their channel axis
+    ((4, 3, 5, 6), [3, 5, 6], (4, 3, 5, 6)),  # already channels-first
+    ((4, 3, 3, 3), [3, 3, 3], (4, 3, 3, 3)),  # as stored, where it fits as it is
+    ((4, 5, 6), [5, 6], (4, 5, 6)),  # rows as steps
+    ((4, 5, 6, 3), [90], (4, 5, 6, 3)),  # flattened by the model
+    ((4, 5, 6, 3), None, (4, 5, 6, 3)),
+])
+def test_npz_images_are_laid_out_as_the_model_takes_them(make_npz, stored, input_shape, expected):
+    x = np.random.default_rng(0).random(stored)
+    path = make_npz(x=x, y=np.arange(4) % 2, x_test=x[:2], y_test=np.arange(2))
+    splits = load_npz_file({"path": str(path), "input_shape": input_shape})
+    assert splits.train.x.shape == expected and splits.test.x.shape == (2, *expected[1:])
+    moved = x.transpose(0, 3, 1, 2) if len(stored) == 4 and stored[1:] != expected[1:] else x
+    assert torch.equal(splits.train.x, torch.from_numpy(moved.reshape(expected).astype(np.float32)))
+
+
 def test_npz_flat_x_is_one_feature(make_npz):
     path = make_npz(x=np.linspace(0, 1, 6), y=np.linspace(0, 2, 6))
     assert load_npz_file({"path": str(path)}).train.x.shape == (6, 1)

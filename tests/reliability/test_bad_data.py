@@ -63,6 +63,14 @@ CASES = {
     "npz images with 3 channels for a grey model": (
         npz("rgb.npz", x=_images(shape=(3, 28, 28)), y=np.arange(20) % 10), IMAGE_MODEL, "",
         r"training samples have shape \(3, 28, 28\) but model.input_shape is \[1, 28, 28\]"),
+    "npz channels-last images of the wrong size": (
+        npz("small_last.npz", x=_images(shape=(14, 14, 3)), y=np.arange(20) % 10), IMAGE_MODEL, "",
+        r"training samples have shape \(14, 14, 3\) but model.input_shape is \[1, 28, 28\]; "
+        r"set model.input_shape to \[3, 14, 14\]$"),
+    "npz grey images without a channel axis, of the wrong size": (
+        npz("small_grey.npz", x=_images(shape=(14, 14)), y=np.arange(20) % 10), IMAGE_MODEL, "",
+        r"training samples have shape \(14, 14\) but model.input_shape is \[1, 28, 28\]; "
+        r"set model.input_shape to \[1, 14, 14\]$"),
     "npz labels out of range": (
         npz("labels.npz", x=_images(), y=np.arange(20)), IMAGE_MODEL, "",
         r"training labels must be class ids in \[0, 9\] for a model with 10 outputs; found label 19"),

@@ -4,6 +4,7 @@ import csv
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from dlcli.config import config_from_text
@@ -28,6 +29,32 @@ def test_npz_classification(tmp_path):
     summary = _run(tmp_path, "{input_shape: [8], layers: [{dense: {units: 16, activation: relu}}, {dense: 2}]}",
                    f"{{dataset: npz, path: {tmp_path / 'd.npz'}, batch_size: 16, val_split: 0.2}}")
     assert summary["status"] == "finished" and 0 <= summary["test"]["accuracy"] <= 1
+
+
+def test_npz_images_stored_channels_last_train_evaluate_and_predict_as_channels_first(tmp_path):
+    """Keras keeps images as (N, H, W, C): the same run, the same figures and predictions."""
+    from dlcli.checkpoint import load_checkpoint
+    from dlcli.predict import predict
+    from dlcli.reports import evaluate_checkpoint
+
+    rng = np.random.default_rng(0)
+    x = rng.random((60, 3, 6, 5)).astype(np.float32)  # (N, C, H, W)
+    y = (x[:, 0].mean((1, 2)) > x[:, 1].mean((1, 2))).astype(np.int64)
+    np.savez(tmp_path / "first.npz", x=x, y=y, x_test=x[:20], y_test=y[:20])
+    np.savez(tmp_path / "last.npz", x=x.transpose(0, 2, 3, 1), y=y, x_test=x[:20].transpose(0, 2, 3, 1),
+             y_test=y[:20])
+    model = "{input_shape: [3, 6, 5], layers: [{conv2d: {filters: 4, kernel_size: 3}}, flatten, {dense: 2}]}"
+    runs = {}
+    for name in ("first", "last"):
+        (tmp_path / name).mkdir()
+        runs[name] = _run(tmp_path / name, model, f"{{dataset: npz, path: {tmp_path / name}.npz, batch_size: 16}}")
+    a, b = (load_checkpoint(f"{runs[n]['run_dir']}/checkpoints/last.pt")["model"] for n in ("first", "last"))
+    assert all(torch.equal(a[k], b[k]) for k in a) and runs["first"]["test"] == runs["last"]["test"]
+    report = {n: evaluate_checkpoint(runs["first"]["run_dir"], data=tmp_path / f"{n}.npz").report
+              for n in ("first", "last")}
+    assert report["first"]["loss"] == report["last"]["loss"] and report["first"]["samples"] == 20  # the test part
+    predicted = {n: predict(runs["first"]["run_dir"], [tmp_path / f"{n}.npz"]).rows for n in ("first", "last")}
+    assert [r["predictions"] for r in predicted["first"]] == [r["predictions"] for r in predicted["last"]]
 
 
 def test_csv_time_series_windows_regression(tmp_path):
