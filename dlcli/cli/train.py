@@ -68,5 +68,7 @@ def report(summary: dict) -> None:
     if test:
         shown = "  ".join(f"test_{k} {v:.4f}" for k, v in test.items())
         console.print(f"test (epoch {summary.get('test_epoch')} weights): {shown}")
-    console.print(f"trained {summary['epochs']} epochs in {summary['seconds']:.1f}s; wrote {summary['run_dir']}",
+    epochs = summary["epochs"]
+    console.print(f"trained {epochs} epoch{'' if epochs == 1 else 's'} in {summary['seconds']:.1f}s; "
+                  f"wrote {summary['run_dir']}",
                   soft_wrap=True)  # a path cut by line wrapping cannot be copied
