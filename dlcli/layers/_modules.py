@@ -71,6 +71,26 @@ class ActivatedPool(nn.Module):
         return self.act(self.pool(x))
 
 
+class PaddedPool(nn.Module):
+    """A pool over its input padded unevenly, (before, after) per spatial axis, as Keras's
+    `same` pads where torch's own padding (the same on both sides) cannot: with -inf for a
+    max, and for an average with the padded positions left out of each window's count."""
+
+    def __init__(self, pool: nn.Module, pads: list[tuple[int, int]], kind: str):
+        super().__init__()
+        self.pool, self.kind = pool, kind
+        self.pads = tuple(p for pair in reversed(pads) for p in pair)  # F.pad: the last axis first
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "max":
+            return self.pool(F.pad(x, self.pads, value=float("-inf")))
+        covered = self.pool(F.pad(torch.ones_like(x[:1, :1]), self.pads))  # (1, 1, *out): the share of real values
+        return self.pool(F.pad(x, self.pads)) / covered
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind}, pads={self.pads}"
+
+
 class Reshape(nn.Module):
     def __init__(self, target_shape: tuple[int, ...]):
         super().__init__()

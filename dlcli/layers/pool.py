@@ -7,10 +7,17 @@ from dlcli.registry import Arg, IntTuple, Optional, Str
 
 
 def _pool_length(length: int, k: int, s: int, padding: str) -> int:
-    if padding == "same":  # ceil mode: the last partial window counts
-        n = -(-(length - k) // s) + 1 if length >= k else 0
-        return n - 1 if n > 1 and (n - 1) * s >= length else n  # as torch: no window starts past the end
+    if padding == "same":  # as Keras: padded so that every position starts a window every s steps
+        return -(-length // s)
     return (length - k) // s + 1
+
+
+def _ceil_mode_length(length: int, k: int, s: int) -> int:
+    """torch's output length with ceil_mode=True and no padding (0: it refuses the window)."""
+    if length < k:
+        return 0
+    n = -(-(length - k) // s) + 1
+    return n - 1 if n > 1 and (n - 1) * s >= length else n  # no window starts past the end
 
 
 def _pool_shape(kind: str, rank: int):
@@ -37,16 +44,30 @@ def _pool_args(rank: int):
     return (Arg("pool_size", IntTuple(rank), 2, "window size: an int or one per spatial axis"),
             Arg("strides", Optional(IntTuple(rank)), None, "step of the window (default: pool_size)"),
             Arg("padding", Str(("valid", "same")), "valid",
-                "valid (drop the partial last window) or same (keep it: output ceil(size / strides))"))
+                "valid (windows inside the input) or same (padded as Keras does: output ceil(size / strides); "
+                "the padding never wins a max and does not count in an average)"))
 
 
 def _build_pool(kind: str, rank: int):
     def build(args, shape):
         import torch.nn as nn
 
+        from dlcli.layers._modules import PaddedPool
+        from dlcli.layers.conv import same_padding
+
         cls = getattr(nn, f"{'Max' if kind == 'max' else 'Avg'}Pool{rank}d")
-        return cls(args["pool_size"], stride=args["strides"] or args["pool_size"],
-                   ceil_mode=args["padding"] == "same")
+        sizes, strides = args["pool_size"], args["strides"] or args["pool_size"]
+        if args["padding"] == "valid":
+            return cls(sizes, stride=strides)
+        lengths = shape[1:]
+        pads = [same_padding(n, k, s) for n, k, s in zip(lengths, sizes, strides)]
+        if all(before == 0 and _ceil_mode_length(n, k, s) == _pool_length(n, k, s, "same")
+               for (before, _), n, k, s in zip(pads, lengths, sizes, strides)):
+            return cls(sizes, stride=strides, ceil_mode=True)  # the same windows: the last ones cut at the end
+        if all(before == after for before, after in pads):
+            extra = {} if kind == "max" else {"count_include_pad": False}
+            return cls(sizes, stride=strides, padding=tuple(before for before, _ in pads), **extra)
+        return PaddedPool(cls(sizes, stride=strides), pads, kind)
 
     return build
 

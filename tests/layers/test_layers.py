@@ -162,3 +162,72 @@ def test_pool_shape_inference_matches_torch(kind, rank, length, pool, stride, pa
     args, problems = check_args(entry, {"pool_size": pool, "strides": stride, "padding": padding})
     assert not problems
     assert_inference_matches_torch(entry, args, (2, *[length + i for i in range(rank)]))
+
+
+def keras_same_pool(x, kind: str, sizes: tuple, strides: tuple):
+    """Keras's pooling with padding same, by its definition: outputs ceil(n / s) per axis, each
+    window at o * s - before (before: half the total padding, rounded down) and cut to the
+    input, the max or the mean of what it covers."""
+    import itertools
+    import math
+
+    import numpy as np
+
+    x = np.asarray(x, dtype=np.float64)  # (B, C, *spatial)
+    spatial = x.shape[2:]
+    outs = [math.ceil(n / s) for n, s in zip(spatial, strides)]
+    befores = [max((o - 1) * s + k - n, 0) // 2 for o, s, k, n in zip(outs, strides, sizes, spatial)]
+    y = np.empty(x.shape[:2] + tuple(outs))
+    for pos in itertools.product(*[range(o) for o in outs]):
+        window = tuple(slice(max(o * s - b, 0), min(o * s - b + k, n))
+                       for o, s, b, k, n in zip(pos, strides, befores, sizes, spatial))
+        values = x[(slice(None), slice(None), *window)].reshape(*x.shape[:2], -1)
+        y[(slice(None), slice(None), *pos)] = values.max(-1) if kind == "max" else values.mean(-1)
+    return y
+
+
+@settings(max_examples=150, deadline=None)
+@given(kind=st.sampled_from(["max", "avg"]), rank=st.sampled_from([1, 2]), length=st.integers(1, 9),
+       pool=st.integers(1, 4), stride=st.one_of(st.none(), st.integers(1, 4)))
+def test_same_pooling_is_keras_same_pooling(kind, rank, length, pool, stride):
+    """Values, not only shapes: torch's ceil mode and its own padding agree with Keras only for
+    some windows, and the rest go through PaddedPool."""
+    entry = LAYERS.get(f"{kind}pool{rank}d")
+    args, problems = check_args(entry, {"pool_size": pool, "strides": stride, "padding": "same"})
+    assert not problems
+    shape = (2, *[length + i for i in range(rank)])
+    x = torch.randn(3, *shape, dtype=torch.float64)
+    out = entry.build(args, shape)(x)
+    expected = keras_same_pool(x, kind, args["pool_size"], args["strides"] or args["pool_size"])
+    assert tuple(out.shape[1:]) == entry.infer(args, shape) == expected.shape[1:]
+    assert torch.allclose(out, torch.from_numpy(expected), rtol=1e-12, atol=1e-12)
+
+
+def test_padded_max_pool_after_a_moved_activation_is_exact():
+    """trainer.fuse moves a conv's activation after its max-pool: exact with -inf padding too,
+    since every window covers at least one real value."""
+    cfg_text = """
+model:
+  input_shape: [1, 7, 6]
+  layers:
+    - conv2d: {filters: 3, kernel_size: 2, activation: relu}
+    - maxpool2d: {pool_size: 3, strides: 2, padding: same}
+    - flatten
+    - dense: 2
+data: {dataset: npz, path: unused.npz}
+"""
+    from dlcli.config import config_from_text
+    from dlcli.layers._modules import ActivatedPool, PaddedPool
+
+    cfg = config_from_text(cfg_text)
+    torch.manual_seed(0)
+    plain = build_model(cfg).double()
+    fused = build_model(cfg, fuse=True).double()
+    fused.load_state_dict(plain.state_dict())
+    assert isinstance(fused.maxpool2d, ActivatedPool) and isinstance(fused.maxpool2d.pool, PaddedPool)
+    x = torch.randn(4, 1, 7, 6, dtype=torch.float64, requires_grad=True)
+    a, b = plain(x), fused(x)
+    assert torch.equal(a, b)
+    (ga,) = torch.autograd.grad(a.square().sum(), x)
+    (gb,) = torch.autograd.grad(b.square().sum(), x)
+    assert torch.equal(ga, gb)

@@ -11,7 +11,7 @@ import torch
 
 from dlcli.export import ONNX_PACKAGES, export_checkpoint
 from dlcli.inference import load_trained
-from dlcli.layers._modules import ActivatedPool
+from dlcli.layers._modules import ActivatedPool, PaddedPool
 from dlcli.model import build_model
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
@@ -184,14 +184,14 @@ ONNX_MODELS = {
     "conv2d": ([3, 12, 12], "cross_entropy", [
         "conv2d: {filters: 4, kernel_size: 3, padding: same, activation: relu}",  # relu moves after the pool
         "maxpool2d: 2", "conv2d: {filters: 4, kernel_size: [2, 3], activation: gelu}",
-        "avgpool2d: {pool_size: 2, padding: same}", "batchnorm", "dropout: 0.3", "global_avgpool2d", "dense: 5"]),
+        "avgpool2d: {pool_size: 3, strides: 1, padding: same}", "batchnorm", "dropout: 0.3", "global_avgpool2d", "dense: 5"]),
     "conv2d_binary": ([3, 8, 8], "bce_with_logits", [
         "conv2d: {filters: 4, kernel_size: 3, strides: 2, activation: leaky_relu}", "global_maxpool2d",
         "layernorm", "dense: 1"]),
     "conv1d": ([2, 30], "cross_entropy", [
         "conv1d: {filters: 4, kernel_size: 4, padding: same, activation: relu}",
-        "maxpool1d: {pool_size: 3, padding: same}", "conv1d: {filters: 4, kernel_size: 3, dilation_rate: 2}",
-        "avgpool1d: 2", "global_maxpool1d", "dense: 10"]),
+        "maxpool1d: {pool_size: 4, strides: 1, padding: same}", "conv1d: {filters: 4, kernel_size: 3, dilation_rate: 2}",
+        "avgpool1d: {pool_size: 2, strides: 1, padding: same}", "global_maxpool1d", "dense: 10"]),
     "conv1d_regression": ([2, 30], "mse", ["conv1d: {filters: 4, kernel_size: 3}", "global_avgpool1d", "dense: 2"]),
     "recurrent": ([96], "cross_entropy", [
         "reshape: {target_shape: [8, 12]}", "simple_rnn: {units: 8, return_sequences: true}",
@@ -252,6 +252,8 @@ def test_onnx_export_of_every_layer_type_matches_predict(case, tmp_path):
     trained = load_trained(checkpoint, "cpu")
     fused = any(isinstance(module, ActivatedPool) for module in trained.model.modules())
     assert fused == (case in ("conv2d", "conv1d"))  # the trainer's rewrite is what gets exported
+    padded = sorted(module.kind for module in trained.model.modules() if isinstance(module, PaddedPool))
+    assert padded == (["avg", "max"] if case == "conv1d" else [])  # Keras's uneven same padding
     raw = _raw_samples(trained.input_shape, 5, case == "embedding", seed=1)  # the export traced 2
     _, expected = _predict_path(trained, raw)
     session, outputs = run_onnx(export.path, raw)
