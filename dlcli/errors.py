@@ -95,6 +95,14 @@ def short_list(items: Iterable[object], show: Callable[[object], str] = lambda i
     return shown + (f"{sep}... ({len(items):,} in all)" if len(items) > limit else "")
 
 
+def short_size(nbytes: int) -> str:
+    """A byte count as people read it: `512 KiB`, `3.4 MiB`, `21.7 GiB`."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:,.1f} {unit}"
+    return f"{nbytes:,} bytes"
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong with a config: where, and what."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dlcli.errors import (MAX_PROBLEMS_SHOWN, CheckpointError, ConfigError, DataError, DlcliError, Problem, RunError,
-                          did_you_mean, format_path, short_list, short_repr, shorten)
+                          did_you_mean, format_path, short_list, short_repr, short_size, shorten)
 
 
 @pytest.mark.parametrize("cls", [ConfigError, DataError, CheckpointError, RunError])
@@ -81,3 +81,10 @@ def test_config_error_shows_the_first_problems_and_counts_the_rest():
     assert lines[1:MAX_PROBLEMS_SHOWN + 1] == [f"  - a.yaml:3: metrics[{i}]: unknown metric"
                                                for i in range(MAX_PROBLEMS_SHOWN)]
     assert lines[MAX_PROBLEMS_SHOWN + 1:] == [f"  ... and {10_000 - MAX_PROBLEMS_SHOWN:,} more problems"]
+
+
+@pytest.mark.parametrize("nbytes, text", [(0, "0 bytes"), (1023, "1,023 bytes"), (1024, "1.0 KiB"),
+                                          (3 * 2**20 + 2**19, "3.5 MiB"), (23_300_000_000, "21.7 GiB"),
+                                          (5000 * 2**30, "5,000.0 GiB")])
+def test_short_size(nbytes, text):
+    assert short_size(nbytes) == text

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from dlcli.data._tensors import ImageFiles, Split, Splits
-from dlcli.errors import DataError, did_you_mean, short_list, short_repr, shorten
+from dlcli.errors import DataError, did_you_mean, short_list, short_repr, short_size, shorten
 
 # ---------------------------------------------------------------------------
 # MNIST, shipped as the four original gzip IDX files
@@ -341,6 +341,8 @@ def _read_npz_split(path: Path, x_name: str, y_name: str, test_ok: bool = False)
             if required not in names:
                 raise DataError(f"{path}: expected an array named {required!r};{did_you_mean(required, names)} "
                                 f"the file has: {short_list(names) or 'no arrays'}")
+        read = [x_name, y_name] + [n for n in ("x_test", "y_test") if test_ok and n in names]
+        _check_memory_for(npz, read, path)
         out = {"x": _npz_array(npz, x_name, path), "y": _npz_array(npz, y_name, path), "x_name": x_name}
         _check_pair(out["x"], out["y"], x_name, y_name, str(path))
         if test_ok and ("x_test" in names or "y_test" in names):
@@ -352,6 +354,39 @@ def _read_npz_split(path: Path, x_name: str, y_name: str, test_ok: bool = False)
             _check_pair(test["x"], test["y"], "x_test", "y_test", str(path))
             out["test"] = test
     return out
+
+
+def _npz_header(npz, name: str) -> tuple[tuple, np.dtype] | None:
+    """The shape and dtype of array `name`, read from its .npy header without its data
+    (None when the header is not one numpy's public readers take)."""
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    try:
+        with npz.zip.open(f"{name}.npy") as f:
+            reader = readers.get(np.lib.format.read_magic(f))
+            if reader is None:
+                return None
+            shape, _, dtype = reader(f)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, zlib.error):
+        return None  # reading the array itself reports what is wrong
+    return tuple(shape), dtype
+
+
+def _check_memory_for(npz, names: list[str], path: Path) -> None:
+    """Arrays that cannot fit in memory are refused before reading them, with how much they
+    need (each array, then its float32 copy), rather than ending the process out of memory."""
+    from dlcli.data.stream import available_memory
+
+    need = 0
+    for name in names:
+        header = _npz_header(npz, name)
+        if header is not None:
+            need += math.prod(header[0]) * (header[1].itemsize + 4)
+    available = available_memory()
+    if available is not None and need > available:
+        raise DataError(f"{path}: reading {', '.join(names)} needs about {short_size(need)} of memory (each "
+                        f"array, then its float32 copy), and {short_size(available)} is available; HINT: a "
+                        f"smaller file (data.subset applies after reading); images stored as an image folder "
+                        f"are streamed from disk when they do not fit (data.in_memory)")
 
 
 def _npz_array(npz, name: str, path: Path) -> np.ndarray:

@@ -756,3 +756,23 @@ def test_registry_build_dispatches_to_loader(name, tmp_path, offline, make_npz, 
     assert isinstance(splits, Splits) and len(splits.train) > 0
     expected = {"npz": (4, 3), "csv": (3, 1), "image_folder": (2, 1, 6, 6)}[name]
     assert tuple(splits.train.x.shape) == expected
+
+
+def test_npz_too_large_for_memory_is_refused_before_reading(make_npz, monkeypatch):
+    from dlcli.data import stream
+
+    path = make_npz(x=np.zeros((100, 3, 8, 8), dtype=np.uint8), y=np.arange(100) % 2,
+                    x_test=np.zeros((10, 3, 8, 8), dtype=np.uint8), y_test=np.arange(10) % 2)
+    need = 110 * 192 * (1 + 4) + 110 * (8 + 4)  # the arrays and their float32 copies
+    read = []
+    monkeypatch.setattr(np.lib.npyio.NpzFile, "__getitem__", lambda self, key: read.append(key))
+    monkeypatch.setattr(stream, "available_memory", lambda: need - 1)
+    with pytest.raises(DataError, match=rf"{path}: reading x, y, x_test, y_test needs about 104\.4 KiB of memory "
+                                        r"\(each array, then its float32 copy\), and 104\.4 KiB is available; HINT"):
+        load_npz_file({"path": str(path)})
+    assert read == []  # refused from the headers alone
+    monkeypatch.undo()
+    monkeypatch.setattr(stream, "available_memory", lambda: need)
+    assert len(load_npz_file({"path": str(path)}).train) == 100
+    monkeypatch.setattr(stream, "available_memory", lambda: None)  # unknown: read
+    assert len(load_npz_file({"path": str(path)}).train) == 100
