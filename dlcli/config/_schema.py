@@ -48,8 +48,10 @@ DATA = Entry("data", "the data set and how it is batched", args=(
     Arg("val_split", Float(min=0.0, max=1.0, max_open=True), 0.0,
         "fraction of the training set held out for validation"),
     Arg("normalize", Bool(), True, "standardize inputs with the training set's mean and std"),
-    Arg("subset", Optional(Int(min=1)), None, "use only the first N training samples (quick runs)"),
-    Arg("test_subset", Optional(Int(min=1)), None, "use only the first N test samples"),
+    Arg("subset", Optional(Int(min=1)), None,
+        "use only the first N training samples (quick runs); from an image folder, stored class by class, "
+        "a seeded sample of N across its classes"),
+    Arg("test_subset", Optional(Int(min=1)), None, "use only the first N test samples (image folders: as subset)"),
     Arg("shuffle", Bool(), True, "reshuffle the training set every epoch"),
     Arg("drop_last", Bool(), False, "drop the last partial batch of each epoch"),
 ))

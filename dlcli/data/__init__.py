@@ -93,7 +93,7 @@ def load_csv(args):
 
 @DATASETS.register("image_folder", help="images in class folders (root/class_x/*.png), as torchvision's "
                                         "ImageFolder; resized to the model's input shape",
-                   args=(_PATH, _TEST_PATH, _IN_MEMORY, _WORKERS))
+                   args=(_PATH, _TEST_PATH, _IN_MEMORY, _WORKERS), stored_by_class=True)
 def load_image_folder(args):
     from dlcli.data._sources import load_image_folder_dir
 

@@ -113,6 +113,18 @@ def load_splits(cfg: dict) -> Splits:
     return splits
 
 
+def subset_of(split: Split | ImageFiles, n: int | None, by_class: bool, seed: int) -> Split | ImageFiles:
+    """data.subset: the first n samples (all of them when n is None or not smaller), except
+    for data stored class by class (an image folder: class folder after class folder), where
+    the first n would miss whole classes: there n samples drawn by `seed`, in stored order."""
+    if not n or n >= len(split):
+        return split
+    if not by_class:
+        return split.take(slice(None, n))
+    chosen = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:n]
+    return split.take(chosen.sort().values)
+
+
 def normalization_stats(x: torch.Tensor) -> dict | None:
     """Per-channel (images: axis 1) or per-feature (last axis) affine normalization that
     maps the training set to mean 0, std 1. Integer ids (embeddings) are not normalized."""
@@ -272,8 +284,8 @@ def prepare_data(cfg: dict, device: torch.device, splits: Splits | None = None,
     data = cfg["data"]
     source = splits.source or data["dataset"]
     train = splits.train
-    if data["subset"]:
-        train = train.take(slice(None, data["subset"]))
+    by_class = DATASETS.get(data["dataset"]).meta.get("stored_by_class", False)
+    train = subset_of(train, data["subset"], by_class, cfg["seed"])
     val = splits.val
     if data["val_split"] > 0:
         n_val = int(round(len(train) * data["val_split"]))
@@ -283,8 +295,8 @@ def prepare_data(cfg: dict, device: torch.device, splits: Splits | None = None,
         perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg["seed"]))
         val, train = train.take(perm[:n_val]), train.take(perm[n_val:])
     test = splits.test
-    if test is not None and data["test_subset"]:
-        test = test.take(slice(None, data["test_subset"]))
+    if test is not None:
+        test = subset_of(test, data["test_subset"], by_class, cfg["seed"] + 1)
     task = "classification" if LOSSES.get(cfg["loss"]["type"]).meta["task"] == "classification" else "regression"
     for name, split in (("training", train), ("validation", val), ("test", test)):
         if split is not None and len(split):

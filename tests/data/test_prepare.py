@@ -1,0 +1,60 @@
+"""dlcli.data.prepare: what the trainer gets from loaded splits (here: data.subset)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dlcli.config import config_from_text
+from dlcli.data.prepare import prepare_data
+
+IMAGES = """
+name: subset
+seed: {seed}
+model:
+  input_shape: [3, 4, 4]
+  layers: [flatten, {{dense: 3}}]
+data: {{dataset: image_folder, path: {path}, test_path: {path}, val_split: 0, subset: {subset},
+        test_subset: {subset}}}
+trainer: {{device: cpu}}
+"""
+
+
+@pytest.fixture
+def grouped(make_image_folder):
+    """40 images of class a, then 30 of b, then 20 of c: stored class folder after class folder."""
+    colours = {"a": (255, 0, 0), "b": (0, 255, 0), "c": (0, 0, 255)}
+    return make_image_folder({name: [(4, 4, colour)] * count
+                              for (name, colour), count in zip(colours.items(), (40, 30, 20))})
+
+
+def _prepare(path, subset, seed=0):
+    return prepare_data(config_from_text(IMAGES.format(path=path, subset=subset, seed=seed)), torch.device("cpu"))
+
+
+def test_subset_draws_across_the_whole_set_not_the_first_samples(grouped):
+    data = _prepare(grouped, 30)
+    for split in (data.train, data.test):
+        labels = split.y.tolist()
+        assert len(labels) == 30 and labels == sorted(labels)  # stored order kept
+        assert set(labels) == {0, 1, 2}  # the first 30 would all be class a
+    assert _prepare(grouped, 30).train.y.tolist() == data.train.y.tolist()  # seeded
+    assert any(_prepare(grouped, 30, seed=s).train.y.tolist() != data.train.y.tolist() for s in (1, 2, 3))
+
+
+def test_subset_as_large_as_the_set_keeps_it_all(grouped):
+    assert len(_prepare(grouped, 90).train) == len(_prepare(grouped, 1000).train) == 90
+
+
+def test_subset_of_other_data_is_the_first_samples(make_npz):
+    import numpy as np
+
+    path = make_npz(x=np.arange(50, dtype=np.float32).reshape(50, 1), y=np.arange(50) % 2,
+                    x_test=np.arange(20, dtype=np.float32).reshape(20, 1), y_test=np.arange(20) % 2)
+    cfg = config_from_text(f"""
+model: {{input_shape: [1], layers: [{{dense: 2}}]}}
+data: {{dataset: npz, path: {path}, val_split: 0, normalize: false, subset: 10, test_subset: 5}}
+trainer: {{device: cpu}}
+""")
+    data = prepare_data(cfg, torch.device("cpu"))
+    assert data.train.x.flatten().tolist() == list(range(10)) and data.test.x.flatten().tolist() == list(range(5))
