@@ -56,6 +56,9 @@ class TrainedModel:
     def fit_samples(self, x: torch.Tensor, y: torch.Tensor | None = None, where: str = "data") -> DeviceSplit:
         """Raw samples (N, *stored shape) as the model takes them: checked against the
         model's input shape and the stored normalization, then held as a DeviceSplit."""
+        from dlcli.data.prepare import model_ids
+
+        x = model_ids(self.cfg, x, where)
         sample = tuple(x.shape[1:])
         self.check_shape(sample, where)
         normalization = fitted_normalization(self.normalization, sample, where)

@@ -165,6 +165,44 @@ def affine(normalization: dict | None, stored_shape: tuple, device) -> tuple:
     return (scale.float().reshape(shape).to(device), shift.float().reshape(shape).to(device))
 
 
+def model_ids(cfg: dict, x: torch.Tensor, where: str) -> torch.Tensor:
+    """x as int64 ids when the model starts with a layer that takes integer ids (an
+    embedding), from integers or whole-number floats (a CSV's columns); ids outside
+    [0, limit) and fractions are refused here, before training, naming the first one."""
+    from dlcli.layers import LAYERS
+
+    first = cfg["model"]["layers"][0]
+    bound = LAYERS.get(first["type"]).meta.get("int_input")
+    if not bound:
+        return x
+    if x.is_floating_point():
+        fraction = x != x.round()
+        if bool(fraction.any()):
+            at = _first_position(fraction)
+            raise DataError(f"{where}: model.layers[0] ({first['type']}) takes integer ids, received "
+                            f"{x[at].item():g} {_at(at)}; expected whole numbers")
+        x = x.long()
+    limit = first[bound]
+    outside = (x < 0) | (x >= limit)
+    if bool(outside.any()):
+        at = _first_position(outside)
+        raise DataError(f"{where}: model.layers[0] ({first['type']}) takes ids 0 to {limit - 1} "
+                        f"({bound}: {limit}), received {x[at].item()} {_at(at)}; HINT: set "
+                        f"model.layers[0].{bound} to at least {int(x.max()) + 1}, the largest id plus one")
+    return x
+
+
+def _first_position(mask: torch.Tensor) -> tuple:
+    """Index of the first True of `mask` (sample first)."""
+    return tuple(int(i) for i in mask.nonzero()[0])
+
+
+def _at(index: tuple) -> str:
+    """'in sample 5 at position 3' (both counted from 0)."""
+    where = f" at position {', '.join(map(str, index[1:]))}" if len(index) > 1 else ""
+    return f"in sample {index[0]}{where}"
+
+
 def check_fits(cfg: dict, split: Split, name: str, source: str, task: str) -> None:
     """Shapes and labels against the model, before anything trains."""
     from dlcli.config import infer_shapes
@@ -283,10 +321,13 @@ def prepare_data(cfg: dict, device: torch.device, splits: Splits | None = None,
     splits = splits or load_splits(cfg)
     data = cfg["data"]
     source = splits.source or data["dataset"]
-    train = splits.train
+    # ids checked as stored, so a message's sample numbers are the file's
+    train, val, test = (Split(model_ids(cfg, split.x, f"{source}: {name} samples"), split.y)
+                        if isinstance(split, Split) and len(split) else split
+                        for name, split in (("training", splits.train), ("validation", splits.val),
+                                            ("test", splits.test)))
     by_class = DATASETS.get(data["dataset"]).meta.get("stored_by_class", False)
     train = subset_of(train, data["subset"], by_class, cfg["seed"])
-    val = splits.val
     if data["val_split"] > 0:
         n_val = int(round(len(train) * data["val_split"]))
         if n_val < 1 or n_val >= len(train):
@@ -294,7 +335,6 @@ def prepare_data(cfg: dict, device: torch.device, splits: Splits | None = None,
                             f"{n_val} for validation and {len(train) - n_val} for training; both need at least 1")
         perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg["seed"]))
         val, train = train.take(perm[:n_val]), train.take(perm[n_val:])
-    test = splits.test
     if test is not None:
         test = subset_of(test, data["test_subset"], by_class, cfg["seed"] + 1)
     task = "classification" if LOSSES.get(cfg["loss"]["type"]).meta["task"] == "classification" else "regression"

@@ -86,7 +86,8 @@ def _embedding_shape(args, shape):
                  family="core", aliases=("Embedding",), infer=_embedding_shape,
                  args=(Arg("input_dim", Int(min=1), help="vocabulary size"),
                        Arg("output_dim", Int(min=1), help="vector size")),
-                 example="- embedding: {input_dim: 10000, output_dim: 64}", int_input=True)
+                 example="- embedding: {input_dim: 10000, output_dim: 64}",
+                 int_input="input_dim")  # takes integer ids below this argument
 def build_embedding(args, shape):
     from dlcli.layers._modules import Embedding
 

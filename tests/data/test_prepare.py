@@ -58,3 +58,38 @@ trainer: {{device: cpu}}
 """)
     data = prepare_data(cfg, torch.device("cpu"))
     assert data.train.x.flatten().tolist() == list(range(10)) and data.test.x.flatten().tolist() == list(range(5))
+
+
+EMBEDDING = """
+name: ids
+model: {{input_shape: [6], layers: [{{embedding: {{input_dim: 50, output_dim: 4}}}}, {{gru: 4}}, {{dense: 2}}]}}
+data: {{dataset: npz, path: {path}, batch_size: 8}}
+trainer: {{epochs: 1, device: cpu, progress: none, out_dir: {out}}}
+"""
+
+
+def test_whole_number_floats_are_ids_for_an_embedding(make_npz, tmp_path):
+    """A CSV's columns come as floats: whole numbers are taken as the ids they are."""
+    import numpy as np
+
+    ids = np.arange(96).reshape(16, 6) % 50
+    path = make_npz(x=ids.astype(np.float32), y=np.arange(16) % 2)
+    data = prepare_data(config_from_text(EMBEDDING.format(path=path, out=tmp_path)), torch.device("cpu"))
+    assert data.train.x.dtype == torch.int64 and data.train.x.tolist() == ids.tolist()
+    assert data.normalization is None
+
+
+def test_predict_refuses_ids_the_embedding_has_no_vector_for(make_npz, tmp_path):
+    import numpy as np
+
+    from dlcli.errors import DataError
+    from dlcli.predict import predict
+    from dlcli.train import train
+
+    ids = np.arange(96).reshape(16, 6) % 50
+    run = train(config_from_text(EMBEDDING.format(path=make_npz(x=ids, y=np.arange(16) % 2), out=tmp_path)))
+    assert len(predict(run["run_dir"], [make_npz("fine.npz", x=ids[:2])]).rows) == 2
+    ids[1, 4] = 60
+    with pytest.raises(DataError, match=r"bad.npz: model.layers\[0\] \(embedding\) takes ids 0 to 49 \(input_dim: "
+                                        r"50\), received 60 in sample 1 at position 4"):
+        predict(run["run_dir"], [make_npz("bad.npz", x=ids[:2])])

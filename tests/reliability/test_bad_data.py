@@ -15,6 +15,10 @@ from dlcli.cli import app
 
 IMAGE_MODEL = "{input_shape: [1, 28, 28], layers: [flatten, {dense: 10}]}"
 TABLE_MODEL = "{input_shape: [2], layers: [{dense: 2}]}"
+TOKEN_MODEL = "{input_shape: [6], layers: [{embedding: {input_dim: 50, output_dim: 4}}, {gru: 4}, {dense: 2}]}"
+_IDS = np.arange(120).reshape(20, 6) % 50
+_IDS_OUTSIDE = _IDS.copy()
+_IDS_OUTSIDE[7, 2] = 50
 
 
 def _images(n=20, shape=(1, 28, 28), dtype=np.uint8):
@@ -71,6 +75,17 @@ CASES = {
         npz("small_grey.npz", x=_images(shape=(14, 14)), y=np.arange(20) % 10), IMAGE_MODEL, "",
         r"training samples have shape \(14, 14\) but model.input_shape is \[1, 28, 28\]; "
         r"set model.input_shape to \[1, 14, 14\]$"),
+    "npz token ids beyond the embedding's input_dim": (
+        npz("ids.npz", x=_IDS_OUTSIDE, y=np.arange(20) % 2), TOKEN_MODEL, "",
+        r"training samples: model.layers\[0\] \(embedding\) takes ids 0 to 49 \(input_dim: 50\), received 50 in "
+        r"sample 7 at position 2; HINT: set model.layers\[0\].input_dim to at least 51"),
+    "npz test token ids beyond the embedding's input_dim": (
+        npz("test_ids.npz", x=_IDS, y=np.arange(20) % 2, x_test=_IDS_OUTSIDE, y_test=np.arange(20) % 2), TOKEN_MODEL,
+        "", r"test samples: .* received 50 in sample 7 at position 2"),
+    "npz fractional values for an embedding": (
+        npz("fraction_ids.npz", x=_IDS + 0.5, y=np.arange(20) % 2), TOKEN_MODEL, "",
+        r"model.layers\[0\] \(embedding\) takes integer ids, received 0.5 in sample 0 at position 0; "
+        r"expected whole numbers"),
     "npz labels out of range": (
         npz("labels.npz", x=_images(), y=np.arange(20)), IMAGE_MODEL, "",
         r"training labels must be class ids in \[0, 9\] for a model with 10 outputs; found label 19"),
