@@ -223,10 +223,17 @@ def _torchvision_split(name: str, root: Path, dataset) -> Split:
 def _finish_targets(ys: dict[str, np.ndarray], task: str, where: dict[str, str]) -> tuple[str, dict, int | None]:
     """Numeric targets per split -> (task, {split: y tensor}, num_classes).
 
-    task auto: integer (or bool) targets are class ids, float targets are values.
-    Class ids: int64 (N,), >= 0, num_classes = max + 1 over all splits.
+    task auto: integer (or bool) targets are class ids, and so are one-hot rows (N, C) of
+    any type (Keras's categorical targets); other float targets are values.
+    Class ids: int64 (N,), >= 0, num_classes = max + 1 over all splits (C for one-hot).
     Values: float32 (N, *target_shape); a flat (N,) becomes (N, 1) to match a 1-unit output.
     """
+    one_hot_classes = 0
+    if task != "regression":
+        for split, y in ys.items():
+            if _one_hot(y):
+                one_hot_classes = max(one_hot_classes, y.shape[1])
+                ys = {**ys, split: y.argmax(1).astype(np.int64)}
     train_y = ys["train"]
     if task == "auto":
         task = "classification" if train_y.dtype.kind in "biu" else "regression"
@@ -245,8 +252,9 @@ def _finish_targets(ys: dict[str, np.ndarray], task: str, where: dict[str, str])
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
         if y.ndim != 1:
-            raise DataError(f"{where[split]}: expected one class id per sample, shape (N,), received targets "
-                            f"of shape {y.shape}; for several values per sample use task: regression")
+            raise DataError(f"{where[split]}: expected one class id per sample, shape (N,), or one-hot rows "
+                            f"(N, classes), received targets of shape {y.shape} that are not one-hot; for several "
+                            f"values per sample use task: regression")
         if y.dtype.kind == "f":
             fractional = np.flatnonzero(y != np.round(y))
             if len(fractional):
@@ -259,8 +267,16 @@ def _finish_targets(ys: dict[str, np.ndarray], task: str, where: dict[str, str])
             i = int(np.argmin(y))
             raise DataError(f"{where[split]}: expected class ids >= 0, received {y[i]} at sample {i}")
         out[split] = torch.from_numpy(y.astype(np.int64))
-    num_classes = int(max(int(t.max()) for t in out.values() if len(t))) + 1
+    num_classes = max(int(max(int(t.max()) for t in out.values() if len(t))) + 1, one_hot_classes)
     return task, out, num_classes
+
+
+def _one_hot(y: np.ndarray) -> bool:
+    """(N, C) rows of zeros with a single one each, C >= 2."""
+    if y.ndim != 2 or y.shape[1] < 2 or len(y) == 0:
+        return False
+    ones = y == 1
+    return bool(((y == 0) | ones).all() and (ones.sum(1) == 1).all())
 
 
 def _check_finite(array: np.ndarray, what: str, where: str) -> None:

@@ -776,3 +776,25 @@ def test_npz_too_large_for_memory_is_refused_before_reading(make_npz, monkeypatc
     assert len(load_npz_file({"path": str(path)}).train) == 100
     monkeypatch.setattr(stream, "available_memory", lambda: None)  # unknown: read
     assert len(load_npz_file({"path": str(path)}).train) == 100
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int64, np.bool_])
+def test_npz_one_hot_targets_are_class_ids(make_npz, dtype):
+    """Keras's categorical targets: one-hot rows of any type are the class ids they encode."""
+    ids = np.array([2, 0, 1, 2, 0, 0])
+    one_hot = np.eye(4, dtype=dtype)[ids]  # class 3 never occurs: still 4 classes
+    path = make_npz(x=np.random.rand(6, 3), y=one_hot, x_test=np.random.rand(2, 3), y_test=np.array([3, 1]))
+    splits = load_npz_file({"path": str(path)})
+    assert splits.task == "classification" and splits.num_classes == 4
+    assert splits.train.y.tolist() == ids.tolist() and splits.test.y.tolist() == [3, 1]
+    values = make_npz("values.npz", x=np.random.rand(6, 3), y=one_hot)
+    assert load_npz_file({"path": str(values), "task": "regression"}).train.y.shape == (6, 4)  # kept as values
+
+
+def test_npz_rows_that_are_not_one_hot_are_not_class_ids(make_npz):
+    soft = np.array([[0.5, 0.5], [1.0, 0.0]])  # soft labels: values, as before
+    assert load_npz_file({"path": str(make_npz(x=np.random.rand(2, 3), y=soft))}).task == "regression"
+    two = np.array([[1, 1, 0], [0, 1, 0]])  # multi-label: not one class per sample
+    with pytest.raises(DataError, match=r"expected one class id per sample, shape \(N,\), or one-hot rows "
+                                        r"\(N, classes\), received targets of shape \(2, 3\) that are not one-hot"):
+        load_npz_file({"path": str(make_npz("two.npz", x=np.random.rand(2, 3), y=two))})
