@@ -118,11 +118,12 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
     cfg = checkpoint_config(state)
     load_model_from_checkpoint(state, "cpu", cfg)  # the weights fit the config, before anything else
     if overrides:
-        allowed = ("trainer.epochs=", "trainer.device=", "trainer.progress=")
+        allowed = ("trainer.epochs=", "trainer.device=", "trainer.progress=", "trainer.early_stopping=",
+                   "trainer.early_stopping.")
         bad = [o for o in overrides if not o.startswith(allowed)]
         if bad:
-            raise RunError(f"--resume takes only overrides of trainer.epochs, trainer.device and trainer.progress "
-                           f"(the rest must stay as trained); received: "
+            raise RunError(f"--resume takes only overrides of trainer.epochs, trainer.early_stopping, trainer.device "
+                           f"and trainer.progress (the rest must stay as trained); received: "
                            f"{short_list(bad, lambda override: shorten(override, 100), sep=' ')}")
         import copy
 
@@ -133,11 +134,21 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
         raise CheckpointError(f"{ckpt_path}: not inside a run directory (no {run_dir / CONFIG_FILE}); "
                               f"--resume continues a run where it was written")
     # A run killed after its last checkpoint but before its summary is completed, not refused.
-    if state["epoch"] >= cfg["trainer"]["epochs"] and not state.get("batch_in_epoch") \
-            and _summary_covers(run_dir, state):
+    ended = _summary_at(run_dir, state) if not state.get("batch_in_epoch") else None
+    if ended and ended.get("status") == "finished" and state["epoch"] >= cfg["trainer"]["epochs"]:
         raise RunError(f"{run_dir}: the run already finished its {cfg['trainer']['epochs']} epochs; "
                        f"to train longer: dlcli train --resume {run_dir} trainer.epochs=N")
+    if ended and ended.get("status") == "stopped_early" \
+            and not any(o.startswith("trainer.early_stopping") for o in overrides):
+        raise RunError(f"{run_dir}: the run stopped early at epoch {state['epoch']} ({ended.get('stop_reason')}), "
+                       f"and would stop again before training; to train on: dlcli train --resume {run_dir} "
+                       f"trainer.early_stopping.patience=N (a larger N) or trainer.early_stopping=null")
     trainer, _ = _setup(cfg, callbacks, handle, run_dir=run_dir)
+    if overrides:  # the run's record says what it now trains to (trainer.epochs=N...)
+        from dlcli.config import dump_config
+        from dlcli.runs import write_text_atomic
+
+        write_text_atomic(run_dir / CONFIG_FILE, dump_config(cfg))
     try:
         trainer.load_state_dict(state)
     except (KeyError, ValueError, RuntimeError, TypeError, IndexError) as err:
@@ -167,15 +178,18 @@ def _refuse_run_without_checkpoint(path: Path) -> None:
                    f"(checkpoints/last.pt is written at the end of each epoch); start it again: {again}")
 
 
-def _summary_covers(run_dir: Path, state: dict) -> bool:
-    """summary.json says the run ended, at the checkpoint's epoch."""
+def _summary_at(run_dir: Path, state: dict) -> dict | None:
+    """summary.json when it records the run's end at the checkpoint's epoch (else None: a
+    run killed after its last checkpoint and before its summary is completed on resume)."""
     from dlcli.runs import SUMMARY_FILE
 
     try:
         summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return isinstance(summary, dict) and summary.get("status") == "finished" and summary.get("epochs") == state["epoch"]
+        return None
+    if not isinstance(summary, dict) or summary.get("epochs") != state["epoch"]:
+        return None
+    return summary
 
 
 def _best_weights(run_dir: Path, state: dict) -> dict | None:

@@ -40,6 +40,11 @@ def test_two_plus_two_epochs_equal_four(tiny_cfg):
     assert _epoch_records(straight_dir) == _epoch_records(resumed_dir)
     assert len(_epoch_records(resumed_dir)) == 4
     assert straight["test"] == resumed["test"]
+    # the run's config.yaml says what it trained to, as the checkpoint does
+    from dlcli.config import load_config
+
+    assert load_config(resumed_dir / "config.yaml")["trainer"]["epochs"] == 4
+    assert load_checkpoint(resumed_dir / "checkpoints" / "last.pt")["config"]["trainer"]["epochs"] == 4
 
 
 def test_interrupt_mid_epoch_then_resume_is_exact(tiny_cfg):
@@ -68,5 +73,24 @@ def test_resume_refuses_other_overrides_and_cuts_what_it_echoes(tiny_cfg):
     huge = f"model.layers[0].filters={'9' * 100_000}"
     with pytest.raises(RunError) as info:
         resume(run_dir, ["trainer.epochs=2", "seed=1", huge])
-    assert str(info.value) == ("--resume takes only overrides of trainer.epochs, trainer.device and trainer.progress "
-                               f"(the rest must stay as trained); received: seed=1 {huge[:97]}... (100,024 characters)")
+    assert str(info.value) == ("--resume takes only overrides of trainer.epochs, trainer.early_stopping, "
+                               "trainer.device and trainer.progress (the rest must stay as trained); received: "
+                               f"seed=1 {huge[:97]}... (100,024 characters)")
+
+
+def test_a_run_that_stopped_early_is_resumed_only_with_other_early_stopping(tiny_cfg):
+    """Resuming would stop again at once: refused with what to change; with a larger
+    patience (or none) it trains on."""
+    # train_loss, watched as if larger were better, never improves after the first epoch
+    args = ("trainer.epochs=6", "trainer.monitor=train_loss", "trainer.monitor_mode=max",
+            "trainer.early_stopping={patience: 1}", "scheduler=null")
+    stopped = train(tiny_cfg(*args))
+    assert stopped["status"] == "stopped_early" and stopped["epochs"] == 2
+    run_dir = Path(stopped["run_dir"])
+    with pytest.raises(RunError, match=rf"{run_dir}: the run stopped early at epoch 2 \(early stopping: train_loss "
+                                       rf"did not improve for 1 epochs \(patience 1\)\), and would stop again before "
+                                       rf"training; to train on: dlcli train --resume {run_dir} "
+                                       rf"trainer.early_stopping.patience=N"):
+        resume(run_dir, ["trainer.epochs=8"])
+    assert resume(run_dir, ["trainer.early_stopping.patience=2"])["epochs"] == 3
+    assert resume(run_dir, ["trainer.early_stopping=null"])["epochs"] == 6
