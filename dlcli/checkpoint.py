@@ -3,10 +3,11 @@ reads or writes them.
 
 A checkpoint is self-describing: it carries the resolved config, the model,
 optimizer, scheduler and grad-scaler state, the epoch and step, the RNG states,
-the best metric so far, the history and the data normalization, so `evaluate`,
-`predict` and `--resume` need nothing else. It holds only tensors and plain
-data, and is always loaded with `torch.load(weights_only=True)`: a file holding
-pickled code is refused, never executed.
+the best metric so far, the history, the data normalization and (CSV data) the
+feature column names in order, so `evaluate`, `predict` and `--resume` need
+nothing else. It holds only tensors and plain data, and is always loaded with
+`torch.load(weights_only=True)`: a file holding pickled code is refused, never
+executed.
 """
 
 from __future__ import annotations
