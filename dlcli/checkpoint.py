@@ -177,6 +177,10 @@ def load_checkpoint(path: str | Path, prefer: str = "best.pt", map_location: Any
     if not isinstance(state["model"], dict) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state["model"].items()):
         problems.append(f"model: expected a dict of named tensors, received {type(state['model']).__name__}")
+    names = state.get("feature_names")
+    if names is not None and not (isinstance(names, list) and names and all(isinstance(n, str) and n for n in names)
+                                  and len(set(names)) == len(names)):
+        problems.append(f"feature_names: expected a list of distinct column names, received {short_repr(names)}")
     if problems:
         raise CheckpointError(f"{path}: damaged checkpoint: {'; '.join(problems)}")
     state["path"] = str(path)

@@ -590,10 +590,10 @@ def _feature_names(path: Path, header: list[str], target: str, features: list[st
         return features
     if not features:
         raise DataError(f"{path}: expected at least one name in data.features, received an empty list")
-    for name in features:
-        if name not in header:
-            raise DataError(f"{path}: feature column {short_repr(name)} not found;{did_you_mean(name, header)} "
-                            f"the file has columns: {short_list(header)}")
+    missing = [name for name in features if name not in header]
+    if missing:
+        raise DataError(f"{path}: feature column{'s' if len(missing) > 1 else ''} {short_list(missing, short_repr)} "
+                        f"not found;{did_you_mean(missing[0], header)} the file has columns: {short_list(header)}")
     repeated = sorted({f for f in features if features.count(f) > 1})
     if repeated:
         raise DataError(f"{path}: expected each feature once in data.features, received "

@@ -461,6 +461,9 @@ def test_csv_unknown_columns(make_csv):
         load_csv_file(csv_args(path, target="prise"))
     with pytest.raises(DataError, match=r"feature column 'humdity' not found; did you mean 'humidity'\?"):
         load_csv_file(csv_args(path, target="price", features=["temp", "humdity"]))
+    with pytest.raises(DataError, match=r"feature columns 'tmp', 'humdity' not found; did you mean 'temp'\? the file "
+                                        r"has columns: temp, humidity, price"):
+        load_csv_file(csv_args(path, target="price", features=["tmp", "humidity", "humdity"]))
     with pytest.raises(DataError, match=r"the target 'price' is also listed in data\.features"):
         load_csv_file(csv_args(path, target="price", features=["temp", "price"]))
     with pytest.raises(DataError, match=r"expected each feature once in data\.features, received 'temp'"):
