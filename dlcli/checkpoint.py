@@ -3,10 +3,11 @@ reads or writes them.
 
 A checkpoint is self-describing: it carries the resolved config, the model,
 optimizer, scheduler and grad-scaler state, the epoch and step, the RNG states,
-the best metric so far, the history and the data normalization, so `evaluate`,
-`predict` and `--resume` need nothing else. It holds only tensors and plain
-data, and is always loaded with `torch.load(weights_only=True)`: a file holding
-pickled code is refused, never executed.
+the best metric so far, the history, the data normalization and (CSV data) the
+feature column names in order, so `evaluate`, `predict` and `--resume` need
+nothing else. It holds only tensors and plain data, and is always loaded with
+`torch.load(weights_only=True)`: a file holding pickled code is refused, never
+executed.
 """
 
 from __future__ import annotations
@@ -176,6 +177,10 @@ def load_checkpoint(path: str | Path, prefer: str = "best.pt", map_location: Any
     if not isinstance(state["model"], dict) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state["model"].items()):
         problems.append(f"model: expected a dict of named tensors, received {type(state['model']).__name__}")
+    names = state.get("feature_names")
+    if names is not None and not (isinstance(names, list) and names and all(isinstance(n, str) and n for n in names)
+                                  and len(set(names)) == len(names)):
+        problems.append(f"feature_names: expected a list of distinct column names, received {short_repr(names)}")
     if problems:
         raise CheckpointError(f"{path}: damaged checkpoint: {'; '.join(problems)}")
     state["path"] = str(path)

@@ -40,6 +40,7 @@ class TrainedModel:
     normalization: dict | None
     run_dir: Path | None  # the run directory holding the checkpoint, if any
     prediction_activation: torch.nn.Module  # turns outputs into predict-time outputs
+    feature_names: list[str] | None = None  # CSV: the feature columns training read, in order (if recorded)
 
     @property
     def input_shape(self) -> tuple:
@@ -48,6 +49,16 @@ class TrainedModel:
     @property
     def num_classes(self) -> int | None:
         return int(self.out_shape[0]) if self.loss_task == "classification" else None
+
+    @property
+    def csv_features(self) -> list[str] | None:
+        """The feature columns to read from a CSV, by name, in the order the model takes
+        them: those training recorded, else the config's data.features (checkpoints written
+        before names were recorded); None means every column but the target, in file order."""
+        data = self.cfg["data"]
+        if data["dataset"] != "csv":
+            return None
+        return self.feature_names or data["features"]
 
     def class_name(self, index: int) -> str:
         names = self.class_names
@@ -166,7 +177,8 @@ def load_trained(path: str | Path, device: str | None = None) -> TrainedModel:
                         task=task, loss_task=loss_task, out_shape=out_shape,
                         class_names=list(class_names) if class_names else None,
                         normalization=state["normalization"], run_dir=run_dir_of(checkpoint),
-                        prediction_activation=prediction_activation(cfg, model).to(dev))
+                        prediction_activation=prediction_activation(cfg, model).to(dev),
+                        feature_names=state.get("feature_names"))
 
 
 def image_sample_shape(cfg: dict, where: str) -> tuple[int, int, int]:

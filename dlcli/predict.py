@@ -128,20 +128,21 @@ def read_npz(path: Path, input_shape: tuple) -> tuple[torch.Tensor, list[str]]:
 
 
 def read_csv(trained: TrainedModel, path: Path) -> tuple[torch.Tensor, list[str]]:
-    """The feature columns of a CSV as training read them (the config's features, else
-    every column but its target); with data.window, one sample per window of rows."""
+    """The feature columns of a CSV as training read them: selected by name in the
+    model's order (`TrainedModel.csv_features`) whatever the file's order, other columns
+    ignored; with data.window, one sample per window of rows."""
     from dlcli.data._sources import _Table
 
     data = trained.cfg["data"]
     trained_on_csv = data["dataset"] == "csv"
     target = data["target"] if trained_on_csv else None
-    features = data["features"] if trained_on_csv else None
     window = data["window"] if trained_on_csv else None
+    features = trained.csv_features
     table = _Table(path)
-    if features is None:
+    if features is None:  # a checkpoint that predates recorded names, or a model not trained on CSV
         features = [h for h in table.header if h != target]
     else:
-        table.require(features, like="the training data (data.features)")
+        table.require(features, like=f"the model's training data ({short_list(features)})")
     x = np.stack([table.numbers(name) for name in features], axis=1).astype(np.float32)  # (rows, F)
     names = [f"{path}:{line}" for line in table.lines]
     if window:

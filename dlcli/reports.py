@@ -129,6 +129,8 @@ def _trained_split(trained: TrainedModel, split: str):
     from dlcli.data.prepare import prepare_data
 
     cfg = trained.cfg
+    if cfg["data"]["dataset"] == "csv":  # its columns by name, as training read them, should the file be reordered
+        cfg = {**cfg, "data": {**cfg["data"], "features": trained.csv_features}}
     try:
         prepared = prepare_data(cfg, trained.device, normalization=trained.normalization)
     except DataError as err:
@@ -190,7 +192,7 @@ def load_data_file(path: Path, trained: TrainedModel):
                             f"data knows; this one was trained on {data['dataset']} data: give an .npz with "
                             f"arrays x and y instead")
         return load_csv_file({"path": str(path), "test_path": None, "task": task, "target": data["target"],
-                              "features": data["features"], "window": data["window"]})
+                              "features": trained.csv_features, "window": data["window"]})
     raise DataError(f"{path}: expected an .npz file, a .csv file or a folder of class folders, received a "
                     f"{path.suffix or 'extension-less'} file")
 

@@ -468,6 +468,8 @@ def images_channels_first(x: np.ndarray, input_shape) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 _INT_RE = re.compile(r"^\s*[-+]?\d+\s*$")
+# a number written as data is (not nan or inf, which could be names): a header row of these is data
+_NUMBER_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
 class _Table:
@@ -541,6 +543,10 @@ def _read_csv_rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
     blank = [i + 1 for i, h in enumerate(header) if not h]
     if blank:
         raise DataError(f"{path}:1: expected a name for every column, column {blank[0]} has none")
+    if all(_NUMBER_RE.match(h) for h in header):
+        raise DataError(f"{path}:1: expected a header row of column names, received a row of numbers "
+                        f"({short_list(header, limit=8)}), which looks like data; HINT: add a first line naming "
+                        f"the columns (taking this row as names would also drop it as a sample)")
     duplicates = sorted({h for h in header if header.count(h) > 1})
     if duplicates:
         raise DataError(f"{path}:1: expected unique column names, received {short_list(duplicates, short_repr)} "
@@ -600,10 +606,10 @@ def _feature_names(path: Path, header: list[str], target: str, features: list[st
         return features
     if not features:
         raise DataError(f"{path}: expected at least one name in data.features, received an empty list")
-    for name in features:
-        if name not in header:
-            raise DataError(f"{path}: feature column {short_repr(name)} not found;{did_you_mean(name, header)} "
-                            f"the file has columns: {short_list(header)}")
+    missing = [name for name in features if name not in header]
+    if missing:
+        raise DataError(f"{path}: feature column{'s' if len(missing) > 1 else ''} {short_list(missing, short_repr)} "
+                        f"not found;{did_you_mean(missing[0], header)} the file has columns: {short_list(header)}")
     repeated = sorted({f for f in features if features.count(f) > 1})
     if repeated:
         raise DataError(f"{path}: expected each feature once in data.features, received "

@@ -95,6 +95,7 @@ class PreparedData:
     class_names: list[str] | None
     normalization: dict | None  # plain data: stored in checkpoints
     source: str
+    feature_names: list[str] | None = None  # CSV: the feature columns, in the order the model reads them
 
     @property
     def streamed(self) -> bool:
@@ -359,4 +360,4 @@ def prepare_data(cfg: dict, device: torch.device, splits: Splits | None = None,
         return to_device_split(split, normalization, view, device, home, out_shape, task)
 
     return PreparedData(place(train), place(val), place(test), task, splits.num_classes, splits.class_names,
-                        normalization, source)
+                        normalization, source, splits.meta.get("features"))

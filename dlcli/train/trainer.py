@@ -329,7 +329,7 @@ class Trainer:
             "best": self.best, "monitor": self.monitor, "history": self.history,
             "normalization": self.data.normalization, "task": self.data.task,
             "num_classes": self.data.num_classes, "class_names": self.data.class_names,
-            "data_source": self.data.source,
+            "data_source": self.data.source, "feature_names": self.data.feature_names,
         }
 
     def load_state_dict(self, state: dict) -> None:

@@ -461,6 +461,9 @@ def test_csv_unknown_columns(make_csv):
         load_csv_file(csv_args(path, target="prise"))
     with pytest.raises(DataError, match=r"feature column 'humdity' not found; did you mean 'humidity'\?"):
         load_csv_file(csv_args(path, target="price", features=["temp", "humdity"]))
+    with pytest.raises(DataError, match=r"feature columns 'tmp', 'humdity' not found; did you mean 'temp'\? the file "
+                                        r"has columns: temp, humidity, price"):
+        load_csv_file(csv_args(path, target="price", features=["tmp", "humidity", "humdity"]))
     with pytest.raises(DataError, match=r"the target 'price' is also listed in data\.features"):
         load_csv_file(csv_args(path, target="price", features=["temp", "price"]))
     with pytest.raises(DataError, match=r"expected each feature once in data\.features, received 'temp'"):
@@ -521,6 +524,17 @@ def test_csv_structure_errors(make_csv, tmp_path):
     binary.write_bytes(b"a,y\n\xff\xfe,1\n")
     with pytest.raises(DataError, match=r"binary\.csv: expected UTF-8 text"):
         load_csv_file(csv_args(binary))
+
+
+def test_csv_without_a_header_row_is_refused(make_csv):
+    """A first line of numbers is data, not names: taking it as the header would drop a sample."""
+    path = make_csv([[1, 2.5, 0], [3, 4, 1], [5, -6e-1, 0]], name="noheader.csv")
+    with pytest.raises(DataError, match=r"noheader\.csv:1: expected a header row of column names, received a row "
+                                        r"of numbers \(1, 2\.5, 0\), which looks like data; HINT: add a first line"):
+        load_csv_file(csv_args(path, target="0"))
+    # names that merely contain or resemble numbers are names
+    path = make_csv([["2024", "x1", "y"], [1, 2, 0], [3, 4, 1]], name="year.csv")
+    assert load_csv_file(csv_args(path)).meta["features"] == ["2024", "x1"]
 
 
 def test_csv_blank_lines_are_skipped_and_lines_counted(tmp_path):

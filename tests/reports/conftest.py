@@ -1,7 +1,8 @@
 """Tiny trained runs, built once per test session: an MNIST CNN (val split, test
-split), an MNIST LSTM, an npz regression, a CSV sequence regression and an
-image-folder classifier."""
+split), an MNIST LSTM, an npz regression, a CSV table regression, a CSV sequence
+regression and an image-folder classifier."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -39,6 +40,20 @@ loss: mse
 metrics: [mae]
 optimizer: {type: adam, lr: 1e-2}
 trainer: {epochs: 3, device: cpu, progress: none}
+"""
+
+TABLE = """
+name: tiny_table
+seed: 3
+model:
+  input_shape: [4]
+  layers:
+    - dense: {units: 8, activation: tanh}
+    - dense: 1
+data: {dataset: csv, path: PATH, target: y, batch_size: 16}
+loss: mse
+optimizer: {type: adam, lr: 3e-2}
+trainer: {epochs: 20, device: cpu, progress: none}
 """
 
 SEQUENCE = """
@@ -114,6 +129,54 @@ def regression_run(tmp_path_factory) -> Path:
     np.savez(folder / "data.npz", x=x, y=x @ w + 0.1 * rng.normal(size=96).astype(np.float32),
              x_test=x_test, y_test=x_test @ w)
     return _train(REGRESSION, folder / "runs", folder / "data.npz")
+
+
+@pytest.fixture(scope="session")
+def table_run(tmp_path_factory) -> Path:
+    """A CSV regression on columns a, b, c, d (data.features left at null) -> y; no test split."""
+    folder = tmp_path_factory.mktemp("table")
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(48, 4))
+    y = x @ np.array([2.0, -1.0, 0.5, 3.0]) + 1.0
+    lines = ["a,b,c,d,y"] + [",".join(f"{v:.5f}" for v in (*row, target)) for row, target in zip(x, y)]
+    (folder / "table.csv").write_text("\n".join(lines) + "\n")
+    return _train(TABLE, folder / "runs", folder / "table.csv")
+
+
+def reorder_csv(source: Path, target: Path, columns: list[str], extra: dict[str, str] | None = None) -> Path:
+    """A copy of CSV `source` with its columns in the order `columns` (others dropped) and
+    the `extra` columns (name: cell on every row) appended."""
+    with open(source, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    extra = extra or {}
+    with open(target, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([*columns, *extra])
+        writer.writerows([[row[c] for c in columns] + list(extra.values()) for row in rows])
+    return target
+
+
+@pytest.fixture(name="reorder_csv")
+def reorder_csv_fixture():
+    return reorder_csv
+
+
+def edited_checkpoint(run_dir: Path, target: Path, drop: tuple = (), data: dict | None = None) -> Path:
+    """A copy of the run's best.pt at `target`, without the keys in `drop` and with its
+    config's data section updated by `data` (e.g. a checkpoint as older dlcli wrote it)."""
+    import torch
+
+    state = torch.load(Path(run_dir) / "checkpoints" / "best.pt", weights_only=True)
+    for key in drop:
+        del state[key]
+    state["config"]["data"].update(data or {})
+    torch.save(state, target)
+    return target
+
+
+@pytest.fixture(name="edited_checkpoint")
+def edited_checkpoint_fixture():
+    return edited_checkpoint
 
 
 @pytest.fixture(scope="session")

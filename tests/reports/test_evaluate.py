@@ -149,6 +149,65 @@ def test_sequence_evaluation_of_a_csv(sequence_run):
         evaluate_checkpoint(sequence_run)
 
 
+CSV_FIGURES = ("samples", "loss", "mse", "mae", "r2")
+
+
+def _figures(evaluation) -> tuple:
+    return tuple(evaluation.report[k] for k in CSV_FIGURES), evaluation.outputs
+
+
+def test_csv_columns_are_matched_by_name(table_run, reorder_csv, tmp_path):
+    """Acceptance (audit #1): the same data with its columns in another order, and an extra
+    column, gives exactly the same figures."""
+    path = load_checkpoint(table_run)["config"]["data"]["path"]
+    figures, outputs = _figures(evaluate_checkpoint(table_run, data=path))
+    assert figures[-1] > 0.9  # r2: the model learned, so reading the wrong columns would show
+    reordered = reorder_csv(path, tmp_path / "reordered.csv", ["d", "y", "c", "b", "a"], extra={"note": "seen"})
+    figures_reordered, outputs_reordered = _figures(evaluate_checkpoint(table_run, data=reordered))
+    assert figures_reordered == figures and torch.equal(outputs_reordered, outputs)
+
+
+def test_training_csv_reordered_since_training_is_read_by_name(table_run, reorder_csv, edited_checkpoint, tmp_path):
+    """evaluate --split re-reads the training file from the config: by the recorded names too."""
+    path = load_checkpoint(table_run)["config"]["data"]["path"]
+    reordered = reorder_csv(path, tmp_path / "reordered.csv", ["y", "d", "c", "b", "a"])
+    moved = edited_checkpoint(table_run, tmp_path / "moved.pt", data={"path": str(reordered)})
+    assert _figures(evaluate_checkpoint(moved, split="train"))[0] == \
+        _figures(evaluate_checkpoint(table_run, split="train"))[0]
+
+
+def test_csv_window_columns_are_matched_by_name(sequence_run, reorder_csv, tmp_path):
+    path = load_checkpoint(sequence_run)["config"]["data"]["path"]
+    figures, outputs = _figures(evaluate_checkpoint(sequence_run, data=path))
+    reordered = reorder_csv(path, tmp_path / "reordered.csv", ["b", "target", "a"], extra={"note": "seen"})
+    figures_reordered, outputs_reordered = _figures(evaluate_checkpoint(sequence_run, data=reordered))
+    assert figures_reordered == figures and torch.equal(outputs_reordered, outputs)
+
+
+def test_csv_data_problems_are_named(table_run, tmp_path, cli):
+    import re
+
+    missing = tmp_path / "missing.csv"
+    missing.write_text("b,a,y\n1,2,3\n")
+    with pytest.raises(DataError, match=r"missing\.csv: feature columns 'c', 'd' not found;.* the file has columns: "
+                                        r"b, a, y"):
+        evaluate_checkpoint(table_run, data=missing)
+    headerless = tmp_path / "noheader.csv"
+    headerless.write_text("0.1,0.2,0.3,0.4,1.5\n0.5,0.6,0.7,0.8,2.5\n")
+    result = cli("evaluate", table_run, "--data", headerless)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert re.search(r"noheader\.csv:1: expected a header row of column names, received a row of numbers",
+                     " ".join(result.output.split())), result.output
+
+
+def test_checkpoints_without_recorded_names_still_evaluate(table_run, edited_checkpoint, tmp_path):
+    path = load_checkpoint(table_run)["config"]["data"]["path"]
+    old = edited_checkpoint(table_run, tmp_path / "old.pt", drop=("feature_names",))
+    assert _figures(evaluate_checkpoint(old, data=path))[0] == _figures(evaluate_checkpoint(table_run, data=path))[0]
+    assert _figures(evaluate_checkpoint(old, split="train"))[0] == \
+        _figures(evaluate_checkpoint(table_run, split="train"))[0]
+
+
 def test_bad_split_names_and_missing_splits(regression_run, mnist_run, tmp_path):
     with pytest.raises(DataError, match="the run had no validation split.*--split test or --split train"):
         evaluate_checkpoint(regression_run, split="val")

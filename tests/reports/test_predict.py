@@ -11,7 +11,8 @@ from PIL import Image
 
 from dlcli.data import MNIST_DIR
 from dlcli.data._sources import load_mnist_idx
-from dlcli.errors import DataError
+from dlcli.checkpoint import load_checkpoint
+from dlcli.errors import CheckpointError, DataError
 from dlcli.predict import predict
 from dlcli.reports import evaluate_checkpoint
 
@@ -98,6 +99,79 @@ def test_csv_windows_are_read_as_in_training(sequence_run):
     assert predictions.rows[0]["input"] == f"{path}:5"  # a window is named by its last line
     values = [r["value"][0] for r in predictions.rows[:26]]
     assert values == evaluated.outputs.reshape(-1).tolist()
+
+
+def _values(predictions) -> list[list[float]]:
+    return [r["value"] for r in predictions.rows]
+
+
+def test_csv_columns_are_read_by_name_in_the_training_order(table_run, reorder_csv, tmp_path):
+    """Acceptance (audit #1): the same columns in another order, with an extra column and
+    without the target, give exactly the same predictions."""
+    assert load_checkpoint(table_run)["feature_names"] == ["a", "b", "c", "d"]
+    path = load_checkpoint(table_run)["config"]["data"]["path"]
+    expected = _values(predict(table_run, [path]))
+    reordered = reorder_csv(path, tmp_path / "reordered.csv", ["d", "y", "c", "b", "a"], extra={"note": "seen"})
+    assert _values(predict(table_run, [reordered])) == expected
+    features_only = reorder_csv(path, tmp_path / "features.csv", ["c", "a", "d", "b"])
+    assert _values(predict(table_run, [features_only])) == expected
+
+
+def test_csv_windows_are_read_by_name_too(sequence_run, reorder_csv, tmp_path):
+    """data.window: the names are recorded (a, b) and each window's rows read by them."""
+    assert load_checkpoint(sequence_run)["feature_names"] == ["a", "b"]
+    path = load_checkpoint(sequence_run)["config"]["data"]["path"]
+    reordered = reorder_csv(path, tmp_path / "reordered.csv", ["target", "b", "a"])
+    assert _values(predict(sequence_run, [reordered])) == _values(predict(sequence_run, [path]))
+
+
+@pytest.mark.parametrize("header, message", [
+    ("a,b,cc,d,y", r"missing\.csv: expected column 'c' as in the model's training data \(a, b, c, d\); did you "
+                   r"mean 'cc'\? the file has columns: a, b, cc, d, y"),
+    ("b,a,y", r"missing\.csv: expected columns 'c', 'd' as in the model's training data \(a, b, c, d\);.* the file "
+              r"has columns: b, a, y"),
+])
+def test_csv_missing_feature_column_is_named(header, message, table_run, tmp_path, cli):
+    path = tmp_path / "missing.csv"
+    path.write_text(header + "\n" + ",".join(["1"] * len(header.split(","))) + "\n")
+    with pytest.raises(DataError, match=message):
+        predict(table_run, [path])
+    result = cli("predict", table_run, path)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_csv_without_a_header_row_is_refused(table_run, tmp_path):
+    """Its first row would become the header, and a sample would silently be lost."""
+    path = tmp_path / "noheader.csv"
+    path.write_text("0.1,0.2,0.3,0.4,1.5\n0.5,0.6,0.7,0.8,2.5\n")
+    with pytest.raises(DataError, match=r"noheader\.csv:1: expected a header row of column names, received a row "
+                                        r"of numbers \(0\.1, 0\.2, 0\.3, 0\.4, 1\.5\)"):
+        predict(table_run, [path])
+
+
+def test_checkpoints_without_recorded_names_still_predict(table_run, reorder_csv, edited_checkpoint, tmp_path):
+    """Written before names were recorded: data.features of the config when set, else every
+    column but the target in the file's order, as before."""
+    path = load_checkpoint(table_run)["config"]["data"]["path"]
+    expected = _values(predict(table_run, [path]))
+    old = edited_checkpoint(table_run, tmp_path / "old.pt", drop=("feature_names",))
+    assert _values(predict(old, [path])) == expected
+    listed = edited_checkpoint(table_run, tmp_path / "listed.pt", drop=("feature_names",),
+                               data={"features": ["a", "b", "c", "d"]})
+    reordered = reorder_csv(path, tmp_path / "reordered.csv", ["d", "c", "b", "a"])
+    assert _values(predict(listed, [reordered])) == expected
+
+
+def test_damaged_recorded_names_are_a_checkpoint_error(table_run, edited_checkpoint, tmp_path):
+    import torch
+
+    path = edited_checkpoint(table_run, tmp_path / "damaged.pt")
+    state = torch.load(path, weights_only=True)
+    state["feature_names"] = ["a", 3]
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match=r"damaged checkpoint: feature_names: expected a list of distinct "
+                                              r"column names, received \['a', 3\]"):
+        predict(path, [load_checkpoint(table_run)["config"]["data"]["path"]])
 
 
 def test_image_folder_model_predicts_class_names(images_run, write_images, tmp_path):

@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from dlcli.checkpoint import load_checkpoint
 from dlcli.config import config_from_text
 from dlcli.train import train
 
@@ -33,7 +34,6 @@ def test_npz_classification(tmp_path):
 
 def test_npz_images_stored_channels_last_train_evaluate_and_predict_as_channels_first(tmp_path):
     """Keras keeps images as (N, H, W, C): the same run, the same figures and predictions."""
-    from dlcli.checkpoint import load_checkpoint
     from dlcli.predict import predict
     from dlcli.reports import evaluate_checkpoint
 
@@ -69,6 +69,27 @@ def test_csv_time_series_windows_regression(tmp_path):
                    loss="mse")
     assert summary["status"] == "finished"
     assert set(summary["last"]) >= {"train_loss", "train_mae"}
+    for name in ("best.pt", "last.pt"):
+        assert load_checkpoint(f"{summary['run_dir']}/checkpoints/{name}")["feature_names"] == ["value"]
+
+
+def test_csv_runs_record_their_feature_columns_in_order(tmp_path):
+    """With data.features null (every column but the target, in the file's order), the
+    checkpoints say which columns the model reads, and in which order: predict and evaluate
+    --data select them by name. A windowed CSV records them too; other data records none."""
+    path = tmp_path / "table.csv"
+    rows = [[i, i % 2, 2 * i] for i in range(24)]
+    path.write_text("c,y,a\n" + "".join(f"{c},{y},{a}\n" for c, y, a in rows))
+    for window, shape in ((None, "[2]"), (3, "[3, 2]")):
+        (tmp_path / str(window)).mkdir()
+        summary = _run(tmp_path / str(window), f"{{input_shape: {shape}, layers: [flatten, {{dense: 2}}]}}",
+                       f"{{dataset: csv, path: {path}, target: y, window: {window or 'null'}, batch_size: 8}}")
+        for name in ("best.pt", "last.pt"):
+            assert load_checkpoint(f"{summary['run_dir']}/checkpoints/{name}")["feature_names"] == ["c", "a"]
+    npz = tmp_path / "d.npz"
+    np.savez(npz, x=np.zeros((8, 2), np.float32), y=np.arange(8) % 2)
+    summary = _run(tmp_path, "{input_shape: [2], layers: [{dense: 2}]}", f"{{dataset: npz, path: {npz}}}")
+    assert load_checkpoint(f"{summary['run_dir']}/checkpoints/last.pt")["feature_names"] is None
 
 
 def test_image_folder(tmp_path):
