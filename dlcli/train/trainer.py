@@ -90,6 +90,8 @@ class Trainer:
             use_graphs = not blockers
             if blockers:
                 self.notes.append(f"trainer.cuda_graphs ignored: {'; '.join(blockers)}")
+        if t["compile"]:
+            self._compile(use_graphs)
         self.optimizer = build_optimizer(cfg, self.model.parameters(), device, capturable=use_graphs)
         self.batch_size, self.accum = cfg["data"]["batch_size"], t["grad_accum"]
         n = len(data.train)
@@ -131,6 +133,20 @@ class Trainer:
         args = {k: v for k, v in spec.items() if k != "type"}
         return (entry.build(args, self.optimizer, self.steps_per_epoch, self.cfg["trainer"]["epochs"]),
                 entry.meta["interval"])
+
+    def _compile(self, use_graphs: bool) -> None:
+        """trainer.compile: torch.compile the model's forward, in place (the state_dict keys
+        stay), unless the whole step is captured in a CUDA graph, or there is no C++
+        compiler for the CPU code torch generates."""
+        import shutil
+
+        if use_graphs:
+            self.notes.append("trainer.compile ignored: trainer.cuda_graphs captures the whole step already")
+        elif self.device.type == "cpu" and not any(shutil.which(c) for c in ("c++", "g++", "clang++")):
+            self.notes.append("trainer.compile ignored: compiling for the CPU needs a C++ compiler (c++, g++ or "
+                              "clang++ on the PATH), and none was found")
+        else:
+            self.model.compile()
 
     def _autocast_dtype(self, precision: str):
         dtype = autocast_dtype(precision, self.device)

@@ -140,3 +140,41 @@ def test_graph_dispatch_full_batches_replayed_partial_batch_eager(tiny_cfg):
     for (name, a), b in zip(plain.model.state_dict().items(), fast.model.state_dict().values()):
         assert torch.equal(a, b), name
     assert [r["train_loss"] for r in plain.history] == [r["train_loss"] for r in fast.history]
+
+
+def test_compile_trains_the_same_function(tiny_cfg):
+    """trainer.compile: the forward runs compiled, the weights end close to the eager run's,
+    and the checkpoint keeps the plain keys (evaluate builds the model uncompiled)."""
+    from pathlib import Path
+
+    from dlcli.checkpoint import load_checkpoint
+    from dlcli.train import RunHandle, train
+
+    # no dropout: compiled code draws its masks from another random stream than eager torch
+    args = ("trainer.epochs=1", "data.drop_last=true", "data.val_split=0", "trainer.evaluate_test=false",
+            "model.layers[2].rate=0")
+    handle = RunHandle()
+    compiled = train(tiny_cfg(*args, "trainer.compile=true"), handle=handle)
+    assert handle.trainer.model._compiled_call_impl is not None and not compiled["notes"]
+    eager = train(tiny_cfg(*args))
+    a, b = (load_checkpoint(Path(r["run_dir"]) / "checkpoints" / "last.pt")["model"] for r in (compiled, eager))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+
+
+def test_compile_is_ignored_with_a_note_where_it_cannot_run(tiny_cfg, monkeypatch):
+    import shutil
+
+    from dlcli.data.prepare import prepare_data
+    from dlcli.train import Trainer
+
+    cfg = tiny_cfg("trainer.compile=true")
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    trainer = Trainer(cfg, prepare_data(cfg, torch.device("cpu")), torch.device("cpu"))
+    assert trainer.model._compiled_call_impl is None
+    assert any("trainer.compile ignored: compiling for the CPU needs a C++ compiler" in n for n in trainer.notes)
+    trainer.notes.clear()
+    trainer._compile(use_graphs=True)
+    assert trainer.model._compiled_call_impl is None
+    assert trainer.notes == ["trainer.compile ignored: trainer.cuda_graphs captures the whole step already"]
