@@ -1,4 +1,4 @@
-"""Core layers: dense, flatten, reshape, dropout, activation, embedding."""
+"""Core layers: dense, flatten, reshape, permute, dropout, activation, embedding."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 from dlcli.activations import ACTIVATIONS
 from dlcli.layers._registry import LAYERS, ShapeError, activation_arg, fmt_shape
-from dlcli.registry import Arg, Bool, Float, Int, IntList, Str
+from dlcli.registry import Arg, Bool, Float, Int, IntList, Permutation, Str
 
 
 def _dense_shape(args, shape):
@@ -54,6 +54,26 @@ def build_reshape(args, shape):
     from dlcli.layers._modules import Reshape
 
     return Reshape(tuple(args["target_shape"]))
+
+
+def _permute_shape(args, shape):
+    dims = args["dims"]
+    if len(dims) != len(shape):
+        raise ShapeError(f"permute dims {list(dims)} orders {len(dims)} axes but its input {fmt_shape(shape)} has "
+                         f"{len(shape)}; expected a permutation of 1..{len(shape)} (the batch axis is not numbered)")
+    return tuple(shape[d - 1] for d in dims)
+
+
+@LAYERS.register("permute", help="reorder the sample axes, numbered from 1 as in Keras: [2, 1] turns "
+                                 "(steps, features) into (features, steps)",
+                 family="core", aliases=("Permute",), infer=_permute_shape,
+                 args=(Arg("dims", Permutation(), help="the input axes in their new order, from 1 (the batch "
+                                                       "axis stays first)"),),
+                 example="- permute: [2, 1]")
+def build_permute(args, shape):
+    from dlcli.layers._modules import Permute
+
+    return Permute(tuple(args["dims"]))
 
 
 @LAYERS.register("dropout", help="randomly zero a fraction `rate` of the inputs while training",

@@ -194,6 +194,18 @@ def test_zero_or_negative_layer_size(write_config, layer, line, message):
         load_config(path)
 
 
+def test_permute_dims_are_checked_as_an_argument_and_against_the_input_rank(write_config):
+    path, problems = problems_of(write_config, model_config(
+        "- permute: [2, 2]\n- flatten\n- dense: {units: 10}", input_shape="[28, 28]"))
+    assert [p.render() for p in problems] == [
+        f"{path}:4: model.layers[0].dims: expected a permutation of the sample axes 1..n (numbered from 1, as in "
+        f"Keras), e.g. [2, 1]; received: [2, 2]"]
+    path, problems = problems_of(write_config, model_config("- permute: [2, 1]\n- flatten\n- dense: {units: 10}"))
+    assert [p.render() for p in problems] == [
+        f"{path}:4: model.layers[0]: permute: permute dims [2, 1] orders 2 axes but its input (1, 28, 28) has 3; "
+        f"expected a permutation of 1..3 (the batch axis is not numbered)"]
+
+
 @pytest.mark.parametrize("shape", ["[0, 28, 28]", "[1, -28, 28]", "[]"])
 def test_zero_or_negative_input_shape(write_config, shape):
     path = write_config(model_config("- flatten\n- dense: {units: 10}", input_shape=shape))

@@ -128,6 +128,27 @@ def test_embedding_needs_ids():
         entry.infer(args, (28, 28))
 
 
+@pytest.mark.parametrize("shape, dims", [((7, 5), [2, 1]), ((7, 5), [1, 2]), ((2, 3, 4), [3, 1, 2]),
+                                         ((2, 3, 4, 5), [4, 2, 3, 1]), ((6,), [1])])
+def test_permute_is_torch_permute_after_the_batch_axis(shape, dims):
+    entry = LAYERS.get("permute")
+    args, problems = check_args(entry, {"dims": dims})
+    assert not problems
+    x = torch.randn(BATCH, *shape)
+    out = entry.build(args, shape)(x)
+    expected = torch.permute(x, (0, *dims))  # Keras numbers the sample axes from 1: the tensor's own numbers
+    assert tuple(out.shape[1:]) == entry.infer(args, shape) == tuple(shape[d - 1] for d in dims)
+    assert torch.equal(out, expected)
+
+
+def test_permute_of_the_wrong_rank():
+    entry = LAYERS.get("permute")
+    args, _ = check_args(entry, {"dims": [2, 1]})
+    with pytest.raises(ShapeError, match=r"permute dims \[2, 1\] orders 2 axes but its input \(1, 28, 28\) has 3; "
+                                         r"expected a permutation of 1..3 \(the batch axis is not numbered\)"):
+        entry.infer(args, (1, 28, 28))
+
+
 # --- shape inference against torch, over many argument combinations ------------------------
 
 def assert_inference_matches_torch(entry, args: dict, shape: tuple) -> None:
