@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from dlcli.activations import ACTIVATIONS
-from dlcli.layers._registry import LAYERS, ShapeError, activation_arg, fmt_shape
+from dlcli.layers._registry import KEEPS_LAYOUT, LAYERS, PERMUTES, SEQUENCE, ShapeError, activation_arg, fmt_shape
 from dlcli.registry import Arg, Bool, Float, Int, IntList, Permutation, Str
 
 
@@ -22,7 +22,7 @@ def _dense_shape(args, shape):
     args=(Arg("units", Int(min=1), help="number of outputs"),
           activation_arg(),
           Arg("use_bias", Bool(), True, "add a learned bias")),
-    example="- dense: {units: 10, activation: softmax}")
+    example="- dense: {units: 10, activation: softmax}", layout=KEEPS_LAYOUT)
 def build_dense(args, shape):
     from dlcli.layers._modules import Dense
 
@@ -69,7 +69,7 @@ def _permute_shape(args, shape):
                  family="core", aliases=("Permute",), infer=_permute_shape,
                  args=(Arg("dims", Permutation(), help="the input axes in their new order, from 1 (the batch "
                                                        "axis stays first)"),),
-                 example="- permute: [2, 1]")
+                 example="- permute: [2, 1]", layout=PERMUTES)
 def build_permute(args, shape):
     from dlcli.layers._modules import Permute
 
@@ -79,7 +79,7 @@ def build_permute(args, shape):
 @LAYERS.register("dropout", help="randomly zero a fraction `rate` of the inputs while training",
                  family="core", aliases=("Dropout",), infer=lambda args, shape: tuple(shape),
                  args=(Arg("rate", Float(min=0.0, max=1.0, max_open=True), help="fraction to drop"),),
-                 example="- dropout: {rate: 0.25}")
+                 example="- dropout: {rate: 0.25}", layout=KEEPS_LAYOUT)
 def build_dropout(args, shape):
     import torch.nn as nn
 
@@ -89,7 +89,7 @@ def build_dropout(args, shape):
 @LAYERS.register("activation", help="apply an activation function", family="core",
                  aliases=("Activation",), infer=lambda args, shape: tuple(shape),
                  args=(Arg("name", Str(ACTIVATIONS.all_names), help="activation name (see dlcli list activations)"),),
-                 example="- activation: {name: relu}")
+                 example="- activation: {name: relu}", layout=KEEPS_LAYOUT)
 def build_activation_layer(args, shape):
     from dlcli.activations import build_activation
 
@@ -106,7 +106,7 @@ def _embedding_shape(args, shape):
                  family="core", aliases=("Embedding",), infer=_embedding_shape,
                  args=(Arg("input_dim", Int(min=1), help="vocabulary size"),
                        Arg("output_dim", Int(min=1), help="vector size")),
-                 example="- embedding: {input_dim: 10000, output_dim: 64}", int_input=True)
+                 example="- embedding: {input_dim: 10000, output_dim: 64}", int_input=True, layout=SEQUENCE)
 def build_embedding(args, shape):
     from dlcli.layers._modules import Embedding
 
