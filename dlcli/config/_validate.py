@@ -117,15 +117,18 @@ class _Checker:
         return {key: entry.name, **self.args(entry, section, path, reserved=(key,))}
 
 
-def infer_shapes(input_shape, layers: list[dict], *, check_layout: bool = False) -> list[tuple]:
+def infer_shapes(input_shape, layers: list[dict], *, check_layout: bool = False,
+                 sequence_input: str | None = None) -> list[tuple]:
     """Walk resolved layers: [(entry, args, shape_in, shape_out)]; raises ShapeError
     with `.index` set to the failing layer.
 
     check_layout also refuses a channels-first 1-D layer on a sequence (steps, features), where it
     would work across the features instead of along the steps as Keras's layer does. The walk follows
-    which tensors are sequences by each layer's declared `layout` (dlcli.layers._registry)."""
+    which tensors are sequences by each layer's declared `layout` (dlcli.layers._registry);
+    `sequence_input` says where an input that already is one comes from, for messages: 'the csv
+    data (data.window: 20)'."""
     out, shape = [], tuple(input_shape)
-    sequence: _Sequence | None = None
+    sequence = _Sequence(sequence_input, transposed=False) if sequence_input and len(shape) == 2 else None
     for i, layer in enumerate(layers):
         entry = LAYERS.get(layer["type"])
         args = {k: v for k, v in layer.items() if k != "type"}
@@ -219,7 +222,7 @@ def validate(data: Any, lines: dict, source: str, default_name: str = "run", che
     resolved["trainer"] = _trainer(check, top.get("trainer", {}))
     resolved["metrics"] = _metrics(check, top.get("metrics"), resolved["loss"])
     if not check.problems:
-        _cross_checks(check, resolved)
+        _cross_checks(check, resolved, check_layout)
     if check.problems:
         raise ConfigError(check.problems, source)
     return _plain(resolved)
@@ -323,8 +326,14 @@ def _metrics(check: _Checker, value: Any, loss: dict | None) -> list | None:
     return names
 
 
-def _cross_checks(check: _Checker, cfg: dict) -> None:
+def _cross_checks(check: _Checker, cfg: dict, check_layout: bool) -> None:
     model, data, trainer = cfg["model"], cfg["data"], cfg["trainer"]
+    sequence_data = _sequence_data(data)
+    if check_layout and sequence_data:  # _model checked the sequences that layers make
+        try:
+            infer_shapes(model["input_shape"], model["layers"], check_layout=True, sequence_input=sequence_data)
+        except ShapeError as err:
+            check.add(("model", "layers", err.index), f"{model['layers'][err.index]['type']}: {err}")
     shapes = infer_shapes(model["input_shape"], model["layers"])
     out_shape = shapes[-1][3]
     last = ("model", "layers", len(shapes) - 1)
@@ -355,6 +364,13 @@ def _cross_checks(check: _Checker, cfg: dict) -> None:
         if scheduler["monitor"] not in valid:
             check.add(("scheduler", "monitor"), f"unknown metric {short_repr(scheduler['monitor'])}; expected one of: "
                                                 f"{', '.join(valid)}")
+
+
+def _sequence_data(data: dict) -> str | None:
+    """Where the data's samples are sequences (steps, features), for messages: 'the csv data
+    (data.window: 20)'; None if they are not. A dataset declares the argument that makes them so."""
+    arg = DATASETS.get(data["dataset"]).meta.get("sequence_arg")
+    return f"the {data['dataset']} data (data.{arg}: {data[arg]})" if arg and data.get(arg) else None
 
 
 def data_view_fits(sample: tuple, input_shape: tuple) -> bool:

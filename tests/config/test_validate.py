@@ -442,6 +442,26 @@ def test_a_permute_back_to_steps_and_features_is_a_sequence_again(write_config):
     assert "it would take the maximum over the 8 features of each of the 38 steps, giving (38,)" in problems[0].message
 
 
+CSV_WINDOW = "data: {dataset: csv, path: unused.csv, target: v, window: 20}\nloss: mse\n"
+
+
+def test_a_conv1d_on_csv_windows_is_refused(write_config):
+    """data.window makes (steps, features) samples: the audit's Conv1D(8, 2) on 20 steps of 2 features."""
+    layers = "- Conv1D: {filters: 8, kernel_size: 2}\n- flatten\n- dense: 1"
+    path, problems = problems_of(write_config, model_config(layers, input_shape="[20, 2]", rest=CSV_WINDOW))
+    assert [p.render() for p in problems] == [
+        f"{path}:4: model.layers[0]: conv1d: its input (20, 2) is a sequence (steps, features), from the csv data "
+        f"(data.window: 20), but conv1d is channels-first, (channels, length), as in PyTorch: it would convolve "
+        f"along the 2 features, with the 20 steps as input channels, where Keras's Conv1D convolves along the steps, "
+        f"with the features as channels. HINT: put `- permute: [2, 1]` before it, to give it (2, 20): "
+        f"(features, steps)"]
+    cfg = load_config(write_config(model_config("- permute: [2, 1]\n" + layers, input_shape="[20, 2]",
+                                                rest=CSV_WINDOW)))
+    assert [layer["type"] for layer in cfg["model"]["layers"]] == ["permute", "conv1d", "flatten", "dense"]
+    without_window = CSV_WINDOW.replace(", window: 20", "")  # rows are no sequence: [20, 2] is whatever it says
+    assert load_config(write_config(model_config(layers, input_shape="[20, 2]", rest=without_window)))
+
+
 def test_a_checkpoint_s_config_from_before_the_layout_check_still_resolves():
     """A model trained with lstm -> global_avgpool1d keeps working: its weights fit that layout."""
     import yaml
