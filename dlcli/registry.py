@@ -200,6 +200,22 @@ class IntList(Kind):
         return list(value)
 
 
+class Permutation(Kind):
+    """The sample axes in a new order, numbered from 1 as Keras does: `[2, 1]`, `[1, 3, 2]`
+    (the batch axis stays first and is not numbered)."""
+
+    describe = "[int, ...] (a permutation of 1..n)"
+
+    def check(self, value: Any) -> list[int]:
+        expected = "expected a permutation of the sample axes 1..n (numbered from 1, as in Keras), e.g. [2, 1]"
+        if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= 8:
+            raise KindError(expected)
+        if any(isinstance(item, bool) or not isinstance(item, int) for item in value) \
+                or sorted(value) != list(range(1, len(value) + 1)):
+            raise KindError(expected)
+        return list(value)
+
+
 class FloatList(Kind):
     def __init__(self, n: int, min: float = 0.0, max: float = 1.0, max_open: bool = True):
         self.n = n

@@ -12,8 +12,8 @@ from typing import Any
 
 from dlcli.config import config_from_text
 from dlcli.train.callbacks import Callback
-from dlcli.registry import (Bool, Entry, Float, FloatList, Int, IntList, IntTuple, Kind, Optional, Padding, Str,
-                            StrList, check_args)
+from dlcli.registry import (Bool, Entry, Float, FloatList, Int, IntList, IntTuple, Kind, Optional, Padding,
+                            Permutation, Str, StrList, check_args)
 
 
 def sample_value(kind: Kind) -> Any:
@@ -38,6 +38,8 @@ def sample_value(kind: Kind) -> Any:
         return [sample_value(kind.item)] * kind.n
     if isinstance(kind, Padding):
         return "valid"
+    if isinstance(kind, Permutation):
+        return [1]
     if isinstance(kind, Str):
         return kind.choices[0] if kind.choices else "x"
     if isinstance(kind, StrList):

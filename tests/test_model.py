@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dlcli.config import load_config
+from dlcli.config import config_from_text, load_config
 from dlcli.errors import DlcliError
 from dlcli.model import Model, build_meta_model, build_model, plan_layers, summarize
 
@@ -165,3 +165,26 @@ def test_model_trains_one_step(plain_cfg):
     loss.backward()
     optimizer.step()
     assert torch.isfinite(loss) and not torch.equal(before, model.dense.weight)
+
+
+def test_permute_then_global_average_pooling_gives_keras_s_mean_over_the_steps():
+    """Keras: LSTM(16, return_sequences=True) -> GlobalAveragePooling1D is the mean of the 28 steps, (16,)."""
+    cfg = config_from_text("""
+model:
+  input_shape: [28, 28]
+  layers:
+    - lstm: {units: 16, return_sequences: true}
+    - permute: [2, 1]
+    - GlobalAveragePooling1D
+    - dense: 10
+data: mnist
+""")
+    assert [row[4] for row in plan_layers(cfg)] == [(28, 16), (16, 28), (16,), (10,)]
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    x = torch.randn(4, 28, 28)
+    with torch.no_grad():
+        steps = model.lstm(x)  # (B, 28 steps, 16 features)
+        pooled = model.global_avgpool1d(model.permute(steps))  # (B, 16)
+        assert torch.allclose(pooled, steps.mean(dim=1), atol=1e-6)
+        assert torch.allclose(model(x), model.dense(steps.mean(dim=1)), atol=1e-6)

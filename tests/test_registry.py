@@ -13,7 +13,7 @@ from dlcli.losses import LOSSES
 from dlcli.metrics import METRICS
 from dlcli.optim import OPTIMIZERS, SCHEDULERS
 from dlcli.registry import (REQUIRED, Arg, Bool, Entry, Float, FloatList, Int, IntList, IntTuple, KindError,
-                            Optional, Padding, Registry, Str, StrList, check_args)
+                            Optional, Padding, Permutation, Registry, Str, StrList, check_args)
 
 REGISTRIES = {r.kind: r for r in (LAYERS, ACTIVATIONS, OPTIMIZERS, SCHEDULERS, LOSSES, METRICS, DATASETS)}
 
@@ -116,6 +116,8 @@ def test_unknown_name_without_a_close_match_has_no_suggestion():
     (Padding(), "same", "same"),
     (Padding(), 2, 2),
     (StrList(), "x", ["x"]),
+    (Permutation(), [2, 1], [2, 1]),
+    (Permutation(), (1, 3, 2), [1, 3, 2]),
 ])
 def test_kinds_accept_and_normalize(kind, value, expected):
     result = kind.check(value)
@@ -140,6 +142,12 @@ def test_kinds_accept_and_normalize(kind, value, expected):
     (IntList(), [1, 0], "integers >= 1"),
     (Padding(), -1, "'valid', 'same' or an integer >= 0"),
     (StrList(lambda: ["a", "b"]), ["c"], "unknown name 'c'"),
+    (Permutation(), [2, 2], r"expected a permutation of the sample axes 1..n \(numbered from 1, as in Keras\)"),
+    (Permutation(), [0, 1], "a permutation of the sample axes 1..n"),
+    (Permutation(), [1, 3], "a permutation of the sample axes 1..n"),
+    (Permutation(), [], "a permutation"),
+    (Permutation(), 2, "a permutation"),
+    (Permutation(), [True, 1], "a permutation"),
 ])
 def test_kinds_refuse_with_the_rule(kind, value, message):
     with pytest.raises(KindError, match=message):

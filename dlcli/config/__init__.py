@@ -21,12 +21,14 @@ __all__ = ["load_config", "resolve_config", "config_from_text", "dump_config", "
            "data_view_fits", "ConfigError"]
 
 
-def resolve_config(data: Any, lines: dict, source: str, overrides: list[str] = (), default_name: str = "run") -> dict:
+def resolve_config(data: Any, lines: dict, source: str, overrides: list[str] = (), default_name: str = "run",
+                   check_layout: bool = True) -> dict:
+    """check_layout=False: a checkpoint's config, trained before sequence layouts were checked, stays usable."""
     canonicalize_layers(data, lines)
     canonicalize_sections(data, lines)
     problems = apply_overrides(data, lines, list(overrides)) if overrides else []
     try:
-        resolved = validate(data, lines, source, default_name=default_name)
+        resolved = validate(data, lines, source, default_name=default_name, check_layout=check_layout)
     except ConfigError as err:
         raise ConfigError(problems + err.problems, source) from None
     if problems:

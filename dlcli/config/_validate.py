@@ -7,12 +7,14 @@ validates again as it is.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from dlcli.config._schema import DATA, EARLY_STOPPING, MODEL, TOP, TRAINER
 from dlcli.data import DATASETS
 from dlcli.errors import ConfigError, Problem, did_you_mean, short_list, short_repr
-from dlcli.layers import LAYERS, ShapeError, fmt_shape
+from dlcli.layers import (CHANNELS_FIRST, KEEPS_LAYOUT, LAYERS, PERMUTES, RECURRENT, SEQUENCE, ShapeError,
+                          fmt_shape)
 from dlcli.losses import LOSSES
 from dlcli.metrics import METRICS
 from dlcli.optim import OPTIMIZERS, SCHEDULERS
@@ -115,14 +117,25 @@ class _Checker:
         return {key: entry.name, **self.args(entry, section, path, reserved=(key,))}
 
 
-def infer_shapes(input_shape, layers: list[dict]) -> list[tuple]:
+def infer_shapes(input_shape, layers: list[dict], *, check_layout: bool = False,
+                 sequence_input: str | None = None) -> list[tuple]:
     """Walk resolved layers: [(entry, args, shape_in, shape_out)]; raises ShapeError
-    with `.index` set to the failing layer."""
+    with `.index` set to the failing layer.
+
+    check_layout also refuses a channels-first 1-D layer on a sequence (steps, features), where it
+    would work across the features instead of along the steps as Keras's layer does. The walk follows
+    which tensors are sequences by each layer's declared `layout` (dlcli.layers._registry);
+    `sequence_input` says where an input that already is one comes from, for messages: 'the csv
+    data (data.window: 20)'."""
     out, shape = [], tuple(input_shape)
+    sequence = _Sequence(sequence_input, transposed=False) if sequence_input and len(shape) == 2 else None
     for i, layer in enumerate(layers):
         entry = LAYERS.get(layer["type"])
         args = {k: v for k, v in layer.items() if k != "type"}
         try:
+            if check_layout and sequence and not sequence.transposed and entry.meta.get("layout") == CHANNELS_FIRST:
+                raise ShapeError(_channels_first_on_sequence(entry, args, shape, sequence.origin,
+                                                             _permute_back(layers, i)))
             new = tuple(entry.infer(args, shape))
         except ShapeError as err:
             err.index = i
@@ -132,11 +145,65 @@ def infer_shapes(input_shape, layers: list[dict]) -> list[tuple]:
             err.index = i
             raise err
         out.append((entry, args, shape, new))
+        sequence = _sequence_after(entry, args, i, sequence, shape, new)
         shape = new
     return out
 
 
-def validate(data: Any, lines: dict, source: str, default_name: str = "run") -> dict:
+@dataclass(frozen=True)
+class _Sequence:
+    """The tensor is a sequence: (steps, features), or (features, steps) once transposed by a permute."""
+
+    origin: str  # what made it one: "the lstm at model.layers[0] (return_sequences)"
+    transposed: bool
+
+
+def _sequence_after(entry: Entry, args: dict, i: int, sequence: _Sequence | None, shape_in: tuple,
+                    shape_out: tuple) -> _Sequence | None:
+    """Whether a layer's output is a sequence, by the layout its registration declares."""
+    layout = entry.meta.get("layout")
+    if layout == SEQUENCE or (layout == RECURRENT and args["return_sequences"]):
+        return _Sequence(f"the {entry.name} at model.layers[{i}]"
+                         + (" (return_sequences)" if layout == RECURRENT else ""), transposed=False)
+    if sequence is None or len(shape_out) != 2:
+        return None
+    if layout == PERMUTES:
+        return _Sequence(sequence.origin, sequence.transposed != (list(args["dims"]) == [2, 1]))
+    if layout == CHANNELS_FIRST and sequence.transposed:  # (features, steps) in, (channels, steps) out
+        return sequence
+    if layout == KEEPS_LAYOUT and (shape_out == shape_in or not sequence.transposed):  # dense: the last axis
+        return sequence
+    return None
+
+
+def _permute_back(layers: list[dict], i: int) -> str:
+    """Where a second permute goes when a recurrent layer reads what the channels-first layer i
+    outputs (through more of them, or layers that keep the layout): after the last of them."""
+    last = i
+    for j in range(i + 1, len(layers)):
+        layout = LAYERS.get(layers[j]["type"]).meta.get("layout")
+        if layout == RECURRENT:
+            where = "it" if last == i else f"the {layers[last]['type']} at model.layers[{last}]"
+            return (f", and another `- permute: [2, 1]` after {where} to give the {layers[j]['type']} at "
+                    f"model.layers[{j}] (steps, features) again")
+        if layout == CHANNELS_FIRST:
+            last = j
+        elif layout != KEEPS_LAYOUT:
+            return ""
+    return ""
+
+
+def _channels_first_on_sequence(entry: Entry, args: dict, shape: tuple, origin: str, back: str) -> str:
+    steps, features = shape
+    does = entry.meta["on_sequence"].format(steps=steps, features=features, **args)
+    return (f"its input {fmt_shape(shape)} is a sequence (steps, features), from {origin}, but {entry.name} is "
+            f"channels-first, (channels, length), as in PyTorch: it {does}. HINT: put `- permute: [2, 1]` "
+            f"before it, to give it ({features}, {steps}): (features, steps){back}")
+
+
+def validate(data: Any, lines: dict, source: str, default_name: str = "run", check_layout: bool = True) -> dict:
+    """check_layout=False leaves out the sequence layout check (infer_shapes), for a checkpoint's
+    config: its weights were trained on the layout dlcli gave them."""
     check = _Checker(lines, source)
     top = check.mapping(data, (), "sections model, data, optimizer, loss, trainer")
     if top is None:
@@ -144,7 +211,7 @@ def validate(data: Any, lines: dict, source: str, default_name: str = "run") -> 
     resolved = check.args(TOP, top, (), reserved=())
     resolved["name"] = resolved.get("name") or default_name
 
-    model = _model(check, top["model"]) if "model" in top else None  # missing: reported with TOP's arguments
+    model = _model(check, top["model"], check_layout) if "model" in top else None  # missing: with TOP's arguments
     resolved["model"] = model
     data_cfg = _data(check, top["data"]) if "data" in top else None
     resolved["data"] = data_cfg
@@ -155,13 +222,13 @@ def validate(data: Any, lines: dict, source: str, default_name: str = "run") -> 
     resolved["trainer"] = _trainer(check, top.get("trainer", {}))
     resolved["metrics"] = _metrics(check, top.get("metrics"), resolved["loss"])
     if not check.problems:
-        _cross_checks(check, resolved)
+        _cross_checks(check, resolved, check_layout)
     if check.problems:
         raise ConfigError(check.problems, source)
     return _plain(resolved)
 
 
-def _model(check: _Checker, value: Any) -> dict | None:
+def _model(check: _Checker, value: Any, check_layout: bool) -> dict | None:
     model = check.mapping(value, ("model",), "input_shape and layers")
     if model is None:
         return None
@@ -194,7 +261,7 @@ def _model(check: _Checker, value: Any) -> dict | None:
     resolved["layers"] = resolved_layers
     if ok and "input_shape" in resolved:
         try:
-            infer_shapes(resolved["input_shape"], resolved_layers)
+            infer_shapes(resolved["input_shape"], resolved_layers, check_layout=check_layout)
         except ShapeError as err:
             i = err.index
             check.add(("model", "layers", i), f"{resolved_layers[i]['type']}: {err}")
@@ -259,8 +326,14 @@ def _metrics(check: _Checker, value: Any, loss: dict | None) -> list | None:
     return names
 
 
-def _cross_checks(check: _Checker, cfg: dict) -> None:
+def _cross_checks(check: _Checker, cfg: dict, check_layout: bool) -> None:
     model, data, trainer = cfg["model"], cfg["data"], cfg["trainer"]
+    sequence_data = _sequence_data(data)
+    if check_layout and sequence_data:  # _model checked the sequences that layers make
+        try:
+            infer_shapes(model["input_shape"], model["layers"], check_layout=True, sequence_input=sequence_data)
+        except ShapeError as err:
+            check.add(("model", "layers", err.index), f"{model['layers'][err.index]['type']}: {err}")
     shapes = infer_shapes(model["input_shape"], model["layers"])
     out_shape = shapes[-1][3]
     last = ("model", "layers", len(shapes) - 1)
@@ -291,6 +364,13 @@ def _cross_checks(check: _Checker, cfg: dict) -> None:
         if scheduler["monitor"] not in valid:
             check.add(("scheduler", "monitor"), f"unknown metric {short_repr(scheduler['monitor'])}; expected one of: "
                                                 f"{', '.join(valid)}")
+
+
+def _sequence_data(data: dict) -> str | None:
+    """Where the data's samples are sequences (steps, features), for messages: 'the csv data
+    (data.window: 20)'; None if they are not. A dataset declares the argument that makes them so."""
+    arg = DATASETS.get(data["dataset"]).meta.get("sequence_arg")
+    return f"the {data['dataset']} data (data.{arg}: {data[arg]})" if arg and data.get(arg) else None
 
 
 def data_view_fits(sample: tuple, input_shape: tuple) -> bool:

@@ -84,7 +84,8 @@ def load_npz(args):
                          Arg("features", Optional(StrList()), None, "feature columns (default: all but target)"),
                          Arg("window", Optional(Int(min=1)), None,
                              "sequence mode: each sample is `window` consecutive rows, the target is the "
-                             "target column of the next row")))
+                             "target column of the next row")),
+                   sequence_arg="window")  # with it, samples are sequences (steps, features): see infer_shapes
 def load_csv(args):
     from dlcli.data._sources import load_csv_file
 

@@ -1,6 +1,8 @@
 """Layer families. Importing this package registers every layer (without torch)."""
 
-from dlcli.layers._registry import LAYERS, ShapeError, fmt_shape
+from dlcli.layers._registry import (CHANNELS_FIRST, KEEPS_LAYOUT, LAYERS, PERMUTES, RECURRENT, SEQUENCE, ShapeError,
+                                   fmt_shape)
 from dlcli.layers import conv, core, normalization, pool, recurrent  # noqa: F401  (registers)
 
-__all__ = ["LAYERS", "ShapeError", "fmt_shape"]
+__all__ = ["LAYERS", "ShapeError", "fmt_shape", "SEQUENCE", "RECURRENT", "KEEPS_LAYOUT", "CHANNELS_FIRST",
+           "PERMUTES"]

@@ -103,6 +103,21 @@ class Reshape(nn.Module):
         return f"target_shape={self.target_shape}"
 
 
+class Permute(nn.Module):
+    """Keras's Permute: `dims` numbers the sample axes from 1, so they are also the tensor's
+    axes after the batch (axis 0), which stays first."""
+
+    def __init__(self, dims: tuple[int, ...]):
+        super().__init__()
+        self.dims = tuple(dims)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, *self.dims)  # (B, steps, features) -> (B, features, steps) for dims (2, 1)
+
+    def extra_repr(self) -> str:
+        return f"dims={self.dims}"
+
+
 class GlobalPool(nn.Module):
     def __init__(self, kind: str, rank: int):
         super().__init__()

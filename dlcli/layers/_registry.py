@@ -8,6 +8,19 @@ from dlcli.registry import Arg, Optional, Registry, Str
 LAYERS = Registry("layer")
 
 
+# Sequences are (steps, features), as in Keras; dlcli's 1-D layers are channels-first, (channels,
+# length), as in PyTorch. Each layer says in its registration (`layout=`, in Entry.meta) what it does
+# with that layout, so shape inference can follow which tensors are sequences and refuse a 1-D layer
+# that would work across the features where Keras's works along the steps:
+SEQUENCE = "sequence"  # outputs a sequence (steps, features): embedding
+RECURRENT = "recurrent"  # reads (steps, features); outputs a sequence with return_sequences
+KEEPS_LAYOUT = "keep"  # outputs its input's layout: dropout, activation, layernorm, dense (on the last axis)
+CHANNELS_FIRST = "channels_first"  # works over (channels, length); `on_sequence` says what it would do to
+#                                    (steps, features) instead, and what Keras's layer does
+PERMUTES = "permute"  # permute: [2, 1] turns (steps, features) into (features, steps) and back
+# No layout (flatten, reshape, conv2d, ...): the output is not a sequence.
+
+
 class ShapeError(ValueError):
     """A layer cannot take the shape it is given; the message says why."""
 

@@ -1,12 +1,12 @@
-"""Core layers: dense, flatten, reshape, dropout, activation, embedding."""
+"""Core layers: dense, flatten, reshape, permute, dropout, activation, embedding."""
 
 from __future__ import annotations
 
 import math
 
 from dlcli.activations import ACTIVATIONS
-from dlcli.layers._registry import LAYERS, ShapeError, activation_arg, fmt_shape
-from dlcli.registry import Arg, Bool, Float, Int, IntList, Str
+from dlcli.layers._registry import KEEPS_LAYOUT, LAYERS, PERMUTES, SEQUENCE, ShapeError, activation_arg, fmt_shape
+from dlcli.registry import Arg, Bool, Float, Int, IntList, Permutation, Str
 
 
 def _dense_shape(args, shape):
@@ -22,7 +22,7 @@ def _dense_shape(args, shape):
     args=(Arg("units", Int(min=1), help="number of outputs"),
           activation_arg(),
           Arg("use_bias", Bool(), True, "add a learned bias")),
-    example="- dense: {units: 10, activation: softmax}")
+    example="- dense: {units: 10, activation: softmax}", layout=KEEPS_LAYOUT)
 def build_dense(args, shape):
     from dlcli.layers._modules import Dense
 
@@ -56,10 +56,30 @@ def build_reshape(args, shape):
     return Reshape(tuple(args["target_shape"]))
 
 
+def _permute_shape(args, shape):
+    dims = args["dims"]
+    if len(dims) != len(shape):
+        raise ShapeError(f"permute dims {list(dims)} orders {len(dims)} axes but its input {fmt_shape(shape)} has "
+                         f"{len(shape)}; expected a permutation of 1..{len(shape)} (the batch axis is not numbered)")
+    return tuple(shape[d - 1] for d in dims)
+
+
+@LAYERS.register("permute", help="reorder the sample axes, numbered from 1 as in Keras: [2, 1] turns "
+                                 "(steps, features) into (features, steps)",
+                 family="core", aliases=("Permute",), infer=_permute_shape,
+                 args=(Arg("dims", Permutation(), help="the input axes in their new order, from 1 (the batch "
+                                                       "axis stays first)"),),
+                 example="- permute: [2, 1]", layout=PERMUTES)
+def build_permute(args, shape):
+    from dlcli.layers._modules import Permute
+
+    return Permute(tuple(args["dims"]))
+
+
 @LAYERS.register("dropout", help="randomly zero a fraction `rate` of the inputs while training",
                  family="core", aliases=("Dropout",), infer=lambda args, shape: tuple(shape),
                  args=(Arg("rate", Float(min=0.0, max=1.0, max_open=True), help="fraction to drop"),),
-                 example="- dropout: {rate: 0.25}")
+                 example="- dropout: {rate: 0.25}", layout=KEEPS_LAYOUT)
 def build_dropout(args, shape):
     import torch.nn as nn
 
@@ -69,7 +89,7 @@ def build_dropout(args, shape):
 @LAYERS.register("activation", help="apply an activation function", family="core",
                  aliases=("Activation",), infer=lambda args, shape: tuple(shape),
                  args=(Arg("name", Str(ACTIVATIONS.all_names), help="activation name (see dlcli list activations)"),),
-                 example="- activation: {name: relu}")
+                 example="- activation: {name: relu}", layout=KEEPS_LAYOUT)
 def build_activation_layer(args, shape):
     from dlcli.activations import build_activation
 
@@ -87,7 +107,7 @@ def _embedding_shape(args, shape):
                  args=(Arg("input_dim", Int(min=1), help="vocabulary size"),
                        Arg("output_dim", Int(min=1), help="vector size")),
                  example="- embedding: {input_dim: 10000, output_dim: 64}",
-                 int_input="input_dim")  # takes integer ids below this argument
+                 int_input="input_dim", layout=SEQUENCE)  # takes integer ids below input_dim
 def build_embedding(args, shape):
     from dlcli.layers._modules import Embedding
 

@@ -3,7 +3,7 @@ statistics keep 99% of their value each step)."""
 
 from __future__ import annotations
 
-from dlcli.layers._registry import LAYERS, expect_rank
+from dlcli.layers._registry import CHANNELS_FIRST, KEEPS_LAYOUT, LAYERS, expect_rank
 from dlcli.registry import Arg, Float
 
 
@@ -17,7 +17,10 @@ def _bn_shape(args, shape):
                  infer=_bn_shape,
                  args=(Arg("momentum", Float(min=0.0, max=1.0), 0.99, "running statistics keep this fraction (Keras)"),
                        Arg("epsilon", Float(min=0.0, min_open=True), 1e-3, "added to the variance")),
-                 example="- batchnorm")
+                 example="- batchnorm", layout=CHANNELS_FIRST,
+                 on_sequence="would normalize each of the {steps} steps separately, with statistics over the "
+                             "batch and the {features} features, where Keras's BatchNormalization normalizes each "
+                             "of the {features} features over the batch and the steps")
 def build_batchnorm(args, shape):
     import torch.nn as nn
 
@@ -28,7 +31,7 @@ def build_batchnorm(args, shape):
 @LAYERS.register("layernorm", help="layer normalization over the last axis", family="normalization",
                  aliases=("LayerNormalization", "layer_normalization"), infer=lambda args, shape: tuple(shape),
                  args=(Arg("epsilon", Float(min=0.0, min_open=True), 1e-3, "added to the variance"),),
-                 example="- layernorm")
+                 example="- layernorm", layout=KEEPS_LAYOUT)
 def build_layernorm(args, shape):
     import torch.nn as nn
 

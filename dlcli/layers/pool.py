@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dlcli.layers._registry import LAYERS, ShapeError, expect_rank, fmt_shape
+from dlcli.layers._registry import CHANNELS_FIRST, LAYERS, ShapeError, expect_rank, fmt_shape
 from dlcli.registry import Arg, IntTuple, Optional, Str
 
 
@@ -72,14 +72,21 @@ def _build_pool(kind: str, rank: int):
     return build
 
 
-for _kind, _keras in (("max", "MaxPooling"), ("avg", "AveragePooling")):
+def _on_sequence(rank: int, does: str) -> dict:
+    """The layout declaration of a 1-D layer (what it would do to a sequence); 2-D layers have none."""
+    return {"layout": CHANNELS_FIRST, "on_sequence": does} if rank == 1 else {}
+
+
+for _kind, _keras, _verb in (("max", "MaxPooling", "take the maximum of"), ("avg", "AveragePooling", "average")):
     for _rank in (1, 2):
         _name = f"{_kind}pool{_rank}d"
         _aliases = (f"{_keras}{_rank}D",) + ((f"MaxPool{_rank}D", f"max_pooling{_rank}d") if _kind == "max"
                                              else (f"AvgPool{_rank}D", f"average_pooling{_rank}d"))
+        _does = (f"would {_verb} windows of {{pool_size[0]}} along the {{features}} features of each of the "
+                 f"{{steps}} steps, where Keras's {_keras}1D pools along the steps")
         LAYERS.register(_name, help=f"{'maximum' if _kind == 'max' else 'average'} over each {_rank}-D window",
                         family="pool", aliases=_aliases, infer=_pool_shape(_kind, _rank), args=_pool_args(_rank),
-                        example=f"- {_name}: {{pool_size: 2}}")(_build_pool(_kind, _rank))
+                        example=f"- {_name}: {{pool_size: 2}}", **_on_sequence(_rank, _does))(_build_pool(_kind, _rank))
 
 
 def _global_shape(name: str, rank: int):
@@ -100,10 +107,13 @@ def _build_global(kind: str, rank: int):
     return build
 
 
-for _kind, _keras in (("max", "GlobalMaxPooling"), ("avg", "GlobalAveragePooling")):
+for _kind, _keras, _verb in (("max", "GlobalMaxPooling", "take the maximum"),
+                             ("avg", "GlobalAveragePooling", "average")):
     for _rank in (1, 2):
         _name = f"global_{_kind}pool{_rank}d"
+        _does = (f"would {_verb} over the {{features}} features of each of the {{steps}} steps, giving ({{steps}},), "
+                 f"where Keras's {_keras}1D works over the steps, giving ({{features}},)")
         LAYERS.register(_name, help=f"{'maximum' if _kind == 'max' else 'average'} over all positions: "
                                     f"one value per channel", family="pool",
                         aliases=(f"{_keras}{_rank}D",), infer=_global_shape(_name, _rank),
-                        example=f"- {_name}")(_build_global(_kind, _rank))
+                        example=f"- {_name}", **_on_sequence(_rank, _does))(_build_global(_kind, _rank))

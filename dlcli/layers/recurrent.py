@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dlcli.layers._registry import LAYERS, ShapeError, fmt_shape
+from dlcli.layers._registry import LAYERS, RECURRENT, ShapeError, fmt_shape
 from dlcli.registry import Arg, Bool, Float, Int
 
 
@@ -42,4 +42,4 @@ for _name, _kind, _aliases, _help in (
         ("gru", "GRU", ("GRU",), "gated recurrent unit")):
     LAYERS.register(_name, help=f"{_help} over (steps, features)", family="recurrent", aliases=_aliases,
                     infer=_rnn_shape(_name), args=_RNN_ARGS,
-                    example=f"- {_name}: {{units: 128}}")(_build_rnn(_kind))
+                    example=f"- {_name}: {{units: 128}}", layout=RECURRENT)(_build_rnn(_kind))

@@ -127,7 +127,8 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
                            f"{short_list(bad, lambda override: shorten(override, 100), sep=' ')}")
         import copy
 
-        cfg = resolve_config(copy.deepcopy(cfg), {}, "command line", overrides, default_name=cfg["name"])
+        cfg = resolve_config(copy.deepcopy(cfg), {}, "command line", overrides, default_name=cfg["name"],
+                             check_layout=False)  # the checkpoint's model, as checkpoint_config took it
     ckpt_path = Path(state["path"])
     run_dir = ckpt_path.parent.parent
     if not (run_dir / CONFIG_FILE).is_file():

@@ -37,6 +37,14 @@ def test_list_layers_one_layer_shows_its_arguments_and_an_example(cli):
     assert "example:\n  - lstm: {units: 128}" in result.stdout
 
 
+def test_list_layers_shows_permute_with_its_keras_numbering(cli):
+    result = cli("list-layers", "Permute")
+    assert result.exit_code == 0, result.output
+    assert "layer permute: reorder the sample axes, numbered from 1 as in Keras" in " ".join(result.stdout.split())
+    assert "dims" in result.stdout and "permutation" in result.stdout and "aliases: Permute" in result.stdout
+    assert "example:\n  - permute: [2, 1]" in result.stdout
+
+
 def test_list_layers_by_alias(cli):
     result = cli("list-layers", "MaxPooling2D")
     assert result.exit_code == 0 and "layer maxpool2d:" in result.stdout

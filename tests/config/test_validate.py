@@ -194,6 +194,18 @@ def test_zero_or_negative_layer_size(write_config, layer, line, message):
         load_config(path)
 
 
+def test_permute_dims_are_checked_as_an_argument_and_against_the_input_rank(write_config):
+    path, problems = problems_of(write_config, model_config(
+        "- permute: [2, 2]\n- flatten\n- dense: {units: 10}", input_shape="[28, 28]"))
+    assert [p.render() for p in problems] == [
+        f"{path}:4: model.layers[0].dims: expected a permutation of the sample axes 1..n (numbered from 1, as in "
+        f"Keras), e.g. [2, 1]; received: [2, 2]"]
+    path, problems = problems_of(write_config, model_config("- permute: [2, 1]\n- flatten\n- dense: {units: 10}"))
+    assert [p.render() for p in problems] == [
+        f"{path}:4: model.layers[0]: permute: permute dims [2, 1] orders 2 axes but its input (1, 28, 28) has 3; "
+        f"expected a permutation of 1..3 (the batch axis is not numbered)"]
+
+
 @pytest.mark.parametrize("shape", ["[0, 28, 28]", "[1, -28, 28]", "[]"])
 def test_zero_or_negative_input_shape(write_config, shape):
     path = write_config(model_config("- flatten\n- dense: {units: 10}", input_shape=shape))
@@ -350,3 +362,116 @@ def test_thousands_of_problems_show_the_first_and_count_the_rest(write_config, t
     lines = str(info.value).splitlines()
     assert lines[0] == f"{path}: 5000 problems" and lines[-1] == "  ... and 4,980 more problems"
     assert len(lines) == 22 and all("metrics[" in line for line in lines[1:-1])
+
+
+# --- sequence layout: (steps, features) sequences against channels-first 1-D layers ------------
+
+def test_keras_lstm_then_global_average_pooling_is_refused_with_what_it_would_do(write_config):
+    """Keras's LSTM(16, return_sequences=True) -> GlobalAveragePooling1D gives (16,), the mean over
+    the steps; dlcli's channels-first global_avgpool1d would give (28,), the mean over the features."""
+    layers = "- lstm: {units: 16, return_sequences: true}\n- GlobalAveragePooling1D\n- dense: 10"
+    path, problems = problems_of(write_config, model_config(layers, input_shape="[28, 28]"))
+    assert [p.render() for p in problems] == [
+        f"{path}:5: model.layers[1]: global_avgpool1d: its input (28, 16) is a sequence (steps, features), from the "
+        f"lstm at model.layers[0] (return_sequences), but global_avgpool1d is channels-first, (channels, length), "
+        f"as in PyTorch: it would average over the 16 features of each of the 28 steps, giving (28,), where "
+        f"Keras's GlobalAveragePooling1D works over the steps, giving (16,). HINT: put `- permute: [2, 1]` before "
+        f"it, to give it (16, 28): (features, steps)"]
+    fixed = load_config(write_config(model_config(layers.replace("- Global", "- permute: [2, 1]\n- Global"),
+                                                  input_shape="[28, 28]")))
+    assert [layer["type"] for layer in fixed["model"]["layers"]] == ["lstm", "permute", "global_avgpool1d", "dense"]
+
+
+def test_embedding_then_conv1d_is_refused_with_a_permute_before_it_and_one_back_for_the_rnn(write_config):
+    layers = ("- embedding: {input_dim: 100, output_dim: 16}\n- dropout: 0.1\n"
+              "- conv1d: {filters: 8, kernel_size: 3, activation: relu}\n- maxpool1d: 2\n- lstm: {units: 8}\n"
+              "- dense: 3")
+    rest = "data: {dataset: npz, path: unused.npz}\n"
+    path, problems = problems_of(write_config, model_config(layers, input_shape="[40]", rest=rest))
+    assert [p.render() for p in problems] == [
+        f"{path}:6: model.layers[2]: conv1d: its input (40, 16) is a sequence (steps, features), from the embedding "
+        f"at model.layers[0], but conv1d is channels-first, (channels, length), as in PyTorch: it would convolve "
+        f"along the 16 features, with the 40 steps as input channels, where Keras's Conv1D convolves along the "
+        f"steps, with the features as channels. HINT: put `- permute: [2, 1]` before it, to give it (16, 40): "
+        f"(features, steps), and another `- permute: [2, 1]` after the maxpool1d at model.layers[3] to give the "
+        f"lstm at model.layers[4] (steps, features) again"]
+    fixed = layers.replace("- conv1d", "- permute: [2, 1]\n- conv1d").replace("- lstm", "- permute: [2, 1]\n- lstm")
+    cfg = load_config(write_config(model_config(fixed, input_shape="[40]", rest=rest)))
+    assert [layer["type"] for layer in cfg["model"]["layers"]] == [
+        "embedding", "dropout", "permute", "conv1d", "maxpool1d", "permute", "lstm", "dense"]
+
+
+@pytest.mark.parametrize("between", ["- dropout: 0.2", "- activation: tanh", "- layernorm", "- dense: 12"])
+def test_batchnorm_after_a_sequence_is_refused_through_layers_that_keep_the_layout(write_config, between):
+    layers = f"- gru: {{units: 16, return_sequences: true}}\n{between}\n- batchnorm\n- flatten\n- dense: 10"
+    path, problems = problems_of(write_config, model_config(layers, input_shape="[28, 28]"))
+    features = 12 if "dense" in between else 16
+    assert [p.render() for p in problems] == [
+        f"{path}:6: model.layers[2]: batchnorm: its input (28, {features}) is a sequence (steps, features), from the "
+        f"gru at model.layers[0] (return_sequences), but batchnorm is channels-first, (channels, length), as in "
+        f"PyTorch: it would normalize each of the 28 steps separately, with statistics over the batch and the "
+        f"{features} features, where Keras's BatchNormalization normalizes each of the {features} features over "
+        f"the batch and the steps. HINT: put `- permute: [2, 1]` before it, to give it ({features}, 28): "
+        f"(features, steps)"]
+
+
+@pytest.mark.parametrize("input_shape, layers", [
+    ("[2, 30]", "- conv1d: {filters: 4, kernel_size: 3}\n- maxpool1d: 2\n- batchnorm\n- global_avgpool1d"),
+    ("[28, 28]", "- conv1d: {filters: 4, kernel_size: 3}\n- flatten"),  # rows as channels: not a known sequence
+    ("[28, 28]", "- lstm: {units: 16}\n- batchnorm"),  # the final state (16,) is no sequence
+    ("[28, 28]", "- lstm: {units: 16, return_sequences: true}\n- flatten\n- batchnorm"),
+    ("[28, 28]", "- lstm: {units: 16, return_sequences: true}\n- reshape: [16, 28]\n- global_maxpool1d"),
+    ("[28, 28]", "- simple_rnn: {units: 8, return_sequences: true}\n- permute: [2, 1]\n- conv1d: {filters: 4, "
+                 "kernel_size: 3}\n- avgpool1d: 2\n- batchnorm\n- permute: [2, 1]\n- gru: {units: 8}"),
+])
+def test_channels_first_layers_on_what_is_not_a_sequence_validate(write_config, input_shape, layers):
+    cfg = load_config(write_config(model_config(f"{layers}\n- flatten\n- dense: 10", input_shape=input_shape,
+                                                rest="data: {dataset: npz, path: unused.npz}\n")))
+    assert cfg["model"]["layers"][-1]["type"] == "dense"
+
+
+def test_a_permute_back_to_steps_and_features_is_a_sequence_again(write_config):
+    """embedding -> permute -> conv1d -> permute gives (steps, filters): a global pool there is refused again."""
+    layers = ("- embedding: {input_dim: 100, output_dim: 16}\n- permute: [2, 1]\n- conv1d: {filters: 8, "
+              "kernel_size: 3}\n- permute: [2, 1]\n- global_maxpool1d\n- dense: 3")
+    _, problems = problems_of(write_config, model_config(layers, input_shape="[40]",
+                                                         rest="data: {dataset: npz, path: unused.npz}\n"))
+    assert len(problems) == 1 and problems[0].path == ("model", "layers", 4)
+    assert problems[0].message.startswith("global_maxpool1d: its input (38, 8) is a sequence (steps, features), "
+                                          "from the embedding at model.layers[0], but global_maxpool1d is ")
+    assert "it would take the maximum over the 8 features of each of the 38 steps, giving (38,)" in problems[0].message
+
+
+CSV_WINDOW = "data: {dataset: csv, path: unused.csv, target: v, window: 20}\nloss: mse\n"
+
+
+def test_a_conv1d_on_csv_windows_is_refused(write_config):
+    """data.window makes (steps, features) samples: the audit's Conv1D(8, 2) on 20 steps of 2 features."""
+    layers = "- Conv1D: {filters: 8, kernel_size: 2}\n- flatten\n- dense: 1"
+    path, problems = problems_of(write_config, model_config(layers, input_shape="[20, 2]", rest=CSV_WINDOW))
+    assert [p.render() for p in problems] == [
+        f"{path}:4: model.layers[0]: conv1d: its input (20, 2) is a sequence (steps, features), from the csv data "
+        f"(data.window: 20), but conv1d is channels-first, (channels, length), as in PyTorch: it would convolve "
+        f"along the 2 features, with the 20 steps as input channels, where Keras's Conv1D convolves along the steps, "
+        f"with the features as channels. HINT: put `- permute: [2, 1]` before it, to give it (2, 20): "
+        f"(features, steps)"]
+    cfg = load_config(write_config(model_config("- permute: [2, 1]\n" + layers, input_shape="[20, 2]",
+                                                rest=CSV_WINDOW)))
+    assert [layer["type"] for layer in cfg["model"]["layers"]] == ["permute", "conv1d", "flatten", "dense"]
+    without_window = CSV_WINDOW.replace(", window: 20", "")  # rows are no sequence: [20, 2] is whatever it says
+    assert load_config(write_config(model_config(layers, input_shape="[20, 2]", rest=without_window)))
+
+
+def test_a_checkpoint_s_config_from_before_the_layout_check_still_resolves():
+    """A model trained with lstm -> global_avgpool1d keeps working: its weights fit that layout."""
+    import yaml
+
+    from dlcli.checkpoint import checkpoint_config
+    from dlcli.config import resolve_config
+
+    text = model_config("- lstm: {units: 16, return_sequences: true}\n- global_avgpool1d\n- dense: 10",
+                        input_shape="[28, 28]")
+    with pytest.raises(ConfigError, match="global_avgpool1d is channels-first"):
+        resolve_config(yaml.safe_load(text), {}, "old.yaml")
+    cfg = resolve_config(yaml.safe_load(text), {}, "old.yaml", check_layout=False)
+    assert checkpoint_config({"config": cfg}) == cfg

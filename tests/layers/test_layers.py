@@ -10,7 +10,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from dlcli.config import infer_shapes, resolve_config
-from dlcli.layers import LAYERS, ShapeError
+from dlcli.errors import ConfigError
+from dlcli.layers import CHANNELS_FIRST, LAYERS, ShapeError
 from dlcli.model import build_model
 from dlcli.registry import check_args
 
@@ -126,6 +127,57 @@ def test_embedding_needs_ids():
     args, _ = check_args(entry, {"input_dim": 10, "output_dim": 4})
     with pytest.raises(ShapeError, match=r"embedding expects a sequence of integer ids \(steps,\)"):
         entry.infer(args, (28, 28))
+
+
+@pytest.mark.parametrize("shape, dims", [((7, 5), [2, 1]), ((7, 5), [1, 2]), ((2, 3, 4), [3, 1, 2]),
+                                         ((2, 3, 4, 5), [4, 2, 3, 1]), ((6,), [1])])
+def test_permute_is_torch_permute_after_the_batch_axis(shape, dims):
+    entry = LAYERS.get("permute")
+    args, problems = check_args(entry, {"dims": dims})
+    assert not problems
+    x = torch.randn(BATCH, *shape)
+    out = entry.build(args, shape)(x)
+    expected = torch.permute(x, (0, *dims))  # Keras numbers the sample axes from 1: the tensor's own numbers
+    assert tuple(out.shape[1:]) == entry.infer(args, shape) == tuple(shape[d - 1] for d in dims)
+    assert torch.equal(out, expected)
+
+
+def test_permute_of_the_wrong_rank():
+    entry = LAYERS.get("permute")
+    args, _ = check_args(entry, {"dims": [2, 1]})
+    with pytest.raises(ShapeError, match=r"permute dims \[2, 1\] orders 2 axes but its input \(1, 28, 28\) has 3; "
+                                         r"expected a permutation of 1..3 \(the batch axis is not numbered\)"):
+        entry.infer(args, (1, 28, 28))
+
+
+# Keras's 1-D layers are channels-last; these dlcli ones are channels-first, as in PyTorch.
+CHANNELS_FIRST_1D = {"conv1d", "maxpool1d", "avgpool1d", "global_maxpool1d", "global_avgpool1d", "batchnorm"}
+
+
+def test_the_channels_first_1d_layers_declare_it_and_what_they_would_do_to_a_sequence():
+    declared = {entry.name for entry in LAYERS if entry.meta.get("layout") == CHANNELS_FIRST}
+    assert declared == CHANNELS_FIRST_1D
+    for name in declared:
+        _, args = example_layer(LAYERS.get(name))
+        does = LAYERS.get(name).meta["on_sequence"].format(steps=28, features=16, **args)
+        assert does.startswith("would ") and "Keras's" in does and "the steps" in does
+
+
+@pytest.mark.parametrize("name", sorted(CHANNELS_FIRST_1D))
+def test_a_channels_first_layer_on_a_sequence_is_refused_and_a_permute_fixes_it(name):
+    def config(*between):
+        item, _ = example_layer(LAYERS.get(name))
+        layers = [{"lstm": {"units": 16, "return_sequences": True}}, *between, item, "flatten", {"dense": 10}]
+        return {"model": {"input_shape": [28, 28], "layers": layers}, "data": "mnist"}
+
+    with pytest.raises(ConfigError, match=rf"model.layers\[1\]: {name}: its input \(28, 16\) is a sequence "
+                                          rf"\(steps, features\), from the lstm at model.layers\[0\] "
+                                          rf"\(return_sequences\), but {name} is channels-first, .* HINT: put "
+                                          rf"`- permute: \[2, 1\]` before it, to give it \(16, 28\)"):
+        resolve_config(config(), {}, "<sequence>")
+    cfg = resolve_config(config({"permute": [2, 1]}), {}, "<sequence>")
+    x = torch.randn(BATCH, 28, 28)
+    assert tuple(build_model(cfg).eval()(x).shape) == (BATCH, 10)
 
 
 # --- shape inference against torch, over many argument combinations ------------------------

@@ -197,7 +197,9 @@ ONNX_MODELS = {
         "reshape: {target_shape: [8, 12]}", "simple_rnn: {units: 8, return_sequences: true}",
         "lstm: {units: 8, bidirectional: true, return_sequences: true}",
         "gru: {units: 8, num_layers: 2, dropout: 0.1}", "dense: 10"]),
-    "embedding": ([12], "cross_entropy", ["embedding: {input_dim: 50, output_dim: 8}", "gru: {units: 8}", "dense: 3"]),
+    "embedding": ([12], "cross_entropy", [  # Keras's Embedding -> Conv1D -> GRU: conv1d wants (channels, length)
+        "embedding: {input_dim: 50, output_dim: 8}", "permute: [2, 1]", "conv1d: {filters: 4, kernel_size: 3}",
+        "permute: [2, 1]", "gru: {units: 8}", "dense: 3"]),
     "activations": ([4, 5], "nll", ["flatten", "dense: 12"] + [f"activation: {name}" for name in (
         "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "mish", "sigmoid", "hard_sigmoid", "tanh",
         "softplus", "softsign", "softmax", "linear")] + ["dense: 4", "activation: log_softmax"]),
@@ -240,7 +242,7 @@ def test_onnx_models_cover_every_layer_and_activation():
     from dlcli.layers import LAYERS
 
     layers = [layer for _, _, listed in ONNX_MODELS.values() for layer in listed]
-    assert len(layers) == 48
+    assert len(layers) == 51
     assert {re.match(r"\w+", layer)[0] for layer in layers} == set(LAYERS.names())
     assert set(re.findall(r"activation: (\w+)", " ".join(layers))) == set(ACTIVATIONS.names())
 

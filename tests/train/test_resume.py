@@ -94,3 +94,26 @@ def test_a_run_that_stopped_early_is_resumed_only_with_other_early_stopping(tiny
         resume(run_dir, ["trainer.epochs=8"])
     assert resume(run_dir, ["trainer.early_stopping.patience=2"])["epochs"] == 3
     assert resume(run_dir, ["trainer.early_stopping=null"])["epochs"] == 6
+
+
+def test_a_run_trained_before_the_sequence_layout_check_resumes(tmp_path):
+    """lstm -> global_avgpool1d (over the features) was valid before; its checkpoints still load and resume."""
+    import yaml
+
+    from dlcli.config import resolve_config
+
+    text = f"""
+name: old
+model:
+  input_shape: [28, 28]
+  layers:
+    - lstm: {{units: 8, return_sequences: true}}
+    - global_avgpool1d
+    - dense: 10
+data: {{dataset: mnist, batch_size: 64, subset: 128, test_subset: 64}}
+trainer: {{epochs: 1, device: cpu, progress: none, out_dir: {tmp_path}}}
+"""
+    cfg = resolve_config(yaml.safe_load(text), {}, "old.yaml", check_layout=False)
+    first = train(cfg)
+    resumed = resume(first["run_dir"], ["trainer.epochs=2"])
+    assert len(_epoch_records(Path(resumed["run_dir"]))) == 2
