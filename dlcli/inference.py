@@ -140,7 +140,7 @@ def inference_device(name: str | None, cfg: dict) -> torch.device:
     from dlcli.model import resolve_device
 
     if name is not None:
-        return resolve_device(name)
+        return resolve_device(name, "--device")
     try:
         return resolve_device(cfg["trainer"]["device"])
     except DlcliError as err:

@@ -180,8 +180,9 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
-def resolve_device(name: str) -> torch.device:
-    """auto -> cuda, then mps, then cpu; a device that is not there is an error."""
+def resolve_device(name: str, setting: str = "trainer.device") -> torch.device:
+    """auto -> cuda, then mps, then cpu; a device that is not there is an error naming
+    `setting`, where the name came from (the config key, or a command-line option)."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -190,12 +191,13 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise DlcliError(f"trainer.device: {name} was asked for but CUDA is not available on this machine; "
-                             f"received device={name}. HINT: use device=auto or cpu")
+            hint = f"{setting} cpu" if setting.startswith("--") else f"{setting}=auto or {setting}=cpu"
+            raise DlcliError(f"{setting}: {name} was asked for but CUDA is not available on this machine; "
+                             f"HINT: {hint}")
         index = int(name.split(":")[1]) if ":" in name else 0
         if index >= torch.cuda.device_count():
-            raise DlcliError(f"trainer.device: {name} does not exist; this machine has "
+            raise DlcliError(f"{setting}: {name} does not exist; this machine has "
                              f"{torch.cuda.device_count()} CUDA device(s)")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise DlcliError("trainer.device: mps was asked for but is not available on this machine")
+        raise DlcliError(f"{setting}: mps was asked for but is not available on this machine")
     return torch.device(name)

@@ -136,13 +136,16 @@ def _trained_split(trained: TrainedModel, split: str):
     except DataError as err:
         raise DataError(f"{err}\n(this is the data the checkpoint was trained on, from its config; evaluate "
                         f"other data with --data PATH)") from None
-    chosen = {"train": prepared.train, "val": prepared.val, "test": prepared.test}[split]
+    splits = {"train": prepared.train, "val": prepared.val, "test": prepared.test}
+    chosen = splits[split]
     if chosen is None:
+        others = " or ".join(f"--split {name}" for name in ("test", "val", "train")
+                             if name != split and splits[name] is not None)
         if split == "val":
             raise DataError(f"{prepared.source}: the run had no validation split (data.val_split was 0 and the "
-                            f"data set names none); choose --split test or --split train")
+                            f"data set names none); choose {others}, or --data PATH")
         raise DataError(f"{prepared.source}: has no test split (the config's data section gives none, e.g. no "
-                        f"test_path); choose --split val or --split train, or --data PATH")
+                        f"test_path); choose {others}, or --data PATH")
     return chosen, split, prepared.source
 
 

@@ -188,3 +188,16 @@ data: mnist
         pooled = model.global_avgpool1d(model.permute(steps))  # (B, 16)
         assert torch.allclose(pooled, steps.mean(dim=1), atol=1e-6)
         assert torch.allclose(model(x), model.dense(steps.mean(dim=1)), atol=1e-6)
+
+
+def test_a_missing_gpu_is_named_where_it_was_asked_for(monkeypatch):
+    from dlcli.errors import DlcliError
+    from dlcli.inference import inference_device
+    from dlcli.model import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DlcliError, match=r"^trainer.device: cuda was asked for but CUDA is not available on this "
+                                         r"machine; HINT: trainer.device=auto or trainer.device=cpu$"):
+        resolve_device("cuda")
+    with pytest.raises(DlcliError, match=r"^--device: cuda:1 was asked for .*; HINT: --device cpu$"):
+        inference_device("cuda:1", {"trainer": {"device": "cpu"}})

@@ -266,10 +266,12 @@ class Trainer:
                 self._metric_sums.index_copy_(1, batch.view(1), torch.stack(metrics).double().view(-1, 1))
 
     def _non_finite(self, batch: int) -> None:
+        kept = (f"the checkpoint of epoch {self.epoch} is the last good one" if self.epoch else
+                "no epoch had ended, so there is no checkpoint to go back to")
         raise RunError(f"the loss became NaN or inf at epoch {self.epoch + 1}, step "
                        f"{self.epoch * self.batches_per_epoch + batch + 1} (batch {batch + 1} of the epoch); "
-                       f"training stopped and the last good checkpoint was kept. HINT: lower optimizer.lr, "
-                       f"set trainer.grad_clip, or check the data for NaN values")
+                       f"training stopped: {kept}. HINT: lower optimizer.lr, set trainer.grad_clip, or check the "
+                       f"data for NaN values")
 
     def running_metrics(self) -> dict:
         """Train loss and metrics of the epoch so far (one host sync)."""

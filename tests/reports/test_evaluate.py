@@ -145,8 +145,8 @@ def test_image_folder_classes_are_matched_by_name(images_run, tmp_path, write_im
 def test_sequence_evaluation_of_a_csv(sequence_run):
     report = evaluate_checkpoint(sequence_run, split="train").report
     assert report["samples"] == 26  # 30 rows, windows of 4, each predicting the next row
-    with pytest.raises(DataError, match="has no test split.*--split val or --split train"):
-        evaluate_checkpoint(sequence_run)
+    with pytest.raises(DataError, match=r"has no test split.*; choose --split train, or --data PATH$"):
+        evaluate_checkpoint(sequence_run)  # no validation split either: not offered
 
 
 CSV_FIGURES = ("samples", "loss", "mse", "mae", "r2")
@@ -209,7 +209,8 @@ def test_checkpoints_without_recorded_names_still_evaluate(table_run, edited_che
 
 
 def test_bad_split_names_and_missing_splits(regression_run, mnist_run, tmp_path):
-    with pytest.raises(DataError, match="the run had no validation split.*--split test or --split train"):
+    with pytest.raises(DataError, match="the run had no validation split.*choose --split test or --split train, "
+                                        "or --data PATH"):
         evaluate_checkpoint(regression_run, split="val")
     with pytest.raises(DlcliError, match="unknown split 'dev'; expected one of: train, val, test"):
         evaluate_checkpoint(mnist_run, split="dev")

@@ -117,12 +117,21 @@ class _PoisonAt(Callback):
 
 def test_nan_loss_stops_naming_epoch_and_step_and_keeps_last_good_checkpoint(tiny_cfg):
     handle = RunHandle()
-    with pytest.raises(RunError, match=r"NaN or inf at epoch 2, step 9 \(batch 1 of the epoch\)"):
+    with pytest.raises(RunError, match=r"NaN or inf at epoch 2, step 9 \(batch 1 of the epoch\); training stopped: "
+                                       r"the checkpoint of epoch 1 is the last good one"):
         train(tiny_cfg("scheduler=null"), callbacks=[_PoisonAt(1)], handle=handle)
     last = load_checkpoint(handle.run_dir / "checkpoints" / "last.pt")
     assert last["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
     assert json.loads((handle.run_dir / "summary.json").read_text())["status"] == "failed"
+
+
+def test_nan_loss_in_the_first_epoch_says_there_is_no_checkpoint(tiny_cfg):
+    handle = RunHandle()
+    with pytest.raises(RunError, match=r"NaN or inf at epoch 1, step 1 \(batch 1 of the epoch\); training stopped: "
+                                       r"no epoch had ended, so there is no checkpoint to go back to\. HINT"):
+        train(tiny_cfg("scheduler=null"), callbacks=[_PoisonAt(0)], handle=handle)
+    assert not list((handle.run_dir / "checkpoints").glob("*.pt"))
 
 
 def _npz(tmp_path, labels):
