@@ -278,19 +278,22 @@ def _cross_checks(check: _Checker, cfg: dict) -> None:
         check.add(("model", "input_shape"), f"{dataset.name} samples have shape {fmt_shape(sample)}; "
                                             f"model.input_shape must be {list(sample)} (or "
                                             f"{list(sample[1:])} to read each row as a time step)")
-    monitor = trainer["monitor"]
-    has_val = data["val_split"] > 0
-    valid = [f"{split}_{name}" for split in ("train", "val") for name in ["loss", *cfg["metrics"]]]
-    if monitor is not None and monitor not in valid:
-        check.add(("trainer", "monitor"), f"unknown metric {short_repr(monitor)};{did_you_mean(monitor, valid)} "
-                                          f"expected one of: {', '.join(valid)}")
-    elif monitor is not None and monitor.startswith("val_") and not has_val:
-        check.add(("trainer", "monitor"), f"{monitor} needs validation data: set data.val_split (e.g. 0.1)")
+    _check_monitor(check, ("trainer", "monitor"), trainer["monitor"], cfg)
     scheduler = cfg.get("scheduler")
-    if scheduler and scheduler["type"] == "reduce_on_plateau" and scheduler.get("monitor"):
-        if scheduler["monitor"] not in valid:
-            check.add(("scheduler", "monitor"), f"unknown metric {short_repr(scheduler['monitor'])}; expected one of: "
-                                                f"{', '.join(valid)}")
+    if scheduler and SCHEDULERS.get(scheduler["type"]).meta.get("needs_metric"):  # reduce_on_plateau
+        _check_monitor(check, ("scheduler", "monitor"), scheduler["monitor"], cfg)
+
+
+def _check_monitor(check: _Checker, path: tuple, monitor: str | None, cfg: dict) -> None:
+    """A monitored metric (trainer.monitor, scheduler.monitor) must be one that the run logs."""
+    if monitor is None:
+        return
+    valid = [f"{split}_{name}" for split in ("train", "val") for name in ["loss", *cfg["metrics"]]]
+    if monitor not in valid:
+        check.add(path, f"unknown metric {short_repr(monitor)};{did_you_mean(monitor, valid)} "
+                        f"expected one of: {', '.join(valid)}")
+    elif monitor.startswith("val_") and not cfg["data"]["val_split"] > 0:
+        check.add(path, f"{monitor} needs validation data: set data.val_split (e.g. 0.1)")
 
 
 def data_view_fits(sample: tuple, input_shape: tuple) -> bool:

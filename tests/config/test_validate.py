@@ -277,6 +277,23 @@ def test_monitor_needs_validation_data(write_config, tiny_config_text):
         load_config(path)
 
 
+def test_plateau_scheduler_monitor_needs_validation_data(write_config, tiny_config_text):
+    path = write_config(tiny_config_text + "scheduler:\n  type: reduce_on_plateau\n  monitor: val_loss\n")
+    line = len(tiny_config_text.splitlines()) + 3
+    with pytest.raises(ConfigError, match=_at(path, line) + "scheduler.monitor: val_loss needs validation data: "
+                                                            "set data.val_split"):
+        load_config(path)
+    cfg = load_config(path, ["data.val_split=0.1"])
+    assert cfg["scheduler"]["monitor"] == "val_loss"
+
+
+def test_plateau_scheduler_monitor_typo_with_did_you_mean(write_config, tiny_config_text):
+    path = write_config(tiny_config_text + "scheduler: {type: reduce_on_plateau, monitor: train_los}\n")
+    with pytest.raises(ConfigError, match=r"scheduler.monitor: unknown metric 'train_los'; did you mean "
+                                          r"'train_loss'\? expected one of: train_loss, train_accuracy, "):
+        load_config(path)
+
+
 # --- several mistakes at once ----------------------------------------------------------------
 
 def test_three_mistakes_give_exactly_three_problems(write_config):
