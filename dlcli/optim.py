@@ -55,11 +55,24 @@ def build_adamw(args, params, fused=False, capturable=False):
                              **_fused_kwargs(torch.optim.AdamW, params, fused, capturable))
 
 
+def _nesterov_needs_momentum(args: dict) -> list:
+    """torch refuses Nesterov momentum without momentum, or with dampening."""
+    if not args["nesterov"]:
+        return []
+    problems = []
+    if args["momentum"] <= 0:
+        problems.append(("nesterov", f"Nesterov momentum needs momentum > 0 (e.g. momentum: 0.9); received: "
+                                     f"momentum {args['momentum']:g}"))
+    if args["dampening"] != 0:
+        problems.append(("dampening", f"Nesterov momentum needs dampening 0; received: {args['dampening']:g}"))
+    return problems
+
+
 @OPTIMIZERS.register("sgd", help="stochastic gradient descent, with optional (Nesterov) momentum",
-                     aliases=("SGD",),
+                     aliases=("SGD",), cross_check=_nesterov_needs_momentum,
                      args=(Arg("lr", Float(min=0.0, min_open=True), 0.01, "learning rate"),
                            Arg("momentum", Float(min=0.0, max=1.0), 0.0, "momentum factor"),
-                           Arg("nesterov", Bool(), False, "Nesterov momentum (needs momentum > 0)"),
+                           Arg("nesterov", Bool(), False, "Nesterov momentum (needs momentum > 0 and dampening 0)"),
                            Arg("dampening", Float(min=0.0, max=1.0), 0.0, "dampening for momentum"), _WD))
 def build_sgd(args, params, fused=False, capturable=False):
     import torch

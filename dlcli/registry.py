@@ -271,6 +271,7 @@ class Entry:
     family: str = ""
     build: Callable[..., Any] | None = None
     infer: Callable[..., Any] | None = None  # layers: (args, in_shape) -> out_shape
+    cross_check: Callable[[dict], list] | None = None  # rules between arguments: (args) -> [(key, message)]
     example: str = ""
     meta: dict = field(default_factory=dict)
 
@@ -290,14 +291,14 @@ class Registry:
         self._aliases: dict[str, str] = {}
 
     def register(self, name: str, *, help: str, args: Iterable[Arg] = (), aliases: Iterable[str] = (),
-                 family: str = "", infer: Callable | None = None, example: str = "",
-                 **meta: Any) -> Callable[[Callable], Callable]:
+                 family: str = "", infer: Callable | None = None, cross_check: Callable | None = None,
+                 example: str = "", **meta: Any) -> Callable[[Callable], Callable]:
         if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
             raise ValueError(f"registry names are lowercase snake case, got {name!r}")
 
         def decorator(build: Callable) -> Callable:
             entry = Entry(name=name, help=help, args=tuple(args), aliases=tuple(aliases), family=family,
-                          build=build, infer=infer, example=example, meta=dict(meta))
+                          build=build, infer=infer, cross_check=cross_check, example=example, meta=dict(meta))
             self.add(entry)
             return build
 
@@ -383,4 +384,6 @@ def check_args(entry: Entry, given: dict[str, Any], reserved: Iterable[str] = ()
         else:  # defaults go through the kind too, so `strides: 1` becomes (1, 1)
             default = copy.deepcopy(arg.default)
             out[arg.name] = default if default is None else arg.kind.check(default)
+    if not problems and entry.cross_check is not None:  # each argument is fine on its own
+        problems.extend(entry.cross_check(out))
     return out, problems

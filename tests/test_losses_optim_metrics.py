@@ -116,6 +116,21 @@ def test_rmsprop_rho_is_torch_alpha():
     assert optimizer.param_groups[0]["alpha"] == 0.5
 
 
+@pytest.mark.parametrize("momentum, dampening, nesterov", [
+    (0.0, 0.0, True), (0.9, 0.1, True), (0.0, 0.1, True), (0.9, 0.0, True), (0.0, 0.0, False), (0.9, 0.1, False)])
+def test_sgd_settings_that_validate_are_the_ones_torch_builds(momentum, dampening, nesterov):
+    from dlcli.registry import check_args
+
+    entry = OPTIMIZERS.get("sgd")
+    args, problems = check_args(entry, {"momentum": momentum, "dampening": dampening, "nesterov": nesterov})
+    try:
+        entry.build(args, tiny_model().parameters())
+        built = True
+    except ValueError:
+        built = False
+    assert (problems == []) == built, problems
+
+
 # --- schedulers ------------------------------------------------------------------------------------
 
 @_names(SCHEDULERS)

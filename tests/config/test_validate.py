@@ -294,6 +294,19 @@ def test_plateau_scheduler_monitor_typo_with_did_you_mean(write_config, tiny_con
         load_config(path)
 
 
+@pytest.mark.parametrize("optimizer, expected", [
+    ("{type: sgd, nesterov: true}", "optimizer.nesterov: Nesterov momentum needs momentum > 0 (e.g. momentum: 0.9); "
+                                    "received: momentum 0"),
+    ("{type: sgd, nesterov: true, momentum: 0.9, dampening: 0.1}",
+     "optimizer.dampening: Nesterov momentum needs dampening 0; received: 0.1"),
+])
+def test_sgd_nesterov_needs_momentum_and_no_dampening(write_config, tiny_config_text, optimizer, expected):
+    path = write_config(tiny_config_text.replace("optimizer: {type: adam, lr: 1e-3}", f"optimizer: {optimizer}"))
+    row = tiny_config_text.splitlines().index("optimizer: {type: adam, lr: 1e-3}") + 1
+    with pytest.raises(ConfigError, match=_at(path, row) + re.escape(expected)):
+        load_config(path)
+
+
 # --- several mistakes at once ----------------------------------------------------------------
 
 def test_three_mistakes_give_exactly_three_problems(write_config):
