@@ -53,7 +53,7 @@ def one_backward(model: torch.nn.Module) -> None:
 def test_every_loss_computes_on_targets_of_its_task(name):
     entry = LOSSES.get(name)
     assert entry.meta["task"] in ("classification", "binary", "regression")
-    assert "logits_of" in entry.meta
+    assert "logits_of" in entry.meta and "needs_final" in entry.meta
     loss_fn = entry.build(sample_args(entry))
     outputs, targets = outputs_and_targets(entry.meta["task"])
     loss = loss_fn(outputs, targets)

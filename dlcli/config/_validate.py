@@ -12,7 +12,7 @@ from typing import Any
 from dlcli.config._schema import DATA, EARLY_STOPPING, MODEL, TOP, TRAINER
 from dlcli.data import DATASETS
 from dlcli.errors import ConfigError, Problem, did_you_mean, short_list, short_repr
-from dlcli.layers import LAYERS, ShapeError, fmt_shape
+from dlcli.layers import LAYERS, ShapeError, final_activation, fmt_shape
 from dlcli.losses import LOSSES
 from dlcli.metrics import METRICS
 from dlcli.optim import OPTIMIZERS, SCHEDULERS
@@ -268,6 +268,14 @@ def _cross_checks(check: _Checker, cfg: dict) -> None:
     if loss.meta["task"] == "classification" and (len(out_shape) != 1 or out_shape[0] < 2):
         check.add(last, f"{loss.name} needs one output per class, shape (classes,) with at least 2 classes; "
                         f"the model outputs {fmt_shape(out_shape)}")
+    needs = loss.meta["needs_final"]
+    ends_in = final_activation(model["layers"])
+    if needs and ends_in != needs:
+        instead = next(e.name for e in LOSSES if e.meta["task"] == loss.meta["task"] and e.meta["logits_of"])
+        check.add(last, f"{loss.name} needs a model that ends in {needs}, but this one ends in "
+                        f"{ends_in or 'no activation'}, so the loss would train on the wrong values; use loss: "
+                        f"{instead} (which takes logits), or end the model in {needs} (the last layer's "
+                        f"activation, or a final `- activation: {needs}`)")
     dataset = DATASETS.get(data["dataset"])
     classes = dataset.meta.get("num_classes")
     if classes and loss.meta["task"] == "classification" and len(out_shape) == 1 and out_shape[0] != classes:

@@ -1,6 +1,6 @@
 """Layer families. Importing this package registers every layer (without torch)."""
 
-from dlcli.layers._registry import LAYERS, ShapeError, fmt_shape
+from dlcli.layers._registry import LAYERS, ShapeError, final_activation, fmt_shape
 from dlcli.layers import conv, core, normalization, pool, recurrent  # noqa: F401  (registers)
 
-__all__ = ["LAYERS", "ShapeError", "fmt_shape"]
+__all__ = ["LAYERS", "ShapeError", "final_activation", "fmt_shape"]

@@ -17,6 +17,15 @@ def activation_arg(default: str | None = None) -> Arg:
                "activation applied to the output (relu, softmax, ...); null for none")
 
 
+def final_activation(layers: list[dict]) -> str | None:
+    """The activation a model's output ends in (canonical name, None for none): the last
+    layer's `activation` argument, or the name of a final `activation` layer."""
+    last = layers[-1]
+    name = last.get("name") if last.get("type") == "activation" else last.get("activation")
+    entry = ACTIVATIONS.lookup(name)
+    return entry.name if entry is not None else None
+
+
 def fmt_shape(shape) -> str:
     return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 

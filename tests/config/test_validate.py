@@ -271,6 +271,27 @@ def test_input_shape_must_fit_the_dataset(write_config, tiny_config_text):
         load_config(path)
 
 
+@pytest.mark.parametrize("last, ends_in", [("- dense: {units: 10}", "no activation"),
+                                            ("- dense: {units: 10, activation: softmax}", "softmax"),
+                                            ("- dense: {units: 10}\n- activation: softmax", "softmax")])
+def test_nll_needs_a_model_that_ends_in_log_softmax(write_config, last, ends_in):
+    path = write_config(model_config(f"- flatten\n{last}", rest="data: mnist\nloss: nll\n"))
+    line = 4 + len(last.splitlines())
+    index = len(last.splitlines())
+    with pytest.raises(ConfigError, match=_at(path, line) + re.escape(
+            f"model.layers[{index}]: nll needs a model that ends in log_softmax, but this one ends in {ends_in}, so "
+            f"the loss would train on the wrong values; use loss: cross_entropy (which takes logits), or end the "
+            f"model in log_softmax")):
+        load_config(path)
+
+
+@pytest.mark.parametrize("last", ["- dense: {units: 10, activation: log_softmax}",
+                                  "- dense: {units: 10}\n- activation: log_softmax"])
+def test_nll_after_log_softmax_is_valid(write_config, last):
+    cfg = load_config(write_config(model_config(f"- flatten\n{last}", rest="data: mnist\nloss: NLLLoss\n")))
+    assert cfg["loss"]["type"] == "nll"
+
+
 def test_monitor_needs_validation_data(write_config, tiny_config_text):
     path = write_config(tiny_config_text + "  monitor: val_accuracy\n")
     with pytest.raises(ConfigError, match="trainer.monitor: val_accuracy needs validation data: set data.val_split"):
