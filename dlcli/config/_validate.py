@@ -283,9 +283,11 @@ def _cross_checks(check: _Checker, cfg: dict) -> None:
                         f"set the last layer's units to {classes}")
     sample = dataset.meta.get("sample_shape")
     if sample and not data_view_fits(tuple(sample), tuple(model["input_shape"])):
+        rows = tuple(sample[1:])  # offered only where it fits: one-channel images
+        alternative = (f" (or {list(rows)} to read each row as a time step)"
+                       if data_view_fits(tuple(sample), rows) and len(rows) == 2 else "")
         check.add(("model", "input_shape"), f"{dataset.name} samples have shape {fmt_shape(sample)}; "
-                                            f"model.input_shape must be {list(sample)} (or "
-                                            f"{list(sample[1:])} to read each row as a time step)")
+                                            f"model.input_shape must be {list(sample)}{alternative}")
     _check_monitor(check, ("trainer", "monitor"), trainer["monitor"], cfg)
     scheduler = cfg.get("scheduler")
     if scheduler and SCHEDULERS.get(scheduler["type"]).meta.get("needs_metric"):  # reduce_on_plateau

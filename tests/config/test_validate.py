@@ -292,6 +292,18 @@ def test_nll_after_log_softmax_is_valid(write_config, last):
     assert cfg["loss"]["type"] == "nll"
 
 
+def test_input_shape_hint_offers_rows_as_steps_only_for_one_channel_images(write_config):
+    path = write_config(model_config("- lstm: 8\n- dense: 10", input_shape="[28, 27]"))
+    with pytest.raises(ConfigError, match=re.escape("model.input_shape: mnist samples have shape (1, 28, 28); "
+                                                    "model.input_shape must be [1, 28, 28] (or [28, 28] to read "
+                                                    "each row as a time step)")):
+        load_config(path)
+    path = write_config(model_config("- lstm: 8\n- dense: 10", input_shape="[32, 32]", rest="data: cifar10\n"))
+    with pytest.raises(ConfigError, match=re.escape("model.input_shape: cifar10 samples have shape (3, 32, 32); "
+                                                    "model.input_shape must be [3, 32, 32]") + "$"):
+        load_config(path)
+
+
 def test_monitor_needs_validation_data(write_config, tiny_config_text):
     path = write_config(tiny_config_text + "  monitor: val_accuracy\n")
     with pytest.raises(ConfigError, match="trainer.monitor: val_accuracy needs validation data: set data.val_split"):
