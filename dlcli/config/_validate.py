@@ -11,7 +11,7 @@ from typing import Any
 
 from dlcli.config._schema import DATA, EARLY_STOPPING, MODEL, TOP, TRAINER
 from dlcli.data import DATASETS
-from dlcli.errors import ConfigError, Problem, did_you_mean, short_list, short_repr
+from dlcli.errors import ConfigError, Problem, did_you_mean, format_path, short_list, short_repr
 from dlcli.layers import LAYERS, ShapeError, final_activation, fmt_shape
 from dlcli.losses import LOSSES
 from dlcli.metrics import METRICS
@@ -197,8 +197,33 @@ def _model(check: _Checker, value: Any) -> dict | None:
             infer_shapes(resolved["input_shape"], resolved_layers)
         except ShapeError as err:
             i = err.index
-            check.add(("model", "layers", i), f"{resolved_layers[i]['type']}: {err}")
+            problem = f"{resolved_layers[i]['type']}: {err}"
+            hint = _channels_last_hint(resolved["input_shape"], resolved_layers, i)
+            if hint:
+                check.add(("model", "input_shape"), f"{hint} (as it is, {format_path(('model', 'layers', i))}: "
+                                                    f"{problem})")
+            else:
+                check.add(("model", "layers", i), problem)
     return resolved
+
+
+def _channels_last_hint(input_shape: list, layers: list[dict], failed: int) -> str | None:
+    """Where a shape error follows a model input that looks channels-last, (height, width, channels)
+    as Keras stores images, read as channels-first by the first layer that reads channels: the fix."""
+    shape = tuple(input_shape)
+    if not (len(shape) == 3 and shape[-1] in (1, 3, 4) and shape[0] > 4):
+        return None
+    seen = [shape] + [out for *_, out in infer_shapes(shape, layers[:failed])]
+    for i, layer in enumerate(layers[:failed + 1]):
+        if seen[i] != shape:
+            return None  # an earlier layer (a reshape, a flatten...) changed what the next ones read
+        entry = LAYERS.get(layer["type"])
+        if entry.meta.get("channels_first"):
+            height, width, channels = shape
+            return (f"{list(shape)} looks channels-last (height, width, channels), as Keras stores images, but "
+                    f"dlcli is channels-first like PyTorch: {entry.name} reads it as {height} channels of "
+                    f"{width} x {channels}; set model.input_shape to {[channels, height, width]}")
+    return None
 
 
 def _data(check: _Checker, value: Any) -> dict | None:

@@ -6,6 +6,8 @@ from dlcli.activations import ACTIVATIONS
 from dlcli.registry import Arg, Optional, Registry, Str
 
 LAYERS = Registry("layer")
+# meta: `channels_first=True` marks a layer that reads the first axis of its input as channels
+# (convolutions, pooling, batchnorm); `int_input=True` one that takes integer ids (embedding).
 
 
 class ShapeError(ValueError):

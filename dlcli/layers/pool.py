@@ -79,7 +79,7 @@ for _kind, _keras in (("max", "MaxPooling"), ("avg", "AveragePooling")):
                                              else (f"AvgPool{_rank}D", f"average_pooling{_rank}d"))
         LAYERS.register(_name, help=f"{'maximum' if _kind == 'max' else 'average'} over each {_rank}-D window",
                         family="pool", aliases=_aliases, infer=_pool_shape(_kind, _rank), args=_pool_args(_rank),
-                        example=f"- {_name}: {{pool_size: 2}}")(_build_pool(_kind, _rank))
+                        example=f"- {_name}: {{pool_size: 2}}", channels_first=True)(_build_pool(_kind, _rank))
 
 
 def _global_shape(name: str, rank: int):
@@ -106,4 +106,4 @@ for _kind, _keras in (("max", "GlobalMaxPooling"), ("avg", "GlobalAveragePooling
         LAYERS.register(_name, help=f"{'maximum' if _kind == 'max' else 'average'} over all positions: "
                                     f"one value per channel", family="pool",
                         aliases=(f"{_keras}{_rank}D",), infer=_global_shape(_name, _rank),
-                        example=f"- {_name}")(_build_global(_kind, _rank))
+                        example=f"- {_name}", channels_first=True)(_build_global(_kind, _rank))

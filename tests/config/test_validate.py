@@ -148,6 +148,35 @@ def test_kernel_larger_than_its_input_names_the_layer_and_shapes(write_config):
         load_config(path)
 
 
+CHANNELS_LAST = ("model.input_shape: [28, 28, 1] looks channels-last (height, width, channels), as Keras stores "
+                 "images, but dlcli is channels-first like PyTorch: {reader} reads it as 28 channels of 28 x 1; set "
+                 "model.input_shape to [1, 28, 28] (as it is, model.layers[{index}]: ")
+
+
+@pytest.mark.parametrize("layers, reader, index", [
+    ("- Conv2D: {filters: 32, kernel_size: 3}", "conv2d", 0),
+    ("- conv2d: {filters: 32, kernel_size: 3, padding: same}\n- maxpool2d", "conv2d", 1),
+    ("- batchnorm\n- conv2d: {filters: 32, kernel_size: 3}", "batchnorm", 1),
+    ("- dropout: 0.1\n- maxpool2d", "maxpool2d", 1),
+])
+def test_a_channels_last_input_shape_is_blamed_with_the_channels_first_fix(write_config, layers, reader, index):
+    path = write_config(model_config(f"{layers}\n- flatten\n- dense: 10", input_shape="[28, 28, 1]",
+                                     rest="data: {dataset: npz, path: x.npz}\n"))
+    with pytest.raises(ConfigError, match=_at(path, 2) + re.escape(CHANNELS_LAST.format(reader=reader, index=index))):
+        load_config(path)
+
+
+def test_no_channels_last_hint_once_a_layer_has_changed_the_shape(write_config):
+    path = write_config(model_config("- reshape: {target_shape: [28, 28, 1]}\n- conv2d: {filters: 8, kernel_size: 3}",
+                                     input_shape="[784]", rest="data: {dataset: npz, path: x.npz}\n"))
+    with pytest.raises(ConfigError, match=_at(path, 5) + re.escape("model.layers[1]: conv2d: conv2d kernel (3, 3)")):
+        load_config(path)
+    path = write_config(model_config("- flatten\n- conv2d: {filters: 8, kernel_size: 3}", input_shape="[28, 28, 1]",
+                                     rest="data: {dataset: npz, path: x.npz}\n"))
+    with pytest.raises(ConfigError, match=_at(path, 5) + re.escape("model.layers[1]: conv2d: conv2d expects")):
+        load_config(path)
+
+
 def test_pool_window_larger_than_its_input(write_config):
     path = write_config(model_config("- maxpool2d: {pool_size: 3}\n- flatten\n- dense: {units: 10}",
                                      input_shape="[1, 2, 2]"))
