@@ -16,7 +16,7 @@ from dlcli.layers import LAYERS, ShapeError, final_activation, fmt_shape
 from dlcli.losses import LOSSES
 from dlcli.metrics import METRICS
 from dlcli.optim import OPTIMIZERS, SCHEDULERS
-from dlcli.registry import Entry, Registry, check_args
+from dlcli.registry import Entry, KindError, Registry, check_args
 
 LAYER_FORMS = "a layer is `- name` , `- name: {arguments}` or `- {type: name, ...arguments}`"
 MAX_LAYERS = 1_000  # validate builds and summarizes every layer: about 0.5 ms each
@@ -142,7 +142,12 @@ def validate(data: Any, lines: dict, source: str, default_name: str = "run") -> 
     if top is None:
         raise ConfigError(check.problems, source)
     resolved = check.args(TOP, top, (), reserved=())
-    resolved["name"] = resolved.get("name") or default_name
+    if not resolved.get("name"):
+        try:
+            resolved["name"] = TOP.arg("name").kind.check(default_name)
+        except KindError as err:
+            check.add(("name",), f"the run name defaults to the file name, {short_repr(default_name)}: {err}; "
+                                 f"set name in the config")
 
     model = _model(check, top["model"]) if "model" in top else None  # missing: reported with TOP's arguments
     resolved["model"] = model

@@ -50,6 +50,27 @@ def test_name_defaults_to_the_file_name(write_config, tiny_config_text):
     assert cfg["name"] == "my_run"
 
 
+@pytest.mark.parametrize("name", ["../../escape", "/tmp/abs", "a/b", "a\\b", ".", ".."])
+def test_run_name_must_be_one_folder_under_out_dir(write_config, tiny_config_text, name):
+    path = write_config(tiny_config_text.replace("name: tiny", f"name: '{name}'"))
+    with pytest.raises(ConfigError, match=_at(path, 1) + re.escape(
+            "name: expected a run name, one folder under trainer.out_dir: any characters except '/', '\\' and NUL, "
+            "and not '.' or '..'; received: ")):
+        load_config(path)
+
+
+@pytest.mark.parametrize("name", ["dénse-1.2", "run..1", "...", "my run"])
+def test_run_names_without_separators_are_fine(write_config, tiny_config_text, name):
+    assert load_config(write_config(tiny_config_text.replace("name: tiny", f"name: '{name}'")))["name"] == name
+
+
+def test_a_file_name_that_is_no_run_name_needs_a_name(write_config, tiny_config_text):
+    path = write_config(tiny_config_text.replace("name: tiny\n", ""), name="...yaml")
+    with pytest.raises(ConfigError, match=r"name: the run name defaults to the file name, '\.\.': expected a run "
+                                          r"name, .*; set name in the config"):
+        load_config(path)
+
+
 def test_resolved_config_validates_again_as_it_is(write_config, tiny_config_text):
     cfg = load_config(write_config(tiny_config_text))
     assert config_from_text(dump_config(cfg)) == cfg
