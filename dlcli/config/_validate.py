@@ -71,6 +71,18 @@ def canonicalize_sections(data: Any, lines: dict) -> None:
                 lines[(section, key)] = lines[(section,)]
 
 
+def section_defaults() -> dict:
+    """{(section,): mapping} for the sections with a default (optimizer: {type: adam}, trainer: {}):
+    what an override into a section the config leaves out starts from."""
+    out = {}
+    for arg in TOP.args:
+        if isinstance(arg.default, dict):
+            out[(arg.name,)] = arg.default
+        elif isinstance(arg.default, str) and arg.name in NAMED_SECTIONS:
+            out[(arg.name,)] = {NAMED_SECTIONS[arg.name]: arg.default}
+    return out
+
+
 class _Checker:
     def __init__(self, lines: dict, source: str):
         self.lines, self.source = lines, source
