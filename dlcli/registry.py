@@ -248,12 +248,14 @@ class StrList(Kind):
 
 @dataclass(frozen=True)
 class Arg:
-    """One declared argument: validation, listings and docs all read this."""
+    """One declared argument: validation, listings and docs all read this. `known_as`: names other
+    libraries give it (Keras' learning_rate for lr), answered with a did-you-mean, not accepted."""
 
     name: str
     kind: Kind
     default: Any = REQUIRED
     help: str = ""
+    known_as: tuple[str, ...] = ()
 
     @property
     def required(self) -> bool:
@@ -368,8 +370,9 @@ def check_args(entry: Entry, given: dict[str, Any], reserved: Iterable[str] = ()
         arg = entry.arg(key) if isinstance(key, str) else None
         if arg is None:
             valid = ", ".join(names) if names else "none"
-            problems.append((key, f"unknown argument {shorten(str(key), quote=True)} for {entry.name};"
-                                  f"{did_you_mean(key, names)} "
+            known = next((a for a in entry.args if key in a.known_as), None)
+            hint = f" did you mean '{known.name}' (dlcli's argument for {key})?" if known else did_you_mean(key, names)
+            problems.append((key, f"unknown argument {shorten(str(key), quote=True)} for {entry.name};{hint} "
                                   f"valid arguments: {valid}"))
             continue
         try:

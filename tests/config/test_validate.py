@@ -117,6 +117,21 @@ def test_unknown_layer_argument_with_did_you_mean(write_config):
     assert messages[1].startswith(f"{path}:4: model.layers[0]: missing required argument 'filters'")
 
 
+@pytest.mark.parametrize("optimizer, key, suggested", [
+    ("{type: adam, learning_rate: 0.01}", "learning_rate", "lr"),
+    ("{type: SGD, learning_rate: 0.01}", "learning_rate", "lr"),
+    ("{type: adam, beta_1: 0.8}", "beta_1", "betas"),
+    ("{type: rmsprop, epsilon: 1e-6}", "epsilon", "eps"),
+])
+def test_keras_argument_names_get_a_did_you_mean(write_config, tiny_config_text, optimizer, key, suggested):
+    path = write_config(tiny_config_text.replace("optimizer: {type: adam, lr: 1e-3}", f"optimizer: {optimizer}"))
+    line = tiny_config_text.splitlines().index("optimizer: {type: adam, lr: 1e-3}") + 1
+    with pytest.raises(ConfigError, match=_at(path, line) + re.escape(
+            f"optimizer.{key}: unknown argument '{key}' for ") + r"\w+; " + re.escape(
+            f"did you mean '{suggested}' (dlcli's argument for {key})? valid arguments: ")):
+        load_config(path)
+
+
 @pytest.mark.parametrize("written, suggested", [("conv2", "conv2d"), ("Desne", "dense"), ("lstn", "lstm"),
                                                 ("maxpooling2d", "maxpool2d")])
 def test_misspelled_layer_type_with_did_you_mean(write_config, written, suggested):
