@@ -206,6 +206,10 @@ def _model(check: _Checker, value: Any) -> dict | None:
             ok = False
             continue
         before = len(check.problems)
+        if "input_shape" in layer and entry.arg("input_shape") is None:  # Keras' first-layer argument
+            layer = dict(layer)
+            given = layer.pop("input_shape")
+            check.add(path + ("input_shape",), _layer_input_shape_message(entry.name, given, "input_shape" in model))
         resolved_layers.append({"type": entry.name, **check.args(entry, layer, path)})
         ok = ok and len(check.problems) == before
     resolved["layers"] = resolved_layers
@@ -224,11 +228,29 @@ def _model(check: _Checker, value: Any) -> dict | None:
     return resolved
 
 
+def _layer_input_shape_message(layer: str, value: Any, model_has_one: bool) -> str:
+    """Keras gives the first layer an input_shape; dlcli gives the model one."""
+    start = f"unknown argument 'input_shape' for {layer}: dlcli takes the input shape once, for the whole model"
+    if model_has_one:
+        return f"{start}, from model.input_shape (which this config sets): remove it here; received: " \
+               f"{short_repr(value)}"
+    shape = value if isinstance(value, list) and value and all(type(n) is int for n in value) else None
+    if shape and _looks_channels_last(shape):
+        shape = [shape[-1], *shape[:-1]]
+    example = f", e.g. model.input_shape: {shape} (channels first)" if shape else ""
+    return f"{start}: set model.input_shape instead{example}; received: {short_repr(value)}"
+
+
+def _looks_channels_last(shape) -> bool:
+    """(height, width, channels) as Keras stores images: 1, 3 or 4 channels after larger axes."""
+    return len(shape) == 3 and shape[-1] in (1, 3, 4) and shape[0] > 4
+
+
 def _channels_last_hint(input_shape: list, layers: list[dict], failed: int) -> str | None:
     """Where a shape error follows a model input that looks channels-last, (height, width, channels)
     as Keras stores images, read as channels-first by the first layer that reads channels: the fix."""
     shape = tuple(input_shape)
-    if not (len(shape) == 3 and shape[-1] in (1, 3, 4) and shape[0] > 4):
+    if not _looks_channels_last(shape):
         return None
     seen = [shape] + [out for *_, out in infer_shapes(shape, layers[:failed])]
     for i, layer in enumerate(layers[:failed + 1]):

@@ -132,6 +132,27 @@ def test_keras_argument_names_get_a_did_you_mean(write_config, tiny_config_text,
         load_config(path)
 
 
+def test_a_layer_input_shape_says_to_set_model_input_shape(write_config):
+    text = ("model:\n  layers:\n    - conv2d: {filters: 8, kernel_size: 3, input_shape: [28, 28, 1]}\n"
+            "    - flatten\n    - dense: 10\ndata: mnist\n")
+    path, problems = problems_of(write_config, text)
+    assert [p.render() for p in problems] == [
+        f"{path}:1: model: missing required argument 'input_shape' ([int, ...]) for model",
+        f"{path}:3: model.layers[0].input_shape: unknown argument 'input_shape' for conv2d: dlcli takes the input shape once, "
+        "for the whole model: set model.input_shape instead, e.g. model.input_shape: [1, 28, 28] (channels first); "
+        "received: [28, 28, 1]"]
+
+
+def test_a_layer_input_shape_beside_model_input_shape_is_to_be_removed(write_config):
+    path = write_config(model_config("- conv2d: {filters: 8, kernel_size: 3, input_shape: [1, 28, 28]}\n- flatten\n"
+                                     "- dense: 10"))
+    with pytest.raises(ConfigError, match=_at(path, 4) + re.escape(
+            "model.layers[0].input_shape: unknown argument 'input_shape' for conv2d: dlcli takes the input shape once, "
+            "for the whole model, from model.input_shape (which this config sets): remove it here; received: "
+            "[1, 28, 28]")):
+        load_config(path)
+
+
 @pytest.mark.parametrize("written, suggested", [("conv2", "conv2d"), ("Desne", "dense"), ("lstn", "lstm"),
                                                 ("maxpooling2d", "maxpool2d")])
 def test_misspelled_layer_type_with_did_you_mean(write_config, written, suggested):
