@@ -4,6 +4,8 @@
 `meta["logits_of"]` which final activation the loss already contains: a model that
 ends in that activation is trained on its logits (like Keras' from_logits=True),
 and the activation is applied only where probabilities are wanted.
+`meta["needs_final"]` is the final activation a model must end in for the loss
+to read its outputs as they are (nll: log_softmax); the validator checks it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ _REDUCTION = Arg("reduction", Str(("mean", "sum")), "mean", "how the per-sample 
                  aliases=("sparse_categorical_crossentropy", "categorical_crossentropy", "CrossEntropyLoss"),
                  args=(Arg("label_smoothing", Float(min=0.0, max=1.0, max_open=True), 0.0,
                            "spread this much probability over the other classes"), _REDUCTION),
-                 task="classification", logits_of="softmax")
+                 task="classification", logits_of="softmax", needs_final=None)
 def build_cross_entropy(args):
     import torch.nn as nn
 
@@ -26,7 +28,8 @@ def build_cross_entropy(args):
 
 
 @LOSSES.register("nll", help="negative log-likelihood on log-probabilities (after log_softmax)",
-                 aliases=("NLLLoss",), args=(_REDUCTION,), task="classification", logits_of=None)
+                 aliases=("NLLLoss",), args=(_REDUCTION,), task="classification", logits_of=None,
+                 needs_final="log_softmax")
 def build_nll(args):
     import torch.nn as nn
 
@@ -35,7 +38,7 @@ def build_nll(args):
 
 @LOSSES.register("bce_with_logits", help="sigmoid + binary cross-entropy on logits; targets 0/1",
                  aliases=("binary_crossentropy", "BCEWithLogitsLoss"), args=(_REDUCTION,),
-                 task="binary", logits_of="sigmoid")
+                 task="binary", logits_of="sigmoid", needs_final=None)
 def build_bce(args):
     import torch.nn as nn
 
@@ -43,7 +46,7 @@ def build_bce(args):
 
 
 @LOSSES.register("mse", help="mean squared error", aliases=("mean_squared_error", "MSELoss"),
-                 args=(_REDUCTION,), task="regression", logits_of=None)
+                 args=(_REDUCTION,), task="regression", logits_of=None, needs_final=None)
 def build_mse(args):
     import torch.nn as nn
 
@@ -51,7 +54,7 @@ def build_mse(args):
 
 
 @LOSSES.register("mae", help="mean absolute error", aliases=("mean_absolute_error", "l1", "L1Loss"),
-                 args=(_REDUCTION,), task="regression", logits_of=None)
+                 args=(_REDUCTION,), task="regression", logits_of=None, needs_final=None)
 def build_mae(args):
     import torch.nn as nn
 
@@ -60,7 +63,7 @@ def build_mae(args):
 
 @LOSSES.register("huber", help="squared error below delta, absolute error above", aliases=("HuberLoss",),
                  args=(Arg("delta", Float(min=0.0, min_open=True), 1.0, "where squared turns absolute"),
-                       _REDUCTION), task="regression", logits_of=None)
+                       _REDUCTION), task="regression", logits_of=None, needs_final=None)
 def build_huber(args):
     import torch.nn as nn
 

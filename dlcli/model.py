@@ -22,6 +22,7 @@ import torch.nn as nn
 from dlcli.activations import build_activation
 from dlcli.config import infer_shapes
 from dlcli.errors import DlcliError
+from dlcli.layers import final_activation
 from dlcli.losses import LOSSES
 
 
@@ -57,10 +58,8 @@ def _final_activation(layers: list[dict], loss_type: str | None) -> tuple[int, s
     if not loss_type:
         return None
     logits_of = LOSSES.get(loss_type).meta.get("logits_of")
-    last = layers[-1]
-    act = last.get("name") if last["type"] == "activation" else last.get("activation")
-    if logits_of and act == logits_of:
-        return len(layers) - 1, act
+    if logits_of and final_activation(layers) == logits_of:
+        return len(layers) - 1, logits_of
     return None
 
 

@@ -7,7 +7,17 @@ from dlcli.registry import Arg, Bool, Float, FloatList, Int, IntList, Optional, 
 OPTIMIZERS = Registry("optimizer")
 SCHEDULERS = Registry("scheduler")
 
-_LR = Arg("lr", Float(min=0.0, min_open=True), 1e-3, "learning rate")
+def _lr(default: float) -> Arg:
+    """`known_as`: Keras' names for an argument are answered with a did-you-mean."""
+    return Arg("lr", Float(min=0.0, min_open=True), default, "learning rate", known_as=("learning_rate",))
+
+
+def _eps(default: float) -> Arg:
+    return Arg("eps", Float(min=0.0, min_open=True), default, "added to the denominator", known_as=("epsilon",))
+
+
+_LR = _lr(1e-3)
+_BETAS = Arg("betas", FloatList(2), [0.9, 0.999], "decay of the moment estimates", known_as=("beta_1", "beta_2"))
 _WD = Arg("weight_decay", Float(min=0.0), 0.0, "L2 penalty (decoupled for adamw)")
 
 
@@ -29,8 +39,7 @@ def _fused_kwargs(cls, params, fused: bool, capturable: bool = False) -> dict:
 
 
 @OPTIMIZERS.register("adam", help="Adam", aliases=("Adam",),
-                     args=(_LR, Arg("betas", FloatList(2), [0.9, 0.999], "decay of the moment estimates"),
-                           Arg("eps", Float(min=0.0, min_open=True), 1e-8, "added to the denominator"),
+                     args=(_LR, _BETAS, _eps(1e-8),
                            _WD, Arg("amsgrad", Bool(), False, "use the AMSGrad variant")))
 def build_adam(args, params, fused=False, capturable=False):
     import torch
@@ -42,8 +51,7 @@ def build_adam(args, params, fused=False, capturable=False):
 
 
 @OPTIMIZERS.register("adamw", help="Adam with decoupled weight decay", aliases=("AdamW",),
-                     args=(_LR, Arg("betas", FloatList(2), [0.9, 0.999], "decay of the moment estimates"),
-                           Arg("eps", Float(min=0.0, min_open=True), 1e-8, "added to the denominator"),
+                     args=(_LR, _BETAS, _eps(1e-8),
                            Arg("weight_decay", Float(min=0.0), 0.01, "decoupled weight decay"),
                            Arg("amsgrad", Bool(), False, "use the AMSGrad variant")))
 def build_adamw(args, params, fused=False, capturable=False):
@@ -55,11 +63,24 @@ def build_adamw(args, params, fused=False, capturable=False):
                              **_fused_kwargs(torch.optim.AdamW, params, fused, capturable))
 
 
+def _nesterov_needs_momentum(args: dict) -> list:
+    """torch refuses Nesterov momentum without momentum, or with dampening."""
+    if not args["nesterov"]:
+        return []
+    problems = []
+    if args["momentum"] <= 0:
+        problems.append(("nesterov", f"Nesterov momentum needs momentum > 0 (e.g. momentum: 0.9); received: "
+                                     f"momentum {args['momentum']:g}"))
+    if args["dampening"] != 0:
+        problems.append(("dampening", f"Nesterov momentum needs dampening 0; received: {args['dampening']:g}"))
+    return problems
+
+
 @OPTIMIZERS.register("sgd", help="stochastic gradient descent, with optional (Nesterov) momentum",
-                     aliases=("SGD",),
-                     args=(Arg("lr", Float(min=0.0, min_open=True), 0.01, "learning rate"),
+                     aliases=("SGD",), cross_check=_nesterov_needs_momentum,
+                     args=(_lr(0.01),
                            Arg("momentum", Float(min=0.0, max=1.0), 0.0, "momentum factor"),
-                           Arg("nesterov", Bool(), False, "Nesterov momentum (needs momentum > 0)"),
+                           Arg("nesterov", Bool(), False, "Nesterov momentum (needs momentum > 0 and dampening 0)"),
                            Arg("dampening", Float(min=0.0, max=1.0), 0.0, "dampening for momentum"), _WD))
 def build_sgd(args, params, fused=False, capturable=False):
     import torch
@@ -74,7 +95,7 @@ def build_sgd(args, params, fused=False, capturable=False):
                      args=(_LR, Arg("rho", Float(min=0.0, max=1.0, max_open=True), 0.9,
                                     "decay of the squared-gradient average (Keras rho, torch alpha)"),
                            Arg("momentum", Float(min=0.0, max=1.0), 0.0, "momentum factor"),
-                           Arg("eps", Float(min=0.0, min_open=True), 1e-7, "added to the denominator"),
+                           _eps(1e-7),
                            Arg("centered", Bool(), False, "normalize by the gradient's variance"), _WD))
 def build_rmsprop(args, params, fused=False, capturable=False):
     import torch
@@ -84,8 +105,8 @@ def build_rmsprop(args, params, fused=False, capturable=False):
 
 
 @OPTIMIZERS.register("adagrad", help="Adagrad", aliases=("Adagrad",),
-                     args=(Arg("lr", Float(min=0.0, min_open=True), 0.01, "learning rate"),
-                           Arg("eps", Float(min=0.0, min_open=True), 1e-10, "added to the denominator"), _WD))
+                     args=(_lr(0.01),
+                           _eps(1e-10), _WD))
 def build_adagrad(args, params, fused=False, capturable=False):
     import torch
 

@@ -264,12 +264,14 @@ class StrList(Kind):
 
 @dataclass(frozen=True)
 class Arg:
-    """One declared argument: validation, listings and docs all read this."""
+    """One declared argument: validation, listings and docs all read this. `known_as`: names other
+    libraries give it (Keras' learning_rate for lr), answered with a did-you-mean, not accepted."""
 
     name: str
     kind: Kind
     default: Any = REQUIRED
     help: str = ""
+    known_as: tuple[str, ...] = ()
 
     @property
     def required(self) -> bool:
@@ -287,6 +289,7 @@ class Entry:
     family: str = ""
     build: Callable[..., Any] | None = None
     infer: Callable[..., Any] | None = None  # layers: (args, in_shape) -> out_shape
+    cross_check: Callable[[dict], list] | None = None  # rules between arguments: (args) -> [(key, message)]
     example: str = ""
     meta: dict = field(default_factory=dict)
 
@@ -306,14 +309,14 @@ class Registry:
         self._aliases: dict[str, str] = {}
 
     def register(self, name: str, *, help: str, args: Iterable[Arg] = (), aliases: Iterable[str] = (),
-                 family: str = "", infer: Callable | None = None, example: str = "",
-                 **meta: Any) -> Callable[[Callable], Callable]:
+                 family: str = "", infer: Callable | None = None, cross_check: Callable | None = None,
+                 example: str = "", **meta: Any) -> Callable[[Callable], Callable]:
         if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
             raise ValueError(f"registry names are lowercase snake case, got {name!r}")
 
         def decorator(build: Callable) -> Callable:
             entry = Entry(name=name, help=help, args=tuple(args), aliases=tuple(aliases), family=family,
-                          build=build, infer=infer, example=example, meta=dict(meta))
+                          build=build, infer=infer, cross_check=cross_check, example=example, meta=dict(meta))
             self.add(entry)
             return build
 
@@ -383,8 +386,9 @@ def check_args(entry: Entry, given: dict[str, Any], reserved: Iterable[str] = ()
         arg = entry.arg(key) if isinstance(key, str) else None
         if arg is None:
             valid = ", ".join(names) if names else "none"
-            problems.append((key, f"unknown argument {shorten(str(key), quote=True)} for {entry.name};"
-                                  f"{did_you_mean(key, names)} "
+            known = next((a for a in entry.args if key in a.known_as), None)
+            hint = f" did you mean '{known.name}' (dlcli's argument for {key})?" if known else did_you_mean(key, names)
+            problems.append((key, f"unknown argument {shorten(str(key), quote=True)} for {entry.name};{hint} "
                                   f"valid arguments: {valid}"))
             continue
         try:
@@ -399,4 +403,6 @@ def check_args(entry: Entry, given: dict[str, Any], reserved: Iterable[str] = ()
         else:  # defaults go through the kind too, so `strides: 1` becomes (1, 1)
             default = copy.deepcopy(arg.default)
             out[arg.name] = default if default is None else arg.kind.check(default)
+    if not problems and entry.cross_check is not None:  # each argument is fine on its own
+        problems.extend(entry.cross_check(out))
     return out, problems

@@ -53,7 +53,7 @@ def one_backward(model: torch.nn.Module) -> None:
 def test_every_loss_computes_on_targets_of_its_task(name):
     entry = LOSSES.get(name)
     assert entry.meta["task"] in ("classification", "binary", "regression")
-    assert "logits_of" in entry.meta
+    assert "logits_of" in entry.meta and "needs_final" in entry.meta
     loss_fn = entry.build(sample_args(entry))
     outputs, targets = outputs_and_targets(entry.meta["task"])
     loss = loss_fn(outputs, targets)
@@ -114,6 +114,21 @@ def test_rmsprop_rho_is_torch_alpha():
     entry = OPTIMIZERS.get("rmsprop")
     optimizer = entry.build(sample_args(entry, {"rho": 0.5}), tiny_model().parameters())
     assert optimizer.param_groups[0]["alpha"] == 0.5
+
+
+@pytest.mark.parametrize("momentum, dampening, nesterov", [
+    (0.0, 0.0, True), (0.9, 0.1, True), (0.0, 0.1, True), (0.9, 0.0, True), (0.0, 0.0, False), (0.9, 0.1, False)])
+def test_sgd_settings_that_validate_are_the_ones_torch_builds(momentum, dampening, nesterov):
+    from dlcli.registry import check_args
+
+    entry = OPTIMIZERS.get("sgd")
+    args, problems = check_args(entry, {"momentum": momentum, "dampening": dampening, "nesterov": nesterov})
+    try:
+        entry.build(args, tiny_model().parameters())
+        built = True
+    except ValueError:
+        built = False
+    assert (problems == []) == built, problems
 
 
 # --- schedulers ------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 from dlcli.config._load import parse_yaml, read_config_file
 from dlcli.config._overrides import apply_overrides
 from dlcli.config._validate import (canonicalize_layers, canonicalize_sections, data_view_fits, infer_shapes,
-                                    validate)
+                                    section_defaults, validate)
 from dlcli.errors import ConfigError
 
 __all__ = ["load_config", "resolve_config", "config_from_text", "dump_config", "infer_shapes",
@@ -26,7 +26,7 @@ def resolve_config(data: Any, lines: dict, source: str, overrides: list[str] = (
     """check_layout=False: a checkpoint's config, trained before sequence layouts were checked, stays usable."""
     canonicalize_layers(data, lines)
     canonicalize_sections(data, lines)
-    problems = apply_overrides(data, lines, list(overrides)) if overrides else []
+    problems = apply_overrides(data, lines, list(overrides), section_defaults()) if overrides else []
     try:
         resolved = validate(data, lines, source, default_name=default_name, check_layout=check_layout)
     except ConfigError as err:

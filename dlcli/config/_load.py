@@ -169,8 +169,8 @@ class _Builder:
         self.loader, self.source, self.lines = loader, source, lines
         self.nodes = 0
 
-    def fail(self, node, message: str):
-        raise ConfigError([Problem((), message, f"{self.source}:{node.start_mark.line + 1}")], self.source)
+    def fail(self, node, message: str, path: tuple = ()):
+        raise ConfigError([Problem(path, message, f"{self.source}:{node.start_mark.line + 1}")], self.source)
 
     def build(self, node: yaml.Node, path: tuple, depth: int) -> Any:
         self.nodes += 1
@@ -194,7 +194,8 @@ class _Builder:
                 if not isinstance(key, str):
                     self.fail(key_node, f"keys must be names (strings), received {short_repr(key)}")
                 if key in explicit:
-                    self.fail(key_node, f"duplicate key {shorten(key, quote=True)} (the later one would silently win)")
+                    self.fail(key_node, f"duplicate key {shorten(key, quote=True)} (the later one would silently win)",
+                              path + (key,))
                 if index >= merged:
                     explicit.add(key)
                 self.lines[path + (key,)] = key_node.start_mark.line + 1

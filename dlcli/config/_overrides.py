@@ -7,6 +7,7 @@ string). Each override is recorded so that messages name it as the source.
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
@@ -51,9 +52,12 @@ def parse_override(text: str) -> tuple[tuple, Any]:
     return path, value
 
 
-def apply_overrides(data: dict, lines: dict, overrides: list[str]) -> list[Problem]:
+def apply_overrides(data: dict, lines: dict, overrides: list[str], defaults: dict | None = None) -> list[Problem]:
     """Apply overrides in place. Paths through lists must exist; mapping keys are
-    created (the schema check then rejects keys that do not exist)."""
+    created (the schema check then rejects keys that do not exist). A missing key
+    that `defaults` holds ({path: mapping}) starts as a copy of its default, so that
+    `optimizer.lr=0.01` without an optimizer section changes the default optimizer."""
+    defaults = defaults or {}
     problems: list[Problem] = []
     for text in overrides:
         path, value = parse_override(text)
@@ -74,7 +78,11 @@ def apply_overrides(data: dict, lines: dict, overrides: list[str]) -> list[Probl
                                             where))
                     break
                 if part not in node or not isinstance(node[part], (dict, list)):
-                    node[part] = {} if isinstance(nxt, str) else []
+                    default = defaults.get(path[: depth + 1]) if part not in node else None
+                    if isinstance(nxt, int):
+                        node[part] = []
+                    else:
+                        node[part] = copy.deepcopy(default) if default is not None else {}
                     lines[path[: depth + 1]] = where  # a key the override created is blamed on it
                 node = node[part]
         else:

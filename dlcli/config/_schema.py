@@ -23,8 +23,23 @@ class Device(Kind):
         raise KindError("expected auto, cpu, cuda, cuda:N or mps")
 
 
+class RunName(Kind):
+    """One folder name under trainer.out_dir: a name with a path separator, or `.` or `..`,
+    would put the run somewhere else (`../../x`, `/abs/path`)."""
+
+    describe = "str (a folder name: no / or \\)"
+
+    def check(self, value):
+        if not isinstance(value, str):
+            raise KindError("expected a string")
+        if any(c in value for c in "/\\\0") or value in (".", ".."):
+            raise KindError("expected a run name, one folder under trainer.out_dir: any characters except "
+                            "'/', '\\' and NUL, and not '.' or '..'")
+        return value
+
+
 TOP = Entry("config", "a dlcli config", args=(
-    Arg("name", Optional(Str()), None, "run name (default: the file name); runs go to runs/<name>/"),
+    Arg("name", Optional(RunName()), None, "run name (default: the file name); runs go to runs/<name>/"),
     Arg("seed", Int(min=0, max=2**32 - 1), 0, "seed for every random number generator"),
     Arg("model", Kind(), help="input_shape and layers"),
     Arg("data", Kind(), help="dataset and batching"),

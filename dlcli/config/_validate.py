@@ -12,13 +12,13 @@ from typing import Any
 
 from dlcli.config._schema import DATA, EARLY_STOPPING, MODEL, TOP, TRAINER
 from dlcli.data import DATASETS
-from dlcli.errors import ConfigError, Problem, did_you_mean, short_list, short_repr
+from dlcli.errors import ConfigError, Problem, did_you_mean, format_path, short_list, short_repr
 from dlcli.layers import (CHANNELS_FIRST, KEEPS_LAYOUT, LAYERS, PERMUTES, RECURRENT, SEQUENCE, ShapeError,
-                          fmt_shape)
+                          final_activation, fmt_shape)
 from dlcli.losses import LOSSES
 from dlcli.metrics import METRICS
 from dlcli.optim import OPTIMIZERS, SCHEDULERS
-from dlcli.registry import Entry, Registry, check_args
+from dlcli.registry import Entry, KindError, Registry, check_args
 
 LAYER_FORMS = "a layer is `- name` , `- name: {arguments}` or `- {type: name, ...arguments}`"
 MAX_LAYERS = 1_000  # validate builds and summarizes every layer: about 0.5 ms each
@@ -71,6 +71,18 @@ def canonicalize_sections(data: Any, lines: dict) -> None:
             data[section] = {key: data[section]}
             if (section,) in lines:
                 lines[(section, key)] = lines[(section,)]
+
+
+def section_defaults() -> dict:
+    """{(section,): mapping} for the sections with a default (optimizer: {type: adam}, trainer: {}):
+    what an override into a section the config leaves out starts from."""
+    out = {}
+    for arg in TOP.args:
+        if isinstance(arg.default, dict):
+            out[(arg.name,)] = arg.default
+        elif isinstance(arg.default, str) and arg.name in NAMED_SECTIONS:
+            out[(arg.name,)] = {NAMED_SECTIONS[arg.name]: arg.default}
+    return out
 
 
 class _Checker:
@@ -209,7 +221,12 @@ def validate(data: Any, lines: dict, source: str, default_name: str = "run", che
     if top is None:
         raise ConfigError(check.problems, source)
     resolved = check.args(TOP, top, (), reserved=())
-    resolved["name"] = resolved.get("name") or default_name
+    if not resolved.get("name"):
+        try:
+            resolved["name"] = TOP.arg("name").kind.check(default_name)
+        except KindError as err:
+            check.add(("name",), f"the run name defaults to the file name, {short_repr(default_name)}: {err}; "
+                                 f"set name in the config")
 
     model = _model(check, top["model"], check_layout) if "model" in top else None  # missing: with TOP's arguments
     resolved["model"] = model
@@ -256,6 +273,10 @@ def _model(check: _Checker, value: Any, check_layout: bool) -> dict | None:
             ok = False
             continue
         before = len(check.problems)
+        if "input_shape" in layer and entry.arg("input_shape") is None:  # Keras' first-layer argument
+            layer = dict(layer)
+            given = layer.pop("input_shape")
+            check.add(path + ("input_shape",), _layer_input_shape_message(entry.name, given, "input_shape" in model))
         resolved_layers.append({"type": entry.name, **check.args(entry, layer, path)})
         ok = ok and len(check.problems) == before
     resolved["layers"] = resolved_layers
@@ -264,8 +285,51 @@ def _model(check: _Checker, value: Any, check_layout: bool) -> dict | None:
             infer_shapes(resolved["input_shape"], resolved_layers, check_layout=check_layout)
         except ShapeError as err:
             i = err.index
-            check.add(("model", "layers", i), f"{resolved_layers[i]['type']}: {err}")
+            problem = f"{resolved_layers[i]['type']}: {err}"
+            hint = _channels_last_hint(resolved["input_shape"], resolved_layers, i)
+            if hint:
+                check.add(("model", "input_shape"), f"{hint} (as it is, {format_path(('model', 'layers', i))}: "
+                                                    f"{problem})")
+            else:
+                check.add(("model", "layers", i), problem)
     return resolved
+
+
+def _layer_input_shape_message(layer: str, value: Any, model_has_one: bool) -> str:
+    """Keras gives the first layer an input_shape; dlcli gives the model one."""
+    start = f"unknown argument 'input_shape' for {layer}: dlcli takes the input shape once, for the whole model"
+    if model_has_one:
+        return f"{start}, from model.input_shape (which this config sets): remove it here; received: " \
+               f"{short_repr(value)}"
+    shape = value if isinstance(value, list) and value and all(type(n) is int for n in value) else None
+    if shape and _looks_channels_last(shape):
+        shape = [shape[-1], *shape[:-1]]
+    example = f", e.g. model.input_shape: {shape} (channels first)" if shape else ""
+    return f"{start}: set model.input_shape instead{example}; received: {short_repr(value)}"
+
+
+def _looks_channels_last(shape) -> bool:
+    """(height, width, channels) as Keras stores images: 1, 3 or 4 channels after larger axes."""
+    return len(shape) == 3 and shape[-1] in (1, 3, 4) and shape[0] > 4
+
+
+def _channels_last_hint(input_shape: list, layers: list[dict], failed: int) -> str | None:
+    """Where a shape error follows a model input that looks channels-last, (height, width, channels)
+    as Keras stores images, read as channels-first by the first layer that reads channels: the fix."""
+    shape = tuple(input_shape)
+    if not _looks_channels_last(shape):
+        return None
+    seen = [shape] + [out for *_, out in infer_shapes(shape, layers[:failed])]
+    for i, layer in enumerate(layers[:failed + 1]):
+        if seen[i] != shape:
+            return None  # an earlier layer (a reshape, a flatten...) changed what the next ones read
+        entry = LAYERS.get(layer["type"])
+        if entry.meta.get("channels_first"):
+            height, width, channels = shape
+            return (f"{list(shape)} looks channels-last (height, width, channels), as Keras stores images, but "
+                    f"dlcli is channels-first like PyTorch: {entry.name} reads it as {height} channels of "
+                    f"{width} x {channels}; set model.input_shape to {[channels, height, width]}")
+    return None
 
 
 def _data(check: _Checker, value: Any) -> dict | None:
@@ -341,6 +405,14 @@ def _cross_checks(check: _Checker, cfg: dict, check_layout: bool) -> None:
     if loss.meta["task"] == "classification" and (len(out_shape) != 1 or out_shape[0] < 2):
         check.add(last, f"{loss.name} needs one output per class, shape (classes,) with at least 2 classes; "
                         f"the model outputs {fmt_shape(out_shape)}")
+    needs = loss.meta["needs_final"]
+    ends_in = final_activation(model["layers"])
+    if needs and ends_in != needs:
+        instead = next(e.name for e in LOSSES if e.meta["task"] == loss.meta["task"] and e.meta["logits_of"])
+        check.add(last, f"{loss.name} needs a model that ends in {needs}, but this one ends in "
+                        f"{ends_in or 'no activation'}, so the loss would train on the wrong values; use loss: "
+                        f"{instead} (which takes logits), or end the model in {needs} (the last layer's "
+                        f"activation, or a final `- activation: {needs}`)")
     dataset = DATASETS.get(data["dataset"])
     classes = dataset.meta.get("num_classes")
     if classes and loss.meta["task"] == "classification" and len(out_shape) == 1 and out_shape[0] != classes:
@@ -348,22 +420,27 @@ def _cross_checks(check: _Checker, cfg: dict, check_layout: bool) -> None:
                         f"set the last layer's units to {classes}")
     sample = dataset.meta.get("sample_shape")
     if sample and not data_view_fits(tuple(sample), tuple(model["input_shape"])):
+        rows = tuple(sample[1:])  # offered only where it fits: one-channel images
+        alternative = (f" (or {list(rows)} to read each row as a time step)"
+                       if data_view_fits(tuple(sample), rows) and len(rows) == 2 else "")
         check.add(("model", "input_shape"), f"{dataset.name} samples have shape {fmt_shape(sample)}; "
-                                            f"model.input_shape must be {list(sample)} (or "
-                                            f"{list(sample[1:])} to read each row as a time step)")
-    monitor = trainer["monitor"]
-    has_val = data["val_split"] > 0
-    valid = [f"{split}_{name}" for split in ("train", "val") for name in ["loss", *cfg["metrics"]]]
-    if monitor is not None and monitor not in valid:
-        check.add(("trainer", "monitor"), f"unknown metric {short_repr(monitor)};{did_you_mean(monitor, valid)} "
-                                          f"expected one of: {', '.join(valid)}")
-    elif monitor is not None and monitor.startswith("val_") and not has_val:
-        check.add(("trainer", "monitor"), f"{monitor} needs validation data: set data.val_split (e.g. 0.1)")
+                                            f"model.input_shape must be {list(sample)}{alternative}")
+    _check_monitor(check, ("trainer", "monitor"), trainer["monitor"], cfg)
     scheduler = cfg.get("scheduler")
-    if scheduler and scheduler["type"] == "reduce_on_plateau" and scheduler.get("monitor"):
-        if scheduler["monitor"] not in valid:
-            check.add(("scheduler", "monitor"), f"unknown metric {short_repr(scheduler['monitor'])}; expected one of: "
-                                                f"{', '.join(valid)}")
+    if scheduler and SCHEDULERS.get(scheduler["type"]).meta.get("needs_metric"):  # reduce_on_plateau
+        _check_monitor(check, ("scheduler", "monitor"), scheduler["monitor"], cfg)
+
+
+def _check_monitor(check: _Checker, path: tuple, monitor: str | None, cfg: dict) -> None:
+    """A monitored metric (trainer.monitor, scheduler.monitor) must be one that the run logs."""
+    if monitor is None:
+        return
+    valid = [f"{split}_{name}" for split in ("train", "val") for name in ["loss", *cfg["metrics"]]]
+    if monitor not in valid:
+        check.add(path, f"unknown metric {short_repr(monitor)};{did_you_mean(monitor, valid)} "
+                        f"expected one of: {', '.join(valid)}")
+    elif monitor.startswith("val_") and not cfg["data"]["val_split"] > 0:
+        check.add(path, f"{monitor} needs validation data: set data.val_split (e.g. 0.1)")
 
 
 def _sequence_data(data: dict) -> str | None:

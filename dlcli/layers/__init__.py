@@ -1,8 +1,8 @@
 """Layer families. Importing this package registers every layer (without torch)."""
 
 from dlcli.layers._registry import (CHANNELS_FIRST, KEEPS_LAYOUT, LAYERS, PERMUTES, RECURRENT, SEQUENCE, ShapeError,
-                                   fmt_shape)
+                                   final_activation, fmt_shape)
 from dlcli.layers import conv, core, normalization, pool, recurrent  # noqa: F401  (registers)
 
-__all__ = ["LAYERS", "ShapeError", "fmt_shape", "SEQUENCE", "RECURRENT", "KEEPS_LAYOUT", "CHANNELS_FIRST",
-           "PERMUTES"]
+__all__ = ["LAYERS", "ShapeError", "final_activation", "fmt_shape", "SEQUENCE", "RECURRENT", "KEEPS_LAYOUT",
+           "CHANNELS_FIRST", "PERMUTES"]

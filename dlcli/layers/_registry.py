@@ -6,6 +6,9 @@ from dlcli.activations import ACTIVATIONS
 from dlcli.registry import Arg, Optional, Registry, Str
 
 LAYERS = Registry("layer")
+# meta: `channels_first=True` marks a layer that reads the first axis of its input as channels
+# (convolutions, pooling, batchnorm: a channels-last model.input_shape is blamed on them);
+# `int_input="input_dim"` one that takes integer ids below that argument (embedding).
 
 
 # Sequences are (steps, features), as in Keras; dlcli's 1-D layers are channels-first, (channels,
@@ -28,6 +31,15 @@ class ShapeError(ValueError):
 def activation_arg(default: str | None = None) -> Arg:
     return Arg("activation", Optional(Str(ACTIVATIONS.all_names)), default,
                "activation applied to the output (relu, softmax, ...); null for none")
+
+
+def final_activation(layers: list[dict]) -> str | None:
+    """The activation a model's output ends in (canonical name, None for none): the last
+    layer's `activation` argument, or the name of a final `activation` layer."""
+    last = layers[-1]
+    name = last.get("name") if last.get("type") == "activation" else last.get("activation")
+    entry = ACTIVATIONS.lookup(name)
+    return entry.name if entry is not None else None
 
 
 def fmt_shape(shape) -> str:

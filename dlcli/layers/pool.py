@@ -86,7 +86,8 @@ for _kind, _keras, _verb in (("max", "MaxPooling", "take the maximum of"), ("avg
                  f"{{steps}} steps, where Keras's {_keras}1D pools along the steps")
         LAYERS.register(_name, help=f"{'maximum' if _kind == 'max' else 'average'} over each {_rank}-D window",
                         family="pool", aliases=_aliases, infer=_pool_shape(_kind, _rank), args=_pool_args(_rank),
-                        example=f"- {_name}: {{pool_size: 2}}", **_on_sequence(_rank, _does))(_build_pool(_kind, _rank))
+                        example=f"- {_name}: {{pool_size: 2}}", channels_first=True,
+                        **_on_sequence(_rank, _does))(_build_pool(_kind, _rank))
 
 
 def _global_shape(name: str, rank: int):
@@ -116,4 +117,5 @@ for _kind, _keras, _verb in (("max", "GlobalMaxPooling", "take the maximum"),
         LAYERS.register(_name, help=f"{'maximum' if _kind == 'max' else 'average'} over all positions: "
                                     f"one value per channel", family="pool",
                         aliases=(f"{_keras}{_rank}D",), infer=_global_shape(_name, _rank),
-                        example=f"- {_name}", **_on_sequence(_rank, _does))(_build_global(_kind, _rank))
+                        example=f"- {_name}", channels_first=True,
+                        **_on_sequence(_rank, _does))(_build_global(_kind, _rank))

@@ -92,7 +92,18 @@ def test_nul_bytes_are_refused():
 
 def test_duplicate_keys_name_the_key_and_line(write_config):
     path = write_config("name: a\ntrainer:\n  epochs: 3\n  epochs: 4\n")
-    with pytest.raises(ConfigError, match=rf"{_at(path)}:4: .*duplicate key 'epochs'"):
+    with pytest.raises(ConfigError, match=rf"{_at(path)}:4: trainer.epochs: duplicate key 'epochs'"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("text, line, key_path", [
+    ("data: {batch_size: 32, batch_size: 64}\n", 1, "data.batch_size"),
+    ("model:\n  layers:\n    - dense: {units: 3, units: 4}\n", 3, r"model.layers\[0\].dense.units"),
+    ("name: a\nname: b\n", 2, "name"),
+])
+def test_a_duplicate_key_is_reported_with_its_key_path(write_config, text, line, key_path):
+    path = write_config(text)
+    with pytest.raises(ConfigError, match=rf"{_at(path)}:{line}: {key_path}: duplicate key "):
         load_config(path)
 
 

@@ -86,6 +86,29 @@ def test_override_of_a_data_argument_when_data_is_given_by_name(write_config, ti
     assert (cfg["data"]["dataset"], cfg["data"]["batch_size"]) == ("mnist", 16)
 
 
+@pytest.mark.parametrize("overrides, section, expected", [
+    (["optimizer.lr=0.01"], "optimizer", {"type": "adam", "lr": 0.01}),
+    (["optimizer.lr=0.01", "optimizer.type=sgd"], "optimizer", {"type": "sgd", "lr": 0.01}),
+    (["loss.label_smoothing=0.1"], "loss", {"type": "cross_entropy", "label_smoothing": 0.1}),
+    (["trainer.early_stopping.patience=2"], "trainer", {"epochs": 10, "early_stopping": {"patience": 2,
+                                                                                         "min_delta": 0.0}}),
+])
+def test_override_into_a_section_the_config_leaves_out_changes_its_default(write_config, tiny_config_text,
+                                                                            overrides, section, expected):
+    text = tiny_config_text.replace("optimizer: {type: adam, lr: 1e-3}\n", "").replace("loss: cross_entropy\n", "")
+    text = text.replace("trainer:\n  epochs: 1\n  device: cpu\n", "")
+    assert "optimizer" not in text and "loss" not in text and "trainer" not in text
+    cfg = load_config(write_config(text), overrides)
+    assert expected.items() <= cfg[section].items()
+
+
+def test_override_into_a_defaulted_section_is_checked_against_the_default(write_config, tiny_config_text):
+    path = write_config(tiny_config_text.replace("optimizer: {type: adam, lr: 1e-3}\n", ""))
+    with pytest.raises(ConfigError, match=re.escape("override 'optimizer.momentum=0.9': optimizer.momentum: unknown "
+                                                    "argument 'momentum' for adam")):
+        load_config(path, ["optimizer.momentum=0.9"])
+
+
 def test_override_of_a_key_that_does_not_exist(config_path):
     with pytest.raises(ConfigError, match=re.escape("override 'trainer.epochz=3': trainer.epochz: unknown "
                                                     "argument 'epochz' for trainer; did you mean 'epochs'?")):

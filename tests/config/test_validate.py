@@ -50,6 +50,27 @@ def test_name_defaults_to_the_file_name(write_config, tiny_config_text):
     assert cfg["name"] == "my_run"
 
 
+@pytest.mark.parametrize("name", ["../../escape", "/tmp/abs", "a/b", "a\\b", ".", ".."])
+def test_run_name_must_be_one_folder_under_out_dir(write_config, tiny_config_text, name):
+    path = write_config(tiny_config_text.replace("name: tiny", f"name: '{name}'"))
+    with pytest.raises(ConfigError, match=_at(path, 1) + re.escape(
+            "name: expected a run name, one folder under trainer.out_dir: any characters except '/', '\\' and NUL, "
+            "and not '.' or '..'; received: ")):
+        load_config(path)
+
+
+@pytest.mark.parametrize("name", ["dénse-1.2", "run..1", "...", "my run"])
+def test_run_names_without_separators_are_fine(write_config, tiny_config_text, name):
+    assert load_config(write_config(tiny_config_text.replace("name: tiny", f"name: '{name}'")))["name"] == name
+
+
+def test_a_file_name_that_is_no_run_name_needs_a_name(write_config, tiny_config_text):
+    path = write_config(tiny_config_text.replace("name: tiny\n", ""), name="...yaml")
+    with pytest.raises(ConfigError, match=r"name: the run name defaults to the file name, '\.\.': expected a run "
+                                          r"name, .*; set name in the config"):
+        load_config(path)
+
+
 def test_resolved_config_validates_again_as_it_is(write_config, tiny_config_text):
     cfg = load_config(write_config(tiny_config_text))
     assert config_from_text(dump_config(cfg)) == cfg
@@ -94,6 +115,42 @@ def test_unknown_layer_argument_with_did_you_mean(write_config):
                            f"'filters'? valid arguments: filters, kernel_size, strides, padding, dilation_rate, "
                            f"activation, use_bias")
     assert messages[1].startswith(f"{path}:4: model.layers[0]: missing required argument 'filters'")
+
+
+@pytest.mark.parametrize("optimizer, key, suggested", [
+    ("{type: adam, learning_rate: 0.01}", "learning_rate", "lr"),
+    ("{type: SGD, learning_rate: 0.01}", "learning_rate", "lr"),
+    ("{type: adam, beta_1: 0.8}", "beta_1", "betas"),
+    ("{type: rmsprop, epsilon: 1e-6}", "epsilon", "eps"),
+])
+def test_keras_argument_names_get_a_did_you_mean(write_config, tiny_config_text, optimizer, key, suggested):
+    path = write_config(tiny_config_text.replace("optimizer: {type: adam, lr: 1e-3}", f"optimizer: {optimizer}"))
+    line = tiny_config_text.splitlines().index("optimizer: {type: adam, lr: 1e-3}") + 1
+    with pytest.raises(ConfigError, match=_at(path, line) + re.escape(
+            f"optimizer.{key}: unknown argument '{key}' for ") + r"\w+; " + re.escape(
+            f"did you mean '{suggested}' (dlcli's argument for {key})? valid arguments: ")):
+        load_config(path)
+
+
+def test_a_layer_input_shape_says_to_set_model_input_shape(write_config):
+    text = ("model:\n  layers:\n    - conv2d: {filters: 8, kernel_size: 3, input_shape: [28, 28, 1]}\n"
+            "    - flatten\n    - dense: 10\ndata: mnist\n")
+    path, problems = problems_of(write_config, text)
+    assert [p.render() for p in problems] == [
+        f"{path}:1: model: missing required argument 'input_shape' ([int, ...]) for model",
+        f"{path}:3: model.layers[0].input_shape: unknown argument 'input_shape' for conv2d: dlcli takes the input shape once, "
+        "for the whole model: set model.input_shape instead, e.g. model.input_shape: [1, 28, 28] (channels first); "
+        "received: [28, 28, 1]"]
+
+
+def test_a_layer_input_shape_beside_model_input_shape_is_to_be_removed(write_config):
+    path = write_config(model_config("- conv2d: {filters: 8, kernel_size: 3, input_shape: [1, 28, 28]}\n- flatten\n"
+                                     "- dense: 10"))
+    with pytest.raises(ConfigError, match=_at(path, 4) + re.escape(
+            "model.layers[0].input_shape: unknown argument 'input_shape' for conv2d: dlcli takes the input shape once, "
+            "for the whole model, from model.input_shape (which this config sets): remove it here; received: "
+            "[1, 28, 28]")):
+        load_config(path)
 
 
 @pytest.mark.parametrize("written, suggested", [("conv2", "conv2d"), ("Desne", "dense"), ("lstn", "lstm"),
@@ -145,6 +202,35 @@ def test_kernel_larger_than_its_input_names_the_layer_and_shapes(write_config):
                                      input_shape="[1, 4, 4]"))
     with pytest.raises(ConfigError, match=_at(path, 4) + re.escape("model.layers[0]: conv2d: conv2d kernel (5, 5) "
                                                                    "(dilation 1) is larger than its input (1, 4, 4)")):
+        load_config(path)
+
+
+CHANNELS_LAST = ("model.input_shape: [28, 28, 1] looks channels-last (height, width, channels), as Keras stores "
+                 "images, but dlcli is channels-first like PyTorch: {reader} reads it as 28 channels of 28 x 1; set "
+                 "model.input_shape to [1, 28, 28] (as it is, model.layers[{index}]: ")
+
+
+@pytest.mark.parametrize("layers, reader, index", [
+    ("- Conv2D: {filters: 32, kernel_size: 3}", "conv2d", 0),
+    ("- conv2d: {filters: 32, kernel_size: 3, padding: same}\n- maxpool2d", "conv2d", 1),
+    ("- batchnorm\n- conv2d: {filters: 32, kernel_size: 3}", "batchnorm", 1),
+    ("- dropout: 0.1\n- maxpool2d", "maxpool2d", 1),
+])
+def test_a_channels_last_input_shape_is_blamed_with_the_channels_first_fix(write_config, layers, reader, index):
+    path = write_config(model_config(f"{layers}\n- flatten\n- dense: 10", input_shape="[28, 28, 1]",
+                                     rest="data: {dataset: npz, path: x.npz}\n"))
+    with pytest.raises(ConfigError, match=_at(path, 2) + re.escape(CHANNELS_LAST.format(reader=reader, index=index))):
+        load_config(path)
+
+
+def test_no_channels_last_hint_once_a_layer_has_changed_the_shape(write_config):
+    path = write_config(model_config("- reshape: {target_shape: [28, 28, 1]}\n- conv2d: {filters: 8, kernel_size: 3}",
+                                     input_shape="[784]", rest="data: {dataset: npz, path: x.npz}\n"))
+    with pytest.raises(ConfigError, match=_at(path, 5) + re.escape("model.layers[1]: conv2d: conv2d kernel (3, 3)")):
+        load_config(path)
+    path = write_config(model_config("- flatten\n- conv2d: {filters: 8, kernel_size: 3}", input_shape="[28, 28, 1]",
+                                     rest="data: {dataset: npz, path: x.npz}\n"))
+    with pytest.raises(ConfigError, match=_at(path, 5) + re.escape("model.layers[1]: conv2d: conv2d expects")):
         load_config(path)
 
 
@@ -283,9 +369,72 @@ def test_input_shape_must_fit_the_dataset(write_config, tiny_config_text):
         load_config(path)
 
 
+@pytest.mark.parametrize("last, ends_in", [("- dense: {units: 10}", "no activation"),
+                                            ("- dense: {units: 10, activation: softmax}", "softmax"),
+                                            ("- dense: {units: 10}\n- activation: softmax", "softmax")])
+def test_nll_needs_a_model_that_ends_in_log_softmax(write_config, last, ends_in):
+    path = write_config(model_config(f"- flatten\n{last}", rest="data: mnist\nloss: nll\n"))
+    line = 4 + len(last.splitlines())
+    index = len(last.splitlines())
+    with pytest.raises(ConfigError, match=_at(path, line) + re.escape(
+            f"model.layers[{index}]: nll needs a model that ends in log_softmax, but this one ends in {ends_in}, so "
+            f"the loss would train on the wrong values; use loss: cross_entropy (which takes logits), or end the "
+            f"model in log_softmax")):
+        load_config(path)
+
+
+@pytest.mark.parametrize("last", ["- dense: {units: 10, activation: log_softmax}",
+                                  "- dense: {units: 10}\n- activation: log_softmax"])
+def test_nll_after_log_softmax_is_valid(write_config, last):
+    cfg = load_config(write_config(model_config(f"- flatten\n{last}", rest="data: mnist\nloss: NLLLoss\n")))
+    assert cfg["loss"]["type"] == "nll"
+
+
+def test_input_shape_hint_offers_rows_as_steps_only_for_one_channel_images(write_config):
+    path = write_config(model_config("- lstm: 8\n- dense: 10", input_shape="[28, 27]"))
+    with pytest.raises(ConfigError, match=re.escape("model.input_shape: mnist samples have shape (1, 28, 28); "
+                                                    "model.input_shape must be [1, 28, 28] (or [28, 28] to read "
+                                                    "each row as a time step)")):
+        load_config(path)
+    path = write_config(model_config("- lstm: 8\n- dense: 10", input_shape="[32, 32]", rest="data: cifar10\n"))
+    with pytest.raises(ConfigError, match=re.escape("model.input_shape: cifar10 samples have shape (3, 32, 32); "
+                                                    "model.input_shape must be [3, 32, 32]") + "$"):
+        load_config(path)
+
+
 def test_monitor_needs_validation_data(write_config, tiny_config_text):
     path = write_config(tiny_config_text + "  monitor: val_accuracy\n")
     with pytest.raises(ConfigError, match="trainer.monitor: val_accuracy needs validation data: set data.val_split"):
+        load_config(path)
+
+
+def test_plateau_scheduler_monitor_needs_validation_data(write_config, tiny_config_text):
+    path = write_config(tiny_config_text + "scheduler:\n  type: reduce_on_plateau\n  monitor: val_loss\n")
+    line = len(tiny_config_text.splitlines()) + 3
+    with pytest.raises(ConfigError, match=_at(path, line) + "scheduler.monitor: val_loss needs validation data: "
+                                                            "set data.val_split"):
+        load_config(path)
+    cfg = load_config(path, ["data.val_split=0.1"])
+    assert cfg["scheduler"]["monitor"] == "val_loss"
+
+
+def test_plateau_scheduler_monitor_typo_with_did_you_mean(write_config, tiny_config_text):
+    path = write_config(tiny_config_text + "scheduler: {type: reduce_on_plateau, monitor: train_los}\n")
+    with pytest.raises(ConfigError, match=r"scheduler.monitor: unknown metric 'train_los'; did you mean "
+                                          r"'train_loss'\? expected one of: train_loss, train_accuracy, "):
+        load_config(path)
+
+
+@pytest.mark.parametrize("optimizer, expected", [
+    ("{type: sgd, nesterov: true}", "optimizer.nesterov: Nesterov momentum needs momentum > 0 (e.g. momentum: 0.9); "
+                                    "received: momentum 0"),
+    ("{type: sgd, nesterov: true, momentum: 0.9, dampening: 0.1}",
+     "optimizer.dampening: Nesterov momentum needs dampening 0; received: 0.1"),
+])
+def test_sgd_nesterov_needs_momentum_and_no_dampening(write_config, tiny_config_text, optimizer, expected):
+    path = write_config(tiny_config_text.replace("optimizer: {type: adam, lr: 1e-3}", f"optimizer: {optimizer}"))
+    row = tiny_config_text.splitlines().index("optimizer: {type: adam, lr: 1e-3}") + 1
+    with pytest.raises(ConfigError, match=_at(path, row) + re.escape(expected)):
         load_config(path)
 
 

@@ -266,11 +266,12 @@ def test_sixteen_stacked_layers_still_validate():
 # case 802 (file `a[/b]c.yaml`) and cases 670, 1099 (`name: '[/]'`): dlcli validate
 # printed the config path and the run name through rich markup, so a valid config
 # ended in rich.errors.MarkupError ("closing tag '[/b]' ... doesn't match any open
-# tag"), exit 1 and a traceback; `[bold red]` in a name restyled the output
+# tag"), exit 1 and a traceback; `[bold red]` in a name restyled the output. A run name
+# may no longer hold a '/' (it would leave trainer.out_dir), so closing tags in a name
+# now reach the CLI in the error message, which must print them as text too.
 @pytest.mark.parametrize("name, stem", [
-    ("[/]", "mnist"), ("[/bold]", "mnist"), ("[bold red]markup[/]", "mnist"), ("plain", "a[/b]c"),
-    ("plain", "x[/]"), ("[link=file:///etc/passwd]x[/link]", "[red]run[/red]"),
-], ids=["close-nothing", "close-unopened", "restyle", "path-close-unopened", "path-close-nothing", "link"])
+    ("[bold red]markup", "mnist"), ("plain", "a[/b]c"), ("plain", "x[/]"), ("[link=file:passwd]x", "[red]run[/red]"),
+], ids=["restyle", "path-close-unopened", "path-close-nothing", "link"])
 def test_names_and_paths_are_printed_as_text_not_markup(name, stem, tmp_path):
     import json
 
@@ -285,6 +286,22 @@ def test_names_and_paths_are_printed_as_text_not_markup(name, stem, tmp_path):
     assert result.exit_code == 0, result.output
     assert f"Model: {name}" in result.stdout
     assert f"{path}:valid" in "".join(result.stdout.split())  # rich folds the long path at 80 columns
+
+
+@pytest.mark.parametrize("name", ["[/]", "[/bold]", "[bold red]markup[/]", "[link=file:///etc/passwd]x[/link]"],
+                         ids=["close-nothing", "close-unopened", "restyle", "link"])
+def test_a_refused_name_is_printed_as_text_not_markup(name, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from dlcli.cli import app
+
+    path = tmp_path / "config.yaml"
+    path.write_text(MNIST_CNN.replace("name: mnist_cnn", f"name: {json.dumps(name)}"))
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "name: expected a run name" in result.stderr and f"received: {name!r}" in result.stderr, result.stderr
 
 
 # cases 2088, 3507 (`name: "\ud800"`, `"\udfff x"`): YAML's \u escapes let a config hold
