@@ -191,7 +191,8 @@ def build_one_cycle(args, optimizer, steps_per_epoch, epochs):
 def build_plateau(args, optimizer, steps_per_epoch, epochs):
     import torch
 
-    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=args["factor"],
+    # mode: the trainer's, from the watched metric (a loss falls, an accuracy rises)
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=args.get("mode", "min"), factor=args["factor"],
                                                       patience=args["patience"], min_lr=args["min_lr"])
 
 

@@ -99,15 +99,11 @@ class Trainer:
         if self.batches_per_epoch == 0:
             raise RunError(f"data.drop_last: {n} training samples make no full batch of {self.batch_size}")
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / self.accum)
+        self.monitor = t["monitor"] or ("val_loss" if data.val is not None else "train_loss")
+        self.mode = self._mode_of(self.monitor) if t["monitor_mode"] == "auto" else t["monitor_mode"]
         self.scheduler, self.scheduler_interval = self._build_scheduler()
         self.autocast_dtype = self._autocast_dtype(t["precision"])
         self.scaler = torch.amp.GradScaler("cuda") if self.autocast_dtype == torch.float16 else None
-        self.monitor = t["monitor"] or ("val_loss" if data.val is not None else "train_loss")
-        mode = t["monitor_mode"]
-        if mode == "auto":
-            name = self.monitor.split("_", 1)[1]
-            mode = "min" if name == "loss" else METRICS.get(name).meta["mode"]
-        self.mode = mode
         # progress of the run
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
         self.best: dict = {}
@@ -131,8 +127,17 @@ class Trainer:
             return None, None
         entry = SCHEDULERS.get(spec["type"])
         args = {k: v for k, v in spec.items() if k != "type"}
+        if entry.meta.get("needs_metric"):  # which way is better: trainer.monitor's, or its own metric's
+            watched = args.get("monitor") or self.monitor
+            args["mode"] = self.mode if watched == self.monitor else self._mode_of(watched)
         return (entry.build(args, self.optimizer, self.steps_per_epoch, self.cfg["trainer"]["epochs"]),
                 entry.meta["interval"])
+
+    @staticmethod
+    def _mode_of(monitor: str) -> str:
+        """min for a loss, else what the metric declares (accuracy: max)."""
+        name = monitor.split("_", 1)[1]
+        return "min" if name == "loss" else METRICS.get(name).meta["mode"]
 
     def _compile(self, use_graphs: bool) -> None:
         """trainer.compile: torch.compile the model's forward, in place (the state_dict keys

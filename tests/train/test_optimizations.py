@@ -178,3 +178,19 @@ def test_compile_is_ignored_with_a_note_where_it_cannot_run(tiny_cfg, monkeypatc
     trainer._compile(use_graphs=True)
     assert trainer.model._compiled_call_impl is None
     assert trainer.notes == ["trainer.compile ignored: trainer.cuda_graphs captures the whole step already"]
+
+
+@pytest.mark.parametrize("overrides, mode", [
+    (("scheduler={type: reduce_on_plateau, monitor: val_accuracy}",), "max"),  # an accuracy rises
+    (("scheduler={type: reduce_on_plateau, monitor: val_loss}", "trainer.monitor=val_accuracy"), "min"),
+    (("scheduler={type: reduce_on_plateau}", "trainer.monitor=val_accuracy"), "max"),  # trainer.monitor's
+    (("scheduler={type: reduce_on_plateau}", "trainer.monitor=val_accuracy", "trainer.monitor_mode=min"), "min"),
+])
+def test_reduce_on_plateau_knows_which_way_its_metric_improves(tiny_cfg, overrides, mode):
+    """It used to minimize whatever it watched: an improving accuracy cut the learning rate."""
+    from dlcli.data.prepare import prepare_data
+    from dlcli.train import Trainer
+
+    cfg = tiny_cfg(*overrides)
+    trainer = Trainer(cfg, prepare_data(cfg, torch.device("cpu")), torch.device("cpu"))
+    assert trainer.scheduler.mode == mode
