@@ -158,7 +158,10 @@ def _confusions(run_dir: Path, notes: list[str]) -> dict[str, tuple]:
             notes.append(f"{path}: skipped, its confusion matrix is malformed ({type(err).__name__}: {err})")
             continue
         accuracy = report.get("accuracy")
-        title = f"confusion matrix, {label}" + (f": accuracy {accuracy:.4f}" if isinstance(accuracy, float) else "")
+        epoch = report.get("epoch")
+        title = (f"confusion matrix, {label}" + (f", epoch {epoch} weights" if isinstance(epoch, int) else "")
+                 + (f": accuracy {accuracy:.4f}" if isinstance(accuracy, float) else ""))
+        _note_if_stale(run_dir, path, report, notes)
         found[label] = (labels, matrix, title)
     for path in sorted(run_dir.glob("confusion_*.csv")):
         label = path.stem.removeprefix("confusion_")
@@ -171,6 +174,22 @@ def _confusions(run_dir: Path, notes: list[str]) -> dict[str, tuple]:
             continue
         found[label] = (labels, matrix, f"confusion matrix, {label}")
     return found
+
+
+def _note_if_stale(run_dir: Path, path: Path, report: dict, notes: list[str]) -> None:
+    """An evaluation of this run's best.pt made before the run moved on (a resume found a better
+    epoch) is plotted as it is, with a note saying so."""
+    from dlcli.runs import SUMMARY_FILE
+
+    if Path(str(report.get("checkpoint", ""))).resolve() != (run_dir / "checkpoints" / "best.pt").resolve():
+        return
+    try:
+        best = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))["best"]["epoch"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if isinstance(best, int) and report.get("epoch") != best:
+        notes.append(f"{path}: evaluates best.pt as it was at epoch {report.get('epoch')}; best.pt is now epoch "
+                     f"{best}: run dlcli evaluate {run_dir} again to plot its confusion matrix")
 
 
 def plot_confusion(labels: list[str], matrix: list[list[int]], title: str, path: Path) -> Path:

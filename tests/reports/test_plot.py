@@ -76,3 +76,25 @@ def test_run_without_metrics_is_a_clear_error(tmp_path, cli):
     assert "no epoch records yet" in " ".join(result.output.split())
     result = cli("plot", tmp_path / "nowhere")
     assert result.exit_code == 2 and "no such directory" in result.output
+
+
+@needs_matplotlib
+def test_a_confusion_plot_names_its_epoch_and_an_outdated_evaluation_is_noted(mnist_run, tmp_path, cli):
+    import json
+
+    from dlcli.plots import _confusions, plot_run
+
+    run = tmp_path / "run"
+    shutil.copytree(mnist_run, run)
+    for stale in run.glob("eval_*"):
+        stale.unlink()
+    assert cli("evaluate", run).exit_code == 0
+    summary = json.loads((run / "summary.json").read_text())
+    epoch = summary["best"]["epoch"]
+    notes = []
+    assert f"test, epoch {epoch} weights: accuracy" in _confusions(run, notes)["test"][2] and notes == []
+    summary["best"]["epoch"] = epoch + 1  # the run was resumed and found a better epoch
+    (run / "summary.json").write_text(json.dumps(summary))
+    notes = plot_run(run).notes
+    assert notes == [f"{run / 'eval_test.json'}: evaluates best.pt as it was at epoch {epoch}; best.pt is now epoch "
+                     f"{epoch + 1}: run dlcli evaluate {run} again to plot its confusion matrix"]
