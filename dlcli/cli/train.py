@@ -68,7 +68,15 @@ def report(summary: dict) -> None:
     if test:
         shown = "  ".join(f"test_{k} {v:.4f}" for k, v in test.items())
         console.print(f"test (epoch {summary.get('test_epoch')} weights): {shown}")
-    epochs = summary["epochs"]
-    console.print(f"trained {epochs} epoch{'' if epochs == 1 else 's'} in {summary['seconds']:.1f}s; "
-                  f"wrote {summary['run_dir']}",
+    console.print(f"{_trained(summary)} in {summary['seconds']:.1f}s; wrote {summary['run_dir']}",
                   soft_wrap=True)  # a path cut by line wrapping cannot be copied
+
+
+def _trained(summary: dict) -> str:
+    """What this process trained: 'trained 3 epochs', or for a resumed run 'trained epochs 6 to 10'."""
+    first, last = summary.get("first_epoch", 1), summary["epochs"]
+    if first == 1:
+        return f"trained {last} epoch{'' if last == 1 else 's'}"
+    if first > last:
+        return f"no epoch left to train (the run was at epoch {last})"
+    return f"trained epoch {last}" if first == last else f"trained epochs {first} to {last}"

@@ -106,6 +106,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if self.autocast_dtype == torch.float16 else None
         # progress of the run
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
+        self.first_epoch, self._first_batch = 1, 0  # where this process started (fit), and its epoch
         self.best: dict = {}
         self.best_state: dict | None = None
         self.history: list[dict] = []
@@ -176,13 +177,13 @@ class Trainer:
     def fit(self) -> dict:
         t = self.cfg["trainer"]
         train = self.data.train
-        started = time.perf_counter()
+        started, self.first_epoch = time.perf_counter(), self.epoch + 1  # a resumed run starts later
         self._emit("on_fit_start")
         # closing: a streamed split stops its workers; worker_failures: one that dies is a DataError
         with self._signals(), contextlib.closing(train), train.worker_failures():
             while self.epoch < t["epochs"] and self.stop_reason is None:
                 self._emit("on_epoch_start")
-                epoch_start = time.perf_counter()
+                epoch_start, self._first_batch = time.perf_counter(), self.batch_in_epoch
                 perm = epoch_permutation(self.cfg["seed"], self.epoch, len(train)) if self.cfg["data"]["shuffle"] \
                     else torch.arange(len(train))
                 perm = perm.to(train.home)
@@ -304,7 +305,9 @@ class Trainer:
                                  self.cfg["data"]["eval_batch_size"], self.autocast)
             record.update({f"val_{k}": v for k, v in val.items()})
         record.update({"lr": self.lr, "seconds": round(seconds, 4),
-                       "samples_per_s": round(len(self.data.train) / max(seconds, 1e-9), 1)})
+                       # the batches this process ran: a resumed epoch starts part-way
+                       "samples_per_s": round(sum(self._batch_sizes[self._first_batch:]) / max(seconds, 1e-9),
+                                              1)})
         if self.scheduler is not None and self.scheduler_interval == "epoch":
             if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 key = (self.cfg["scheduler"].get("monitor") or self.monitor)
@@ -322,6 +325,7 @@ class Trainer:
 
     def _summary(self, seconds: float) -> dict:
         summary = {"status": "stopped_early" if self.stop_reason else "finished", "stop_reason": self.stop_reason,
+                   "first_epoch": self.first_epoch,
                    "epochs": self.epoch, "steps": self.step, "best": self.best, "seconds": round(seconds, 3),
                    "last": self.history[-1] if self.history else None, "notes": self.notes}
         if self.data.test is not None and self.cfg["trainer"]["evaluate_test"]:

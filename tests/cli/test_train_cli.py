@@ -17,3 +17,26 @@ def test_the_closing_line_counts_epochs(monkeypatch, epochs, said):
     assert out.getvalue().splitlines() == ["best epoch 1: val_loss 0.2500",
                                            "test (epoch 1 weights): test_accuracy 0.5000",
                                            f"{said}; wrote runs/x/1"]
+
+
+@pytest.mark.parametrize("first, epochs, said", [(1, 3, "trained 3 epochs"), (6, 10, "trained epochs 6 to 10"),
+                                                 (4, 4, "trained epoch 4"),
+                                                 (5, 4, "no epoch left to train (the run was at epoch 4)")])
+def test_a_resumed_run_says_which_epochs_it_trained(first, epochs, said):
+    assert train_cli._trained({"first_epoch": first, "epochs": epochs}) == said
+
+
+def test_a_resumed_epoch_counts_the_samples_it_ran(tmp_path):
+    """Its rate: the batches after the resume point over their time, not the whole epoch's samples."""
+    from dlcli.train import RunHandle, TrainingInterrupted, resume, train
+    from tests.samples import InterruptAt, tiny_mnist
+
+    handle = RunHandle()
+    with pytest.raises(TrainingInterrupted):
+        train(tiny_mnist(tmp_path, "trainer.epochs=2", "data.val_split=0"), callbacks=[InterruptAt(1, 5)],
+              handle=handle)
+    summary = resume(handle.run_dir)
+    record = summary["last"]
+    assert summary["first_epoch"] == 2 and record["epoch"] == 2
+    ran = 320 - 6 * 32  # 10 batches of 32; 6 ran before the interrupt
+    assert record["samples_per_s"] == pytest.approx(ran / record["seconds"], rel=0.01)
