@@ -148,6 +148,27 @@ class Str(Kind):
         return value
 
 
+class FilePath(Str):
+    """A file or folder: made absolute (against the current directory, ~ expanded) when the
+    config is resolved, so the run's config.yaml and checkpoints name the data wherever
+    evaluate or --resume are run from, and messages say where it was looked for."""
+
+    def __init__(self):
+        super().__init__()
+        self.describe = "path"
+
+    def __str__(self) -> str:
+        return "path"
+
+    def check(self, value: Any) -> str:
+        import os
+
+        value = super().check(value)
+        if not value:
+            raise KindError("expected a path, received an empty string")
+        return os.path.abspath(os.path.expanduser(value))
+
+
 class Optional(Kind):
     """`null` or the inner kind."""
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dlcli.registry import Arg, AutoBool, Bool, Optional, Registry, Str, StrList, Int
+from dlcli.registry import Arg, AutoBool, Bool, FilePath, Int, Optional, Registry, Str, StrList
 
 DATASETS = Registry("dataset")
 
@@ -27,10 +27,10 @@ def cache_dir(root: str | None) -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "dlcli"
 
 
-_ROOT = Arg("root", Optional(Str()), None, "cache directory (default: $DLCLI_DATA or ~/.cache/dlcli)")
+_ROOT = Arg("root", Optional(FilePath()), None, "cache directory (default: $DLCLI_DATA or ~/.cache/dlcli)")
 _DOWNLOAD = Arg("download", Bool(), False, "download into root when missing (needs the internet)")
-_PATH = Arg("path", Str(), help="file or directory with the training data")
-_TEST_PATH = Arg("test_path", Optional(Str()), None, "file or directory with the test data")
+_PATH = Arg("path", FilePath(), help="file or directory with the training data")
+_TEST_PATH = Arg("test_path", Optional(FilePath()), None, "file or directory with the test data")
 _TASK = Arg("task", Str(("auto", "classification", "regression")), "auto",
             "auto: integer targets are classes, others values")
 # data.in_memory auto holds decoded images in memory while their uint8 tensor takes at most this

@@ -624,3 +624,16 @@ def test_a_checkpoint_s_config_from_before_the_layout_check_still_resolves():
         resolve_config(yaml.safe_load(text), {}, "old.yaml")
     cfg = resolve_config(yaml.safe_load(text), {}, "old.yaml", check_layout=False)
     assert checkpoint_config({"config": cfg}) == cfg
+
+
+def test_data_paths_are_made_absolute_from_the_current_directory(tmp_path, monkeypatch):
+    """So the run's config.yaml and checkpoints name the data wherever evaluate or --resume run."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    cfg = config_from_text("model: {input_shape: [2], layers: [{dense: 2}]}\n"
+                           "data: {dataset: npz, path: data/train.npz, test_path: ~/test.npz}\n")
+    assert cfg["data"]["path"] == str(tmp_path / "data" / "train.npz")
+    assert cfg["data"]["test_path"] == str(tmp_path / "home" / "test.npz")
+    assert config_from_text(dump_config(cfg))["data"] == cfg["data"]  # resolving again changes nothing
+    with pytest.raises(ConfigError, match=r"data.path: expected a path, received an empty string"):
+        config_from_text("model: {input_shape: [2], layers: [{dense: 2}]}\ndata: {dataset: npz, path: ''}\n")

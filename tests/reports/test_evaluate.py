@@ -4,6 +4,7 @@ data, the per-class and regression figures, the files, and every error."""
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -313,3 +314,22 @@ trainer: {{epochs: 2, device: cpu, progress: none, out_dir: {tmp_path / 'runs'}}
     predictions = predict(summary["run_dir"], [tmp_path / "d.npz"])
     assert predictions.kind == "probabilities"
     assert all(0 < r["value"][0] < 1 for r in predictions.rows)  # the sigmoid the loss applied
+
+
+def test_a_run_trained_on_a_relative_path_evaluates_from_anywhere(tmp_path, monkeypatch):
+    import numpy as np
+
+    from dlcli.config import config_from_text
+    from dlcli.train import train
+
+    (tmp_path / "project").mkdir()
+    monkeypatch.chdir(tmp_path / "project")
+    rng = np.random.default_rng(0)
+    np.savez("data.npz", x=rng.random((40, 3)), y=np.arange(40) % 2, x_test=rng.random((8, 3)),
+             y_test=np.arange(8) % 2)
+    run = train(config_from_text("model: {input_shape: [3], layers: [{dense: 2}]}\n"
+                                 "data: {dataset: npz, path: data.npz, batch_size: 8}\n"
+                                 "trainer: {epochs: 1, device: cpu, progress: none, out_dir: ../runs}\n"))
+    run_dir = Path(run["run_dir"]).resolve()
+    monkeypatch.chdir(tmp_path)  # where data.npz is not
+    assert evaluate_checkpoint(run_dir).report["samples"] == 8
