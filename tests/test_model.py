@@ -147,7 +147,9 @@ def test_meta_model_refuses_a_model_too_large_to_hold(write_config):
             - dense: {units: 10}
         data: mnist
     """)
-    with pytest.raises(DlcliError, match=r"model: 2,385,000,010 parameters .* is more than dlcli builds"):
+    with pytest.raises(DlcliError, match=r"model: 2,385,000,010 parameters .* is more than dlcli builds "
+                                         r"\(2,000,000,000\); the largest layer is model.layers\[0\] \(dense, "
+                                         r"2,355,000,000 parameters\); check its size"):
         build_meta_model(load_config(path))
 
 
