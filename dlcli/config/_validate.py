@@ -277,6 +277,11 @@ def _model(check: _Checker, value: Any, check_layout: bool) -> dict | None:
             layer = dict(layer)
             given = layer.pop("input_shape")
             check.add(path + ("input_shape",), _layer_input_shape_message(entry.name, given, "input_shape" in model))
+        if "name" in layer and entry.arg("name") is None:  # Keras' layer name
+            layer = dict(layer)
+            check.add(path + ("name",), f"unknown argument 'name' for {entry.name}: dlcli names the layers itself, "
+                                        f"as Keras does by default ({entry.name}, {entry.name}_1, ...: the module and "
+                                        f"weight names); remove it; received: {short_repr(layer.pop('name'))}")
         resolved_layers.append({"type": entry.name, **check.args(entry, layer, path)})
         ok = ok and len(check.problems) == before
     resolved["layers"] = resolved_layers

@@ -637,3 +637,12 @@ def test_data_paths_are_made_absolute_from_the_current_directory(tmp_path, monke
     assert config_from_text(dump_config(cfg))["data"] == cfg["data"]  # resolving again changes nothing
     with pytest.raises(ConfigError, match=r"data.path: expected a path, received an empty string"):
         config_from_text("model: {input_shape: [2], layers: [{dense: 2}]}\ndata: {dataset: npz, path: ''}\n")
+
+
+def test_a_keras_layer_name_is_answered_with_how_dlcli_names_layers(write_config):
+    path = write_config("model:\n  input_shape: [4]\n  layers:\n    - Dense: {units: 2, name: fc1}\ndata: mnist\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert [p.render() for p in info.value.problems] == [
+        f"{path}:4: model.layers[0].name: unknown argument 'name' for dense: dlcli names the layers itself, as "
+        f"Keras does by default (dense, dense_1, ...: the module and weight names); remove it; received: 'fc1'"]

@@ -11,6 +11,15 @@ needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is 
                                       reason="matplotlib (the plot and test extras) is not installed")
 
 
+def _copy_without_evaluations(run_dir, tmp_path):
+    """A copy of a session-wide run to change, without the eval_*.json other tests left in it."""
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    for stale in run.glob("eval_*"):
+        stale.unlink()
+    return run
+
+
 def _png_size(path):
     with Image.open(path) as image:
         assert image.format == "PNG"
@@ -36,10 +45,7 @@ def test_learning_curves_and_confusion_matrix(mnist_run, tmp_path, cli):
 
 @needs_matplotlib
 def test_without_an_evaluation_only_the_curves(regression_run, tmp_path, cli):
-    run = tmp_path / "run"
-    shutil.copytree(regression_run, run)
-    for stale in run.glob("eval_*"):
-        stale.unlink()
+    run = _copy_without_evaluations(regression_run, tmp_path)
     (run / "eval_broken.json").write_text("{torn")
     result = cli("plot", run)
     assert result.exit_code == 0, result.output
@@ -84,10 +90,7 @@ def test_a_confusion_plot_names_its_epoch_and_an_outdated_evaluation_is_noted(mn
 
     from dlcli.plots import _confusions, plot_run
 
-    run = tmp_path / "run"
-    shutil.copytree(mnist_run, run)
-    for stale in run.glob("eval_*"):
-        stale.unlink()
+    run = _copy_without_evaluations(mnist_run, tmp_path)
     assert cli("evaluate", run).exit_code == 0
     summary = json.loads((run / "summary.json").read_text())
     epoch = summary["best"]["epoch"]
