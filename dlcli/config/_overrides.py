@@ -48,7 +48,10 @@ def parse_override(text: str) -> tuple[tuple, Any]:
         try:
             value, _ = parse_yaml(value_text, where)
         except ConfigError:
-            value = value_text  # not YAML on its own: take it as a string
+            bare = value_text.strip()
+            if (bare[0], bare[-1]) in (("{", "}"), ("[", "]")):
+                raise  # a whole mapping or list that YAML refuses (a duplicate key...): its message, not a string
+            value = value_text  # not YAML on its own ([unclosed, a: b: c): take it as a string
     return path, value
 
 
