@@ -217,7 +217,7 @@ class Trainer:
         the optimizer update when `update`, and the running sums. `batch` (the index
         in the epoch) is an int, or a device tensor when captured in a CUDA graph."""
         xb, yb = self.data.train.batch(idx)  # (B, *input_shape), (B,)
-        if self.channels_last:
+        if self.channels_last and xb.dim() == 4:  # images; a flat input reshaped inside the model is not one
             xb = xb.contiguous(memory_format=torch.channels_last)
         with self.autocast():
             out = self.model(xb)

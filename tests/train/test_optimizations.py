@@ -194,3 +194,16 @@ def test_reduce_on_plateau_knows_which_way_its_metric_improves(tiny_cfg, overrid
     cfg = tiny_cfg(*overrides)
     trainer = Trainer(cfg, prepare_data(cfg, torch.device("cpu")), torch.device("cpu"))
     assert trainer.scheduler.mode == mode
+
+
+def test_a_flat_input_reshaped_into_images_trains_in_channels_last(tiny_cfg):
+    """Keras's flat MNIST (N, 784) then Reshape: the conv2d makes channels_last auto on the CPU,
+    and the (B, 784) batch is no image to convert (it crashed at the first step)."""
+    from dlcli.train import train
+
+    cfg = tiny_cfg("model.input_shape=[784]", "trainer.epochs=1",
+                   "model.layers[0]={type: reshape, target_shape: [1, 28, 28]}",
+                   "model.layers[1]={type: conv2d, filters: 4, kernel_size: 3, activation: relu}",
+                   "model.layers[2]={type: maxpool2d, pool_size: 2}")
+    assert uses_channels_last(cfg, torch.device("cpu"))
+    assert train(cfg)["status"] == "finished"
