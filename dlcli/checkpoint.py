@@ -202,7 +202,7 @@ def checkpoint_config(state: dict) -> dict:
 
         return resolve_config(copy.deepcopy(config), {}, f"{state.get('path', 'checkpoint')} (embedded config)",
                               default_name=(config or {}).get("name", "run") if isinstance(config, dict) else "run",
-                              check_layout=False)  # a model trained before the check keeps working
+                              guards=False)  # a model trained before the check keeps working
     except ConfigError as err:
         raise CheckpointError(f"the checkpoint's embedded config is invalid:\n{err}") from None
 

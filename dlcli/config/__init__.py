@@ -22,13 +22,14 @@ __all__ = ["load_config", "resolve_config", "config_from_text", "dump_config", "
 
 
 def resolve_config(data: Any, lines: dict, source: str, overrides: list[str] = (), default_name: str = "run",
-                   check_layout: bool = True) -> dict:
-    """check_layout=False: a checkpoint's config, trained before sequence layouts were checked, stays usable."""
+                   guards: bool = True) -> dict:
+    """guards=False: a checkpoint's config, trained before a guard against a likely mistake
+    existed, stays usable (see validate)."""
     canonicalize_layers(data, lines)
     canonicalize_sections(data, lines)
     problems = apply_overrides(data, lines, list(overrides), section_defaults()) if overrides else []
     try:
-        resolved = validate(data, lines, source, default_name=default_name, check_layout=check_layout)
+        resolved = validate(data, lines, source, default_name=default_name, guards=guards)
     except ConfigError as err:
         raise ConfigError(problems + err.problems, source) from None
     if problems:

@@ -213,9 +213,11 @@ def _channels_first_on_sequence(entry: Entry, args: dict, shape: tuple, origin: 
             f"before it, to give it ({features}, {steps}): (features, steps){back}")
 
 
-def validate(data: Any, lines: dict, source: str, default_name: str = "run", check_layout: bool = True) -> dict:
-    """check_layout=False leaves out the sequence layout check (infer_shapes), for a checkpoint's
-    config: its weights were trained on the layout dlcli gave them."""
+def validate(data: Any, lines: dict, source: str, default_name: str = "run", guards: bool = True) -> dict:
+    """guards=False leaves out the checks that stop a new run from training something other than
+    the user meant (a 1-D layer across a sequence's features, a recurrent dropout that does
+    nothing, nll on logits), for a checkpoint's config: it was trained as it is, and its
+    weights are what evaluate, predict, export and --resume work with."""
     check = _Checker(lines, source)
     top = check.mapping(data, (), "sections model, data, optimizer, loss, trainer")
     if top is None:
@@ -228,7 +230,7 @@ def validate(data: Any, lines: dict, source: str, default_name: str = "run", che
             check.add(("name",), f"the run name defaults to the file name, {short_repr(default_name)}: {err}; "
                                  f"set name in the config")
 
-    model = _model(check, top["model"], check_layout) if "model" in top else None  # missing: with TOP's arguments
+    model = _model(check, top["model"], guards) if "model" in top else None  # missing: with TOP's arguments
     resolved["model"] = model
     data_cfg = _data(check, top["data"]) if "data" in top else None
     resolved["data"] = data_cfg
@@ -239,13 +241,13 @@ def validate(data: Any, lines: dict, source: str, default_name: str = "run", che
     resolved["trainer"] = _trainer(check, top.get("trainer", {}))
     resolved["metrics"] = _metrics(check, top.get("metrics"), resolved["loss"])
     if not check.problems:
-        _cross_checks(check, resolved, check_layout)
+        _cross_checks(check, resolved, guards)
     if check.problems:
         raise ConfigError(check.problems, source)
     return _plain(resolved)
 
 
-def _model(check: _Checker, value: Any, check_layout: bool) -> dict | None:
+def _model(check: _Checker, value: Any, guards: bool) -> dict | None:
     model = check.mapping(value, ("model",), "input_shape and layers")
     if model is None:
         return None
@@ -282,12 +284,16 @@ def _model(check: _Checker, value: Any, check_layout: bool) -> dict | None:
             check.add(path + ("name",), f"unknown argument 'name' for {entry.name}: dlcli names the layers itself, "
                                         f"as Keras does by default ({entry.name}, {entry.name}_1, ...: the module and "
                                         f"weight names); remove it; received: {short_repr(layer.pop('name'))}")
-        resolved_layers.append({"type": entry.name, **check.args(entry, layer, path)})
+        args = check.args(entry, layer, path)
+        if guards and len(check.problems) == before and entry.meta.get("guard"):
+            for key, message in entry.meta["guard"](args):
+                check.add(path + (key,), message)
+        resolved_layers.append({"type": entry.name, **args})
         ok = ok and len(check.problems) == before
     resolved["layers"] = resolved_layers
     if ok and "input_shape" in resolved:
         try:
-            infer_shapes(resolved["input_shape"], resolved_layers, check_layout=check_layout)
+            infer_shapes(resolved["input_shape"], resolved_layers, check_layout=guards)
         except ShapeError as err:
             i = err.index
             problem = f"{resolved_layers[i]['type']}: {err}"
@@ -395,10 +401,10 @@ def _metrics(check: _Checker, value: Any, loss: dict | None) -> list | None:
     return names
 
 
-def _cross_checks(check: _Checker, cfg: dict, check_layout: bool) -> None:
+def _cross_checks(check: _Checker, cfg: dict, guards: bool) -> None:
     model, data, trainer = cfg["model"], cfg["data"], cfg["trainer"]
     sequence_data = _sequence_data(data)
-    if check_layout and sequence_data:  # _model checked the sequences that layers make
+    if guards and sequence_data:  # _model checked the sequences that layers make
         try:
             infer_shapes(model["input_shape"], model["layers"], check_layout=True, sequence_input=sequence_data)
         except ShapeError as err:
@@ -412,7 +418,7 @@ def _cross_checks(check: _Checker, cfg: dict, check_layout: bool) -> None:
                         f"the model outputs {fmt_shape(out_shape)}")
     needs = loss.meta["needs_final"]
     ends_in = final_activation(model["layers"])
-    if needs and ends_in != needs:
+    if guards and needs and ends_in != needs:
         instead = next(e.name for e in LOSSES if e.meta["task"] == loss.meta["task"] and e.meta["logits_of"])
         check.add(last, f"{loss.name} needs a model that ends in {needs}, but this one ends in "
                         f"{ends_in or 'no activation'}, so the loss would train on the wrong values; use loss: "

@@ -8,7 +8,9 @@ from dlcli.registry import Arg, Optional, Registry, Str
 LAYERS = Registry("layer")
 # meta: `channels_first=True` marks a layer that reads the first axis of its input as channels
 # (convolutions, pooling, batchnorm: a channels-last model.input_shape is blamed on them);
-# `int_input="input_dim"` one that takes integer ids below that argument (embedding).
+# `int_input="input_dim"` one that takes integer ids below that argument (embedding);
+# `guard=f` a check against a likely mistake, f(args) -> [(key, message)], that validation applies to
+# new configs and leaves out for a checkpoint's (an Entry's cross_check, by contrast, always applies).
 
 
 # Sequences are (steps, features), as in Keras; dlcli's 1-D layers are channels-first, (channels,

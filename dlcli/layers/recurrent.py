@@ -24,7 +24,18 @@ _RNN_ARGS = (Arg("units", Int(min=1), help="size of the hidden state"),
              Arg("num_layers", Int(min=1, max=16), 1, "stacked recurrent layers"),
              Arg("bidirectional", Bool(), False, "also run the sequence backwards; outputs 2 * units"),
              Arg("return_sequences", Bool(), False, "output every step (steps, units) instead of the last"),
-             Arg("dropout", Float(min=0.0, max=1.0, max_open=True), 0.0, "dropout between stacked layers"))
+             Arg("dropout", Float(min=0.0, max=1.0, max_open=True), 0.0,
+                 "dropout between stacked layers (num_layers > 1), as in torch; not Keras's dropout on the inputs"))
+
+
+def _dropout_needs_stacked_layers(args: dict) -> list:
+    """torch's dropout acts between stacked layers only: with one layer it would do nothing,
+    and a Keras user's LSTM(dropout=0.2) would silently lose its regularization."""
+    if args["dropout"] == 0 or args["num_layers"] > 1:
+        return []
+    return [("dropout", f"acts only between stacked layers (num_layers > 1), as torch's does, so with one layer "
+                        f"it would do nothing; received: dropout {args['dropout']:g} with num_layers 1. HINT: for "
+                        f"Keras's dropout on the inputs put `- dropout: {args['dropout']:g}` before this layer")]
 
 
 def _build_rnn(kind: str):
@@ -41,5 +52,5 @@ for _name, _kind, _aliases, _help in (
         ("lstm", "LSTM", ("LSTM",), "long short-term memory"),
         ("gru", "GRU", ("GRU",), "gated recurrent unit")):
     LAYERS.register(_name, help=f"{_help} over (steps, features)", family="recurrent", aliases=_aliases,
-                    infer=_rnn_shape(_name), args=_RNN_ARGS,
+                    infer=_rnn_shape(_name), args=_RNN_ARGS, guard=_dropout_needs_stacked_layers,
                     example=f"- {_name}: {{units: 128}}", layout=RECURRENT)(_build_rnn(_kind))

@@ -128,7 +128,7 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
         import copy
 
         cfg = resolve_config(copy.deepcopy(cfg), {}, "command line", overrides, default_name=cfg["name"],
-                             check_layout=False)  # the checkpoint's model, as checkpoint_config took it
+                             guards=False)  # the checkpoint's model, as checkpoint_config took it
     ckpt_path = Path(state["path"])
     run_dir = ckpt_path.parent.parent
     if not (run_dir / CONFIG_FILE).is_file():

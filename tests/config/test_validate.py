@@ -611,19 +611,37 @@ def test_a_conv1d_on_csv_windows_is_refused(write_config):
     assert load_config(write_config(model_config(layers, input_shape="[20, 2]", rest=without_window)))
 
 
-def test_a_checkpoint_s_config_from_before_the_layout_check_still_resolves():
-    """A model trained with lstm -> global_avgpool1d keeps working: its weights fit that layout."""
+@pytest.mark.parametrize("layers, rest, refused", [
+    ("- lstm: {units: 16, return_sequences: true}\n- global_avgpool1d\n- dense: 10", "data: mnist\n",
+     "global_avgpool1d is channels-first"),
+    ("- lstm: {units: 16, dropout: 0.2}\n- dense: 10", "data: mnist\n", r"dropout: acts only between stacked layers"),
+    ("- lstm: 16\n- dense: 10", "data: mnist\nloss: nll\n", "nll needs a model that ends in log_softmax"),
+], ids=["sequence layout", "rnn dropout", "nll on logits"])
+def test_a_checkpoint_s_config_from_before_a_guard_still_resolves(layers, rest, refused):
+    """A model trained before a guard against a likely mistake existed keeps working: its
+    weights are what they are."""
     import yaml
 
     from dlcli.checkpoint import checkpoint_config
     from dlcli.config import resolve_config
 
-    text = model_config("- lstm: {units: 16, return_sequences: true}\n- global_avgpool1d\n- dense: 10",
-                        input_shape="[28, 28]")
-    with pytest.raises(ConfigError, match="global_avgpool1d is channels-first"):
+    text = model_config(layers, input_shape="[28, 28]", rest=rest)
+    with pytest.raises(ConfigError, match=refused):
         resolve_config(yaml.safe_load(text), {}, "old.yaml")
-    cfg = resolve_config(yaml.safe_load(text), {}, "old.yaml", check_layout=False)
+    cfg = resolve_config(yaml.safe_load(text), {}, "old.yaml", guards=False)
     assert checkpoint_config({"config": cfg}) == cfg
+
+
+def test_recurrent_dropout_with_one_layer_is_refused_with_keras_s_equivalent(write_config):
+    """torch's dropout acts between stacked layers: Keras's LSTM(dropout=0.2) would lose it silently."""
+    path, problems = problems_of(write_config, model_config("- lstm: {units: 16, dropout: 0.2}\n- dense: 10",
+                                                            input_shape="[28, 28]"))
+    assert [p.render() for p in problems] == [
+        f"{path}:4: model.layers[0].dropout: acts only between stacked layers (num_layers > 1), as torch's does, so "
+        f"with one layer it would do nothing; received: dropout 0.2 with num_layers 1. HINT: for Keras's dropout on "
+        f"the inputs put `- dropout: 0.2` before this layer"]
+    assert load_config(write_config(model_config("- lstm: {units: 16, dropout: 0.2, num_layers: 2}\n- dense: 10",
+                                                 input_shape="[28, 28]")))
 
 
 def test_data_paths_are_made_absolute_from_the_current_directory(tmp_path, monkeypatch):

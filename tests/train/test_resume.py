@@ -113,7 +113,7 @@ model:
 data: {{dataset: mnist, batch_size: 64, subset: 128, test_subset: 64}}
 trainer: {{epochs: 1, device: cpu, progress: none, out_dir: {tmp_path}}}
 """
-    cfg = resolve_config(yaml.safe_load(text), {}, "old.yaml", check_layout=False)
+    cfg = resolve_config(yaml.safe_load(text), {}, "old.yaml", guards=False)
     first = train(cfg)
     resumed = resume(first["run_dir"], ["trainer.epochs=2"])
     assert len(_epoch_records(Path(resumed["run_dir"]))) == 2
