@@ -28,6 +28,8 @@ def resolve_config(data: Any, lines: dict, source: str, overrides: list[str] = (
     canonicalize_layers(data, lines)
     canonicalize_sections(data, lines)
     problems = apply_overrides(data, lines, list(overrides), section_defaults()) if overrides else []
+    if overrides:
+        canonicalize_layers(data, lines)  # a layer an override gave whole, in a short form (model.layers[1]=flatten)
     try:
         resolved = validate(data, lines, source, default_name=default_name, guards=guards)
     except ConfigError as err:

@@ -192,3 +192,15 @@ def test_a_list_of_100000_items_is_refused_as_yaml_too_large_for_a_config(config
     assert len(message) < 2_000 and message.endswith(
         f"override '{override[:97]}...' ({len(override):,} characters):1: <top level>: invalid YAML: the document "
         f"has more than 50,000 keys and values; a config is small"), message[:2_000]
+
+
+@pytest.mark.parametrize("override, layer", [
+    ("model.layers[3]={dense: {units: 10}}", {"type": "dense", "units": 10}),
+    ("model.layers[2]=flatten", {"type": "flatten"}),
+    ("model.layers[1]={dropout: 0.5}", {"type": "dropout", "rate": 0.5}),
+    ("model.layers[1]={type: maxpool2d, pool_size: 3}", {"type": "maxpool2d", "pool_size": [3, 3]}),
+])
+def test_a_whole_layer_given_by_an_override_takes_the_short_forms_too(config_path, override, layer):
+    cfg = load_config(config_path, [override])
+    index = int(override[len("model.layers["):].split("]")[0])
+    assert {k: v for k, v in cfg["model"]["layers"][index].items() if k in layer} == layer
