@@ -328,6 +328,11 @@ class Registry:
         self.kind = kind  # "layer", "optimizer", ... (used in messages)
         self._entries: dict[str, Entry] = {}
         self._aliases: dict[str, str] = {}
+        self._elsewhere: dict[str, str] = {}  # names other libraries use for what an entry's argument does
+
+    def elsewhere(self, name: str, how: str) -> None:
+        """`name` (Keras' Bidirectional, say) is not an entry here, and `how` says what does its job."""
+        self._elsewhere[name] = how
 
     def register(self, name: str, *, help: str, args: Iterable[Arg] = (), aliases: Iterable[str] = (),
                  family: str = "", infer: Callable | None = None, cross_check: Callable | None = None,
@@ -364,6 +369,8 @@ class Registry:
         return entry
 
     def unknown_message(self, name: Any) -> str:
+        if isinstance(name, str) and name in self._elsewhere:
+            return f"unknown {self.kind} {short_repr(name)}: {self._elsewhere[name]}"
         hint = did_you_mean(name, self.all_names())
         alias = hint.split("'")[1] if hint else None
         if alias in self._aliases:  # suggest the canonical name, not the alias

@@ -222,6 +222,7 @@ def validate(data: Any, lines: dict, source: str, default_name: str = "run", gua
     top = check.mapping(data, (), "sections model, data, optimizer, loss, trainer")
     if top is None:
         raise ConfigError(check.problems, source)
+    top = _section_keys_at_the_top(check, top)
     resolved = check.args(TOP, top, (), reserved=())
     if not resolved.get("name"):
         try:
@@ -245,6 +246,22 @@ def validate(data: Any, lines: dict, source: str, default_name: str = "run", gua
     if check.problems:
         raise ConfigError(check.problems, source)
     return _plain(resolved)
+
+
+def _section_keys_at_the_top(check: _Checker, top: dict) -> dict:
+    """`epochs: 3` at the top (or the override epochs=3) belongs to a section: say which,
+    rather than 'unknown argument for config'; returns the rest."""
+    sections = {arg.name: f"{section}.{arg.name}" for section, entry in (("data", DATA), ("trainer", TRAINER))
+                for arg in entry.args}
+    sections.update(lr="optimizer.lr", learning_rate="optimizer.lr")
+    rest = {}
+    for key, value in top.items():
+        if isinstance(key, str) and TOP.arg(key) is None and key in sections:
+            check.add((key,), f"unknown argument {short_repr(key)} for config: it belongs under "
+                              f"{sections[key].split('.')[0]}, as {sections[key]} (override: {sections[key]}=...)")
+        else:
+            rest[key] = value
+    return rest
 
 
 def _model(check: _Checker, value: Any, guards: bool) -> dict | None:
@@ -284,6 +301,10 @@ def _model(check: _Checker, value: Any, guards: bool) -> dict | None:
             check.add(path + ("name",), f"unknown argument 'name' for {entry.name}: dlcli names the layers itself, "
                                         f"as Keras does by default ({entry.name}, {entry.name}_1, ...: the module and "
                                         f"weight names); remove it; received: {short_repr(layer.pop('name'))}")
+        if "input_length" in layer and entry.meta.get("int_input") and entry.arg("input_length") is None:
+            layer = dict(layer)  # Keras' Embedding(input_length=80)
+            check.add(path + ("input_length",), f"unknown argument 'input_length' for {entry.name}: the sequence "
+                                                f"length is model.input_shape (e.g. [{short_repr(layer.pop('input_length'))}])")
         args = check.args(entry, layer, path)
         if guards and len(check.problems) == before and entry.meta.get("guard"):
             for key, message in entry.meta["guard"](args):
@@ -393,8 +414,9 @@ def _metrics(check: _Checker, value: Any, loss: dict | None) -> list | None:
             check.add(("metrics", i), METRICS.unknown_message(name))
             continue
         if task and entry.meta["task"] != task and not (task == "regression" and entry.meta["task"] == "regression"):
+            same = [e.name for e in METRICS if e.meta["task"] == task and e.name.endswith(entry.name)]
             check.add(("metrics", i), f"{entry.name} is a {entry.meta['task']} metric but the loss "
-                                      f"{loss['type']} is for {task}")
+                                      f"{loss['type']} is for {task}" + (f"; use {same[0]}" if same else ""))
             continue
         if entry.name not in names:
             names.append(entry.name)

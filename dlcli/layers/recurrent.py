@@ -54,3 +54,6 @@ for _name, _kind, _aliases, _help in (
     LAYERS.register(_name, help=f"{_help} over (steps, features)", family="recurrent", aliases=_aliases,
                     infer=_rnn_shape(_name), args=_RNN_ARGS, guard=_dropout_needs_stacked_layers,
                     example=f"- {_name}: {{units: 128}}", layout=RECURRENT)(_build_rnn(_kind))
+
+LAYERS.elsewhere("Bidirectional", "give the recurrent layer bidirectional: true instead, e.g. "
+                                  "`- lstm: {units: 64, bidirectional: true}` for Keras's Bidirectional(LSTM(64))")

@@ -664,3 +664,33 @@ def test_a_keras_layer_name_is_answered_with_how_dlcli_names_layers(write_config
     assert [p.render() for p in info.value.problems] == [
         f"{path}:4: model.layers[0].name: unknown argument 'name' for dense: dlcli names the layers itself, as "
         f"Keras does by default (dense, dense_1, ...: the module and weight names); remove it; received: 'fc1'"]
+
+
+@pytest.mark.parametrize("layers, rest, message", [
+    ("- Bidirectional: {layer: {LSTM: {units: 64}}}\n- dense: 10", "data: mnist\n",
+     r"model.layers\[0\].type: unknown layer 'Bidirectional': give the recurrent layer bidirectional: true instead, "
+     r"e.g. `- lstm: \{units: 64, bidirectional: true\}` for Keras's Bidirectional\(LSTM\(64\)\)"),
+    ("- embedding: {input_dim: 50, output_dim: 4, input_length: 80}\n- gru: 4\n- dense: 2",
+     "data: {dataset: npz, path: x.npz}\n",
+     r"model.layers\[0\].input_length: unknown argument 'input_length' for embedding: the sequence length is "
+     r"model.input_shape \(e.g. \[80\]\)"),
+    ("- lstm: 8\n- dense: 1", "data: {dataset: npz, path: x.npz}\nloss: binary_crossentropy\nmetrics: [accuracy]\n",
+     r"metrics\[0\]: accuracy is a classification metric but the loss bce_with_logits is for binary; "
+     r"use binary_accuracy"),
+], ids=["Bidirectional", "input_length", "binary accuracy"])
+def test_keras_spellings_point_at_the_dlcli_equivalent(write_config, layers, rest, message):
+    input_shape = "[80]" if "embedding" in layers else "[28, 28]"
+    path, problems = problems_of(write_config, model_config(layers, input_shape=input_shape, rest=rest))
+    assert len(problems) == 1 and re.search(message, problems[0].render()), problems[0].render()
+
+
+def test_a_section_s_key_at_the_top_says_where_it_belongs(write_config, tiny_config_text):
+    with pytest.raises(ConfigError) as info:
+        load_config(write_config(tiny_config_text), ["epochs=3", "batch_size=8", "learning_rate=0.1"])
+    assert [p.message for p in info.value.problems] == [
+        "unknown argument 'epochs' for config: it belongs under trainer, as trainer.epochs (override: "
+        "trainer.epochs=...)",
+        "unknown argument 'batch_size' for config: it belongs under data, as data.batch_size (override: "
+        "data.batch_size=...)",
+        "unknown argument 'learning_rate' for config: it belongs under optimizer, as optimizer.lr (override: "
+        "optimizer.lr=...)"]
