@@ -85,7 +85,11 @@ def load_npz(args):
                          Arg("window", Optional(Int(min=1)), None,
                              "sequence mode: each sample is `window` consecutive rows, the target is the "
                              "target column of the next row")),
-                   sequence_arg="window")  # with it, samples are sequences (steps, features): see infer_shapes
+                   # with it, samples are sequences (steps, features): see infer_shapes
+                   sequence_arg="window",
+                   # with it, samples are windows of that many rows sliding over rows in time order:
+                   # data.val_split holds out the last ones (see validation_split)
+                   sliding_window_arg="window")
 def load_csv(args):
     from dlcli.data._sources import load_csv_file
 
