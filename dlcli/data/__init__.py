@@ -70,7 +70,7 @@ _torchvision("cifar10", "CIFAR10", "CIFAR-10, 32x32 colour images, 10 classes", 
 _torchvision("cifar100", "CIFAR100", "CIFAR-100, 32x32 colour images, 100 classes", (3, 32, 32), 100)
 
 
-@DATASETS.register("npz", help="a NumPy .npz file with arrays x and y (and optionally x_test, y_test)",
+@DATASETS.register("npz", help="a NumPy .npz file with arrays x and y (and optionally x_test, y_test; x_val, y_val)",
                    args=(_PATH, _TEST_PATH, _TASK))
 def load_npz(args):
     from dlcli.data._sources import load_npz_file

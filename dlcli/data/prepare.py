@@ -353,6 +353,11 @@ def prepare_data(cfg: dict, device: torch.device, splits: Splits | None = None,
     by_class = DATASETS.get(data["dataset"]).meta.get("stored_by_class", False)
     train = subset_of(train, data["subset"], by_class, cfg["seed"])
     if data["val_split"] > 0:
+        if val is not None:
+            named = splits.meta.get("val_arrays", "named by the data set")
+            raise DataError(f"{source}: holds a validation split ({named}), and data.val_split: "
+                            f"{data['val_split']} asks to hold out another from the training samples; expected "
+                            f"one validation split: set data.val_split: 0 to validate on {named}, or remove them")
         train, val = validation_split(train, data, cfg["seed"])
     if test is not None:
         test = subset_of(test, data["test_subset"], by_class, cfg["seed"] + 1)

@@ -146,3 +146,39 @@ trainer: {{device: cpu}}
     perm = torch.randperm(40, generator=torch.Generator().manual_seed(7))
     assert data.val.x.flatten().tolist() == perm[:10].float().tolist()
     assert data.train.x.flatten().tolist() == perm[10:].float().tolist()
+
+
+VALIDATION_DATA = """
+name: xval
+model: {{input_shape: [3], layers: [{{dense: 2}}]}}
+data: {{dataset: npz, path: {path}, batch_size: 8, val_split: {val_split}, subset: 10}}
+trainer: {{epochs: 1, device: cpu, progress: none, out_dir: {out}}}
+"""
+
+
+@pytest.fixture
+def with_x_val(make_npz):
+    """16 training samples and 6 validation samples (x_val, y_val: Keras's validation_data)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    return make_npz(x=rng.random((16, 3)), y=np.arange(16) % 2, x_val=rng.random((6, 3)), y_val=np.arange(6) % 2)
+
+
+def test_npz_x_val_is_the_validation_split_of_training(with_x_val, tmp_path):
+    from dlcli.train import train
+
+    cfg = config_from_text(VALIDATION_DATA.format(path=with_x_val, val_split=0, out=tmp_path))
+    data = prepare_data(cfg, torch.device("cpu"))
+    assert len(data.train) == 10 and len(data.val) == 6  # data.subset leaves the named split whole
+    summary = train(cfg)
+    assert summary["monitor"] == "val_loss" and summary["best"] is not None  # validated every epoch
+
+
+def test_npz_x_val_and_val_split_together_are_refused(with_x_val, tmp_path):
+    cfg = config_from_text(VALIDATION_DATA.format(path=with_x_val, val_split=0.2, out=tmp_path))
+    with pytest.raises(DataError, match=r"data\.npz: holds a validation split \(x_val, y_val\), and "
+                                        r"data\.val_split: 0\.2 asks to hold out another from the training samples; "
+                                        r"expected one validation split: set data\.val_split: 0 to validate on "
+                                        r"x_val, y_val, or remove them"):
+        prepare_data(cfg, torch.device("cpu"))
