@@ -71,7 +71,8 @@ _torchvision("cifar100", "CIFAR100", "CIFAR-100, 32x32 colour images, 100 classe
 
 
 @DATASETS.register("npz", help="a NumPy .npz file with arrays x and y (and optionally x_test, y_test; x_val, y_val)",
-                   args=(_PATH, _TEST_PATH, _TASK))
+                   args=(_PATH, _TEST_PATH, _TASK),
+                   may_name_val_split=True)  # x_val, y_val: which a config cannot tell before reading the file
 def load_npz(args):
     from dlcli.data._sources import load_npz_file
 

@@ -182,3 +182,23 @@ def test_npz_x_val_and_val_split_together_are_refused(with_x_val, tmp_path):
                                         r"expected one validation split: set data\.val_split: 0 to validate on "
                                         r"x_val, y_val, or remove them"):
         prepare_data(cfg, torch.device("cpu"))
+
+
+def test_monitoring_val_loss_waits_for_the_file_to_say_whether_it_names_a_validation_split(with_x_val, make_npz,
+                                                                                          tmp_path):
+    """Validation cannot see x_val in an .npz, so it lets trainer.monitor: val_loss through; the
+    trainer refuses it where the file names no validation split."""
+    import numpy as np
+
+    from dlcli.errors import RunError
+    from dlcli.train import train
+
+    def config(path):
+        return config_from_text(VALIDATION_DATA.format(path=path, val_split=0, out=tmp_path), "xval.yaml",
+                                ["trainer.monitor=val_loss"])
+
+    assert train(config(with_x_val))["monitor"] == "val_loss"
+    plain = make_npz("plain.npz", x=np.random.rand(16, 3), y=np.arange(16) % 2)
+    with pytest.raises(RunError, match=r"trainer\.monitor: val_loss needs validation data, and npz .*plain\.npz "
+                                       r"names none \(no x_val, y_val\); set data\.val_split \(e\.g\. 0\.1\)"):
+        train(config(plain))
