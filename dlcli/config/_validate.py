@@ -472,7 +472,8 @@ def _check_monitor(check: _Checker, path: tuple, monitor: str | None, cfg: dict)
     if monitor not in valid:
         check.add(path, f"unknown metric {short_repr(monitor)};{did_you_mean(monitor, valid)} "
                         f"expected one of: {', '.join(valid)}")
-    elif monitor.startswith("val_") and not cfg["data"]["val_split"] > 0:
+    elif (monitor.startswith("val_") and not cfg["data"]["val_split"] > 0
+          and not DATASETS.get(cfg["data"]["dataset"]).meta.get("may_name_val_split")):
         check.add(path, f"{monitor} needs validation data: set data.val_split (e.g. 0.1)")
 
 

@@ -70,8 +70,9 @@ _torchvision("cifar10", "CIFAR10", "CIFAR-10, 32x32 colour images, 10 classes", 
 _torchvision("cifar100", "CIFAR100", "CIFAR-100, 32x32 colour images, 100 classes", (3, 32, 32), 100)
 
 
-@DATASETS.register("npz", help="a NumPy .npz file with arrays x and y (and optionally x_test, y_test)",
-                   args=(_PATH, _TEST_PATH, _TASK))
+@DATASETS.register("npz", help="a NumPy .npz file with arrays x and y (and optionally x_test, y_test; x_val, y_val)",
+                   args=(_PATH, _TEST_PATH, _TASK),
+                   may_name_val_split=True)  # x_val, y_val: which a config cannot tell before reading the file
 def load_npz(args):
     from dlcli.data._sources import load_npz_file
 
@@ -85,7 +86,11 @@ def load_npz(args):
                          Arg("window", Optional(Int(min=1)), None,
                              "sequence mode: each sample is `window` consecutive rows, the target is the "
                              "target column of the next row")),
-                   sequence_arg="window")  # with it, samples are sequences (steps, features): see infer_shapes
+                   # with it, samples are sequences (steps, features): see infer_shapes
+                   sequence_arg="window",
+                   # with it, samples are windows of that many rows sliding over rows in time order:
+                   # data.val_split holds out the last ones (see validation_split)
+                   sliding_window_arg="window")
 def load_csv(args):
     from dlcli.data._sources import load_csv_file
 

@@ -242,10 +242,10 @@ def _finish_targets(ys: dict[str, np.ndarray], task: str, where: dict[str, str])
         for split, y in ys.items():
             y = y.astype(np.float32)
             out[split] = torch.from_numpy(y.reshape(len(y), 1) if y.ndim == 1 else y)
-        shapes = {tuple(t.shape[1:]) for t in out.values()}
-        if len(shapes) > 1:
-            raise DataError(f"{where['test']}: expected targets of shape {tuple(out['train'].shape[1:])} per "
-                            f"sample as in {where['train']}, received {tuple(out['test'].shape[1:])}")
+        for split, t in out.items():
+            if t.shape[1:] != out["train"].shape[1:]:
+                raise DataError(f"{where[split]}: expected targets of shape {tuple(out['train'].shape[1:])} per "
+                                f"sample as in {where['train']}, received {tuple(t.shape[1:])}")
         return task, out, None
     out = {}
     for split, y in ys.items():
@@ -291,8 +291,8 @@ def _check_finite(array: np.ndarray, what: str, where: str) -> None:
 # ---------------------------------------------------------------------------
 
 def load_npz_file(args: dict) -> Splits:
-    """Arrays x and y (and optionally x_test, y_test) from args["path"]; a test split
-    from x, y in args["test_path"].
+    """Arrays x and y (and optionally x_test, y_test, and x_val, y_val: Keras's
+    validation_data) from args["path"]; a test split from x, y in args["test_path"].
 
     x: int64 (N, T) token ids when x is an integer (N, T) array, else float32
     (N, *sample_shape); a flat (N,) x becomes (N, 1); images stored channels-last (or
@@ -301,9 +301,12 @@ def load_npz_file(args: dict) -> Splits:
     """
     path = Path(args["path"])
     test_path = args.get("test_path")
-    arrays = {"train": _read_npz_split(path, "x", "y", test_ok=True)}
+    arrays = {"train": _read_npz_split(path, "x", "y", inline_ok=True)}
     where = {"train": str(path)}
     inline_test = arrays["train"].pop("test", None)
+    inline_val = arrays["train"].pop("val", None)
+    if inline_val is not None:
+        arrays["val"], where["val"] = inline_val, f"{path} (x_val, y_val)"
     if inline_test is not None and test_path:
         raise DataError(f"{path}: holds x_test and y_test, and data.test_path={test_path} is given too; "
                         f"expected one test split: remove test_path or the x_test/y_test arrays")
@@ -315,17 +318,17 @@ def load_npz_file(args: dict) -> Splits:
     xs = {}
     for split, pair in arrays.items():
         xs[split] = _npz_inputs(pair["x"], where[split], pair["x_name"], args.get("input_shape"))
-    if "test" in xs:
-        train_x, test_x = xs["train"], xs["test"]
-        if train_x.shape[1:] != test_x.shape[1:] or train_x.dtype != test_x.dtype:
-            raise DataError(f"{where['test']}: expected test samples like the training samples, "
-                            f"{_describe(train_x)}, received {_describe(test_x)}")
+    for split, name in (("val", "validation"), ("test", "test")):
+        if split in xs and (xs["train"].shape[1:] != xs[split].shape[1:] or xs["train"].dtype != xs[split].dtype):
+            raise DataError(f"{where[split]}: expected {name} samples like the training samples, "
+                            f"{_describe(xs['train'])}, received {_describe(xs[split])}")
     task, ys, num_classes = _finish_targets({s: a["y"] for s, a in arrays.items()}, args.get("task", "auto"),
                                             where)
     splits = {s: Split(xs[s], ys[s]) for s in xs}
     source = f"npz {path}" + (f" (test: {test_path})" if test_path else "")
-    return Splits(train=splits["train"], test=splits.get("test"), task=task, num_classes=num_classes,
-                  class_names=[str(c) for c in range(num_classes)] if num_classes else None, source=source)
+    return Splits(train=splits["train"], test=splits.get("test"), val=splits.get("val"), task=task,
+                  num_classes=num_classes, class_names=[str(c) for c in range(num_classes)] if num_classes else None,
+                  source=source, meta={"val_arrays": "x_val, y_val"} if "val" in splits else {})
 
 
 def _describe(x: torch.Tensor) -> str:
@@ -333,8 +336,9 @@ def _describe(x: torch.Tensor) -> str:
     return f"{tuple(x.shape[1:])} {str(x.dtype).removeprefix('torch.')}"
 
 
-def _read_npz_split(path: Path, x_name: str, y_name: str, test_ok: bool = False) -> dict:
-    """{'x', 'y', 'x_name'} checked numpy arrays (plus 'test' with x_test/y_test when present)."""
+def _read_npz_split(path: Path, x_name: str, y_name: str, inline_ok: bool = False) -> dict:
+    """{'x', 'y', 'x_name'} checked numpy arrays, plus with `inline_ok` 'test' and 'val' (the
+    same) from x_test/y_test and x_val/y_val when present."""
     if not path.exists():
         raise DataError(f"{path}: file not found; expected an .npz file with arrays {x_name} and {y_name}")
     if path.is_dir():
@@ -357,18 +361,20 @@ def _read_npz_split(path: Path, x_name: str, y_name: str, test_ok: bool = False)
             if required not in names:
                 raise DataError(f"{path}: expected an array named {required!r};{did_you_mean(required, names)} "
                                 f"the file has: {short_list(names) or 'no arrays'}")
-        read = [x_name, y_name] + [n for n in ("x_test", "y_test") if test_ok and n in names]
+        inline = [(split, f"x_{split}", f"y_{split}") for split in ("test", "val")] if inline_ok else []
+        read = [x_name, y_name] + [n for _, *pair in inline for n in pair if n in names]
         _check_memory_for(npz, read, path)
         out = {"x": _npz_array(npz, x_name, path), "y": _npz_array(npz, y_name, path), "x_name": x_name}
         _check_pair(out["x"], out["y"], x_name, y_name, str(path))
-        if test_ok and ("x_test" in names or "y_test" in names):
-            if not ("x_test" in names and "y_test" in names):
-                missing = "y_test" if "x_test" in names else "x_test"
-                raise DataError(f"{path}: expected x_test and y_test together, {missing} is missing")
-            test = {"x": _npz_array(npz, "x_test", path), "y": _npz_array(npz, "y_test", path),
-                    "x_name": "x_test"}
-            _check_pair(test["x"], test["y"], "x_test", "y_test", str(path))
-            out["test"] = test
+        for split, xs_name, ys_name in inline:
+            if xs_name not in names and ys_name not in names:
+                continue
+            if not (xs_name in names and ys_name in names):
+                missing = ys_name if xs_name in names else xs_name
+                raise DataError(f"{path}: expected {xs_name} and {ys_name} together, {missing} is missing")
+            pair = {"x": _npz_array(npz, xs_name, path), "y": _npz_array(npz, ys_name, path), "x_name": xs_name}
+            _check_pair(pair["x"], pair["y"], xs_name, ys_name, str(path))
+            out[split] = pair
     return out
 
 

@@ -126,6 +126,29 @@ def subset_of(split: Split | ImageFiles, n: int | None, by_class: bool, seed: in
     return split.take(chosen.sort().values)
 
 
+def validation_split(train: Split | ImageFiles, data: dict, seed: int) -> tuple:
+    """data.val_split: (training, validation) samples. Windows sliding over rows in time order
+    (the dataset's `sliding_window_arg`, e.g. csv data.window) hold out the last fraction, in
+    order, as Keras's validation_split does, and drop the `window` windows between the two: sample
+    i reads rows i..i+window-1 and predicts row i+window, so without that gap a validation window
+    would share rows with training windows (a random hold-out shares all but one). Other data
+    holds out a fraction drawn by `seed`."""
+    n, fraction = len(train), data["val_split"]
+    n_val = int(round(n * fraction))
+    arg = DATASETS.get(data["dataset"]).meta.get("sliding_window_arg")
+    window = data.get(arg) if arg else None
+    gap = window or 0
+    if n_val < 1 or n - n_val - gap < 1:
+        dropped = (f" (after dropping the {gap} windows between them, which share rows with both: "
+                   f"data.{arg}: {window})" if gap else "")
+        raise DataError(f"data.val_split: {fraction} of {n} samples leaves {n_val} for validation and "
+                        f"{max(n - n_val - gap, 0)} for training{dropped}; both need at least 1")
+    if window:
+        return train.take(slice(None, n - n_val - gap)), train.take(slice(n - n_val, None))
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return train.take(perm[n_val:]), train.take(perm[:n_val])
+
+
 def normalization_stats(x: torch.Tensor) -> dict | None:
     """Per-channel (images: axis 1) or per-feature (last axis) affine normalization that
     maps the training set to mean 0, std 1. Integer ids (embeddings) are not normalized."""
@@ -330,12 +353,12 @@ def prepare_data(cfg: dict, device: torch.device, splits: Splits | None = None,
     by_class = DATASETS.get(data["dataset"]).meta.get("stored_by_class", False)
     train = subset_of(train, data["subset"], by_class, cfg["seed"])
     if data["val_split"] > 0:
-        n_val = int(round(len(train) * data["val_split"]))
-        if n_val < 1 or n_val >= len(train):
-            raise DataError(f"data.val_split: {data['val_split']} of {len(train)} samples leaves "
-                            f"{n_val} for validation and {len(train) - n_val} for training; both need at least 1")
-        perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg["seed"]))
-        val, train = train.take(perm[:n_val]), train.take(perm[n_val:])
+        if val is not None:
+            named = splits.meta.get("val_arrays", "named by the data set")
+            raise DataError(f"{source}: holds a validation split ({named}), and data.val_split: "
+                            f"{data['val_split']} asks to hold out another from the training samples; expected "
+                            f"one validation split: set data.val_split: 0 to validate on {named}, or remove them")
+        train, val = validation_split(train, data, cfg["seed"])
     if test is not None:
         test = subset_of(test, data["test_subset"], by_class, cfg["seed"] + 1)
     task = "classification" if LOSSES.get(cfg["loss"]["type"]).meta["task"] == "classification" else "regression"

@@ -100,6 +100,12 @@ class Trainer:
             raise RunError(f"data.drop_last: {n} training samples make no full batch of {self.batch_size}")
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / self.accum)
         self.monitor = t["monitor"] or ("val_loss" if data.val is not None else "train_loss")
+        # validation checked this for data sets that cannot name a validation split (see may_name_val_split)
+        for key, watched in (("trainer.monitor", self.monitor), ("scheduler.monitor",
+                                                                 (cfg.get("scheduler") or {}).get("monitor"))):
+            if watched and watched.startswith("val_") and data.val is None:
+                raise RunError(f"{key}: {watched} needs validation data, and {data.source} names none (no x_val, "
+                               f"y_val); set data.val_split (e.g. 0.1)")
         self.mode = self._mode_of(self.monitor) if t["monitor_mode"] == "auto" else t["monitor_mode"]
         self.scheduler, self.scheduler_interval = self._build_scheduler()
         self.autocast_dtype = self._autocast_dtype(t["precision"])

@@ -7,6 +7,7 @@ import torch
 
 from dlcli.config import config_from_text
 from dlcli.data.prepare import prepare_data
+from dlcli.errors import DataError
 
 IMAGES = """
 name: subset
@@ -93,3 +94,111 @@ def test_predict_refuses_ids_the_embedding_has_no_vector_for(make_npz, tmp_path)
     with pytest.raises(DataError, match=r"bad.npz: model.layers\[0\] \(embedding\) takes ids 0 to 49 \(input_dim: "
                                         r"50\), received 60 in sample 1 at position 4"):
         predict(run["run_dir"], [make_npz("bad.npz", x=ids[:2])])
+
+
+SERIES = """
+model: {{input_shape: [{window}, 1], layers: [flatten, {{dense: 1}}]}}
+data: {{dataset: csv, path: {path}, target: next, window: {window}, val_split: {val_split}, normalize: false}}
+loss: mse
+trainer: {{device: cpu}}
+"""
+
+
+@pytest.fixture
+def series(make_csv):
+    """30 rows: column t is the row number, so a window's first value says where it starts."""
+    return make_csv([["t", "next"]] + [[i, i + 1] for i in range(30)])
+
+
+def test_val_split_of_windows_is_the_last_ones_after_a_gap(series):
+    """26 windows of 4 rows: the last 6 (round(26 * 0.25)) validate, in order; the 4 before them
+    are dropped, so that no training window reads or predicts a row a validation window reads."""
+    cfg = config_from_text(SERIES.format(path=series, window=4, val_split=0.25))
+    data = prepare_data(cfg, torch.device("cpu"))
+    starts = {name: split.x[:, 0, 0].tolist() for name, split in (("train", data.train), ("val", data.val))}
+    assert starts["val"] == [20.0, 21.0, 22.0, 23.0, 24.0, 25.0]
+    assert starts["train"] == [float(i) for i in range(16)]
+    last_training_row = 15 + 4  # window 15 reads rows 15..18 and predicts row 19
+    assert last_training_row < starts["val"][0]
+    assert prepare_data(cfg, torch.device("cpu")).val.x.tolist() == data.val.x.tolist()  # no seed involved
+
+
+def test_val_split_of_windows_too_short_for_the_gap_is_a_clear_error(series):
+    cfg = config_from_text(SERIES.format(path=series, window=10, val_split=0.5))
+    with pytest.raises(DataError, match=r"data\.val_split: 0\.5 of 20 samples leaves 10 for validation and 0 for "
+                                        r"training \(after dropping the 10 windows between them, which share rows "
+                                        r"with both: data\.window: 10\); both need at least 1"):
+        prepare_data(cfg, torch.device("cpu"))
+
+
+def test_val_split_of_other_data_is_the_seeded_random_holdout(make_npz):
+    """Unchanged for data that is not windows over time: the same samples as before."""
+    import numpy as np
+
+    path = make_npz(x=np.arange(40, dtype=np.float32).reshape(40, 1), y=np.arange(40) % 2)
+    cfg = config_from_text(f"""
+seed: 7
+model: {{input_shape: [1], layers: [{{dense: 2}}]}}
+data: {{dataset: npz, path: {path}, val_split: 0.25, normalize: false}}
+trainer: {{device: cpu}}
+""")
+    data = prepare_data(cfg, torch.device("cpu"))
+    perm = torch.randperm(40, generator=torch.Generator().manual_seed(7))
+    assert data.val.x.flatten().tolist() == perm[:10].float().tolist()
+    assert data.train.x.flatten().tolist() == perm[10:].float().tolist()
+
+
+VALIDATION_DATA = """
+name: xval
+model: {{input_shape: [3], layers: [{{dense: 2}}]}}
+data: {{dataset: npz, path: {path}, batch_size: 8, val_split: {val_split}, subset: 10}}
+trainer: {{epochs: 1, device: cpu, progress: none, out_dir: {out}}}
+"""
+
+
+@pytest.fixture
+def with_x_val(make_npz):
+    """16 training samples and 6 validation samples (x_val, y_val: Keras's validation_data)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    return make_npz(x=rng.random((16, 3)), y=np.arange(16) % 2, x_val=rng.random((6, 3)), y_val=np.arange(6) % 2)
+
+
+def test_npz_x_val_is_the_validation_split_of_training(with_x_val, tmp_path):
+    from dlcli.train import train
+
+    cfg = config_from_text(VALIDATION_DATA.format(path=with_x_val, val_split=0, out=tmp_path))
+    data = prepare_data(cfg, torch.device("cpu"))
+    assert len(data.train) == 10 and len(data.val) == 6  # data.subset leaves the named split whole
+    summary = train(cfg)
+    assert summary["monitor"] == "val_loss" and summary["best"] is not None  # validated every epoch
+
+
+def test_npz_x_val_and_val_split_together_are_refused(with_x_val, tmp_path):
+    cfg = config_from_text(VALIDATION_DATA.format(path=with_x_val, val_split=0.2, out=tmp_path))
+    with pytest.raises(DataError, match=r"data\.npz: holds a validation split \(x_val, y_val\), and "
+                                        r"data\.val_split: 0\.2 asks to hold out another from the training samples; "
+                                        r"expected one validation split: set data\.val_split: 0 to validate on "
+                                        r"x_val, y_val, or remove them"):
+        prepare_data(cfg, torch.device("cpu"))
+
+
+def test_monitoring_val_loss_waits_for_the_file_to_say_whether_it_names_a_validation_split(with_x_val, make_npz,
+                                                                                          tmp_path):
+    """Validation cannot see x_val in an .npz, so it lets trainer.monitor: val_loss through; the
+    trainer refuses it where the file names no validation split."""
+    import numpy as np
+
+    from dlcli.errors import RunError
+    from dlcli.train import train
+
+    def config(path):
+        return config_from_text(VALIDATION_DATA.format(path=path, val_split=0, out=tmp_path), "xval.yaml",
+                                ["trainer.monitor=val_loss"])
+
+    assert train(config(with_x_val))["monitor"] == "val_loss"
+    plain = make_npz("plain.npz", x=np.random.rand(16, 3), y=np.arange(16) % 2)
+    with pytest.raises(RunError, match=r"trainer\.monitor: val_loss needs validation data, and npz .*plain\.npz "
+                                       r"names none \(no x_val, y_val\); set data\.val_split \(e\.g\. 0\.1\)"):
+        train(config(plain))

@@ -282,6 +282,30 @@ def test_npz_inline_test_split(make_npz):
     assert splits.num_classes == 3  # the test labels count too
 
 
+def test_npz_inline_validation_split(make_npz):
+    """Keras's validation_data as arrays x_val, y_val: the named validation split, its targets
+    (one-hot here) and images (channels-last here) converted as the other splits'."""
+    x = np.random.default_rng(0).random((10, 5, 6, 3))
+    path = make_npz(x=x, y=np.eye(3)[np.arange(10) % 3], x_val=x[:4], y_val=np.eye(3)[[2, 0, 1, 2]])
+    splits = load_npz_file({"path": str(path), "input_shape": [3, 5, 6]})
+    assert splits.val.x.shape == (4, 3, 5, 6) and torch.equal(splits.val.x, splits.train.x[:4])
+    assert splits.val.y.tolist() == [2, 0, 1, 2] and splits.num_classes == 3 and splits.test is None
+    values = make_npz("values.npz", x=np.random.rand(6, 2), y=np.random.rand(6), x_val=np.random.rand(3, 2),
+                      y_val=np.random.rand(3))
+    assert load_npz_file({"path": str(values)}).val.y.shape == (3, 1)
+
+
+def test_npz_validation_split_must_look_like_train(tmp_path):
+    x, y = np.random.rand(5, 2), np.random.rand(5)
+    _npz_error(tmp_path, r"expected x_val and y_val together, x_val is missing", x=x, y=y, y_val=y)
+    _npz_error(tmp_path, r"expected as many targets as samples, received x_val with 5 samples and y_val with 4",
+               x=x, y=y, x_val=x, y_val=y[:4])
+    _npz_error(tmp_path, r"bad\.npz \(x_val, y_val\): expected validation samples like the training samples, "
+                         r"\(2,\) float32, received \(3,\) float32", x=x, y=y, x_val=np.random.rand(5, 3), y_val=y)
+    _npz_error(tmp_path, r"bad\.npz \(x_val, y_val\): expected targets of shape \(1,\) per sample as in .*bad\.npz, "
+                         r"received \(2,\)", x=x, y=y, x_val=x, y_val=np.random.rand(5, 2))
+
+
 def test_npz_test_path(make_npz):
     train = make_npz("train.npz", x=np.random.rand(10, 3), y=np.random.rand(10))
     test = make_npz("test.npz", x=np.random.rand(5, 3), y=np.random.rand(5))

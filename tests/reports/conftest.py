@@ -183,10 +183,23 @@ def edited_checkpoint_fixture():
 def sequence_run(tmp_path_factory) -> Path:
     """A CSV with columns a, b, target read in windows of 4 rows (no test split)."""
     folder = tmp_path_factory.mktemp("sequence")
+    return _train(SEQUENCE, folder / "runs", write_series(folder / "series.csv"))
+
+
+@pytest.fixture(scope="session")
+def sequence_val_run(tmp_path_factory) -> Path:
+    """sequence_run's data and model with data.val_split 0.25: the last windows validate."""
+    folder = tmp_path_factory.mktemp("sequence_val")
+    return _train(SEQUENCE.replace("window: 4,", "window: 4, val_split: 0.25,"), folder / "runs",
+                  write_series(folder / "series.csv"))
+
+
+def write_series(path: Path) -> Path:
+    """30 rows of columns a, b, target (smooth waves)."""
     t = np.arange(30)
     lines = ["a,b,target"] + [f"{np.sin(i / 3):.4f},{np.cos(i / 5):.4f},{np.sin(i / 3 + 0.5):.4f}" for i in t]
-    (folder / "series.csv").write_text("\n".join(lines) + "\n")
-    return _train(SEQUENCE, folder / "runs", folder / "series.csv")
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -150,6 +150,15 @@ def test_sequence_evaluation_of_a_csv(sequence_run):
         evaluate_checkpoint(sequence_run)  # no validation split either: not offered
 
 
+def test_val_split_of_csv_windows_is_the_last_windows_as_in_training(sequence_val_run):
+    """26 windows: the last 6 validate; the 4 before them, which share rows with both, are dropped."""
+    state = load_checkpoint(sequence_val_run / "checkpoints" / "best.pt")
+    record = next(r for r in state["history"] if r["epoch"] == state["epoch"])
+    report = evaluate_checkpoint(sequence_val_run, split="val").report
+    assert report["samples"] == 6 and report["loss"] == record["val_loss"]
+    assert evaluate_checkpoint(sequence_val_run, split="train").report["samples"] == 16
+
+
 CSV_FIGURES = ("samples", "loss", "mse", "mae", "r2")
 
 
