@@ -382,5 +382,7 @@ def prepare_data(cfg: dict, device: torch.device, splits: Splits | None = None,
                                workers(cfg))
         return to_device_split(split, normalization, view, device, home, out_shape, task)
 
-    return PreparedData(place(train), place(val), place(test), task, splits.num_classes, splits.class_names,
-                        normalization, source, splits.meta.get("features"))
+    # classes of integer targets a regression loss reads as values (prices in whole dollars) are no classes
+    values = LOSSES.get(cfg["loss"]["type"]).meta["task"] == "regression"
+    return PreparedData(place(train), place(val), place(test), task, None if values else splits.num_classes,
+                        None if values else splits.class_names, normalization, source, splits.meta.get("features"))

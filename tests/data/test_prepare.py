@@ -202,3 +202,15 @@ def test_monitoring_val_loss_waits_for_the_file_to_say_whether_it_names_a_valida
     with pytest.raises(RunError, match=r"trainer\.monitor: val_loss needs validation data, and npz .*plain\.npz "
                                        r"names none \(no x_val, y_val\); set data\.val_split \(e\.g\. 0\.1\)"):
         train(config(plain))
+
+
+def test_integer_targets_of_a_regression_are_no_classes(make_npz):
+    """Prices in whole dollars under mse: the checkpoint must not carry 36,665 class names."""
+    import numpy as np
+
+    path = make_npz(x=np.random.rand(20, 3), y=np.arange(20) * 1000 + 5000)
+    cfg = config_from_text(f"model: {{input_shape: [3], layers: [{{dense: 1}}]}}\n"
+                           f"data: {{dataset: npz, path: {path}}}\nloss: mse\n")
+    data = prepare_data(cfg, torch.device("cpu"))
+    assert data.num_classes is None and data.class_names is None
+    assert data.train.y.dtype == torch.float32 and data.train.y.flatten()[:2].tolist() == [5000.0, 6000.0]
