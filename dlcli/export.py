@@ -150,7 +150,9 @@ def normalization_formula(trained: TrainedModel) -> str:
     count, axis = len(norm["mean"]), int(norm["axis"])
     if count == 1:
         return "x = (x - mean[0]) / std[0] for every value (normalization.mean, normalization.std)"
-    along = f"channel c on axis {axis}" if axis == 1 else "feature c on the last axis"
+    shape = tuple(trained.input_shape)
+    last = axis == len(shape) and shape[-1] == count  # features (a table's columns, a window's values)
+    along = f"feature c on axis {axis}, the last" if last else f"channel c on axis {axis}"
     return (f"x = (x - mean[c]) / std[c] for each {along} of the (B, ...) batch "
             f"(normalization.mean, normalization.std: {count} values each)")
 

@@ -155,6 +155,39 @@ def test_torchscript_takes_the_shapes_predict_takes(run, shapes, request, tmp_pa
                         "regression_run": [(4,), (4, 1)]}[run]
 
 
+def test_state_dict_recipe_followed_literally_gives_predicts_outputs(tmp_path):
+    checkpoint = _untrained_checkpoint(tmp_path, "conv2d")  # batchnorm (running statistics set) and dropout
+    export = export_checkpoint(checkpoint, "state_dict", tmp_path / "weights.pt")
+    sidecar = json.loads(export.sidecar.read_text())
+    assert "needs dlcli" not in sidecar["requires"] and sidecar["requires"].startswith("dlcli installed")
+    assert "--format torchscript" in sidecar["requires"]
+    scope = {"sidecar": sidecar, "path": str(export.path)}
+    exec(sidecar["load"], scope)  # the recipe, as written
+    model = scope["model"]
+    assert not model.training
+    trained = load_trained(checkpoint, "cpu")
+    raw = _raw_samples(trained.input_shape, 4, False, seed=2)
+    norm = sidecar["normalization"]
+    assert norm["axis"] == 1 and "for each channel c on axis 1" in sidecar["input"]
+    mean, std = (torch.tensor(norm[key]).reshape(1, -1, 1, 1) for key in ("mean", "std"))
+    running = [buffer.clone() for buffer in model.buffers()]
+    with torch.no_grad():
+        outputs = torch.softmax(model((raw - mean) / std), dim=1)  # the sidecar's formula, then the logits' softmax
+    _, expected = _predict_path(trained, raw)
+    torch.testing.assert_close(outputs, expected, rtol=1e-4, atol=1e-5)
+    assert all(torch.equal(a, b) for a, b in zip(running, model.buffers()))  # batchnorm statistics untouched
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx", "state_dict"])
+def test_csv_exports_name_the_feature_columns_in_order(fmt, table_run, tmp_path):
+    export = export_checkpoint(table_run, fmt, tmp_path)
+    sidecar = json.loads(export.sidecar.read_text())
+    assert sidecar["config"]["data"]["features"] is None  # the config alone does not say
+    assert sidecar["feature_names"] == ["a", "b", "c", "d"]
+    assert "the 4 features in the order of feature_names" in sidecar["input"]
+    assert "for each feature c on axis 1, the last" in sidecar["input"]
+
+
 def test_regression_export_returns_values(regression_run, tmp_path):
     export = export_checkpoint(regression_run, "torchscript", tmp_path)
     assert export.path == tmp_path / "best.torchscript.pt"
