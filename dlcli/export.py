@@ -11,13 +11,15 @@ Each export gets a JSON sidecar (its file name less `.pt`, plus `.json`:
 `best.torchscript.json`, `best.onnx.json`) with the config, the classes,
 the normalization and what the inputs and outputs are.
 
-The TorchScript and ONNX modules take a batch shaped (B, *model.input_shape) of raw
-values as the data files hold them (pixels 0-255, features unscaled) as float
+The TorchScript and ONNX modules take a batch shaped (B, *model.input_shape) of raw,
+unnormalized values (pixels 0-255, features unscaled; images channels-first) as float
 (TorchScript also takes uint8; an ONNX input is typed: float32, or int64 token ids
 for a model that starts with an embedding), apply the training normalization and
 return what `dlcli predict` shows: class probabilities for classifiers (softmax,
 even when the model was trained on logits), sigmoid probabilities for binary
-models, values for regression.
+models, values for regression. The TorchScript module refuses a batch of any shape
+`dlcli predict` would not take (a channels-last image batch has the right number of values);
+the ONNX graph's input is typed (B, *input_shape).
 """
 
 from __future__ import annotations
