@@ -11,13 +11,15 @@ Each export gets a JSON sidecar (its file name less `.pt`, plus `.json`:
 `best.torchscript.json`, `best.onnx.json`) with the config, the classes,
 the normalization and what the inputs and outputs are.
 
-The TorchScript and ONNX modules take a batch shaped (B, *model.input_shape) of raw
-values as the data files hold them (pixels 0-255, features unscaled) as float
+The TorchScript and ONNX modules take a batch shaped (B, *model.input_shape) of raw,
+unnormalized values (pixels 0-255, features unscaled; images channels-first) as float
 (TorchScript also takes uint8; an ONNX input is typed: float32, or int64 token ids
 for a model that starts with an embedding), apply the training normalization and
 return what `dlcli predict` shows: class probabilities for classifiers (softmax,
 even when the model was trained on logits), sigmoid probabilities for binary
-models, values for regression.
+models, values for regression. The TorchScript module refuses a batch of any shape
+`dlcli predict` would not take (a channels-last image batch has the right number of values);
+the ONNX graph's input is typed (B, *input_shape).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import List
 
 import torch
 import torch.nn as nn
@@ -43,6 +46,14 @@ FORMATS = {"torchscript": ".torchscript.pt", "onnx": ".onnx", "state_dict": ".st
 OUTPUTS = {"classification": "class probabilities (B, classes): softmax of the logits",
            "binary": "probabilities (B, outputs): sigmoid of the logits",
            "regression": "predicted values (B, *outputs)"}
+# eval(): dropout off and batchnorm on its running statistics, as predict runs it (build_model returns
+# a model in training mode, which the trainer relies on)
+STATE_DICT_RECIPE = ("import torch, dlcli.model; model = dlcli.model.build_model(sidecar['config']); "
+                     "model.load_state_dict(torch.load(path, weights_only=True)); model.eval()")
+REQUIRES = {"torchscript": "torch only",
+            "onnx": "an ONNX runtime (e.g. pip install onnxruntime)",
+            "state_dict": "dlcli installed (pip install dlcli), which builds the model from the config; "
+                          "for plain PyTorch use dlcli export --format torchscript"}
 ONNX_PACKAGES = ("onnx", "onnxscript")  # torch.onnx's exporter imports both
 ONNX_INLINE_LIMIT = 1536 * 2**20  # weights past this go to <file>.data (torch's threshold; protobuf stops at 2 GiB)
 
@@ -58,15 +69,19 @@ class Export:
 class PredictModule(nn.Module):
     """Raw samples (B, *input_shape) -> predict-time outputs: normalization, model,
     output activation. The normalization is the elementwise `x * scale + shift`
-    training applied, per channel (images) or per feature."""
+    training applied, per channel (images) or per feature. Samples of any other
+    shape than `dlcli predict` takes are refused (a channels-last image batch has
+    the right number of values but would be read as scrambled pixels)."""
 
     def __init__(self, trained: TrainedModel):
         super().__init__()
         self.model = trained.model
         self.activation = trained.prediction_activation
         self.view = tuple(trained.input_shape)
+        self.expected = f"expected {accepted_inputs(trained)}"
         norm = trained.normalization
         self.normalize = norm is not None
+        self.norm_axis, self.norm_count = (int(norm["axis"]), len(norm["mean"])) if norm is not None else (1, 1)
         if norm is not None:
             count = len(norm["mean"])
             # channels first (axis 1: images) or last (features); a reshape keeps the element order
@@ -76,11 +91,72 @@ class PredictModule(nn.Module):
             self.register_buffer("shift", shift)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = check_sample_shape(x, list(self.view), self.norm_axis, self.norm_count, self.expected)
         b = x.shape[0]
         if self.normalize:
             x = torch.addcmul(self.shift, x.float().reshape(b, *self.grouping), self.scale)
         x = x.reshape(b, *self.view)  # (B, *input_shape)
         return self.activation(self.model(x))
+
+
+@torch.jit.script_if_tracing  # compiled into the traced module: a check on every call, not on the example's shape
+def check_sample_shape(x: torch.Tensor, view: List[int], norm_axis: int, norm_count: int, expected: str) -> torch.Tensor:
+    """The samples `dlcli predict` takes (TrainedModel.fit_samples): shaped `view`
+    (model.input_shape), rows-as-steps ((1, H, W) for (H, W)) or, for a flat input,
+    any shape of as many values; with the normalization's channels (features) on its axis.
+    Returns x (a traced call needs a tensor out)."""
+    sample = list(x.shape[1:])  # eager: a torch.Size, which never equals a list
+    fits = sample == view
+    if not fits:
+        if len(view) == 2 and len(sample) == 3:
+            fits = sample[0] == 1 and sample[1:] == view
+        elif len(view) == 1:
+            count = 1
+            for size in sample:
+                count *= size
+            fits = count == view[0]
+        if fits and norm_count > 1:
+            fits = norm_axis <= len(sample) and sample[norm_axis - 1] == norm_count
+    if not fits:
+        raise ValueError("dlcli export: input of shape " + str(list(x.shape)) + ": " + expected)
+    return x
+
+
+def accepted_inputs(trained: TrainedModel) -> str:
+    """The shapes of raw batches the TorchScript module takes, the layout spelled out."""
+    shape = tuple(trained.input_shape)
+    batch = f"(B, {', '.join(map(str, shape))})"
+    norm = trained.normalization
+    if len(shape) == 3:
+        return f"{batch} {channels_first(shape)}"
+    if len(shape) == 2:
+        return f"{batch} (B, steps, features), or (B, 1, {shape[0]}, {shape[1]}) (each image row one step)"
+    if norm is not None and len(norm["mean"]) > 1 and int(norm["axis"]) == 1:
+        return (f"{batch}, or samples as stored in training (e.g. (B, {len(norm['mean'])}, H, W) channels-first) "
+                f"holding {shape[0]} values in that order")
+    return f"{batch}, or any (B, ...) of {shape[0]} values per sample in that order (flattened)"
+
+
+def channels_first(shape: tuple) -> str:
+    """The layout of image-shaped (C, H, W) input, and how to get it from channels-last arrays."""
+    c, h, w = shape
+    return (f"channels-first (B, C, H, W); transpose channels-last (B, {h}, {w}, {c}) arrays first: "
+            f"x.permute(0, 3, 1, 2) (numpy: x.transpose(0, 3, 1, 2))")
+
+
+def normalization_formula(trained: TrainedModel) -> str:
+    """(x - mean) / std, and along which axis of the batch."""
+    norm = trained.normalization
+    if norm is None:
+        return "none (integer token ids)"
+    count, axis = len(norm["mean"]), int(norm["axis"])
+    if count == 1:
+        return "x = (x - mean[0]) / std[0] for every value (normalization.mean, normalization.std)"
+    shape = tuple(trained.input_shape)
+    last = axis == len(shape) and shape[-1] == count  # features (a table's columns, a window's values)
+    along = f"feature c on axis {axis}, the last" if last else f"channel c on axis {axis}"
+    return (f"x = (x - mean[c]) / std[c] for each {along} of the (B, ...) batch "
+            f"(normalization.mean, normalization.std: {count} values each)")
 
 
 def default_path(trained: TrainedModel, fmt: str) -> Path:
@@ -127,21 +203,33 @@ def sidecar_info(trained: TrainedModel, fmt: str) -> dict:
     import dlcli
 
     weights = fmt == "state_dict"
+    features = trained.csv_features
+    order = f"; the {len(features)} features in the order of feature_names" if features else ""
+    shape = tuple(trained.input_shape)
+    batch = f"(B, {', '.join(map(str, shape))})" + (f" {channels_first(shape)}" if len(shape) == 3 else "")
+    if weights:
+        takes = f"normalized samples {batch}{order}; as training fed the model: {normalization_formula(trained)}"
+    elif fmt == "onnx":
+        takes = (f"raw samples {batch}, exactly this shape (the graph's input), {_input_type(trained, fmt)}, "
+                 f"unnormalized values (pixels 0-255){order}; "
+                 f"normalization applied inside: {normalization_formula(trained)}")
+    else:
+        takes = (f"raw samples {accepted_inputs(trained)}, {_input_type(trained, fmt)}, unnormalized values "
+                 f"(pixels 0-255){order}; other shapes are refused; "
+                 f"normalization applied inside: {normalization_formula(trained)}")
     return {
         "format": f"dlcli-export-{fmt}", "dlcli_version": dlcli.__version__, "torch_version": str(torch.__version__),
         "checkpoint": str(trained.checkpoint), "epoch": trained.epoch,
-        "input": ("normalized samples (B, *input_shape) as training fed the model: see normalization" if weights
-                  else f"raw samples (B, *input_shape), {_input_type(trained, fmt)}, values as in the data files; "
-                       f"normalization is applied inside"),
+        "input": takes,
         "output": ("the model's forward outputs (logits for classifiers; apply output_activation for "
                    "probabilities)" if weights else OUTPUTS[trained.loss_task]),
-        "load": ("cfg = sidecar['config']; model = dlcli.model.build_model(cfg); "
-                 "model.load_state_dict(torch.load(path, weights_only=True))" if weights
-                 else ("torch.jit.load(path)" if fmt == "torchscript"
-                       else "onnxruntime.InferenceSession(path).run(['output'], {'input': x})[0]")),
+        "load": STATE_DICT_RECIPE if weights
+        else ("torch.jit.load(path)" if fmt == "torchscript"
+              else "onnxruntime.InferenceSession(path).run(['output'], {'input': x})[0]"),
+        "requires": REQUIRES[fmt],
         "input_shape": list(trained.input_shape), "task": trained.loss_task,
         "output_activation": getattr(trained.model, "output_activation", None),
-        "class_names": trained.class_names, "normalization": trained.normalization,
+        "class_names": trained.class_names, "feature_names": features, "normalization": trained.normalization,
         "config": trained.cfg,
     }
 

@@ -109,6 +109,85 @@ def test_state_dict_is_plain_tensors_with_a_config_sidecar(mnist_run, raw_batch,
     assert sidecar["normalization"] == trained.normalization
 
 
+def test_torchscript_refuses_channels_last_images_naming_both_shapes(images_run, tmp_path):
+    export = export_checkpoint(images_run, "torchscript", tmp_path)
+    module = torch.jit.load(str(export.path))
+    trained = load_trained(images_run, "cpu")
+    raw = torch.randint(0, 256, (5, 3, 8, 8), generator=torch.Generator().manual_seed(4)).float()  # (B, C, H, W)
+    _, expected = _predict_path(trained, raw)
+    torch.testing.assert_close(module(raw), expected, rtol=0, atol=1e-6)
+    channels_last = raw.permute(0, 2, 3, 1).contiguous()  # (B, H, W, C): the same count of values
+    with pytest.raises(Exception, match=re.escape(
+            "input of shape [5, 8, 8, 3]: expected (B, 3, 8, 8) channels-first (B, C, H, W); transpose "
+            "channels-last (B, 8, 8, 3) arrays first: x.permute(0, 3, 1, 2) (numpy: x.transpose(0, 3, 1, 2))")):
+        module(channels_last)
+    with pytest.raises(Exception, match=re.escape("input of shape [5, 192]: expected (B, 3, 8, 8)")):
+        module(raw.reshape(5, 192))
+    torch.testing.assert_close(module(channels_last.permute(0, 3, 1, 2)), expected, rtol=0, atol=1e-6)
+    sidecar = json.loads(export.sidecar.read_text())
+    assert "(B, 3, 8, 8) channels-first" in sidecar["input"] and "x.transpose(0, 3, 1, 2)" in sidecar["input"]
+    assert "x = (x - mean[c]) / std[c] for each channel c on axis 1" in sidecar["input"]
+    assert "values as in the data files" not in sidecar["input"]
+
+
+@pytest.mark.parametrize("run, shapes", [
+    ("mnist_run", [(1, 28, 28), (28, 28, 1), (28, 28), (784,)]),
+    ("lstm_run", [(28, 28), (1, 28, 28), (28, 28, 1), (784,), (14, 56)]),
+    ("regression_run", [(4,), (2, 2), (1, 4), (4, 1), (5,)])])
+def test_torchscript_takes_the_shapes_predict_takes(run, shapes, request, tmp_path):
+    from dlcli.errors import DataError
+
+    folder = request.getfixturevalue(run)
+    module = torch.jit.load(str(export_checkpoint(folder, "torchscript", tmp_path).path))
+    trained = load_trained(folder, "cpu")
+    accepted = []
+    for shape in shapes:
+        raw = torch.randint(0, 256, (3, *shape), generator=torch.Generator().manual_seed(5)).float()
+        try:
+            _, expected = _predict_path(trained, raw)
+        except DataError:
+            with pytest.raises(Exception, match=re.escape(f"input of shape {[3, *shape]}: expected (B, ")):
+                module(raw)
+            continue
+        torch.testing.assert_close(module(raw), expected, rtol=0, atol=1e-5)
+        accepted.append(shape)
+    assert accepted == {"mnist_run": [(1, 28, 28)], "lstm_run": [(28, 28), (1, 28, 28)],
+                        "regression_run": [(4,), (4, 1)]}[run]
+
+
+def test_state_dict_recipe_followed_literally_gives_predicts_outputs(tmp_path):
+    checkpoint = _untrained_checkpoint(tmp_path, "conv2d")  # batchnorm (running statistics set) and dropout
+    export = export_checkpoint(checkpoint, "state_dict", tmp_path / "weights.pt")
+    sidecar = json.loads(export.sidecar.read_text())
+    assert "needs dlcli" not in sidecar["requires"] and sidecar["requires"].startswith("dlcli installed")
+    assert "--format torchscript" in sidecar["requires"]
+    scope = {"sidecar": sidecar, "path": str(export.path)}
+    exec(sidecar["load"], scope)  # the recipe, as written
+    model = scope["model"]
+    assert not model.training
+    trained = load_trained(checkpoint, "cpu")
+    raw = _raw_samples(trained.input_shape, 4, False, seed=2)
+    norm = sidecar["normalization"]
+    assert norm["axis"] == 1 and "for each channel c on axis 1" in sidecar["input"]
+    mean, std = (torch.tensor(norm[key]).reshape(1, -1, 1, 1) for key in ("mean", "std"))
+    running = [buffer.clone() for buffer in model.buffers()]
+    with torch.no_grad():
+        outputs = torch.softmax(model((raw - mean) / std), dim=1)  # the sidecar's formula, then the logits' softmax
+    _, expected = _predict_path(trained, raw)
+    torch.testing.assert_close(outputs, expected, rtol=1e-4, atol=1e-5)
+    assert all(torch.equal(a, b) for a, b in zip(running, model.buffers()))  # batchnorm statistics untouched
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx", "state_dict"])
+def test_csv_exports_name_the_feature_columns_in_order(fmt, table_run, tmp_path):
+    export = export_checkpoint(table_run, fmt, tmp_path)
+    sidecar = json.loads(export.sidecar.read_text())
+    assert sidecar["config"]["data"]["features"] is None  # the config alone does not say
+    assert sidecar["feature_names"] == ["a", "b", "c", "d"]
+    assert "the 4 features in the order of feature_names" in sidecar["input"]
+    assert "for each feature c on axis 1, the last" in sidecar["input"]
+
+
 def test_regression_export_returns_values(regression_run, tmp_path):
     export = export_checkpoint(regression_run, "torchscript", tmp_path)
     assert export.path == tmp_path / "best.torchscript.pt"
