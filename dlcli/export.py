@@ -207,15 +207,16 @@ def sidecar_info(trained: TrainedModel, fmt: str) -> dict:
     order = f"; the {len(features)} features in the order of feature_names" if features else ""
     shape = tuple(trained.input_shape)
     batch = f"(B, {', '.join(map(str, shape))})" + (f" {channels_first(shape)}" if len(shape) == 3 else "")
+    raw = "unnormalized values" + (" (pixels 0-255)" if len(shape) == 3 else "")
     if weights:
         takes = f"normalized samples {batch}{order}; as training fed the model: {normalization_formula(trained)}"
     elif fmt == "onnx":
         takes = (f"raw samples {batch}, exactly this shape (the graph's input), {_input_type(trained, fmt)}, "
-                 f"unnormalized values (pixels 0-255){order}; "
+                 f"{raw}{order}; "
                  f"normalization applied inside: {normalization_formula(trained)}")
     else:
-        takes = (f"raw samples {accepted_inputs(trained)}, {_input_type(trained, fmt)}, unnormalized values "
-                 f"(pixels 0-255){order}; other shapes are refused; "
+        takes = (f"raw samples {accepted_inputs(trained)}, {_input_type(trained, fmt)}, {raw}{order}; "
+                 f"other shapes are refused; "
                  f"normalization applied inside: {normalization_formula(trained)}")
     return {
         "format": f"dlcli-export-{fmt}", "dlcli_version": dlcli.__version__, "torch_version": str(torch.__version__),
