@@ -318,10 +318,10 @@ def _model(check: _Checker, value: Any, guards: bool) -> dict | None:
         except ShapeError as err:
             i = err.index
             problem = f"{resolved_layers[i]['type']}: {err}"
-            hint = _channels_last_hint(resolved["input_shape"], resolved_layers, i)
-            if hint:
-                check.add(("model", "input_shape"), f"{hint} (as it is, {format_path(('model', 'layers', i))}: "
-                                                    f"{problem})")
+            found = _channels_last_hint(resolved["input_shape"], resolved_layers, i)
+            if found:
+                where, hint = found
+                check.add(where, f"{hint} (as it is, {format_path(('model', 'layers', i))}: {problem})")
             else:
                 check.add(("model", "layers", i), problem)
     return resolved
@@ -345,22 +345,26 @@ def _looks_channels_last(shape) -> bool:
     return len(shape) == 3 and shape[-1] in (1, 3, 4) and shape[0] > 4
 
 
-def _channels_last_hint(input_shape: list, layers: list[dict], failed: int) -> str | None:
-    """Where a shape error follows a model input that looks channels-last, (height, width, channels)
-    as Keras stores images, read as channels-first by the first layer that reads channels: the fix."""
-    shape = tuple(input_shape)
+def _channels_last_hint(input_shape: list, layers: list[dict], failed: int) -> tuple[tuple, str] | None:
+    """Where a shape error follows a shape that looks channels-last, (height, width, channels) as
+    Keras stores images, read as channels-first by the first layer after it that reads channels:
+    (the key that set that shape, the fix). The shape is the model's input, or a reshape's target
+    (Keras's Reshape((28, 28, 1)) before a Conv2D)."""
+    shapes = [tuple(input_shape)] + [out for *_, out in infer_shapes(input_shape, layers[:failed])]
+    start = max((i for i in range(failed) if layers[i]["type"] == "reshape"), default=-1) + 1  # what set the shape
+    shape = shapes[start]
     if not _looks_channels_last(shape):
         return None
-    seen = [shape] + [out for *_, out in infer_shapes(shape, layers[:failed])]
-    for i, layer in enumerate(layers[:failed + 1]):
-        if seen[i] != shape:
-            return None  # an earlier layer (a reshape, a flatten...) changed what the next ones read
-        entry = LAYERS.get(layer["type"])
+    key = ("model", "input_shape") if start == 0 else ("model", "layers", start - 1, "target_shape")
+    for i in range(start, failed + 1):
+        if shapes[i] != shape:
+            return None  # a layer in between (a flatten, a conv...) changed what the next ones read
+        entry = LAYERS.get(layers[i]["type"])
         if entry.meta.get("channels_first"):
             height, width, channels = shape
-            return (f"{list(shape)} looks channels-last (height, width, channels), as Keras stores images, but "
-                    f"dlcli is channels-first like PyTorch: {entry.name} reads it as {height} channels of "
-                    f"{width} x {channels}; set model.input_shape to {[channels, height, width]}")
+            return key, (f"{list(shape)} looks channels-last (height, width, channels), as Keras stores images, "
+                         f"but dlcli is channels-first like PyTorch: {entry.name} reads it as {height} channels of "
+                         f"{width} x {channels}; set {format_path(key)} to {[channels, height, width]}")
     return None
 
 

@@ -223,11 +223,18 @@ def test_a_channels_last_input_shape_is_blamed_with_the_channels_first_fix(write
         load_config(path)
 
 
-def test_no_channels_last_hint_once_a_layer_has_changed_the_shape(write_config):
+def test_a_channels_last_reshape_target_gets_the_hint_at_the_reshape(write_config):
+    """Keras's Reshape((28, 28, 1)) before a Conv2D: the fix is the reshape's target_shape."""
     path = write_config(model_config("- reshape: {target_shape: [28, 28, 1]}\n- conv2d: {filters: 8, kernel_size: 3}",
                                      input_shape="[784]", rest="data: {dataset: npz, path: x.npz}\n"))
-    with pytest.raises(ConfigError, match=_at(path, 5) + re.escape("model.layers[1]: conv2d: conv2d kernel (3, 3)")):
+    with pytest.raises(ConfigError, match=_at(path, 4) + re.escape(
+            "model.layers[0].target_shape: [28, 28, 1] looks channels-last (height, width, channels), as Keras "
+            "stores images, but dlcli is channels-first like PyTorch: conv2d reads it as 28 channels of 28 x 1; set "
+            "model.layers[0].target_shape to [1, 28, 28] (as it is, model.layers[1]: conv2d: conv2d kernel (3, 3)")):
         load_config(path)
+
+
+def test_no_channels_last_hint_once_a_layer_has_changed_the_shape(write_config):
     path = write_config(model_config("- flatten\n- conv2d: {filters: 8, kernel_size: 3}", input_shape="[28, 28, 1]",
                                      rest="data: {dataset: npz, path: x.npz}\n"))
     with pytest.raises(ConfigError, match=_at(path, 5) + re.escape("model.layers[1]: conv2d: conv2d expects")):
