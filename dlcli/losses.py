@@ -10,7 +10,7 @@ to read its outputs as they are (nll: log_softmax); the validator checks it.
 
 from __future__ import annotations
 
-from dlcli.registry import Arg, Float, Registry, Str
+from dlcli.registry import Arg, Float, Optional, Registry, Str, Weights
 
 LOSSES = Registry("loss")
 _REDUCTION = Arg("reduction", Str(("mean", "sum")), "mean", "how the per-sample losses are combined")
@@ -19,12 +19,18 @@ _REDUCTION = Arg("reduction", Str(("mean", "sum")), "mean", "how the per-sample 
 @LOSSES.register("cross_entropy", help="softmax cross-entropy on logits; targets are class ids (or one-hot)",
                  aliases=("sparse_categorical_crossentropy", "categorical_crossentropy", "CrossEntropyLoss"),
                  args=(Arg("label_smoothing", Float(min=0.0, max=1.0, max_open=True), 0.0,
-                           "spread this much probability over the other classes"), _REDUCTION),
+                           "spread this much probability over the other classes"),
+                       Arg("class_weights", Optional(Weights()), None,
+                           "one weight per class (Keras's class_weight): a rare class counts more; the loss is "
+                           "the weighted mean"), _REDUCTION),
                  task="classification", logits_of="softmax", needs_final=None)
 def build_cross_entropy(args):
+    import torch
     import torch.nn as nn
 
-    return nn.CrossEntropyLoss(label_smoothing=args["label_smoothing"], reduction=args["reduction"])
+    weights = args.get("class_weights")
+    return nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32) if weights else None,
+                               label_smoothing=args["label_smoothing"], reduction=args["reduction"])
 
 
 @LOSSES.register("nll", help="negative log-likelihood on log-probabilities (after log_softmax)",
@@ -37,12 +43,17 @@ def build_nll(args):
 
 
 @LOSSES.register("bce_with_logits", help="sigmoid + binary cross-entropy on logits; targets 0/1",
-                 aliases=("binary_crossentropy", "BCEWithLogitsLoss"), args=(_REDUCTION,),
+                 aliases=("binary_crossentropy", "BCEWithLogitsLoss"),
+                 args=(Arg("pos_weight", Optional(Float(min=0.0, min_open=True)), None,
+                           "weight of the positive (1) targets, e.g. negatives / positives for rare positives "
+                           "(Keras's class_weight {0: 1, 1: w})"), _REDUCTION),
                  task="binary", logits_of="sigmoid", needs_final=None)
 def build_bce(args):
+    import torch
     import torch.nn as nn
 
-    return nn.BCEWithLogitsLoss(reduction=args["reduction"])
+    weight = args.get("pos_weight")
+    return nn.BCEWithLogitsLoss(pos_weight=torch.tensor([weight]) if weight else None, reduction=args["reduction"])
 
 
 @LOSSES.register("mse", help="mean squared error", aliases=("mean_squared_error", "MSELoss"),

@@ -253,6 +253,25 @@ class FloatList(Kind):
             raise KindError(expected) from None
 
 
+class Weights(Kind):
+    """One weight per class: at least 2 numbers >= 0, not all 0."""
+
+    describe = "[float, ...] (>= 0, one per class)"
+
+    def check(self, value: Any) -> list[float]:
+        expected = "expected a list of one weight per class, numbers >= 0 and not all 0 (e.g. [1.0, 5.0])"
+        if not isinstance(value, (list, tuple)) or not 2 <= len(value) <= 100_000:
+            raise KindError(expected)
+        item = Float(min=0.0)
+        try:
+            weights = [item.check(v) for v in value]
+        except KindError:
+            raise KindError(expected) from None
+        if not any(weights):
+            raise KindError(expected)
+        return weights
+
+
 class Padding(Kind):
     describe = "valid | same | int"
 

@@ -113,6 +113,7 @@ def evaluate_checkpoint(path: str | Path, split: str | None = None, data: str | 
     else:
         device_split, label, source = _other_data(trained, Path(data), split)
     loss_fn = LOSSES.get(cfg["loss"]["type"]).build({k: v for k, v in cfg["loss"].items() if k != "type"})
+    loss_fn.to(trained.device)  # class weights are tensors
     result = evaluate_split(trained.model, device_split, loss_fn, metric_functions(cfg["metrics"]),
                             batch_size or cfg["data"]["eval_batch_size"], _autocast(trained),
                             collect_outputs=True)

@@ -74,6 +74,32 @@ def test_cross_entropy_takes_logits():
     torch.testing.assert_close(loss(logits, targets), expected)
 
 
+def test_class_weights_make_the_weighted_mean_of_keras_class_weight():
+    from dlcli.registry import check_args
+
+    entry = LOSSES.get("cross_entropy")
+    args, problems = check_args(entry, {"class_weights": [1.0, 4.0, 0.5]})
+    assert not problems
+    logits, targets = torch.randn(6, 3), torch.tensor([0, 1, 1, 2, 0, 1])
+    per_sample = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    weights = torch.tensor([1.0, 4.0, 0.5])[targets]
+    torch.testing.assert_close(entry.build(args)(logits, targets), (weights * per_sample).sum() / weights.sum())
+    for bad in ([1.0], [0.0, 0.0], [1.0, -1.0], "heavy"):
+        assert check_args(entry, {"class_weights": bad})[1], bad
+
+
+def test_pos_weight_weights_the_positive_targets():
+    from dlcli.registry import check_args
+
+    entry = LOSSES.get("bce_with_logits")
+    args, problems = check_args(entry, {"pos_weight": 3.0})
+    assert not problems
+    logits, targets = torch.randn(5, 1), torch.tensor([[1.0], [0.0], [1.0], [0.0], [0.0]])
+    p = torch.sigmoid(logits)
+    expected = -(3.0 * targets * torch.log(p) + (1 - targets) * torch.log(1 - p)).mean()
+    torch.testing.assert_close(entry.build(args)(logits, targets), expected)
+
+
 def test_loss_reduction_sum():
     entry = LOSSES.get("mse")
     loss = entry.build(sample_args(entry, {"reduction": "sum"}))

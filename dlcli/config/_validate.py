@@ -442,6 +442,10 @@ def _cross_checks(check: _Checker, cfg: dict, guards: bool) -> None:
     if loss.meta["task"] == "classification" and (len(out_shape) != 1 or out_shape[0] < 2):
         check.add(last, f"{loss.name} needs one output per class, shape (classes,) with at least 2 classes; "
                         f"the model outputs {fmt_shape(out_shape)}")
+    weights = cfg["loss"].get("class_weights")
+    if weights and len(out_shape) == 1 and len(weights) != out_shape[0]:
+        check.add(("loss", "class_weights"), f"expected one weight per class, {out_shape[0]} for a model with "
+                                             f"{out_shape[0]} outputs; received {len(weights)}")
     needs = loss.meta["needs_final"]
     ends_in = final_activation(model["layers"])
     if guards and needs and ends_in != needs:

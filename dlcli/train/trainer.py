@@ -83,6 +83,7 @@ class Trainer:
         self.model = model.to(device) if model is not None else build_training_model(cfg, device)
         self.channels_last = uses_channels_last(cfg, device)
         self.loss_fn = LOSSES.get(cfg["loss"]["type"]).build({k: v for k, v in cfg["loss"].items() if k != "type"})
+        self.loss_fn.to(device)  # class weights are tensors
         self.metric_fns = metric_functions(cfg["metrics"])
         use_graphs = False
         if t["cuda_graphs"]:

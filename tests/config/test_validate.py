@@ -41,7 +41,7 @@ def test_tiny_config_resolves_with_defaults(write_config, tiny_config_text):
     assert cfg["model"]["layers"][2] == {"type": "flatten"}
     assert cfg["optimizer"]["type"] == "adam" and cfg["optimizer"]["betas"] == [0.9, 0.999]
     assert cfg["scheduler"] is None
-    assert cfg["loss"] == {"type": "cross_entropy", "label_smoothing": 0.0, "reduction": "mean"}
+    assert cfg["loss"] == {"type": "cross_entropy", "label_smoothing": 0.0, "class_weights": None, "reduction": "mean"}
     assert cfg["trainer"]["epochs"] == 1 and cfg["trainer"]["early_stopping"] is None
 
 
@@ -701,3 +701,12 @@ def test_a_section_s_key_at_the_top_says_where_it_belongs(write_config, tiny_con
         "data.batch_size=...)",
         "unknown argument 'learning_rate' for config: it belongs under optimizer, as optimizer.lr (override: "
         "optimizer.lr=...)"]
+
+
+def test_class_weights_need_one_weight_per_class(write_config, tiny_config_text):
+    text = tiny_config_text.replace("loss: cross_entropy", "loss: {type: cross_entropy, class_weights: [1, 2, 3]}")
+    with pytest.raises(ConfigError, match=r"loss.class_weights: expected one weight per class, 10 for a model with "
+                                          r"10 outputs; received 3"):
+        load_config(write_config(text))
+    assert load_config(write_config(tiny_config_text.replace(
+        "loss: cross_entropy", "loss: {type: cross_entropy, class_weights: [1, 1, 1, 1, 1, 5, 1, 1, 1, 1]}")))

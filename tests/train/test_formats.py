@@ -114,3 +114,18 @@ def test_shipped_configs_train_on_a_subset(tmp_path, config, repo_root):
                        "trainer.progress=none", f"trainer.out_dir={tmp_path}"])
     summary = train(cfg)
     assert summary["status"] == "finished" and summary["test"]["accuracy"] > 0.1
+
+
+def test_class_weights_train_on_the_device_of_the_run(tmp_path):
+    """Keras's class_weight: the loss's weight tensor goes where the model trains; evaluate too."""
+    from dlcli.reports import evaluate_checkpoint
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 4)).astype(np.float32)
+    y = (x[:, 0] > 1).astype(np.int64)  # rare positives
+    np.savez(tmp_path / "d.npz", x=x, y=y, x_test=x[:20], y_test=y[:20])
+    summary = _run(tmp_path, "{input_shape: [4], layers: [{dense: 2}]}",
+                   f"{{dataset: npz, path: {tmp_path / 'd.npz'}, batch_size: 16}}",
+                   loss="{type: cross_entropy, class_weights: [1.0, 6.0]}")
+    assert summary["status"] == "finished"
+    assert evaluate_checkpoint(summary["run_dir"]).report["samples"] == 20
