@@ -1,5 +1,7 @@
 """Every speed-up computes the same function as the plain path: outputs and gradients."""
 
+import shutil
+
 import pytest
 import torch
 
@@ -142,6 +144,8 @@ def test_graph_dispatch_full_batches_replayed_partial_batch_eager(tiny_cfg):
     assert [r["train_loss"] for r in plain.history] == [r["train_loss"] for r in fast.history]
 
 
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("c++", "g++", "clang++")),
+                    reason="torch.compile on the CPU needs a C++ compiler")
 def test_compile_trains_the_same_function(tiny_cfg):
     """trainer.compile: the forward runs compiled, the weights end close to the eager run's,
     and the checkpoint keeps the plain keys (evaluate builds the model uncompiled)."""
@@ -164,8 +168,6 @@ def test_compile_trains_the_same_function(tiny_cfg):
 
 
 def test_compile_is_ignored_with_a_note_where_it_cannot_run(tiny_cfg, monkeypatch):
-    import shutil
-
     from dlcli.data.prepare import prepare_data
     from dlcli.train import Trainer
 
