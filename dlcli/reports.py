@@ -155,17 +155,17 @@ def _other_data(trained: TrainedModel, path: Path, split: str | None):
     when it has one), else its samples."""
     from dlcli.data.prepare import check_fits
 
-    if split == "val":
-        raise DlcliError("--split val with --data: other data has no held-out validation part; use --split "
-                         "train (its samples) or test (its test part)")
     splits = load_data_file(path, trained)
+    if split == "val" and splits.val is None:
+        raise DataError(f"{path}: has no validation part (only an .npz names one, with x_val and y_val); use "
+                        f"--split train (its samples) or test (its test part)")
     if split == "test" and splits.test is None:
         raise DataError(f"{path}: has no test part (x_test/y_test, a test/ folder or test_path); leave out "
                         f"--split to evaluate its samples")
-    use_test = splits.test is not None and split != "train"
-    chosen = splits.test if use_test else splits.train
-    label = f"data-{path.stem}" + ("-test" if use_test else "")
-    source = splits.source + (" (test part)" if use_test else "")
+    part = "val" if split == "val" else "test" if splits.test is not None and split != "train" else None
+    chosen = {"val": splits.val, "test": splits.test, None: splits.train}[part]
+    label = f"data-{path.stem}" + (f"-{part}" if part else "")
+    source = splits.source + {"val": " (validation part)", "test": " (test part)", None: ""}[part]
     trained.check_shape(tuple(chosen.x.shape[1:]), str(path))
     chosen = check_labels(trained, chosen, splits.class_names, str(path))
     check_fits(trained.cfg, chosen, "the", str(path), splits.task)  # targets per sample, for regression

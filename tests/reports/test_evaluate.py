@@ -342,3 +342,17 @@ def test_a_run_trained_on_a_relative_path_evaluates_from_anywhere(tmp_path, monk
     run_dir = Path(run["run_dir"]).resolve()
     monkeypatch.chdir(tmp_path)  # where data.npz is not
     assert evaluate_checkpoint(run_dir).report["samples"] == 8
+
+
+def test_other_data_s_validation_part_is_evaluated_with_split_val(regression_run, tmp_path):
+    rng = np.random.default_rng(3)
+    with_val = tmp_path / "other.npz"
+    np.savez(with_val, x=rng.random((10, 4)), y=rng.random(10), x_val=rng.random((6, 4)), y_val=rng.random(6))
+    report = evaluate_checkpoint(regression_run, data=with_val, split="val").report
+    assert (report["samples"], report["split"]) == (6, "data-other-val")
+    assert report["data"].endswith("(validation part)")
+    without = tmp_path / "plain.npz"
+    np.savez(without, x=rng.random((10, 4)), y=rng.random(10))
+    with pytest.raises(DataError, match=r"plain.npz: has no validation part \(only an .npz names one, with x_val and "
+                                        r"y_val\); use --split train"):
+        evaluate_checkpoint(regression_run, data=without, split="val")
