@@ -46,14 +46,29 @@ def build_nll(args):
                  aliases=("binary_crossentropy", "BCEWithLogitsLoss"),
                  args=(Arg("pos_weight", Optional(Float(min=0.0, min_open=True)), None,
                            "weight of the positive (1) targets, e.g. negatives / positives for rare positives "
-                           "(Keras's class_weight {0: 1, 1: w})"), _REDUCTION),
+                           "(Keras's class_weight {0: 1, 1: w})"),
+                       Arg("label_smoothing", Float(min=0.0, max=1.0, max_open=True), 0.0,
+                           "pull the 0/1 targets towards 0.5 by this much, as Keras's BinaryCrossentropy does"),
+                       _REDUCTION),
                  task="binary", logits_of="sigmoid", needs_final=None)
 def build_bce(args):
     import torch
     import torch.nn as nn
 
+    class SmoothedBCEWithLogitsLoss(nn.BCEWithLogitsLoss):
+        """Targets t become t * (1 - s) + s / 2 before the loss (Keras's label_smoothing for binary targets)."""
+
+        def __init__(self, smoothing: float, **kwargs):
+            super().__init__(**kwargs)
+            self.smoothing = smoothing
+
+        def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            return super().forward(logits, targets * (1 - self.smoothing) + self.smoothing / 2)
+
     weight = args.get("pos_weight")
-    return nn.BCEWithLogitsLoss(pos_weight=torch.tensor([weight]) if weight else None, reduction=args["reduction"])
+    kwargs = {"pos_weight": torch.tensor([weight]) if weight else None, "reduction": args["reduction"]}
+    smoothing = args.get("label_smoothing", 0.0)
+    return SmoothedBCEWithLogitsLoss(smoothing, **kwargs) if smoothing else nn.BCEWithLogitsLoss(**kwargs)
 
 
 @LOSSES.register("mse", help="mean squared error", aliases=("mean_squared_error", "MSELoss"),

@@ -100,6 +100,19 @@ def test_pos_weight_weights_the_positive_targets():
     torch.testing.assert_close(entry.build(args)(logits, targets), expected)
 
 
+def test_binary_label_smoothing_is_keras_s():
+    from dlcli.registry import check_args
+
+    entry = LOSSES.get("bce_with_logits")
+    args, problems = check_args(entry, {"label_smoothing": 0.2})
+    assert not problems
+    logits, targets = torch.randn(5, 2), torch.tensor([[1.0, 0.0], [0.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
+    smoothed = targets * 0.8 + 0.1  # Keras: y * (1 - s) + 0.5 * s
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, smoothed)
+    torch.testing.assert_close(entry.build(args)(logits, targets), expected)
+    assert type(entry.build(check_args(entry, {})[0])) is torch.nn.BCEWithLogitsLoss  # none: the plain loss
+
+
 def test_loss_reduction_sum():
     entry = LOSSES.get("mse")
     loss = entry.build(sample_args(entry, {"reduction": "sum"}))
