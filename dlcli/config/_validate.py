@@ -292,19 +292,7 @@ def _model(check: _Checker, value: Any, guards: bool) -> dict | None:
             ok = False
             continue
         before = len(check.problems)
-        if "input_shape" in layer and entry.arg("input_shape") is None:  # Keras' first-layer argument
-            layer = dict(layer)
-            given = layer.pop("input_shape")
-            check.add(path + ("input_shape",), _layer_input_shape_message(entry.name, given, "input_shape" in model))
-        if "name" in layer and entry.arg("name") is None:  # Keras' layer name
-            layer = dict(layer)
-            check.add(path + ("name",), f"unknown argument 'name' for {entry.name}: dlcli names the layers itself, "
-                                        f"as Keras does by default ({entry.name}, {entry.name}_1, ...: the module and "
-                                        f"weight names); remove it; received: {short_repr(layer.pop('name'))}")
-        if "input_length" in layer and entry.meta.get("int_input") and entry.arg("input_length") is None:
-            layer = dict(layer)  # Keras' Embedding(input_length=80)
-            check.add(path + ("input_length",), f"unknown argument 'input_length' for {entry.name}: the sequence "
-                                                f"length is model.input_shape (e.g. [{short_repr(layer.pop('input_length'))}])")
+        layer = _keras_only_arguments(check, entry, layer, path, "input_shape" in model)
         args = check.args(entry, layer, path)
         if guards and len(check.problems) == before and entry.meta.get("guard"):
             for key, message in entry.meta["guard"](args):
@@ -325,6 +313,27 @@ def _model(check: _Checker, value: Any, guards: bool) -> dict | None:
             else:
                 check.add(("model", "layers", i), problem)
     return resolved
+
+
+def _keras_only_arguments(check: _Checker, entry: Entry, layer: dict, path: tuple, model_has_shape: bool) -> dict:
+    """Keras's layer arguments whose job dlcli does elsewhere (the first layer's input_shape, a
+    layer's name, Embedding's input_length): each answered with where, instead of a bare
+    'unknown argument'; returns the layer without them."""
+    answers = {
+        "input_shape": lambda value: _layer_input_shape_message(entry.name, value, model_has_shape),
+        "name": lambda value: (f"unknown argument 'name' for {entry.name}: dlcli names the layers itself, as Keras "
+                               f"does by default ({entry.name}, {entry.name}_1, ...: the module and weight names); "
+                               f"remove it; received: {short_repr(value)}"),
+        "input_length": lambda value: (f"unknown argument 'input_length' for {entry.name}: the sequence length is "
+                                       f"model.input_shape (e.g. [{short_repr(value)}])"),
+    }
+    if not entry.meta.get("int_input"):
+        del answers["input_length"]  # only an embedding's
+    rest = dict(layer)
+    for key, answer in answers.items():
+        if key in rest and entry.arg(key) is None:
+            check.add(path + (key,), answer(rest.pop(key)))
+    return rest
 
 
 def _layer_input_shape_message(layer: str, value: Any, model_has_one: bool) -> str:
