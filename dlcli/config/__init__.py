@@ -14,11 +14,11 @@ from typing import Any
 from dlcli.config._load import parse_yaml, read_config_file
 from dlcli.config._overrides import apply_overrides
 from dlcli.config._validate import (canonicalize_layers, canonicalize_sections, data_view_fits, infer_shapes,
-                                    section_defaults, validate)
+                                    looks_channels_last, section_defaults, validate)
 from dlcli.errors import ConfigError
 
 __all__ = ["load_config", "resolve_config", "config_from_text", "dump_config", "infer_shapes",
-           "data_view_fits", "ConfigError"]
+           "data_view_fits", "looks_channels_last", "ConfigError"]
 
 
 def resolve_config(data: Any, lines: dict, source: str, overrides: list[str] = (), default_name: str = "run",

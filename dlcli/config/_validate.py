@@ -343,13 +343,13 @@ def _layer_input_shape_message(layer: str, value: Any, model_has_one: bool) -> s
         return f"{start}, from model.input_shape (which this config sets): remove it here; received: " \
                f"{short_repr(value)}"
     shape = value if isinstance(value, list) and value and all(type(n) is int for n in value) else None
-    if shape and _looks_channels_last(shape):
+    if shape and looks_channels_last(shape):
         shape = [shape[-1], *shape[:-1]]
     example = f", e.g. model.input_shape: {shape} (channels first)" if shape else ""
     return f"{start}: set model.input_shape instead{example}; received: {short_repr(value)}"
 
 
-def _looks_channels_last(shape) -> bool:
+def looks_channels_last(shape) -> bool:
     """(height, width, channels) as Keras stores images: 1, 3 or 4 channels after larger axes."""
     return len(shape) == 3 and shape[-1] in (1, 3, 4) and shape[0] > 4
 
@@ -362,7 +362,7 @@ def _channels_last_hint(input_shape: list, layers: list[dict], failed: int) -> t
     shapes = [tuple(input_shape)] + [out for *_, out in infer_shapes(input_shape, layers[:failed])]
     start = max((i for i in range(failed) if layers[i]["type"] == "reshape"), default=-1) + 1  # what set the shape
     shape = shapes[start]
-    if not _looks_channels_last(shape):
+    if not looks_channels_last(shape):
         return None
     key = ("model", "input_shape") if start == 0 else ("model", "layers", start - 1, "target_shape")
     for i in range(start, failed + 1):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dlcli.config import data_view_fits
+from dlcli.config import data_view_fits, looks_channels_last
 from dlcli.data import DATASETS
 from dlcli.data._tensors import ImageFiles, Split, Splits
 from dlcli.errors import DataError
@@ -265,7 +265,7 @@ def input_shape_for(sample: tuple, cfg: dict) -> list:
     """The model.input_shape that takes samples of shape `sample`. An .npz's images may be
     stored as Keras keeps them, (H, W, C) or (H, W): an image model takes them as (C, H, W)."""
     images = cfg["data"]["dataset"] == "npz" and len(cfg["model"]["input_shape"]) == 3
-    if images and len(sample) == 3 and sample[2] in (1, 3, 4) and sample[0] not in (1, 3, 4):
+    if images and looks_channels_last(sample):  # the validator's rule for a channels-last input_shape
         return [sample[2], sample[0], sample[1]]
     if images and len(sample) == 2:
         return [1, *sample]
