@@ -29,7 +29,8 @@ class KindError(ValueError):
     """A value does not fit its declared kind; the message says what was expected."""
 
 
-_FLOAT_RE = re.compile(r"^[-+]?(\d+(?:\.\d*)?|\.\d+)([eE][-+]?\d+)?$")  # one way to match each string: linear time
+# a number written out (not nan or inf): one way to match each string, so linear time
+NUMBER_RE = re.compile(r"^[-+]?(\d+(?:\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
 
 
 class Kind:
@@ -90,7 +91,7 @@ class Float(Kind):
         return "(" + ", ".join(parts) + ")" if parts else ""
 
     def check(self, value: Any) -> float:
-        if isinstance(value, str) and _FLOAT_RE.match(value.strip()):
+        if isinstance(value, str) and NUMBER_RE.match(value.strip()):
             value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise KindError(f"expected a number {self._bounds()}".rstrip())

@@ -28,6 +28,7 @@ import torch
 
 from dlcli.data._tensors import ImageFiles, Split, Splits
 from dlcli.errors import DataError, did_you_mean, short_list, short_repr, short_size, shorten
+from dlcli.registry import NUMBER_RE
 
 # ---------------------------------------------------------------------------
 # MNIST, shipped as the four original gzip IDX files
@@ -474,8 +475,6 @@ def images_channels_first(x: np.ndarray, input_shape) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 _INT_RE = re.compile(r"^\s*[-+]?\d+\s*$")
-# a number written as data is (not nan or inf, which could be names): a header row of these is data
-_NUMBER_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
 class _Table:
@@ -549,7 +548,7 @@ def _read_csv_rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
     blank = [i + 1 for i, h in enumerate(header) if not h]
     if blank:
         raise DataError(f"{path}:1: expected a name for every column, column {blank[0]} has none")
-    if all(_NUMBER_RE.match(h) for h in header):
+    if all(NUMBER_RE.match(h) for h in header):  # not nan or inf, which could be names: a header of these is data
         raise DataError(f"{path}:1: expected a header row of column names, received a row of numbers "
                         f"({short_list(header, limit=8)}), which looks like data; HINT: add a first line naming "
                         f"the columns (taking this row as names would also drop it as a sample)")
