@@ -79,14 +79,11 @@ def curve_names(records: list[dict]) -> list[str]:
 
 def best_epoch(run_dir: Path, records: list[dict]) -> tuple[int | None, str | None]:
     """(epoch, monitored metric) of the best epoch: summary.json's, else the lowest val/train loss."""
-    from dlcli.runs import SUMMARY_FILE
+    from dlcli.runs import read_summary
 
-    try:
-        best = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8")).get("best") or {}
-        if isinstance(best.get("epoch"), int):
-            return best["epoch"], best.get("metric")
-    except (OSError, ValueError, AttributeError):
-        pass
+    best = (read_summary(run_dir) or {}).get("best")
+    if isinstance(best, dict) and isinstance(best.get("epoch"), int):
+        return best["epoch"], best.get("metric")
     key = "val_loss" if any(isinstance(r.get("val_loss"), (int, float)) for r in records) else "train_loss"
     values = [(r[key], r["epoch"]) for r in records if isinstance(r.get(key), (int, float))]
     return (min(values)[1], key) if values else (None, None)
@@ -179,14 +176,12 @@ def _confusions(run_dir: Path, notes: list[str]) -> dict[str, tuple]:
 def _note_if_stale(run_dir: Path, path: Path, report: dict, notes: list[str]) -> None:
     """An evaluation of this run's best.pt made before the run moved on (a resume found a better
     epoch) is plotted as it is, with a note saying so."""
-    from dlcli.runs import SUMMARY_FILE
+    from dlcli.runs import read_summary
 
     if Path(str(report.get("checkpoint", ""))).resolve() != (run_dir / "checkpoints" / "best.pt").resolve():
         return
-    try:
-        best = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))["best"]["epoch"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return
+    best = (read_summary(run_dir) or {}).get("best")
+    best = best.get("epoch") if isinstance(best, dict) else None
     if isinstance(best, int) and report.get("epoch") != best:
         notes.append(f"{path}: evaluates best.pt as it was at epoch {report.get('epoch')}; best.pt is now epoch "
                      f"{best}: run dlcli evaluate {run_dir} again to plot its confusion matrix")

@@ -139,6 +139,12 @@ def write_summary(run_dir: Path, summary: dict) -> None:
     write_text_atomic(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
 
 
+def read_summary(run_dir: Path) -> dict | None:
+    """The run's summary.json, or None when it is missing, unreadable or not a record."""
+    summary, _ = _read_json(Path(run_dir) / SUMMARY_FILE)
+    return summary
+
+
 def run_dir_of(checkpoint: Path) -> Path | None:
     """The run directory holding `checkpoint` (<run>/checkpoints/x.pt), or None."""
     checkpoint = Path(checkpoint)

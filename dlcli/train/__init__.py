@@ -182,15 +182,10 @@ def _refuse_run_without_checkpoint(path: Path) -> None:
 def _summary_at(run_dir: Path, state: dict) -> dict | None:
     """summary.json when it records the run's end at the checkpoint's epoch (else None: a
     run killed after its last checkpoint and before its summary is completed on resume)."""
-    from dlcli.runs import SUMMARY_FILE
+    from dlcli.runs import read_summary
 
-    try:
-        summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(summary, dict) or summary.get("epochs") != state["epoch"]:
-        return None
-    return summary
+    summary = read_summary(run_dir)
+    return summary if summary is not None and summary.get("epochs") == state["epoch"] else None
 
 
 def _best_weights(run_dir: Path, state: dict) -> dict | None:
