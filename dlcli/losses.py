@@ -13,6 +13,13 @@ from __future__ import annotations
 from dlcli.registry import Arg, Float, Optional, Registry, Str, Weights
 
 LOSSES = Registry("loss")
+
+
+def build_loss(cfg: dict, device):
+    """The config's loss module on `device` (its class weights are tensors): the trainer's and
+    evaluation's, one construction."""
+    spec = cfg["loss"]
+    return LOSSES.get(spec["type"]).build({k: v for k, v in spec.items() if k != "type"}).to(device)
 _REDUCTION = Arg("reduction", Str(("mean", "sum")), "mean", "how the per-sample losses are combined")
 
 

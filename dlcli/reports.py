@@ -102,7 +102,7 @@ def evaluate_checkpoint(path: str | Path, split: str | None = None, data: str | 
     """Evaluate a checkpoint on a split of the data it was trained on (default: test),
     or on other data of the same shape (`data`: an .npz, a .csv or an image folder)."""
     from dlcli.evaluation import evaluate_split, metric_functions
-    from dlcli.losses import LOSSES
+    from dlcli.losses import build_loss
 
     if split is not None and split not in SPLITS:
         raise DlcliError(f"unknown split {short_repr(split)}; expected one of: {', '.join(SPLITS)}")
@@ -112,9 +112,8 @@ def evaluate_checkpoint(path: str | Path, split: str | None = None, data: str | 
         device_split, label, source = _trained_split(trained, split or "test")
     else:
         device_split, label, source = _other_data(trained, Path(data), split)
-    loss_fn = LOSSES.get(cfg["loss"]["type"]).build({k: v for k, v in cfg["loss"].items() if k != "type"})
-    loss_fn.to(trained.device)  # class weights are tensors
-    result = evaluate_split(trained.model, device_split, loss_fn, metric_functions(cfg["metrics"]),
+    result = evaluate_split(trained.model, device_split, build_loss(cfg, trained.device),
+                            metric_functions(cfg["metrics"]),
                             batch_size or cfg["data"]["eval_batch_size"], _autocast(trained),
                             collect_outputs=True)
     outputs, targets = result.pop("outputs"), result.pop("targets")

@@ -21,7 +21,7 @@ import torch
 from dlcli.data.prepare import PreparedData
 from dlcli.errors import RunError
 from dlcli.evaluation import evaluate_split, metric_functions
-from dlcli.losses import LOSSES
+from dlcli.losses import build_loss
 from dlcli.metrics import METRICS
 from dlcli.model import autocast_dtype, build_training_model, uses_channels_last
 from dlcli.optim import SCHEDULERS, build_optimizer
@@ -82,8 +82,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = False
         self.model = model.to(device) if model is not None else build_training_model(cfg, device)
         self.channels_last = uses_channels_last(cfg, device)
-        self.loss_fn = LOSSES.get(cfg["loss"]["type"]).build({k: v for k, v in cfg["loss"].items() if k != "type"})
-        self.loss_fn.to(device)  # class weights are tensors
+        self.loss_fn = build_loss(cfg, device)
         self.metric_fns = metric_functions(cfg["metrics"])
         use_graphs = False
         if t["cuda_graphs"]:
