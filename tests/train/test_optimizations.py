@@ -144,6 +144,46 @@ def test_graph_dispatch_full_batches_replayed_partial_batch_eager(tiny_cfg):
     assert [r["train_loss"] for r in plain.history] == [r["train_loss"] for r in fast.history]
 
 
+def test_graphed_step_captures_once_after_its_warmups_with_the_heap_frozen(monkeypatch):
+    """GraphedStep on the CPU, with torch.cuda's stream and graph calls replaced by
+    recorders: three eager warm-up steps, then one capture with no garbage collection
+    able to walk the heap (older torch collects on entering torch.cuda.graph), then
+    replays; the collector's state is restored after the capture."""
+    import contextlib
+    import gc
+    from types import SimpleNamespace
+
+    from dlcli.train.cuda_graphs import GraphedStep
+
+    events = []
+
+    class Graph:
+        def replay(self):
+            events.append("replay")
+
+    @contextlib.contextmanager
+    def capture(graph):
+        events.append(("capture", gc.isenabled(), gc.get_freeze_count() > 0))
+        yield
+
+    stream = SimpleNamespace(wait_stream=lambda other: None)
+    monkeypatch.setattr(torch.cuda, "Stream", lambda: stream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda: stream)
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
+    monkeypatch.setattr(torch.cuda, "graph", capture)
+    cpu = torch.device("cpu")
+    trainer = SimpleNamespace(batch_size=4, device=cpu, data=SimpleNamespace(train=SimpleNamespace(home=cpu)),
+                              train_step=lambda idx, batch, update: events.append(("step", int(batch))))
+    step = GraphedStep(trainer)
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    for batch in range(6):
+        step.step(torch.arange(4), batch)
+    assert events == [("step", 0), ("step", 1), ("step", 2), ("capture", False, True), ("step", 3), "replay",
+                      "replay", "replay"]
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
 @pytest.mark.skipif(not any(shutil.which(c) for c in ("c++", "g++", "clang++")),
                     reason="torch.compile on the CPU needs a C++ compiler")
 def test_compile_trains_the_same_function(tiny_cfg):
