@@ -15,5 +15,8 @@ python3 benchmarks/train_speed.py --device cuda --epochs 10 --workers 4 --json "
 # the opt-in fast path: the whole step in a CUDA graph, against the hand-written CUDA-graph limit
 python3 benchmarks/train_speed.py --device cuda --epochs 10 --repeats 3 --contestants graph,dlcli \
   --override trainer.cuda_graphs=true --json "$OUT/gpu_graphs.json" 2>&1 | tee "$OUT/gpu_graphs.log"
+# where the fast path's first epoch and the set-up spend their time (phase by phase), then the default path's
+python3 benchmarks/first_epoch.py --device cuda --override trainer.cuda_graphs=true 2>&1 | tee "$OUT/first_epoch_graphs.log"
+python3 benchmarks/first_epoch.py --device cuda 2>&1 | tee "$OUT/first_epoch_default.log"
 # the RNN config on the GPU: accuracy after its configured epochs
 python3 -m dlcli train configs/mnist_lstm.yaml trainer.device=cuda trainer.out_dir=/tmp/gpu-runs 2>&1 | tee "$OUT/lstm.log" | tail -6

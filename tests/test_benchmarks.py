@@ -18,3 +18,14 @@ def test_startup_benchmark_runs_and_reports_every_command(run_python, repo_root)
 def test_startup_benchmark_refuses_zero_repeats(run_python, repo_root):
     result = run_python(repo_root / "benchmarks" / "startup.py", "--repeats", "0")
     assert result.returncode == 2 and "--repeats must be at least 1" in result.stderr
+
+
+def test_first_epoch_breakdown_runs_and_times_every_set_up_phase(run_python, repo_root):
+    result = run_python(repo_root / "benchmarks" / "first_epoch.py", "--epochs", "2", "--override",
+                        "data.subset=500", "--override", "data.test_subset=100", timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    phases = [line[:36].strip() for line in result.stdout.splitlines()[2:-1]]
+    assert phases == ["train() in all", "read the data", "wait for the warm-up", "prepare the data",
+                      "build the trainer", "eager step, first", "eager step, batch of 128",
+                      "eager step, batch of 116"], result.stdout
+    assert result.stdout.splitlines()[-1].startswith("epochs: ")
