@@ -276,9 +276,26 @@ def resident_device(splits: list[Split], device: torch.device) -> torch.device:
     """The training device when the data fits there, else the CPU (batches are copied over)."""
     if device.type != "cuda" or not splits:
         return device
-    total = sum(s.x.numel() * s.x.element_size() + s.y.numel() * s.y.element_size() for s in splits)
     free, _ = torch.cuda.mem_get_info(device)
-    return device if total <= GPU_RESIDENT_FRACTION * free else torch.device("cpu")
+    return device if sum(map(resident_bytes, splits)) <= GPU_RESIDENT_FRACTION * free else torch.device("cpu")
+
+
+def resident_bytes(split: Split) -> int:
+    """Device memory a split takes when held on the GPU: its values as float32 (uint8 images are
+    normalized there once, at 4 bytes a value), integer ids as stored, targets as int64 at most."""
+    x = split.x
+    per_value = 4 if x.is_floating_point() or x.dtype == torch.uint8 else x.element_size()
+    return x.numel() * per_value + split.y.numel() * 8
+
+
+def normalized_on(device: torch.device, x: torch.Tensor, scale, shift, chunk: int = 8192) -> torch.Tensor:
+    """x as float32 on `device`, normalized (x * scale + shift) when scale is given; written chunk by
+    chunk into one tensor, so the device holds that tensor and one chunk, never a second copy."""
+    out = torch.empty(x.shape, dtype=torch.float32, device=device)
+    for start in range(0, len(x), chunk):
+        part = x[start:start + chunk].to(device).float()
+        out[start:start + chunk] = part if scale is None else torch.addcmul(shift, part, scale)
+    return out
 
 
 def to_device_split(split: Split, normalization: dict | None, view: tuple, device: torch.device,
@@ -292,11 +309,7 @@ def to_device_split(split: Split, normalization: dict | None, view: tuple, devic
     scale, shift = affine(normalization, tuple(x.shape[1:]), device)
     if home.type == "cuda" and (x.is_floating_point() or x.dtype == torch.uint8):
         # GPU memory is plentiful next to launch overhead: normalize once, gather floats
-        x = x.to(home)
-        if scale is not None:
-            x = torch.cat([torch.addcmul(shift, chunk.float(), scale) for chunk in x.split(8192)])
-        scale = shift = None
-        return DeviceSplit(x.float(), y.to(home), None, None, tuple(view), device)
+        return DeviceSplit(normalized_on(home, x, scale, shift), y.to(home), None, None, tuple(view), device)
     return DeviceSplit(x.to(home), y.to(home), scale, shift, tuple(view), device)
 
 
@@ -382,7 +395,17 @@ def prepare_data(cfg: dict, device: torch.device, splits: Splits | None = None,
                                workers(cfg))
         return to_device_split(split, normalization, view, device, home, out_shape, task)
 
+    try:
+        placed = [place(split) for split in (train, val, test)]
+    except torch.cuda.OutOfMemoryError:
+        if home.type != "cuda":
+            raise
+        placed = None  # outside the handler: its traceback holds the partial copies
+    if placed is None:  # the device filled up since it was measured (another process): the data stay on the CPU
+        torch.cuda.empty_cache()
+        home = torch.device("cpu")
+        placed = [place(split) for split in (train, val, test)]
     # classes of integer targets a regression loss reads as values (prices in whole dollars) are no classes
     values = LOSSES.get(cfg["loss"]["type"]).meta["task"] == "regression"
-    return PreparedData(place(train), place(val), place(test), task, None if values else splits.num_classes,
+    return PreparedData(*placed, task, None if values else splits.num_classes,
                         None if values else splits.class_names, normalization, source, splits.meta.get("features"))

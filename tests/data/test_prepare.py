@@ -214,3 +214,60 @@ def test_integer_targets_of_a_regression_are_no_classes(make_npz):
     data = prepare_data(cfg, torch.device("cpu"))
     assert data.num_classes is None and data.class_names is None
     assert data.train.y.dtype == torch.float32 and data.train.y.flatten()[:2].tolist() == [5000.0, 6000.0]
+
+
+# ---- holding data on the GPU (the decisions are made on the CPU; the copies need a GPU) ----
+
+def test_gpu_residency_counts_the_float32_copy_a_uint8_image_set_becomes(monkeypatch):
+    """60,000 MNIST images are 47 MB as uint8 but 188 MB on the device (normalized once, float32):
+    with 300 MB free they do not fit in half of it."""
+    from dlcli.data.prepare import Split, resident_bytes, resident_device
+
+    images = Split(torch.zeros(60000, 1, 28, 28, dtype=torch.uint8), torch.zeros(60000, dtype=torch.uint8))
+    assert resident_bytes(images) == 60000 * 784 * 4 + 60000 * 8
+    ids = Split(torch.zeros(10, 6, dtype=torch.int32), torch.zeros(10, dtype=torch.int64))
+    assert resident_bytes(ids) == 10 * 6 * 4 + 10 * 8  # integer ids are held as stored
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (300 * 2**20, 80 * 2**30))
+    assert resident_device([images], cuda) == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (400 * 2**20, 80 * 2**30))
+    assert resident_device([images], cuda) == cuda
+
+
+def test_normalizing_chunk_by_chunk_into_one_tensor_gives_the_values_of_the_whole_set_at_once():
+    from dlcli.data.prepare import normalized_on
+
+    x = torch.randint(0, 256, (20001, 1, 5, 5), dtype=torch.uint8)
+    scale, shift = torch.tensor([1 / 77.5]).view(1, 1, 1), torch.tensor([-0.4242]).view(1, 1, 1)
+    out = normalized_on(torch.device("cpu"), x, scale, shift)
+    assert out.dtype == torch.float32 and torch.equal(out, torch.addcmul(shift, x.float(), scale))
+    assert torch.equal(normalized_on(torch.device("cpu"), x, None, None), x.float())
+
+
+def test_data_that_no_longer_fit_on_the_gpu_are_held_on_the_cpu(make_npz, monkeypatch):
+    """The device filled up between measuring it and copying (another process): the copy runs out
+    of memory and the data stay in CPU memory, instead of a traceback before training starts."""
+    import numpy as np
+
+    import dlcli.data.prepare as prepare
+
+    path = make_npz(x=np.ones((40, 3), dtype=np.float32), y=np.arange(40) % 2)
+    cfg = config_from_text(f"""
+model: {{input_shape: [3], layers: [{{dense: 2}}]}}
+data: {{dataset: npz, path: {path}, val_split: 0.25}}
+trainer: {{device: cpu}}
+""")
+    homes = []
+    copy = prepare.to_device_split
+
+    def full_gpu(split, normalization, view, device, home, out_shape, task):
+        homes.append(home.type)
+        if home.type == "cuda":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return copy(split, normalization, view, device, home, out_shape, task)
+
+    monkeypatch.setattr(prepare, "resident_device", lambda splits, device: torch.device("cuda"))
+    monkeypatch.setattr(prepare, "to_device_split", full_gpu)
+    data = prepare_data(cfg, torch.device("cpu"))
+    assert homes == ["cuda", "cpu", "cpu"] and data.train.home.type == data.val.home.type == "cpu"
+    assert len(data.train) == 30 and len(data.val) == 10
