@@ -15,9 +15,10 @@ import torch
 GRAPH_OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
-def graph_blockers(cfg: dict, device: torch.device, streamed: bool = False) -> list[str]:
+def graph_blockers(cfg: dict, device: torch.device, streamed: bool = False, on_host: bool = False) -> list[str]:
     """Why the step cannot be captured for this config, device and data (empty: it can);
-    `streamed`: the training set is read from files per batch, not held as tensors."""
+    `streamed`: the training set is read from files per batch, not held as tensors;
+    `on_host`: it is held in CPU memory (too large for the GPU), not on the device."""
     t = cfg["trainer"]
     blockers = []
     if device.type != "cuda":
@@ -25,6 +26,9 @@ def graph_blockers(cfg: dict, device: torch.device, streamed: bool = False) -> l
     if streamed:
         blockers.append("the training images are streamed from their files (data.in_memory), and a captured "
                         "step gathers its batch from data held on the device")
+    elif on_host and device.type == "cuda":
+        blockers.append("the training set is held in CPU memory (it would take more than half of the free GPU "
+                        "memory), and a captured step gathers its batch from data held on the device")
     if cfg.get("scheduler"):
         blockers.append("a scheduler changes the learning rate, which a captured step would not see")
     if t["grad_accum"] > 1:

@@ -86,7 +86,7 @@ class Trainer:
         self.metric_fns = metric_functions(cfg["metrics"])
         use_graphs = False
         if t["cuda_graphs"]:
-            blockers = graph_blockers(cfg, device, streamed=data.streamed)
+            blockers = graph_blockers(cfg, device, streamed=data.streamed, on_host=data.train.home.type != device.type)
             use_graphs = not blockers
             if blockers:
                 self.notes.append(f"trainer.cuda_graphs ignored: {'; '.join(blockers)}")

@@ -115,6 +115,24 @@ def test_graph_blockers_name_each_reason(tiny_cfg):
     assert graph_blockers(tiny_cfg("scheduler=null"), torch.device("cuda")) == []
 
 
+def test_cuda_graphs_refuse_a_training_set_held_in_cpu_memory(tiny_cfg, monkeypatch):
+    """Data too large for the GPU stay in CPU memory and are copied per batch: a captured step
+    would gather its batch once, at capture time, and replay that batch forever."""
+    import dlcli.train.trainer as trainer_module
+    from dlcli.data.prepare import prepare_data
+    from dlcli.train.cuda_graphs import graph_blockers
+
+    cfg = tiny_cfg("scheduler=null")
+    reasons = graph_blockers(cfg, torch.device("cuda"), on_host=True)
+    assert len(reasons) == 1 and "held in CPU memory" in reasons[0]
+    assert graph_blockers(cfg, torch.device("cuda")) == []
+    calls = []
+    monkeypatch.setattr(trainer_module, "graph_blockers", lambda *a, **kw: calls.append(kw) or ["x"])
+    trainer_module.Trainer(tiny_cfg("trainer.cuda_graphs=true"), prepare_data(cfg, torch.device("cpu")),
+                           torch.device("cpu"))
+    assert calls == [{"streamed": False, "on_host": False}]  # the data live where the CPU trainer trains
+
+
 def test_graph_dispatch_full_batches_replayed_partial_batch_eager(tiny_cfg):
     """The fast path's bookkeeping, on the CPU: full batches go through the graphed step
     (here a stand-in that runs the step eagerly), the last partial batch through the eager
