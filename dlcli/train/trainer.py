@@ -365,10 +365,32 @@ class Trainer:
             "data_source": self.data.source, "feature_names": self.data.feature_names,
         }
 
+    # how the optimizer runs here, not what it computes: torch's load_state_dict takes them from the checkpoint
+    OPTIMIZER_IMPLEMENTATION = ("fused", "capturable", "foreach", "differentiable")
+
+    def load_optimizer_state(self, saved: dict) -> None:
+        """The saved optimizer state, run the way this trainer built its optimizer: a run trained on
+        the CPU and resumed on a GPU gets the fused (and, for a CUDA graph, capturable) update, and a
+        GPU run resumed on the CPU the plain one, with the step counts where that update keeps them."""
+        built = [{k: group[k] for k in self.OPTIMIZER_IMPLEMENTATION if k in group}
+                 for group in self.optimizer.param_groups]
+        self.optimizer.load_state_dict(saved)
+        for group, flags in zip(self.optimizer.param_groups, built):
+            for key in self.OPTIMIZER_IMPLEMENTATION:
+                if key in flags:
+                    group[key] = flags[key]
+                else:
+                    group.pop(key, None)
+            on_device = bool(group.get("fused") or group.get("capturable"))
+            for param in group["params"]:
+                step = self.optimizer.state.get(param, {}).get("step")
+                if torch.is_tensor(step):
+                    self.optimizer.state[param]["step"] = step.to(param.device if on_device else "cpu")
+
     def load_state_dict(self, state: dict) -> None:
         """Continue from a checkpoint exactly where it stopped."""
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.load_optimizer_state(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and state.get("scaler") is not None:
