@@ -70,7 +70,7 @@ def _fit(trainer: Trainer, run_dir: Path) -> dict:
     try:
         try:
             summary = trainer.fit()
-        except torch.OutOfMemoryError:
+        except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError since torch 2.5; the same class
             batch = trainer.batch_size
             raise RunError(f"out of {trainer.device.type.upper()} memory at data.batch_size={batch} "
                            f"(epoch {trainer.epoch + 1}); HINT: try data.batch_size={max(batch // 2, 1)}, "
