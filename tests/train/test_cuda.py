@@ -26,9 +26,18 @@ def test_default_gpu_path_holds_the_data_on_the_device(tiny_cfg):
     assert trainer.graphed is None
 
 
-def test_cuda_graph_step_matches_the_eager_step(tiny_cfg):
+RECURRENT = ("model.input_shape=[28, 28]", "trainer.grad_clip=1.0")  # rows as steps, as configs/mnist_lstm.yaml
+
+
+@pytest.mark.parametrize("model", [
+    (),
+    # cuDNN's LSTM in the graph; stacked with dropout, cuDNN keeps a dropout state across calls
+    (*RECURRENT, "model.layers=[{lstm: {units: 16, num_layers: 2}}, {dense: 10}]"),
+    (*RECURRENT, "model.layers=[{lstm: {units: 16, num_layers: 2, dropout: 0.2}}, {dense: 10}]"),
+], ids=["cnn", "lstm", "lstm-dropout"])
+def test_cuda_graph_step_matches_the_eager_step(tiny_cfg, model):
     # 240 training samples at batch 50: 4 graphed batches and one partial eager batch per epoch
-    args = ("trainer.device=cuda", "scheduler=null", "data.batch_size=50", "trainer.epochs=3")
+    args = ("trainer.device=cuda", "scheduler=null", "data.batch_size=50", "trainer.epochs=3", *model)
     eager = _train(tiny_cfg(*args))
     graphed = _train(tiny_cfg(*args, "trainer.cuda_graphs=true"))
     assert graphed.graphed is not None and graphed.graphed.graph is not None
