@@ -25,11 +25,13 @@ def resolve_config(data: Any, lines: dict, source: str, overrides: list[str] = (
                    guards: bool = True) -> dict:
     """guards=False: a checkpoint's config, trained before a guard against a likely mistake
     existed, stays usable (see validate)."""
-    canonicalize_layers(data, lines)
-    canonicalize_sections(data, lines)
-    problems = apply_overrides(data, lines, list(overrides), section_defaults()) if overrides else []
-    if overrides:
-        canonicalize_layers(data, lines)  # a layer an override gave whole, in a short form (model.layers[1]=flatten)
+
+    def canonical() -> None:  # the long forms, which later overrides can set keys of (optimizer: sgd -> {type: sgd})
+        canonicalize_layers(data, lines)
+        canonicalize_sections(data, lines)
+
+    canonical()
+    problems = apply_overrides(data, lines, list(overrides), section_defaults(), canonical) if overrides else []
     try:
         resolved = validate(data, lines, source, default_name=default_name, guards=guards)
     except ConfigError as err:

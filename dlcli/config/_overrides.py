@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import Any
+from typing import Any, Callable
 
-from dlcli.errors import ConfigError, Problem, shorten
+from dlcli.errors import ConfigError, Problem, format_path, shorten
 
 _PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)")
 
@@ -55,16 +55,29 @@ def parse_override(text: str) -> tuple[tuple, Any]:
     return path, value
 
 
-def apply_overrides(data: dict, lines: dict, overrides: list[str], defaults: dict | None = None) -> list[Problem]:
+def apply_overrides(data: dict, lines: dict, overrides: list[str], defaults: dict | None = None,
+                    canonical: Callable[[], None] | None = None) -> list[Problem]:
     """Apply overrides in place. Paths through lists must exist; mapping keys are
     created (the schema check then rejects keys that do not exist). A missing key
     that `defaults` holds ({path: mapping}) starts as a copy of its default, so that
-    `optimizer.lr=0.01` without an optimizer section changes the default optimizer."""
+    `optimizer.lr=0.01` without an optimizer section changes the default optimizer.
+    `canonical()` runs after each override: what it gave in a short form (`optimizer=sgd`, a
+    layer `flatten`) is in the long form that a later override can set keys of
+    (`optimizer.lr=0.5`, as after `optimizer: sgd` in the file). An override that replaces what an earlier one set inside it (`optimizer.lr=0.5
+    optimizer=sgd`) is a problem: the earlier one would be silently lost."""
     defaults = defaults or {}
     problems: list[Problem] = []
+    applied: list[tuple[tuple, str]] = []  # (path, override text)
     for text in overrides:
         path, value = parse_override(text)
         where = override_where(text)
+        lost = [earlier for inner, earlier in applied if len(inner) > len(path) and inner[: len(path)] == path]
+        if lost:
+            problems.append(Problem(path, f"replaces the whole value, and with it what the earlier "
+                                          f"{' and '.join(map(override_where, lost))} set inside it; expected the "
+                                          f"whole value first, then the keys inside it: "
+                                          f"{shorten(' '.join([text, *lost]), 200)}", where))
+        applied.append((path, text))
         node: Any = data
         for depth, part in enumerate(path[:-1]):
             nxt = path[depth + 1]
@@ -102,6 +115,8 @@ def apply_overrides(data: dict, lines: dict, overrides: list[str], defaults: dic
             for known in [p for p in lines if p[: len(path)] == path]:
                 del lines[known]
             lines[path] = where
+            if canonical is not None:
+                canonical()
     return problems
 
 

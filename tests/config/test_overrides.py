@@ -85,6 +85,32 @@ def test_override_of_an_argument_of_a_section_given_by_name(configs_dir, overrid
     assert expected.items() <= cfg[section].items()
 
 
+@pytest.mark.parametrize("overrides, section, expected", [
+    (["optimizer=sgd", "optimizer.lr=0.5"], "optimizer", {"type": "sgd", "lr": 0.5}),
+    (["loss=mse", "loss.reduction=sum", "metrics=[]"], "loss", {"type": "mse", "reduction": "sum"}),
+    (["scheduler=cosine", "scheduler.warmup_steps=5"], "scheduler", {"type": "cosine", "warmup_steps": 5}),
+    (["data=mnist", "data.batch_size=5"], "data", {"dataset": "mnist", "batch_size": 5}),
+])
+def test_a_section_named_by_an_override_takes_later_overrides_of_its_keys(config_path, overrides, section, expected):
+    """As in the file (`optimizer: sgd`, then optimizer.lr=0.5), and as Lightning's CLI reads
+    `--optimizer SGD --optimizer.lr 0.5`: not 'missing type'."""
+    assert expected.items() <= load_config(config_path, overrides)[section].items()
+
+
+@pytest.mark.parametrize("overrides, lost", [
+    (["optimizer.lr=0.5", "optimizer=sgd"], "'optimizer.lr=0.5'"),
+    (["model.layers[1].pool_size=3", "model.layers=[{conv2d: {filters: 4, kernel_size: 3}}, maxpool2d: 2, flatten, dense: 10]"],
+     "'model.layers[1].pool_size=3'"),
+])
+def test_an_override_that_replaces_what_an_earlier_one_set_inside_it_is_refused(config_path, overrides, lost):
+    with pytest.raises(ConfigError) as err:
+        load_config(config_path, overrides)
+    assert f"with it what the earlier override {lost} set inside it" in str(err.value)
+    assert f"then the keys inside it: {overrides[1]} {overrides[0]}" in str(err.value)
+    assert load_config(config_path, list(reversed(overrides)))  # in that order each one counts
+    assert load_config(config_path, ["trainer.epochs=3", "trainer.epochs=4"])["trainer"]["epochs"] == 4
+
+
 def test_override_of_a_data_argument_when_data_is_given_by_name(write_config, tiny_config_text):
     text = tiny_config_text.replace("data:\n  dataset: mnist\n  batch_size: 32\n", "data: mnist\n")
     assert "data: mnist\n" in text
