@@ -113,6 +113,43 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
                               f"checkpoint (if any) is left as it was") from None
 
 
+EXPECTED_CHECKPOINT = "expected a checkpoint (.pt, in a run's checkpoints/) or a run directory"
+
+
+def file_kind(path: Path) -> str | None:
+    """What a file given where a checkpoint or a config was expected looks like (TorchScript,
+    torch file, ONNX, YAML, other text), for the message; None when it says nothing."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+            if any("/code/" in name or name.endswith("/constants.pkl") for name in names):
+                return "a TorchScript export (dlcli export; load it with torch.jit.load)"
+            return "a torch file" if any(name.endswith("/data.pkl") for name in names) else "a zip archive"
+        with open(path, "rb") as file:
+            head = file.read(4096)
+    except (OSError, zipfile.BadZipFile):
+        return None
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return "an ONNX export (dlcli export; run it with onnxruntime)"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if err.start < len(head) - 3:  # not a character cut by the 4096-byte read
+            return None
+    if b"\0" in head or not head:
+        return None
+    return {".yaml": "a YAML file (a config?)", ".yml": "a YAML file (a config?)", ".json": "a JSON file",
+            ".csv": "a CSV file"}.get(suffix, "a text file")
+
+
+def checkpoint_hint(path: Path) -> str:
+    """'; this is a YAML file (a config?): expected ...' for a file that is no checkpoint."""
+    kind = file_kind(path)
+    return f"; this is {kind}: {EXPECTED_CHECKPOINT}" if kind and kind != "a torch file" else ""
+
+
 def resolve_checkpoint_path(path: str | Path, prefer: str = "best.pt") -> Path:
     """A checkpoint file, or a run directory (its checkpoints/<prefer>, else the other one)."""
     path = Path(path)
@@ -144,16 +181,18 @@ def load_checkpoint(path: str | Path, prefer: str = "best.pt", map_location: Any
         refused = next((line.strip() for line in lines if "global" in line.lower()), None)
         if refused is None:  # garbage, not code: the unpickler met bytes it does not know
             reason = next((line.strip() for line in lines if "Unsupported" in line), lines[0] if lines else "")
-            raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or not a torch file?): "
-                                  f"{shorten(reason.replace('WeightsUnpickler error: ', ''), 200)}") from None
+            hint = checkpoint_hint(path)
+            raise CheckpointError(f"{path}: not a readable checkpoint" + (hint or (
+                f" (corrupt or not a torch file?): {shorten(reason.replace('WeightsUnpickler error: ', ''), 200)}"))
+            ) from None
         detail = refused.replace("WeightsUnpickler error: ", "").split(" was not an allowed")[0].rstrip(".")
         raise CheckpointError(f"{path}: refused to load: the file holds Python objects or code that a "
                               f"checkpoint never contains (loaded with weights_only=True: nothing in it was run). "
                               f"{shorten(detail, 200)}".rstrip()) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not a torch file?): "
-                              f"{shorten(reason, 200)}") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint" + (checkpoint_hint(path) or (
+            f" (truncated or not a torch file?): {shorten(reason, 200)}"))) from None
     except Exception as err:  # torch raises assorted errors on garbage input
         raise CheckpointError(f"{path}: not a readable checkpoint: {type(err).__name__}: "
                               f"{shorten(str(err), 200)}") from None

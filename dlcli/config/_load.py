@@ -8,6 +8,7 @@ laughs") or a deeply nested file is refused instead of exhausting memory.
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,12 @@ def read_config_file(path: str | Path) -> tuple[Any, Lines, str]:
     if not path.exists():
         raise ConfigError([Problem((), f"config file not found (looked for {path.resolve()})")], source)
     if path.is_dir():
-        raise ConfigError([Problem((), "expected a YAML file, received a directory")], source)
+        hint = ""
+        if (path / "checkpoints").is_dir():  # a run directory
+            hint = (f"; to continue that run: dlcli train --resume {shlex.quote(str(path))}"
+                    + (f"; to train its config again: dlcli train {shlex.quote(str(path / 'config.yaml'))}"
+                       if (path / "config.yaml").is_file() else ""))
+        raise ConfigError([Problem((), f"expected a YAML file, received a directory{hint}")], source)
     try:
         with path.open("rb") as file:
             raw = file.read(MAX_BYTES + 1)  # no more: the file may be gigabytes
@@ -117,7 +123,14 @@ def read_config_file(path: str | Path) -> tuple[Any, Lines, str]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise ConfigError([Problem((), f"not a UTF-8 text file (byte {err.start}); expected YAML text")],
+        from dlcli.checkpoint import file_kind
+
+        kind = file_kind(path)
+        run = path.parent.parent if path.parent.name == "checkpoints" else path  # a run's checkpoint: the run
+        hint = (f"; this is {kind}" if kind else "") + (
+            f"; to continue the run of a checkpoint: dlcli train --resume {shlex.quote(str(run))}"
+            if kind == "a torch file" else "")
+        raise ConfigError([Problem((), f"not a UTF-8 text file (byte {err.start}); expected YAML text{hint}")],
                           source) from None
     data, lines = parse_yaml(text, source)
     return data, lines, source

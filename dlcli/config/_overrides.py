@@ -13,18 +13,18 @@ from typing import Any, Callable
 
 from dlcli.errors import ConfigError, Problem, format_path, shorten
 
-_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)")
+_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[-?\d+\])*)")
 
 
 def parse_path(text: str) -> tuple:
-    """'model.layers[0].filters' -> ('model', 'layers', 0, 'filters')."""
+    """'model.layers[0].filters' -> ('model', 'layers', 0, 'filters'); [-1] is the last item."""
     parts: list = []
     for chunk in text.split("."):
         match = _PART.fullmatch(chunk)
         if not match:
             raise ValueError(chunk)
         parts.append(match.group(1))
-        parts.extend(int(i) for i in re.findall(r"\[(\d+)\]", match.group(2)))
+        parts.extend(int(i) for i in re.findall(r"\[(-?\d+)\]", match.group(2)))
     return tuple(parts)
 
 
@@ -70,6 +70,7 @@ def apply_overrides(data: dict, lines: dict, overrides: list[str], defaults: dic
     applied: list[tuple[tuple, str]] = []  # (path, override text)
     for text in overrides:
         path, value = parse_override(text)
+        path = _from_the_start(data, path)
         where = override_where(text)
         lost = [earlier for inner, earlier in applied if len(inner) > len(path) and inner[: len(path)] == path]
         if lost:
@@ -82,7 +83,7 @@ def apply_overrides(data: dict, lines: dict, overrides: list[str], defaults: dic
         for depth, part in enumerate(path[:-1]):
             nxt = path[depth + 1]
             if isinstance(part, int):
-                if not isinstance(node, list) or part >= len(node):
+                if not isinstance(node, list) or not 0 <= part < len(node):
                     problems.append(Problem(path[: depth + 1], _no_item(node, part), where))
                     break
                 if not isinstance(node[part], (dict, list)):
@@ -104,7 +105,7 @@ def apply_overrides(data: dict, lines: dict, overrides: list[str], defaults: dic
         else:
             last = path[-1]
             if isinstance(last, int):
-                if not isinstance(node, list) or last >= len(node):
+                if not isinstance(node, list) or not 0 <= last < len(node):
                     problems.append(Problem(path, _no_item(node, last), where))
                     continue
             elif not isinstance(node, dict):
@@ -130,3 +131,18 @@ def _no_item(node: Any, index: int) -> str:
         return f"no item [{index}]: the list has {len(node)} item{'s' if len(node) != 1 else ''}"
     return f"is not a list; cannot take item [{index}]"
 
+
+
+def _from_the_start(data: Any, path: tuple) -> tuple:
+    """The path with each negative list index counted from the start ([-1] of 3 items: [2]),
+    where the list exists; an index out of range stays as given, for the message."""
+    out, node = [], data
+    for part in path:
+        if isinstance(part, int) and isinstance(node, list) and -len(node) <= part < 0:
+            part += len(node)
+        out.append(part)
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    return tuple(out)

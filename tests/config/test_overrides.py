@@ -19,6 +19,7 @@ def config_path(write_config, tiny_config_text):
     ("trainer.epochs", ("trainer", "epochs")),
     ("model.layers[0].filters", ("model", "layers", 0, "filters")),
     ("a[1][2].b", ("a", 1, 2, "b")),
+    ("model.layers[-1].units", ("model", "layers", -1, "units")),
 ])
 def test_parse_path(text, expected):
     assert parse_path(text) == expected
@@ -157,6 +158,14 @@ def test_override_of_an_out_of_range_list_index(config_path):
     with pytest.raises(ConfigError, match=re.escape("override 'model.layers[9].filters=1': model.layers[9]: "
                                                     "no item [9]: the list has 4 items")):
         load_config(config_path, ["model.layers[9].filters=1"])
+
+
+def test_a_negative_index_counts_from_the_end_as_in_python(config_path):
+    cfg = load_config(config_path, ["model.layers[-4].filters=6", "model.layers[-1].units=10"])
+    assert cfg["model"]["layers"][0]["filters"] == 6
+    with pytest.raises(ConfigError, match=re.escape("override 'model.layers[-5].filters=1': model.layers[-5]: "
+                                                    "no item [-5]: the list has 4 items")):
+        load_config(config_path, ["model.layers[-5].filters=1"])
 
 
 def test_override_index_into_a_mapping(config_path):
