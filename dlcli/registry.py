@@ -126,8 +126,8 @@ class AutoBool(Kind):
 
 
 class Str(Kind):
-    def __init__(self, choices: Iterable[str] | Callable[[], Iterable[str]] | None = None):
-        self._choices = choices
+    def __init__(self, choices: Iterable[str] | Callable[[], Iterable[str]] | None = None, empty: bool = True):
+        self._choices, self.empty = choices, empty
         self.describe = "str"
 
     @property
@@ -146,6 +146,8 @@ class Str(Kind):
             raise KindError("expected one of: " + ", ".join(choices) if choices else "expected a string")
         if choices is not None and value not in choices:
             raise KindError(f"expected one of: {', '.join(choices)};{did_you_mean(value, choices)}".rstrip(";"))
+        if not self.empty and not value.strip():
+            raise KindError("expected a non-empty string (the current directory is '.')")
         return value
 
 

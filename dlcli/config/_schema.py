@@ -87,7 +87,7 @@ TRAINER = Entry("trainer", "the training loop", args=(
     Arg("monitor_mode", Str(("auto", "min", "max")), "auto", "whether lower or higher is better"),
     Arg("early_stopping", Kind(), None, "{patience, min_delta}, or null for none"),
     Arg("log_every_steps", Int(min=0), 0, "also log train metrics every N steps (0: per epoch only)"),
-    Arg("out_dir", Str(), "runs", "where run directories are created"),
+    Arg("out_dir", Str(empty=False), "runs", "where run directories are created"),
     Arg("progress", Str(("auto", "bar", "plain", "none")), "auto", "bar on a terminal, plain lines otherwise"),
     Arg("evaluate_test", Bool(), True, "evaluate best.pt on the test split at the end"),
     Arg("compile", Bool(), False,

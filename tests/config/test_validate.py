@@ -710,3 +710,10 @@ def test_class_weights_need_one_weight_per_class(write_config, tiny_config_text)
         load_config(write_config(text))
     assert load_config(write_config(tiny_config_text.replace(
         "loss: cross_entropy", "loss: {type: cross_entropy, class_weights: [1, 1, 1, 1, 1, 5, 1, 1, 1, 1]}")))
+
+
+def test_an_empty_out_dir_is_refused_not_read_as_the_current_directory(write_config, tiny_config_text):
+    with pytest.raises(ConfigError, match=r"trainer\.out_dir: expected a non-empty string \(the current directory "
+                                          r"is '\.'\); received: ''"):
+        load_config(write_config(tiny_config_text), ["trainer.out_dir="])
+    assert load_config(write_config(tiny_config_text), ["trainer.out_dir=."])["trainer"]["out_dir"] == "."
