@@ -67,6 +67,9 @@ DATA = Entry("data", "the data set and how it is batched", args=(
         "use only the first N training samples (quick runs); from an image folder, stored class by class, "
         "a seeded sample of N across its classes"),
     Arg("test_subset", Optional(Int(min=1)), None, "use only the first N test samples (image folders: as subset)"),
+    Arg("split_seed", Optional(Int(min=0)), None,
+        "seed of the data's random choices: the validation split, image-folder subsets and the sample behind "
+        "image normalization (null: the run's seed); fix it to compare runs of several seeds on the same split"),
     Arg("shuffle", Bool(), True, "reshuffle the training set every epoch"),
     Arg("drop_last", Bool(), False, "drop the last partial batch of each epoch"),
 ))

@@ -327,7 +327,7 @@ def training_normalization(train: Split | ImageFiles, cfg: dict) -> dict | None:
 
         normalization = None
         if data["normalize"]:
-            counts = channel_histograms(train, cfg["seed"], workers(cfg)).double()  # (C, 256)
+            counts = channel_histograms(train, split_seed(cfg), workers(cfg)).double()  # (C, 256)
             values = torch.arange(256, dtype=torch.float64)
             normalization = standardization(1, counts @ values, counts @ (values * values), int(counts[0].sum()))
         channels = train.shape[0]
@@ -337,6 +337,12 @@ def training_normalization(train: Split | ImageFiles, cfg: dict) -> dict | None:
     if normalization is None and channels:
         normalization = {"axis": 1, "mean": [0.0] * channels, "std": [255.0] * channels}
     return normalization
+
+
+def split_seed(cfg: dict) -> int:
+    """data.split_seed, or the run's seed: what the data's random choices are drawn with."""
+    chosen = cfg["data"].get("split_seed")
+    return cfg["seed"] if chosen is None else chosen
 
 
 def workers(cfg: dict) -> int:
@@ -364,16 +370,16 @@ def prepare_data(cfg: dict, device: torch.device, splits: Splits | None = None,
                         for name, split in (("training", splits.train), ("validation", splits.val),
                                             ("test", splits.test)))
     by_class = DATASETS.get(data["dataset"]).meta.get("stored_by_class", False)
-    train = subset_of(train, data["subset"], by_class, cfg["seed"])
+    train = subset_of(train, data["subset"], by_class, split_seed(cfg))
     if data["val_split"] > 0:
         if val is not None:
             named = splits.meta.get("val_arrays", "named by the data set")
             raise DataError(f"{source}: holds a validation split ({named}), and data.val_split: "
                             f"{data['val_split']} asks to hold out another from the training samples; expected "
                             f"one validation split: set data.val_split: 0 to validate on {named}, or remove them")
-        train, val = validation_split(train, data, cfg["seed"])
+        train, val = validation_split(train, data, split_seed(cfg))
     if test is not None:
-        test = subset_of(test, data["test_subset"], by_class, cfg["seed"] + 1)
+        test = subset_of(test, data["test_subset"], by_class, split_seed(cfg) + 1)
     task = "classification" if LOSSES.get(cfg["loss"]["type"]).meta["task"] == "classification" else "regression"
     for name, split in (("training", train), ("validation", val), ("test", test)):
         if split is not None and len(split):

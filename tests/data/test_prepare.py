@@ -148,6 +148,32 @@ trainer: {{device: cpu}}
     assert data.train.x.flatten().tolist() == perm[10:].float().tolist()
 
 
+def test_split_seed_fixes_the_data_s_random_choices_across_run_seeds(make_npz, grouped):
+    """A seed sweep compares runs on one validation split and one image-folder sample when
+    data.split_seed is set; left at null, each seed draws its own (as before)."""
+    import numpy as np
+
+    path = make_npz(x=np.arange(40, dtype=np.float32).reshape(40, 1), y=np.arange(40) % 2)
+    text = """
+seed: {seed}
+model: {{input_shape: [1], layers: [{{dense: 2}}]}}
+data: {{dataset: npz, path: {path}, val_split: 0.25, normalize: false, split_seed: {split}}}
+trainer: {{device: cpu}}
+"""
+
+    def val(seed, split):
+        data = prepare_data(config_from_text(text.format(seed=seed, path=path, split=split)), torch.device("cpu"))
+        return data.val.x.flatten().tolist()
+
+    assert val(1, 5) == val(2, 5) == val(5, "null") != val(6, "null")
+    fixed = [prepare_data(config_from_text(IMAGES.format(path=grouped, subset=30, seed=seed), "images.yaml",
+                                           ["data.split_seed=4"]), torch.device("cpu"))
+             for seed in (0, 1)]
+    drawn = [_prepare(grouped, 30, seed) for seed in (0, 1)]  # no split_seed: each seed its own sample
+    assert not torch.equal(drawn[0].train.x, drawn[1].train.x)
+    assert torch.equal(fixed[0].train.x, fixed[1].train.x) and torch.equal(fixed[0].test.x, fixed[1].test.x)
+
+
 VALIDATION_DATA = """
 name: xval
 model: {{input_shape: [3], layers: [{{dense: 2}}]}}
