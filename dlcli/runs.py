@@ -10,6 +10,7 @@ import io
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 from datetime import datetime
@@ -62,19 +63,34 @@ def environment_record(device: str) -> dict:
 
     from dlcli import __version__
 
-    record = {"dlcli": __version__, "torch": torch.__version__, "python": sys.version.split()[0],
-              "platform": platform.platform(), "device": device, "cpu_threads": torch.get_num_threads(),
+    import numpy
+
+    commit = git_output("rev-parse", "HEAD")
+    record = {"dlcli": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
+              "python": sys.version.split()[0], "platform": platform.platform(), "device": device,
+              "cpu_threads": torch.get_num_threads(),
               "cuda": torch.version.cuda if torch.cuda.is_available() else None,
               "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-              "started": datetime.now().isoformat(timespec="seconds"), "command": sys.argv,
-              "git_commit": git_commit()}
+              "started": datetime.now().isoformat(timespec="seconds"), "command": command_line(),
+              "argv": sys.argv, "cwd": os.getcwd(), "git_commit": commit,
+              # uncommitted changes: the commit alone does not say what ran
+              "git_dirty": bool(git_output("status", "--porcelain")) if commit else None}
     return record
 
 
-def git_commit() -> str | None:
+def command_line() -> str:
+    """The command as it can be typed again (from `cwd`): `dlcli train cfg.yaml trainer.epochs=3`,
+    shell-quoted, whether it ran as `dlcli`, `python -m dlcli` or dlcli/__main__.py."""
+    program = Path(sys.argv[0]).name if sys.argv else ""
+    if program in ("dlcli", "__main__.py"):  # the console script; python -m dlcli runs dlcli/__main__.py
+        return shlex.join(["dlcli", *sys.argv[1:]])
+    return shlex.join(sys.argv)  # dlcli called from another program
+
+
+def git_output(*args: str) -> str | None:
+    """`git ARGS` in the current directory (where the config usually lives), None outside a repository."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=os.getcwd())
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, cwd=os.getcwd())
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
