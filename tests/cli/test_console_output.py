@@ -1,0 +1,32 @@
+"""What the CLI writes when stdout is not a terminal: a pipe whose reader goes away."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.samples import TINY_MNIST
+
+
+def test_training_carries_on_when_the_reader_of_stdout_goes_away(repo_root, write_config, tmp_path):
+    """`dlcli train ... | head -1`: the run finishes every epoch and exits 0, its output gone to
+    os.devnull; it used to die at the next epoch line with SystemExit(1) and a "crashed" summary."""
+    config = write_config(TINY_MNIST)
+    out_dir = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "dlcli", "train", str(config), "trainer.epochs=3",
+                             "trainer.progress=plain", f"trainer.out_dir={out_dir}"],
+                            cwd=repo_root, env={**os.environ, "PYTHONPATH": str(repo_root)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # as `head -1` does; the epoch lines come after the data is loaded
+    _, stderr = proc.communicate(timeout=300)
+    assert first.startswith("training tiny")
+    assert proc.returncode == 0, stderr
+    assert stderr == ""  # no "Exception ignored ... BrokenPipeError" at exit either
+    summaries = list(out_dir.glob("tiny/*/summary.json"))
+    assert len(summaries) == 1
+    summary = json.loads(summaries[0].read_text())
+    assert (summary["status"], summary["epochs"]) == ("finished", 3)
+    assert (summaries[0].parent / "checkpoints" / "last.pt").is_file()
