@@ -1,4 +1,5 @@
-"""What the CLI writes when stdout is not a terminal: a pipe whose reader goes away."""
+"""What the CLI writes when stdout is not a terminal: a pipe whose reader goes away, a
+config printed for redirection."""
 
 from __future__ import annotations
 
@@ -30,3 +31,20 @@ def test_training_carries_on_when_the_reader_of_stdout_goes_away(repo_root, writ
     summary = json.loads(summaries[0].read_text())
     assert (summary["status"], summary["epochs"]) == ("finished", 3)
     assert (summaries[0].parent / "checkpoints" / "last.pt").is_file()
+
+
+def test_print_config_writes_only_the_yaml_to_stdout(cli, configs_dir, tmp_path):
+    """`validate --print-config > resolved.yaml` is a config: the summary goes to stderr."""
+    from dlcli.config import load_config
+
+    path = configs_dir / "mnist_cnn.yaml"
+    result = cli("validate", path, "--print-config", "trainer.epochs=1")
+    assert result.exit_code == 0, result.output
+    assert "Total params: 54,410" in result.stderr and f"{path}: valid" in result.stderr
+    assert "Total params" not in result.stdout and "valid" not in result.stdout.split("\n")[-2]
+    printed = tmp_path / "printed.yaml"
+    printed.write_text(result.stdout, encoding="utf-8")
+    assert load_config(printed, []) == load_config(path, ["trainer.epochs=1"])
+    again = cli("validate", printed)
+    assert again.exit_code == 0, again.output
+    assert "Total params: 54,410" in again.stdout
