@@ -46,8 +46,19 @@ class _Console(Console):
             self.on_broken_pipe()
 
 
-console = _Console(highlight=False)
-err_console = _Console(stderr=True, highlight=False)
+def _unwrapped_when_piped(console: Console) -> Console:
+    """Output that is not a terminal (a pipe, a file, a CI log) gets a width that wraps
+    nothing: rich would use 80 columns there and cut run ids and paths across lines, which
+    then neither grep nor copy-paste finds. COLUMNS, when set, still decides."""
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console.width = PIPED_WIDTH
+    return console
+
+
+PIPED_WIDTH = 4096  # PATH_MAX on Linux: no path is cut
+
+console = _unwrapped_when_piped(_Console(highlight=False))
+err_console = _unwrapped_when_piped(_Console(stderr=True, highlight=False))
 state = {"debug": False}
 
 

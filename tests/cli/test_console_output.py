@@ -1,5 +1,5 @@
 """What the CLI writes when stdout is not a terminal: a pipe whose reader goes away, a
-config printed for redirection."""
+config printed for redirection, tables read by grep."""
 
 from __future__ import annotations
 
@@ -48,3 +48,25 @@ def test_print_config_writes_only_the_yaml_to_stdout(cli, configs_dir, tmp_path)
     again = cli("validate", printed)
     assert again.exit_code == 0, again.output
     assert "Total params: 54,410" in again.stdout
+
+
+def _fake_run(root, name: str, run_id: str) -> None:
+    run = root / name / run_id
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(f"name: {name}\ntrainer: {{epochs: 3}}\n", encoding="utf-8")
+    (run / "summary.json").write_text(json.dumps({"name": name, "status": "finished", "epochs": 3, "best": {
+        "metric": "val_accuracy", "value": 0.98765, "epoch": 2}}), encoding="utf-8")
+
+
+def test_piped_runs_table_keeps_each_run_id_on_one_line(run_python, tmp_path):
+    """Rich wraps at 80 columns when stdout is not a terminal; ids and names must not be cut."""
+    names = {"20260101-100000": "a_rather_long_experiment_name_with_several_parts",
+             "20260102-110000": "another_rather_long_experiment_name_too"}
+    for run_id, name in names.items():
+        _fake_run(tmp_path / "runs", name, run_id)
+    result = run_python("-m", "dlcli", "runs", tmp_path / "runs")
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if "finished" in line]
+    assert len(rows) == 2, result.stdout
+    for row, (run_id, name) in zip(rows, sorted(names.items(), reverse=True)):
+        assert run_id in row and name in row and "val_accuracy 0.9877 @2" in row
