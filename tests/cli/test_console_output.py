@@ -1,14 +1,17 @@
 """What the CLI writes when stdout is not a terminal: a pipe whose reader goes away, a
-config printed for redirection, tables read by grep."""
+config printed for redirection, tables read by grep, progress lines in a CI log."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
 
-from tests.samples import TINY_MNIST
+from rich.console import Console
+
+from tests.samples import TINY_MNIST, tiny_mnist
 
 
 def test_training_carries_on_when_the_reader_of_stdout_goes_away(repo_root, write_config, tmp_path):
@@ -70,3 +73,40 @@ def test_piped_runs_table_keeps_each_run_id_on_one_line(run_python, tmp_path):
     assert len(rows) == 2, result.stdout
     for row, (run_id, name) in zip(rows, sorted(names.items(), reverse=True)):
         assert run_id in row and name in row and "val_accuracy 0.9877 @2" in row
+
+
+def _plain_training(tmp_path, monkeypatch, every_s: float | None) -> tuple[list[str], int]:
+    """The lines a plain-mode display prints over a 2-epoch tiny run, and how many times the
+    trainer's running metrics were read (each read is a host sync on GPU) besides the one
+    that ends each epoch."""
+    from dlcli.cli._progress import ProgressDisplay
+    from dlcli.train import train
+    from dlcli.train.trainer import Trainer
+
+    if every_s is not None:
+        monkeypatch.setattr(ProgressDisplay, "plain_every_s", every_s)
+    asked = []
+    real = Trainer.running_metrics
+    monkeypatch.setattr(Trainer, "running_metrics", lambda self: asked.append(1) or real(self))
+    out = io.StringIO()
+    display = ProgressDisplay(Console(file=out, width=200), "plain")
+    train(tiny_mnist(tmp_path, "trainer.epochs=2"), callbacks=[display])
+    return out.getvalue().splitlines(), len(asked) - 2
+
+
+def test_plain_progress_prints_a_line_every_period_within_an_epoch(tmp_path, monkeypatch):
+    lines, asked = _plain_training(tmp_path, monkeypatch, every_s=0.0)
+    batch_lines = [line for line in lines if "  batch " in line]
+    # 240 training samples in batches of 32: 8 batches, a line after each but the last (the epoch line follows)
+    assert len(batch_lines) == 2 * 7 and asked == 2 * 7
+    assert batch_lines[0].startswith("epoch 1/2  batch 1/8  train_loss ")
+    assert batch_lines[-1].startswith("epoch 2/2  batch 7/8  train_loss ")
+    assert "train_accuracy " in batch_lines[0] and batch_lines[0].endswith(" samples/s")
+    assert [line.split("  ")[0] for line in lines if "  batch " not in line] == ["epoch 1/2", "epoch 2/2"]
+
+
+def test_plain_progress_asks_the_trainer_nothing_between_lines(tmp_path, monkeypatch):
+    """With the default period a tiny run prints only its epoch lines, and no step pays a host sync."""
+    lines, asked = _plain_training(tmp_path, monkeypatch, every_s=None)
+    assert [line.split("  ")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
+    assert asked == 0
