@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import os
 import sys
 from typing import Callable
 
@@ -20,8 +21,44 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+
+class _Console(Console):
+    """A console whose reader may go away (`dlcli train ... | head -1`): its output then goes
+    to os.devnull and the command carries on. rich's default (newer versions) is SystemExit(1),
+    which killed a training run at its next print; older ones let BrokenPipeError escape."""
+
+    def on_broken_pipe(self) -> None:
+        # https://docs.python.org/3/library/signal.html#note-on-sigpipe: the fd, not only this
+        # console, is pointed at os.devnull, so that the interpreter's flush at exit is quiet too
+        self.quiet = True
+        try:
+            fd = self.file.fileno()
+        except (AttributeError, OSError, ValueError):  # not a real file (a test's StringIO)
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+
+    def _check_buffer(self) -> None:
+        try:
+            super()._check_buffer()
+        except BrokenPipeError:  # rich versions without on_broken_pipe
+            self.on_broken_pipe()
+
+
+def _unwrapped_when_piped(console: Console) -> Console:
+    """Output that is not a terminal (a pipe, a file, a CI log) gets a width that wraps
+    nothing: rich would use 80 columns there and cut run ids and paths across lines, which
+    then neither grep nor copy-paste finds. COLUMNS, when set, still decides."""
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console.width = PIPED_WIDTH
+    return console
+
+
+PIPED_WIDTH = 4096  # PATH_MAX on Linux: no path is cut
+
+console = _unwrapped_when_piped(_Console(highlight=False))
+err_console = _unwrapped_when_piped(_Console(stderr=True, highlight=False))
 state = {"debug": False}
 
 

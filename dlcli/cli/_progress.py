@@ -1,5 +1,6 @@
 """Live progress for `dlcli train`: a rich bar per epoch on a terminal, plain
-lines otherwise (CI, log files). Presentation only: it reads the trainer."""
+lines otherwise (CI, log files): one per epoch, and one every plain_every_s within
+it. Presentation only: it reads the trainer."""
 
 from __future__ import annotations
 
@@ -22,13 +23,16 @@ def format_record(record: dict, epochs: int) -> str:
 
 
 class ProgressDisplay(Callback):
+    plain_every_s = 30.0  # plain mode: a line this often within an epoch, so a long one shows signs of life
+
     def __init__(self, console: Console, mode: str = "auto", refresh_s: float = 0.25):
         if mode == "auto":
             mode = "bar" if console.is_terminal else "plain"
         self.console, self.mode, self.refresh_s = console, mode, refresh_s
         self.progress: Progress | None = None
         self.task = None
-        self._last = 0.0
+        self._last = 0.0  # the bar's last refresh
+        self._last_line = 0.0  # plain mode's last line
         self._t0 = 0.0
         self._done0 = 0
 
@@ -37,6 +41,8 @@ class ProgressDisplay(Callback):
             self.console.print(f"[yellow]note:[/] {note}")
 
     def on_epoch_start(self, trainer) -> None:
+        self._t0, self._done0 = time.perf_counter(), trainer.batch_in_epoch
+        self._last_line = self._t0
         if self.mode != "bar":
             return
         self.progress = Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(),
@@ -46,19 +52,35 @@ class ProgressDisplay(Callback):
         self.task = self.progress.add_task("train", total=trainer.batches_per_epoch,
                                            completed=trainer.batch_in_epoch,
                                            epoch=f"{trainer.epoch + 1}/{trainer.cfg['trainer']['epochs']}", stats="")
-        self._t0, self._done0 = time.perf_counter(), trainer.batch_in_epoch
 
     def on_train_batch_end(self, trainer, batch: int) -> None:
+        if self.mode == "plain":
+            self._plain_line(trainer, batch)
         if self.progress is None:
             return
         now = time.perf_counter()
         if now - self._last < self.refresh_s and batch + 1 < trainer.batches_per_epoch:
             return
         self._last = now
+        self.progress.update(self.task, completed=batch + 1, stats=self._stats(trainer, batch, now))
+
+    def _stats(self, trainer, batch: int, now: float, prefix: str = "") -> str:
+        """The epoch so far: running train loss and metrics (one host sync), samples/s."""
         running = trainer.running_metrics()
         rate = (batch + 1 - self._done0) * trainer.batch_size / max(now - self._t0, 1e-9)
-        stats = "  ".join(f"{k} {v:.4f}" for k, v in running.items()) + f"  {rate:,.0f} samples/s"
-        self.progress.update(self.task, completed=batch + 1, stats=stats)
+        return "  ".join(f"{prefix}{k} {v:.4f}" for k, v in running.items()) + f"  {rate:,.0f} samples/s"
+
+    def _plain_line(self, trainer, batch: int) -> None:
+        """Every plain_every_s within an epoch (not after its last batch: the epoch line follows)."""
+        now = time.perf_counter()  # no host sync: the trainer is asked only when a line is printed
+        if now - self._last_line < self.plain_every_s or batch + 1 >= trainer.batches_per_epoch:
+            return
+        self._last_line = now
+        epochs, batches = trainer.cfg["trainer"]["epochs"], trainer.batches_per_epoch
+        where = f"epoch {trainer.epoch + 1}/{epochs}  batch {batch + 1}/{batches}"
+        # named as in the epoch line: the running means of the epoch so far
+        self.console.print(f"{where}  {self._stats(trainer, batch, now, prefix='train_')}", highlight=False,
+                           markup=False, soft_wrap=True)
 
     def _stop_bar(self) -> None:
         if self.progress is not None:

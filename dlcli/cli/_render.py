@@ -58,7 +58,7 @@ def registry_table(registry: Registry, title: str) -> Table:
     show_family = any(e.family for e in registry)
     if show_family:
         table.add_column("family", overflow="fold")
-    # nothing is cut short (piped output is 80 columns): names stay whole, the rest folds; never "global_avgpo…"
+    # nothing is cut short (a narrow terminal, COLUMNS=80): names stay whole, the rest folds; never "global_avgpo…"
     table.add_column("name", style="bold", no_wrap=True)
     table.add_column("aliases", overflow="fold")
     table.add_column("arguments (kind = default)", overflow="fold")

@@ -41,7 +41,7 @@ def predict(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt) or a 
 
 
 def predictions_table(predictions) -> Table:
-    # fold, not cut: a piped table is 80 columns wide, and a cut path or probability says nothing
+    # fold, not cut, on a narrow terminal: a cut path or probability says nothing (piped output does not wrap)
     table = Table(title=f"predictions of {escape(predictions.checkpoint)}", title_justify="left")
     table.add_column("input", overflow="fold")
     rows = predictions.rows[:MAX_ROWS_SHOWN]

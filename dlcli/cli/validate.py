@@ -6,14 +6,16 @@ from typing import List, Optional
 
 import typer
 
-from dlcli.cli._app import app, console, escape, report_errors
+from dlcli.cli._app import app, console, err_console, escape, report_errors
 
 
 @app.command()
 @report_errors
 def validate(config: str = typer.Argument(..., help="the YAML config"),
              overrides: Optional[List[str]] = typer.Argument(None, help="key.path=value overrides"),
-             show_config: bool = typer.Option(False, "--print-config", help="print the resolved config")) -> None:
+             show_config: bool = typer.Option(False, "--print-config",
+                                              help="print the resolved config, alone on stdout (the summary goes "
+                                                   "to stderr): `> resolved.yaml` is a config")) -> None:
     """Validate a config and print the model summary (no data is loaded, nothing trained)."""
     from dlcli.config import dump_config, load_config
 
@@ -22,8 +24,9 @@ def validate(config: str = typer.Argument(..., help="the YAML config"),
     from dlcli.model import build_meta_model, summarize
 
     summary = summarize(cfg, build_meta_model(cfg))
-    console.print(summary_table(summary, cfg["name"]))
-    console.print(summary_totals(summary))
+    report = err_console if show_config else console  # with --print-config, stdout is the YAML alone
+    report.print(summary_table(summary, cfg["name"]))
+    report.print(summary_totals(summary))
     if show_config:
         console.print(dump_config(cfg), markup=False, soft_wrap=True)  # as YAML wrote it: no re-wrapping
-    console.print(f"[green]{escape(config)}: valid[/]")
+    report.print(f"[green]{escape(config)}: valid[/]", soft_wrap=True)

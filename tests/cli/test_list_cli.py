@@ -17,13 +17,16 @@ def test_list_offers_the_documented_kinds():
     assert sorted(KINDS) == sorted(DOCUMENTED_KINDS)
 
 
-def test_list_layers_lists_every_layer_name(cli):
+def test_list_layers_lists_every_layer_name(cli, monkeypatch):
+    from dlcli.cli._app import console
+
+    monkeypatch.setattr(console, "width", 80)  # a narrow terminal (piped output does not wrap)
     result = cli("list-layers")
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith(f"{len(LAYERS)} layers")
     for name in LAYERS.names():
         assert f" {name} " in result.stdout, f"{name} missing from list-layers"
-    assert "…" not in result.stdout  # nothing cut short at the default 80 columns
+    assert "…" not in result.stdout  # nothing cut short at 80 columns
 
 
 def test_list_layers_one_layer_shows_its_arguments_and_an_example(cli):

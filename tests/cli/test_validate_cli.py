@@ -49,12 +49,11 @@ def test_validate_print_config_prints_the_resolved_config_as_valid_yaml(cli, con
     from dlcli.config import config_from_text, load_config
 
     path = configs_dir / "mnist_cnn_keras.yaml"
-    long_name = "a run whose name is rather long, " * 4  # longer than the 80 columns of piped output
+    long_name = "a run whose name is rather long, " * 4  # longer than 80 columns
     result = cli("validate", path, "--print-config", f"name={long_name}")
     assert result.exit_code == 0, result.output
-    printed = result.stdout.split("Non-trainable params: 0\n")[1].rsplit(f"{path}: valid", 1)[0]
-    assert "type: conv2d" in printed and "type: adam" in printed
-    assert config_from_text(printed) == load_config(path, [f"name={long_name}"])
+    assert "type: conv2d" in result.stdout and "type: adam" in result.stdout
+    assert config_from_text(result.stdout) == load_config(path, [f"name={long_name}"])  # stdout is the YAML alone
 
 
 def test_bad_config_exits_2_with_every_message_and_no_traceback(cli, write_config):
