@@ -29,6 +29,11 @@ class RunError(DlcliError):
     """A run directory or training run that cannot go on (NaN loss, full disk...)."""
 
 
+class OutputError(DlcliError):
+    """An --out that would replace something the user had: an input, a checkpoint, a run's
+    records, or a file that is not an earlier output of the same command."""
+
+
 def did_you_mean(name: object, choices: Iterable[str]) -> str:
     """Return ` did you mean 'x'?` for the closest choice, or ''."""
     if not isinstance(name, str):

@@ -43,6 +43,8 @@ from dlcli.errors import DlcliError, short_repr
 from dlcli.inference import TrainedModel, load_trained
 
 FORMATS = {"torchscript": ".torchscript.pt", "onnx": ".onnx", "state_dict": ".state_dict.pt"}
+SUFFIXES = {"torchscript": (".pt", ".pth"), "onnx": (".onnx",), "state_dict": (".pt", ".pth")}  # an --out's
+SIDECAR_FORMAT = "dlcli-export-"  # the sidecar's "format" starts so: dlcli-export-onnx, ...
 OUTPUTS = {"classification": "class probabilities (B, classes): softmax of the logits",
            "binary": "probabilities (B, outputs): sigmoid of the logits",
            "regression": "predicted values (B, *outputs)"}
@@ -165,8 +167,47 @@ def default_path(trained: TrainedModel, fmt: str) -> Path:
     return folder / f"{trained.checkpoint.stem}{FORMATS[fmt]}"
 
 
-def export_checkpoint(path: str | Path, fmt: str, out: str | Path | None = None) -> Export:
-    """Write the checkpoint's model in `fmt` (torchscript, onnx or state_dict) and its sidecar."""
+def sidecar_path(target: Path) -> Path:
+    """The JSON beside an export: best.torchscript.pt -> best.torchscript.json, best.onnx -> best.onnx.json."""
+    return target.with_name(target.name.removesuffix(".pt") + ".json")
+
+
+def is_export_sidecar(path: Path) -> bool:
+    """Whether `path` is a sidecar dlcli export wrote (a JSON object whose format is dlcli-export-*)."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(1) != b"{":
+                return False  # not the JSON export writes: do not read on (a large binary file)
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(value, dict) and str(value.get("format", "")).startswith(SIDECAR_FORMAT)
+
+
+def check_target(trained: TrainedModel, fmt: str, target: Path, force: bool = False) -> None:
+    """Refuse, before any work, an export `target` (or its sidecar) that is the checkpoint, lies in a
+    run's checkpoints/ or is one of its records (even with `force`), whose suffix does not fit
+    `fmt`, or that exists and is not an earlier dlcli export (unless `force`)."""
+    from dlcli.outputs import refuse_existing, refuse_inputs, refuse_run_files
+
+    instead = default_path(trained, fmt)
+    sidecar = sidecar_path(target)
+    for path, label in ((target, None), (sidecar, f"--out {target}: its sidecar {sidecar}")):
+        refuse_inputs(path, [(trained.checkpoint, "the checkpoint")], instead, label)
+        refuse_run_files(path, instead, label)
+    if target.suffix.lower() not in SUFFIXES[fmt]:
+        raise DlcliError(f"--out {target}: expected a {' or '.join(SUFFIXES[fmt])} file name for --format {fmt} "
+                         f"(the default is {instead.name}), received {target.suffix or 'no extension'}")
+    refuse_existing(target, lambda path: is_export_sidecar(sidecar_path(path)),
+                    f"a dlcli export (no export sidecar {sidecar.name} beside it)", force)
+    refuse_existing(sidecar, is_export_sidecar, "a dlcli export sidecar", force,
+                    f"--out {target}: its sidecar {sidecar}")
+
+
+def export_checkpoint(path: str | Path, fmt: str, out: str | Path | None = None, force: bool = False) -> Export:
+    """Write the checkpoint's model in `fmt` (torchscript, onnx or state_dict) and its sidecar.
+    An existing file is replaced only when it is an earlier export (its sidecar says so), or
+    with `force`; never the checkpoint, nor anything in a run's checkpoints/ (`check_target`)."""
     from dlcli.errors import did_you_mean
 
     if fmt not in FORMATS:
@@ -178,6 +219,7 @@ def export_checkpoint(path: str | Path, fmt: str, out: str | Path | None = None)
     target = Path(out) if out is not None else default_path(trained, fmt)
     if target.is_dir():
         target = target / default_path(trained, fmt).name
+    check_target(trained, fmt, target, force)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -192,7 +234,7 @@ def export_checkpoint(path: str | Path, fmt: str, out: str | Path | None = None)
             _save_onnx(trained, target, info)
     except OSError as err:
         raise DlcliError(f"{target}: cannot write the export: {err.strerror or err}") from None
-    sidecar = target.with_name(target.name.removesuffix(".pt") + ".json")  # best.onnx -> best.onnx.json
+    sidecar = sidecar_path(target)
     from dlcli.runs import write_text_atomic
 
     write_text_atomic(sidecar, json.dumps(info, indent=2) + "\n")

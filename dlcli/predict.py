@@ -25,6 +25,7 @@ from dlcli.errors import DataError, DlcliError, short_list
 from dlcli.inference import TrainedModel, image_sample_shape, load_trained
 
 OUTPUT_FORMATS = (".csv", ".json")
+KINDS = ("classes", "probabilities", "values")
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Predictions:
     kind: str  # "classes" (top-k classes with probabilities), "probabilities" (sigmoid outputs) or "values"
     rows: list[dict] = field(default_factory=list)  # {"input", "predictions": [...]} or {"input", "value": [...]}
     checkpoint: str = ""
+    inputs: list[str] = field(default_factory=list)  # the paths given: write_predictions never replaces one
 
 
 def predict(path: str | Path, inputs: list[str | Path], top_k: int = 3, device: str | None = None,
@@ -44,7 +46,7 @@ def predict(path: str | Path, inputs: list[str | Path], top_k: int = 3, device: 
     trained = load_trained(path, device)
     kind = "classes" if trained.loss_task == "classification" else \
         "probabilities" if trained.loss_task == "binary" else "values"
-    predictions = Predictions(kind, checkpoint=str(trained.checkpoint))
+    predictions = Predictions(kind, checkpoint=str(trained.checkpoint), inputs=[str(item) for item in inputs])
     size = batch_size or trained.cfg["data"]["eval_batch_size"]
     for item in inputs:
         x, names = read_inputs(trained, Path(item))
@@ -76,7 +78,7 @@ def read_inputs(trained: TrainedModel, path: Path) -> tuple[torch.Tensor, list[s
         raise DataError(f"{path}: no such file or directory; expected image files, an image folder, an .npz "
                         f"or a .csv")
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        files = input_files(path)
         if not files:
             raise DataError(f"{path}: expected images ({', '.join(IMAGE_EXTENSIONS)}) in the folder, found none")
         return read_images(trained, files, str(path)), [str(f) for f in files]
@@ -89,6 +91,15 @@ def read_inputs(trained: TrainedModel, path: Path) -> tuple[torch.Tensor, list[s
         return read_csv(trained, path)
     raise DataError(f"{path}: cannot predict a {suffix or 'extension-less'} file; expected images "
                     f"({', '.join(IMAGE_EXTENSIONS)}), a folder of images, an .npz or a .csv")
+
+
+def input_files(path: Path) -> list[Path]:
+    """The files predict reads for one input path: the images under a folder, else the path."""
+    from dlcli.data._sources import IMAGE_EXTENSIONS
+
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    return [path]
 
 
 def read_images(trained: TrainedModel, files: list[Path], where: str) -> torch.Tensor:
@@ -165,12 +176,68 @@ def check_output_path(out: Path) -> None:
         raise DlcliError(f"--out {out}: is a directory; expected a .csv or .json file name")
 
 
-def write_predictions(predictions: Predictions, out: str | Path) -> Path:
-    """CSV (one row per input: classes and probabilities, or values) or JSON (the rows)."""
-    from dlcli.runs import write_text_atomic
+def check_output(out: str | Path, checkpoint: str | Path, inputs: list[str | Path], force: bool = False) -> None:
+    """Refuse, before any work, an --out that is the checkpoint or a file predict reads, lies in a
+    run's checkpoints/ or is one of its records (even with `force`), or exists and is not an
+    earlier predictions file (unless `force`)."""
+    from dlcli.outputs import refuse_existing, refuse_inputs, refuse_run_files
 
     out = Path(out)
     check_output_path(out)
+    read = [(_checkpoint_file(checkpoint), "the checkpoint")]
+    read += [(file, "the input file") for item in inputs for file in input_files(Path(item))]
+    instead = out.with_name(f"{out.stem}.predictions{out.suffix}")
+    refuse_inputs(out, read, instead)
+    refuse_run_files(out, _beside_run(out))
+    refuse_existing(out, is_predictions_file, "a dlcli predictions file", force)
+
+
+def _checkpoint_file(checkpoint: str | Path) -> Path:
+    """The checkpoint file predict reads (a run directory's best.pt); as given when there is none
+    (loading it says what is wrong)."""
+    from dlcli.checkpoint import resolve_checkpoint_path
+    from dlcli.errors import CheckpointError
+
+    try:
+        return resolve_checkpoint_path(checkpoint, prefer="best.pt")
+    except CheckpointError:
+        return Path(checkpoint)
+
+
+def _beside_run(out: Path) -> Path:
+    """<run>/predictions.csv for an --out in a run's checkpoints/ or over its records (a suggestion)."""
+    for folder in out.parents:
+        if folder.name == "checkpoints":
+            return folder.parent / f"predictions{out.suffix}"
+    return out.with_name(f"predictions{out.suffix}")
+
+
+def is_predictions_file(path: Path) -> bool:
+    """Whether `path` holds what write_predictions writes: a CSV with its header row, or its JSON."""
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            if path.suffix.lower() == ".json":
+                if handle.read(1) != "{":
+                    return False  # not the JSON predict writes: do not read on
+                value = json.loads("{" + handle.read())
+                return (isinstance(value, dict) and set(value) == {"checkpoint", "kind", "predictions"}
+                        and value["kind"] in KINDS and isinstance(value["predictions"], list))
+            header = next(csv.reader([handle.readline(2**20)]), [])
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error):
+        return False
+    width = len(header) - 1
+    return width >= 1 and any(header == _csv_header(kind, width // 3 if kind == "classes" else width)
+                              for kind in KINDS)
+
+
+def write_predictions(predictions: Predictions, out: str | Path, force: bool = False) -> Path:
+    """CSV (one row per input: classes and probabilities, or values) or JSON (the rows).
+    Refuses an --out that would replace an input, the checkpoint or a file that is not an
+    earlier predictions file (`check_output`)."""
+    from dlcli.runs import write_text_atomic
+
+    out = Path(out)
+    check_output(out, predictions.checkpoint, predictions.inputs, force)
     if out.suffix.lower() == ".json":
         text = json.dumps({"checkpoint": predictions.checkpoint, "kind": predictions.kind,
                            "predictions": predictions.rows}, indent=2) + "\n"
@@ -189,15 +256,20 @@ def _csv_text(predictions: Predictions) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     rows = predictions.rows
     if predictions.kind == "classes":
-        k = max((len(r["predictions"]) for r in rows), default=0)
-        writer.writerow(["input", *[f"{col}_{i + 1}" for i in range(k) for col in ("class", "name", "probability")]])
+        writer.writerow(_csv_header("classes", max((len(r["predictions"]) for r in rows), default=0)))
         for r in rows:
             cells = [v for p in r["predictions"] for v in (p["class"], p["name"], p["probability"])]
             writer.writerow([r["input"], *cells])
     else:
-        width = max((len(r["value"]) for r in rows), default=1)
-        column = "probability" if predictions.kind == "probabilities" else "value"
-        writer.writerow(["input", *([column] if width == 1 else [f"{column}_{i + 1}" for i in range(width)])])
+        writer.writerow(_csv_header(predictions.kind, max((len(r["value"]) for r in rows), default=1)))
         for r in rows:
             writer.writerow([r["input"], *r["value"]])
     return buffer.getvalue()
+
+
+def _csv_header(kind: str, width: int) -> list[str]:
+    """The header row of a predictions CSV: `width` top classes (3 columns each) or values."""
+    if kind == "classes":
+        return ["input", *[f"{col}_{i + 1}" for i in range(width) for col in ("class", "name", "probability")]]
+    column = "probability" if kind == "probabilities" else "value"
+    return ["input", *([column] if width == 1 else [f"{column}_{i + 1}" for i in range(width)])]

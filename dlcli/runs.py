@@ -24,6 +24,8 @@ METRICS_JSONL = "metrics.jsonl"
 METRICS_CSV = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 ENV_FILE = "environment.json"
+CHECKPOINTS_DIR = "checkpoints"
+RUN_RECORDS = (CONFIG_FILE, ENV_FILE, METRICS_JSONL, METRICS_CSV, SUMMARY_FILE)  # written only by the run itself
 
 
 def create_run_dir(out_dir: str | Path, name: str) -> Path:
@@ -167,6 +169,20 @@ def run_dir_of(checkpoint: Path) -> Path | None:
     run_dir = checkpoint.parent.parent
     if checkpoint.parent.name == "checkpoints" and (run_dir / CONFIG_FILE).is_file():
         return run_dir
+    return None
+
+
+def owned_by_run(path: Path) -> str | None:
+    """What `path` is to the run directory it lies in, when only that run may write it: a file
+    inside its checkpoints/ folder or one of its records (config.yaml, metrics, summary...);
+    else None. Checked as given and with symlinks resolved."""
+    path = Path(path)
+    for spelling in dict.fromkeys((path.absolute(), path.resolve())):
+        for folder in spelling.parents:
+            if folder.name == CHECKPOINTS_DIR and (folder.parent / CONFIG_FILE).is_file():
+                return f"inside the run's checkpoints folder {folder}"
+        if spelling.name in RUN_RECORDS and (spelling.parent / CONFIG_FILE).is_file():
+            return f"the run record {spelling} (written only by its run)"
     return None
 
 

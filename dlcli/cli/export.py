@@ -1,4 +1,4 @@
-"""`dlcli export CHECKPOINT --format torchscript|onnx|state_dict [--out PATH]`."""
+"""`dlcli export CHECKPOINT --format torchscript|onnx|state_dict [--out PATH] [--force]`."""
 
 from __future__ import annotations
 
@@ -14,11 +14,14 @@ from dlcli.cli._app import app, console, escape, report_errors
 def export(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt) or a run directory (its best.pt)"),
            fmt: str = typer.Option("torchscript", "--format", help="torchscript | onnx | state_dict"),
            out: Optional[str] = typer.Option(None, "--out", help="the file to write (default: "
-                                             "<run>/export/<checkpoint>.<format>)")) -> None:
+                                             "<run>/export/<checkpoint>.<format>)"),
+           force: bool = typer.Option(False, "--force", help="replace an existing --out that is not an earlier "
+                                      "export (never the checkpoint, nor anything in a run's checkpoints/)"),
+           ) -> None:
     """Export a model as TorchScript or ONNX (raw samples in, predictions out) or a plain state_dict."""
     from dlcli.export import export_checkpoint
 
-    result = export_checkpoint(checkpoint, fmt, out)
+    result = export_checkpoint(checkpoint, fmt, out, force=force)
     console.print(f"wrote {escape(str(result.path))} ({result.format})", soft_wrap=True)
     console.print(f"  input:  {escape(result.info['input'])}", soft_wrap=True)
     console.print(f"  output: {escape(result.info['output'])}", soft_wrap=True)

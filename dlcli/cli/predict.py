@@ -3,7 +3,6 @@ folder, an .npz or a .csv; a table, and a CSV or JSON file with --out."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -24,12 +23,14 @@ def predict(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt) or a 
             device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, ... (default: the config's)"),
             batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1,
                                                      help="batch size (default: data.eval_batch_size)"),
+            force: bool = typer.Option(False, "--force", help="replace an existing --out that is not an earlier "
+                                       "predictions file (never an input or the checkpoint)"),
             ) -> None:
     """Predict with a checkpoint: the top-k classes with probabilities, or the values."""
-    from dlcli.predict import check_output_path, predict as run_predict, write_predictions
+    from dlcli.predict import check_output, predict as run_predict, write_predictions
 
     if out is not None:
-        check_output_path(Path(out))  # before any work
+        check_output(out, checkpoint, inputs, force)  # before any work
     predictions = run_predict(checkpoint, inputs, top_k=top_k, device=device, batch_size=batch_size)
     console.print(predictions_table(predictions))
     if len(predictions.rows) > MAX_ROWS_SHOWN:
@@ -37,7 +38,7 @@ def predict(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt) or a 
                       f"({len(predictions.rows):,} inputs){'' if out else '; all of them with --out FILE.csv'}[/]",
                       soft_wrap=True)
     if out is not None:
-        console.print(f"wrote {escape(str(write_predictions(predictions, out)))}", soft_wrap=True)
+        console.print(f"wrote {escape(str(write_predictions(predictions, out, force)))}", soft_wrap=True)
 
 
 def predictions_table(predictions) -> Table:

@@ -3,6 +3,10 @@ with what evaluate computes on the same samples."""
 
 import csv
 import json
+import os
+import re
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -218,3 +222,143 @@ def test_inputs_that_cannot_fit_are_clear_errors(case, message, regression_run, 
 def test_missing_input_is_a_data_error(regression_run, tmp_path):
     with pytest.raises(DataError, match="no such file or directory"):
         predict(regression_run, [tmp_path / "nothing.npz"])
+
+
+# ---------------------------------------------------------------------------
+# --out never replaces what the user had: an input, the checkpoint, a run's files, or a
+# file that is not an earlier predictions file (without --force)
+# ---------------------------------------------------------------------------
+
+def _refused(result, *patterns):
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    message = " ".join(result.output.split())
+    for pattern in patterns:
+        assert re.search(pattern, message), result.output
+
+
+@pytest.fixture
+def user_csv(table_run, tmp_path):
+    """A copy of the table run's training CSV: the user's data."""
+    return Path(shutil.copy(load_checkpoint(table_run)["config"]["data"]["path"], tmp_path / "data.csv"))
+
+
+@pytest.fixture
+def run_copy(table_run, tmp_path):
+    """A copy of the table run, which a failing test may damage."""
+    return Path(shutil.copytree(table_run, tmp_path / "run"))
+
+
+def _same_file_as(path: Path, spelling: str) -> Path:
+    """`path` spelled another way: as it is, through `..`, a symlink or a hard link."""
+    if spelling == "dotted":
+        (path.parent / "sub").mkdir(exist_ok=True)
+        return path.parent / "sub" / ".." / path.name
+    if spelling in ("symlink", "hardlink"):
+        other = path.with_name(f"{spelling}{path.suffix}")
+        other.symlink_to(path) if spelling == "symlink" else os.link(path, other)
+        return other
+    return path
+
+
+@pytest.mark.parametrize("force", [False, True])
+@pytest.mark.parametrize("spelling", ["same", "dotted", "symlink", "hardlink"])
+def test_out_that_is_the_input_csv_is_refused_even_with_force(spelling, force, table_run, user_csv, cli):
+    """Audit 3 #1: `predict RUN data.csv --out data.csv` replaced the data with predictions."""
+    before = user_csv.read_bytes()
+    out = _same_file_as(user_csv, spelling)
+    result = cli("predict", table_run, user_csv, "--out", out, *["--force"] * force)
+    _refused(result, rf"--out {re.escape(str(out))} is the input file {re.escape(str(user_csv))}, which this "
+                     rf"command reads; .* e\.g\. .*\.predictions\.csv \(--force never replaces an input\)")
+    assert user_csv.read_bytes() == before
+
+
+def test_out_that_is_an_image_in_an_input_folder_is_refused(images_run, write_images, tmp_path, cli):
+    """Every file read from a folder is an input: here a .csv name linked to one of its images."""
+    folder = write_images(tmp_path / "photos", per_class=1)
+    image = folder / "dog" / "0.png"
+    before = image.read_bytes()
+    out = tmp_path / "predictions.csv"
+    out.symlink_to(image)
+    result = cli("predict", images_run, folder, "--out", out, "--force")
+    _refused(result, rf"--out {re.escape(str(out))} is the input file {re.escape(str(image))}")
+    assert image.read_bytes() == before and out.is_symlink()
+
+
+def test_out_that_is_the_checkpoint_is_refused(run_copy, user_csv, cli):
+    checkpoint = run_copy / "checkpoints" / "best.pt"
+    before = checkpoint.read_bytes()
+    out = user_csv.with_name("model.json")
+    out.symlink_to(checkpoint)
+    result = cli("predict", run_copy, user_csv, "--out", out, "--force")
+    _refused(result, rf"--out {re.escape(str(out))} is the checkpoint {re.escape(str(checkpoint))}")
+    assert checkpoint.read_bytes() == before
+
+
+@pytest.mark.parametrize("name, says", [
+    ("checkpoints/predictions.csv", r"is inside the run's checkpoints folder .*checkpoints; only training writes "
+                                    r"there\. Expected a path outside it, e\.g\. .*run/predictions\.csv"),
+    ("metrics.csv", r"is the run record .*metrics\.csv \(written only by its run\)"),
+    ("summary.json", r"is the run record .*summary\.json"),
+])
+def test_out_among_a_runs_own_files_is_refused_even_with_force(name, says, run_copy, user_csv, cli):
+    out = run_copy / name
+    before = out.read_bytes() if out.exists() else None
+    result = cli("predict", run_copy, user_csv, "--out", out, "--force")
+    _refused(result, rf"--out {re.escape(str(out))} {says}", r"\(--force never writes there\)")
+    assert (out.read_bytes() if out.exists() else None) == before
+
+
+@pytest.mark.parametrize("name, text", [
+    ("notes.csv", "a,b\n1,2\n"),  # someone's table
+    ("settings.json", '{"checkpoint": "x", "kind": "classes"}\n'),  # JSON, but not predictions
+    ("edited.csv", "input,value,comment\nx,1,2\n"),  # a predictions file with a column added
+    ("binary.json", "\0\1\2"),
+])
+def test_existing_file_that_is_not_predictions_needs_force(name, text, table_run, user_csv, cli):
+    out = user_csv.with_name(name)
+    out.write_text(text)
+    result = cli("predict", table_run, user_csv, "--out", out)
+    _refused(result, rf"--out {re.escape(str(out))} exists and is not a dlcli predictions file; expected a new "
+                     rf"file name, or --force to replace it")
+    assert out.read_text() == text
+    result = cli("predict", table_run, user_csv, "--out", out, "--force")
+    assert result.exit_code == 0, result.output
+    assert out.read_text().startswith(("input,value\n", '{\n  "checkpoint"'))
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json"])
+@pytest.mark.parametrize("run, top_k", [("table_run", ["--top-k", "1"]), ("images_run", ["--top-k", "1"]),
+                                        ("images_run", ["--top-k", "3"])])
+def test_rerun_replaces_its_own_predictions_and_nothing_else(run, top_k, suffix, request, write_images,
+                                                             tmp_path, cli):
+    """The same command twice succeeds, the second replacing the first's file; once that file
+    is someone else's it is refused."""
+    folder = request.getfixturevalue(run)
+    if run == "images_run":
+        inputs = [write_images(tmp_path / "photos", per_class=2)]
+    else:
+        inputs = [Path(shutil.copy(load_checkpoint(folder)["config"]["data"]["path"], tmp_path / "data.csv"))]
+    out = tmp_path / f"predictions{suffix}"
+    assert cli("predict", folder, *inputs, "--out", out).exit_code == 0  # top 3 / all values
+    first = out.read_text()
+    result = cli("predict", folder, *inputs, *top_k, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert out.read_text() == first if top_k[1] == "3" or run == "table_run" else out.read_text() != first
+    out.write_text("# my notes\n" + out.read_text())  # hand-edited: no longer what predict writes
+    _refused(cli("predict", folder, *inputs, *top_k, "--out", out), "exists and is not a dlcli predictions file")
+
+
+@pytest.mark.parametrize("kind, width", [("classes", 2), ("probabilities", 1), ("probabilities", 3),
+                                         ("values", 1), ("values", 2)])
+@pytest.mark.parametrize("suffix", [".csv", ".json"])
+def test_every_kind_of_predictions_file_is_recognised(kind, width, suffix, tmp_path):
+    from dlcli.predict import Predictions, is_predictions_file, write_predictions
+
+    rows = [{"input": "a.png", "predictions": [{"class": c, "name": str(c), "probability": 0.5}
+                                               for c in range(width)]}] if kind == "classes" else \
+        [{"input": "a.npz[0]", "value": [0.5] * width}]
+    out = write_predictions(Predictions(kind, rows, checkpoint=str(tmp_path / "best.pt")), tmp_path / f"p{suffix}")
+    assert is_predictions_file(out)
+    out.write_text(out.read_text()[:-2])  # torn or edited
+    assert is_predictions_file(out) == (suffix == ".csv")  # a CSV is recognised by its header row

@@ -1,0 +1,72 @@
+"""Where a command may write its --out file, checked before any work: nothing the user had
+is lost or overwritten.
+
+    refuse_inputs(out, [(checkpoint, "the checkpoint")], instead)   # never, even with --force
+    refuse_run_files(out, instead)                                  # a run's checkpoints/ and records
+    refuse_existing(out, is_predictions_file, "a dlcli predictions file", force)
+
+Paths are compared resolved (symlinks followed) and, for files that exist, by device and
+inode (`os.path.samefile`), so a second spelling, a symlink or a hard link of an input is
+caught too.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Iterable
+
+from dlcli.errors import OutputError
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether `a` and `b` name the same file: equal once resolved, or the same inode."""
+    try:
+        if Path(a).resolve() == Path(b).resolve():
+            return True
+    except (OSError, RuntimeError):  # a symlink loop
+        pass
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return False
+
+
+# `label` names the file in messages: "--out X" (the default), or "--out X: its sidecar Y" for a
+# file written beside it.
+
+def refuse_inputs(out: Path, inputs: Iterable[tuple[Path, str]], instead: Path | None = None,
+                  label: str | None = None) -> None:
+    """OutputError when `out` is one of `inputs` ((path, what it is) pairs): writing there would
+    replace what the command reads. --force does not override this."""
+    for path, what in inputs:
+        if same_file(out, path):
+            raise OutputError(f"{label or f'--out {out}'} is {what} {path}, which this command reads; writing "
+                              f"there would replace it. Expected a new file name{_example(instead)} (--force "
+                              f"never replaces an input)")
+
+
+def refuse_run_files(out: Path, instead: Path | None = None, label: str | None = None) -> None:
+    """OutputError when `out` lies in a run's checkpoints/ folder or is one of its records:
+    only the run itself writes those (resuming and evaluating read them). --force does not
+    override this."""
+    from dlcli.runs import owned_by_run
+
+    owner = owned_by_run(out)
+    if owner is not None:
+        raise OutputError(f"{label or f'--out {out}'} is {owner}; only training writes there. Expected a path "
+                          f"outside it{_example(instead)} (--force never writes there)")
+
+
+def refuse_existing(out: Path, is_earlier_output: Callable[[Path], bool], what: str, force: bool,
+                    label: str | None = None) -> None:
+    """OutputError when `out` exists and `is_earlier_output(out)` says it is not `what` (an
+    earlier output of the same command, which a re-run replaces), unless `force`."""
+    if force or not (out.exists() or out.is_symlink()) or is_earlier_output(out):
+        return
+    raise OutputError(f"{label or f'--out {out}'} exists and is not {what}; expected a new file name, or --force "
+                      f"to replace it")
+
+
+def _example(instead: Path | None) -> str:
+    return f", e.g. {instead}" if instead is not None else ""
