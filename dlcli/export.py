@@ -39,7 +39,7 @@ import torch
 import torch.nn as nn
 
 from dlcli.data.prepare import affine
-from dlcli.errors import DlcliError, short_repr
+from dlcli.errors import DataError, DlcliError, short_repr
 from dlcli.inference import TrainedModel, load_trained
 
 FORMATS = {"torchscript": ".torchscript.pt", "onnx": ".onnx", "state_dict": ".state_dict.pt"}
@@ -273,8 +273,20 @@ def sidecar_info(trained: TrainedModel, fmt: str) -> dict:
         "input_shape": list(trained.input_shape), "task": trained.loss_task,
         "output_activation": getattr(trained.model, "output_activation", None),
         "class_names": trained.class_names, "feature_names": features, "normalization": trained.normalization,
+        "image_files": _image_recipe(trained),
         "config": trained.cfg,
     }
+
+
+def _image_recipe(trained: TrainedModel) -> str | None:
+    """How dlcli predict reads an image file into one sample, for a model trained on images."""
+    from dlcli.data._sources import decode_recipe
+    from dlcli.inference import image_sample_shape
+
+    try:
+        return decode_recipe(image_sample_shape(trained.cfg, "export"))
+    except DataError:  # not trained on images
+        return None
 
 
 def _input_type(trained: TrainedModel, fmt: str) -> str:

@@ -807,6 +807,17 @@ def _read_images(classes: dict[str, list[Path]], names: list[str], shape: tuple[
     return Split(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), y)  # (N, C, H, W)
 
 
+def decode_recipe(shape: tuple[int, int, int]) -> str | None:
+    """decode_image in words, for an export's sidecar: how to read an image file as dlcli does."""
+    channels, height, width = shape
+    if channels not in _MODES:
+        return None
+    return (f"PIL.Image.open(path).convert('{_MODES[channels]}'), then .resize(({width}, {height}), "
+            f"PIL.Image.Resampling.BILINEAR) if its size differs, then numpy.asarray(image, dtype=uint8)"
+            f".reshape({height}, {width}, {channels}).transpose(2, 0, 1): one ({channels}, {height}, {width}) "
+            f"sample of pixels 0-255, as dlcli predict reads image files")
+
+
 def decode_image(file: str | Path, shape: tuple[int, int, int]) -> np.ndarray:
     """One image file -> uint8 (H, W, C) in the model's channels and size: the one decoder of
     image folders, in memory or streamed, so a sample is the same bits either way."""

@@ -463,3 +463,22 @@ def test_onnx_export_of_every_layer_type_matches_predict(case, tmp_path):
     torch.testing.assert_close(outputs, expected, rtol=1e-4, atol=1e-5)
     assert session.get_inputs()[0].type == ("tensor(int64)" if case == "embedding" else "tensor(float)")
     assert ("int64 token ids" if case == "embedding" else "float32") in export.info["input"]
+
+
+def test_the_sidecar_says_how_image_files_become_samples_as_predict_reads_them(images_run, regression_run, tmp_path):
+    """The recipe, followed by hand with PIL and numpy on an image of another size and mode,
+    gives the very sample dlcli predict reads from it; models not trained on images have none."""
+    import numpy as np
+    from PIL import Image
+
+    from dlcli.predict import read_images
+
+    info = export_checkpoint(images_run, "state_dict", tmp_path / "a.pt").info
+    assert info["image_files"].startswith("PIL.Image.open(path).convert('RGB'), then .resize((8, 8), "
+                                          "PIL.Image.Resampling.BILINEAR) if its size differs")
+    path = tmp_path / "big.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (13, 21, 4), dtype=np.uint8), "RGBA").save(path)
+    by_hand = Image.open(path).convert("RGB").resize((8, 8), Image.Resampling.BILINEAR)
+    sample = np.asarray(by_hand, dtype=np.uint8).reshape(8, 8, 3).transpose(2, 0, 1)
+    assert np.array_equal(read_images(load_trained(images_run, "cpu"), [path], str(path))[0].numpy(), sample)
+    assert export_checkpoint(regression_run, "state_dict", tmp_path / "b.pt").info["image_files"] is None
