@@ -246,7 +246,8 @@ def _number(value) -> float | None:
 
 
 def describe_run(path: Path, now: float) -> dict:
-    """name, id, date, epochs done / planned, best monitored value, status of one run."""
+    """name, id, date, seed, epochs done / planned, best monitored value, test figures (the
+    summary's, after training), status of one run."""
     summary, summary_ok = _read_json(path / SUMMARY_FILE)
     config = _read_config(path / CONFIG_FILE)
     trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
@@ -258,9 +259,13 @@ def describe_run(path: Path, now: float) -> dict:
     planned = trainer.get("epochs") if isinstance(trainer.get("epochs"), int) else None
     best = summary.get("best") if isinstance(summary.get("best"), dict) and summary.get("best") else \
         _best_of(records, summary.get("monitor") or trainer.get("monitor"), trainer.get("monitor_mode"))
+    test = summary.get("test") if isinstance(summary.get("test"), dict) else {}
+    seed = config.get("seed")
     return {"name": str(name), "id": path.name, "path": str(path), "date": _run_date(path),
+            "seed": seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
             "epochs": epochs, "planned": planned, "monitor": best.get("metric"),
             "best": _number(best.get("value")), "best_epoch": best.get("epoch"),
+            "test": {k: _number(v) for k, v in test.items() if isinstance(k, str) and _number(v) is not None},
             "status": _status(path, summary, summary_ok, records, now)}
 
 

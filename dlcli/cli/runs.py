@@ -17,7 +17,7 @@ STATUS_STYLE = {"finished": "green", "stopped": "green", "running": "cyan", "int
 @report_errors
 def runs(directory: str = typer.Argument("runs", help="a folder of runs (default: runs/)"),
          as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
-    """List runs: name, id, date, epochs done / planned, best monitored value, status."""
+    """List runs: name, id, date, seed, epochs done / planned, best monitored value, test figure, status."""
     from dlcli.runs import list_runs
 
     found = list_runs(directory)
@@ -33,15 +33,22 @@ def runs(directory: str = typer.Argument("runs", help="a folder of runs (default
 def runs_table(found: list[dict], directory: str) -> Table:
     table = Table(title=f"{len(found)} run{'s' if len(found) != 1 else ''} in {escape(directory)}",
                   title_justify="left")
-    for column in ("name", "id", "date", "epochs", "best", "status"):
-        table.add_column(column, justify="right" if column == "epochs" else "left",
-                         no_wrap=column in ("epochs", "status"), overflow="fold",
-                         min_width=10 if column == "best" else None)
+    for column in ("name", "id", "date", "seed", "epochs", "best", "test", "status"):
+        table.add_column(column, justify="right" if column in ("seed", "epochs") else "left",
+                         no_wrap=column in ("seed", "epochs", "status"), overflow="fold",
+                         min_width=10 if column in ("best", "test") else None)
     for run in found:
         epochs = f"{run['epochs']}/{run['planned'] if run['planned'] is not None else '?'}"
         best = "-" if run["best"] is None else \
             f"{run['monitor']} {run['best']:.4f}" + (f" @{run['best_epoch']}" if run["best_epoch"] else "")
         style = STATUS_STYLE.get(run["status"], "")
-        table.add_row(escape(run["name"]), escape(run["id"]), (run["date"] or "-").replace("T", " ")[:16], epochs,
-                      escape(best), f"[{style}]{run['status']}[/]" if style else run["status"])
+        table.add_row(escape(run["name"]), escape(run["id"]), (run["date"] or "-").replace("T", " ")[:16],
+                      "-" if run["seed"] is None else str(run["seed"]), epochs, escape(best),
+                      escape(test_figure(run["test"])), f"[{style}]{run['status']}[/]" if style else run["status"])
     return table
+
+
+def test_figure(test: dict) -> str:
+    """The test split's first metric (accuracy, mae...), else its loss: what runs are compared on."""
+    metrics = [k for k in test if k != "loss"] or [k for k in test]
+    return f"{metrics[0]} {test[metrics[0]]:.4f}" if metrics else "-"

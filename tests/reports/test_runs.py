@@ -74,3 +74,16 @@ def test_a_single_run_and_a_missing_folder(mnist_run, tmp_path, cli):
     assert "no such directory" in result.output
     (tmp_path / "empty").mkdir()
     assert "no runs in" in cli("runs", tmp_path / "empty").output
+
+
+def test_runs_of_several_seeds_are_told_apart_by_seed_and_test_figure(mnist_run, tmp_path, cli):
+    root = tmp_path / "runs"
+    for seed, run_id in ((0, "20260101-100000"), (1, "20260101-110000")):
+        run = _clone(mnist_run, root, "sweep", run_id)
+        (run / "config.yaml").write_text((run / "config.yaml").read_text().replace("seed: 3", f"seed: {seed}"))
+    test = json.loads((mnist_run / "summary.json").read_text())["test"]
+    records = list_runs(root)
+    assert [r["seed"] for r in records] == [1, 0] and all(r["test"] == test for r in records)
+    table = cli("runs", str(root)).stdout
+    row = next(line for line in table.splitlines() if "20260101-100000" in line)
+    assert "│    0 │" in row and f"accuracy {test['accuracy']:.4f}" in row
