@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from dlcli.cli._app import app, console, escape, report_errors
+from dlcli.cli._app import app, console, err_console, escape, report_errors
 
 MAX_CONFUSION_SHOWN = 20  # larger matrices are only written to the CSV
 
@@ -25,12 +25,22 @@ def evaluate(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt) or a
              device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, ... (default: the config's)"),
              batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1,
                                                       help="evaluation batch size (default: data.eval_batch_size)"),
+             as_json: bool = typer.Option(False, "--json", help="print the report as JSON, alone on stdout (the "
+                                          "files are written as usual; where, goes to stderr)"),
              ) -> None:
     """Evaluate a checkpoint: loss, metrics, per-class table and confusion matrix, or MSE, MAE, R²."""
     from dlcli.reports import evaluate_checkpoint, write_evaluation
 
     evaluation = evaluate_checkpoint(checkpoint, split=split, data=data, device=device, batch_size=batch_size)
     report = evaluation.report
+    if as_json:
+        import json
+
+        files = write_evaluation(evaluation, out)
+        console.print_json(json.dumps(report))
+        err_console.print(f"wrote {', '.join(escape(f.name) for f in files)} in {escape(str(files[0].parent))}",
+                          soft_wrap=True)
+        return
     console.print(f"[bold]{escape(report['checkpoint'])}[/] (epoch {report['epoch']}) on "
                   f"[bold]{escape(report['split'])}[/]: {escape(report['data'])}, {report['samples']:,} samples",
                   soft_wrap=True)

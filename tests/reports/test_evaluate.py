@@ -356,3 +356,12 @@ def test_other_data_s_validation_part_is_evaluated_with_split_val(regression_run
     with pytest.raises(DataError, match=r"plain.npz: has no validation part \(only an .npz names one, with x_val and "
                                         r"y_val\); use --split train"):
         evaluate_checkpoint(regression_run, data=without, split="val")
+
+
+def test_evaluate_json_prints_the_report_alone_on_stdout(mnist_run, tmp_path, cli):
+    result = cli("evaluate", mnist_run, "--json", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report == json.loads((tmp_path / "eval_test.json").read_text())
+    assert report["accuracy"] == json.loads((mnist_run / "summary.json").read_text())["test"]["accuracy"]
+    assert "wrote eval_test.json" in result.stderr
