@@ -8,7 +8,7 @@ import torch
 
 from dlcli.checkpoint import load_checkpoint
 from dlcli.errors import RunError
-from dlcli.train import TrainingInterrupted, resume, train
+from dlcli.train import RunHandle, TrainingInterrupted, resume, train
 from dlcli.runs import read_metrics
 from tests.samples import InterruptAt
 
@@ -147,3 +147,61 @@ def test_a_resumed_optimizer_runs_the_way_this_device_builds_it(tiny_cfg):
     assert steps and all(s.device.type == "cpu" and float(s) == first.step for s in steps)
     again.fit()  # the plain CPU update runs on the loaded state
     assert again.epoch == 2
+
+
+def _scheduler_lrs(entry, epochs: int, steps_per_epoch: int = 3) -> list[float]:
+    """The lr after each step of `entry` built for `epochs` epochs (a constant metric for those that watch one)."""
+    from tests.samples import sample_args
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler = entry.build(sample_args(entry), optimizer, steps_per_epoch, epochs)
+    lrs = []
+    per_step = entry.meta["interval"] == "step"
+    for _ in range(2 * steps_per_epoch if per_step else 2):  # the first two epochs
+        optimizer.step()
+        scheduler.step(1.0) if entry.meta.get("needs_metric") else scheduler.step()
+        lrs.append(optimizer.param_groups[0]["lr"])
+    return lrs
+
+
+def test_schedulers_shaped_by_the_run_length_say_so_in_the_registry():
+    """meta length_dependent drives the resume note: a scheduler whose first two epochs change
+    with trainer.epochs must declare it, and one whose do not must not."""
+    from dlcli.optim import SCHEDULERS
+
+    entries = list(SCHEDULERS)
+    assert len(entries) == 7
+    flagged = {e.name for e in entries if e.meta.get("length_dependent")}
+    assert flagged == {e.name for e in entries if _scheduler_lrs(e, 2) != _scheduler_lrs(e, 4)}
+    assert flagged == {"cosine", "one_cycle"}
+
+
+@pytest.mark.parametrize("scheduler", ["{type: cosine, warmup_steps: 3}", "{type: one_cycle, max_lr: 0.01}"])
+def test_a_longer_resume_recomputes_a_length_dependent_schedule_and_says_so(tiny_cfg, scheduler):
+    """The schedule is rebuilt for the new length and taken up at the saved step, so epochs 3-4 get
+    the lr a 4-epoch run has there (one_cycle used to fail past its old end); a note and summary.json
+    say that epochs 1-2 followed the 2-epoch schedule, which config.yaml no longer describes."""
+    straight = train(tiny_cfg(f"scheduler={scheduler}"))
+    first = train(tiny_cfg(f"scheduler={scheduler}", "trainer.epochs=2"))
+    resumed = resume(first["run_dir"], ["trainer.epochs=4"])
+    name = scheduler.split()[1].rstrip(",")
+    assert resumed["notes"] == [f"scheduler {name} is recomputed for 4 epochs from epoch 3; epochs 1-2 followed the "
+                                f"2-epoch schedule (config.yaml describes the new schedule only; summary.json lists "
+                                f"the segments)"]
+    run_dir = Path(resumed["run_dir"])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["notes"] == resumed["notes"]
+    assert summary["schedule_segments"] == [{"from_epoch": 1, "from_batch": 1, "epochs": 2},
+                                            {"from_epoch": 3, "from_batch": 1, "epochs": 4}]
+    lrs = [r["lr"] for r in _epoch_records(run_dir) if r["kind"] == "epoch"]
+    assert lrs[2:] == [r["lr"] for r in _epoch_records(Path(straight["run_dir"])) if r["kind"] == "epoch"][2:]
+    # a third resume lists both earlier schedules; one at the same length adds no note
+    again = resume(run_dir, ["trainer.epochs=5"])
+    assert "epochs 1-2 followed the 2-epoch schedule, epochs 3-4 the 4-epoch one" in again["notes"][0]
+
+
+def test_a_resume_at_the_same_length_keeps_the_schedule_without_a_note(tiny_cfg):
+    handle = RunHandle()
+    with pytest.raises(TrainingInterrupted):
+        train(tiny_cfg(), callbacks=[InterruptAt(epoch=1, batch=2)], handle=handle)
+    assert resume(handle.run_dir)["notes"] == []
