@@ -205,3 +205,75 @@ def test_a_resume_at_the_same_length_keeps_the_schedule_without_a_note(tiny_cfg)
     with pytest.raises(TrainingInterrupted):
         train(tiny_cfg(), callbacks=[InterruptAt(epoch=1, batch=2)], handle=handle)
     assert resume(handle.run_dir)["notes"] == []
+
+
+def _files(run_dir: Path) -> dict:
+    """Every file of a run with its bytes and modification time."""
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+def test_resuming_from_a_checkpoint_behind_last_pt_is_refused_and_changes_nothing(tiny_cfg):
+    """best.pt of a run that went on would train the later epochs again over last.pt, metrics.jsonl
+    and summary.json: refused before anything is written, with the alternatives."""
+    # train_loss watched as if larger were better: the best epoch stays 1 while the run trains 3
+    run = train(tiny_cfg("trainer.epochs=3", "trainer.monitor=train_loss", "trainer.monitor_mode=max"))
+    assert run["best"]["epoch"] == 1
+    run_dir = Path(run["run_dir"])
+    best, last = run_dir / "checkpoints" / "best.pt", run_dir / "checkpoints" / "last.pt"
+    before = _files(run_dir)
+    for overrides in ([], ["trainer.epochs=5"]):
+        with pytest.raises(RunError) as info:
+            resume(best, overrides)
+        assert str(info.value) == (
+            f"{best}: this checkpoint is at the end of epoch 1, but the run went on to the end of epoch 3 ({last}); "
+            f"resuming from it would discard epochs 2-3 and train again over them (last.pt, metrics.jsonl and "
+            f"summary.json rewritten). To continue the run from its last checkpoint: dlcli train --resume {run_dir} "
+            f"(with trainer.epochs=N to train longer); to train from scratch in a new run: dlcli train "
+            f"{run_dir / 'config.yaml'}")
+    assert _files(run_dir) == before
+    # without last.pt, the metrics log still says how far the run went
+    last.unlink()
+    with pytest.raises(RunError, match=rf"the run went on to the end of epoch 3 \({run_dir / 'metrics.jsonl'}\); "
+                                       rf"resuming from it would discard epochs 2-3"):
+        resume(best, ["trainer.epochs=5"])
+
+
+def test_a_checkpoint_at_the_runs_end_is_not_a_rewind(tiny_cfg):
+    """best.pt of the last epoch is where last.pt is: resumed like the run itself."""
+    run = train(tiny_cfg("trainer.epochs=1"))
+    best = Path(run["run_dir"]) / "checkpoints" / "best.pt"
+    assert resume(best, ["trainer.epochs=2"])["epochs"] == 2
+
+
+def test_a_finished_run_resumed_with_no_more_epochs_names_the_epochs_it_trained(tiny_cfg):
+    run_dir = Path(train(tiny_cfg("trainer.epochs=3", "scheduler=null"))["run_dir"])
+    before = _files(run_dir)
+    with pytest.raises(RunError) as info:
+        resume(run_dir)
+    assert str(info.value) == (f"{run_dir}: the run already finished its 3 epochs; to train longer: dlcli train "
+                               f"--resume {run_dir} trainer.epochs=N (N > 3)")
+    for epochs in (2, 3):
+        with pytest.raises(RunError) as info:
+            resume(run_dir, [f"trainer.epochs={epochs}"])
+        assert str(info.value) == (f"{run_dir}: the run already trained 3 epochs; trainer.epochs={epochs} is not "
+                                   f"more than that; to train longer: dlcli train --resume {run_dir} "
+                                   f"trainer.epochs=N (N > 3)")
+    assert _files(run_dir) == before
+
+
+def test_an_interrupted_run_is_not_cut_short_of_the_epoch_it_stopped_in(tiny_cfg):
+    """Stopped inside epoch 2, trainer.epochs=1 would drop those batches and mark the run finished."""
+    handle = RunHandle()
+    with pytest.raises(TrainingInterrupted):
+        train(tiny_cfg(), callbacks=[InterruptAt(epoch=1, batch=2)], handle=handle)
+    run_dir = handle.run_dir
+    before = _files(run_dir)
+    with pytest.raises(RunError) as info:
+        resume(run_dir, ["trainer.epochs=1"])
+    assert str(info.value) == (f"{run_dir}: the run stopped inside epoch 2 (after batch 3), and trainer.epochs=1 "
+                               f"would end it before that epoch, discarding the 3 batches of it already trained; "
+                               f"to finish it: dlcli train --resume {run_dir} (to its 4 epochs) or dlcli train "
+                               f"--resume {run_dir} trainer.epochs=N (N > 1)")
+    assert _files(run_dir) == before
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
+    assert resume(run_dir, ["trainer.epochs=2"])["epochs"] == 2  # the partial epoch, finished
