@@ -277,3 +277,24 @@ def test_an_interrupted_run_is_not_cut_short_of_the_epoch_it_stopped_in(tiny_cfg
     assert _files(run_dir) == before
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
     assert resume(run_dir, ["trainer.epochs=2"])["epochs"] == 2  # the partial epoch, finished
+
+
+def _hint(message: str, command: str) -> list[str]:
+    """The words of the shell command `command ...` that `message` suggests, split as a shell would."""
+    import shlex
+
+    return shlex.split(message[message.index(command):].split(" (")[0].split(";")[0])
+
+
+def test_the_hints_quote_a_run_path_with_spaces_for_the_shell(tiny_cfg):
+    """README allows any run name; the hints must work pasted verbatim."""
+    from dlcli.train.callbacks import Checkpointer
+
+    run_dir = Path(train(tiny_cfg("name=my run", "trainer.epochs=1", "scheduler=null"))["run_dir"])
+    assert " " in str(run_dir)
+    with pytest.raises(RunError) as info:
+        resume(run_dir)
+    assert _hint(str(info.value), "dlcli train --resume") == ["dlcli", "train", "--resume", str(run_dir),
+                                                               "trainer.epochs=N"]
+    kept = Checkpointer(run_dir)._what_was_kept("best.pt", {"epoch": 1, "batch_in_epoch": 0})
+    assert _hint(kept, "dlcli train --resume") == ["dlcli", "train", "--resume", str(run_dir)]
