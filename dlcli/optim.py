@@ -115,6 +115,8 @@ def build_adagrad(args, params, fused=False, capturable=False):
 
 # Schedulers: meta["interval"] is "epoch" (stepped after each epoch) or "step"
 # (after each optimizer step). `build(args, optimizer, steps_per_epoch, epochs)`.
+# meta["length_dependent"]: the schedule's shape depends on the total length of the run
+# (epochs x steps_per_epoch), so a resume with another trainer.epochs recomputes it.
 
 @SCHEDULERS.register("step", help="multiply the LR by gamma every step_size epochs", aliases=("StepLR",),
                      args=(Arg("step_size", Int(min=1), help="epochs between decays"),
@@ -148,7 +150,7 @@ def build_exponential(args, optimizer, steps_per_epoch, epochs):
                      aliases=("CosineAnnealingLR", "cosine_decay"),
                      args=(Arg("eta_min", Float(min=0.0), 0.0, "final learning rate"),
                            Arg("warmup_steps", Int(min=0), 0, "linear warmup steps before the decay")),
-                     interval="step")
+                     interval="step", length_dependent=True)
 def build_cosine(args, optimizer, steps_per_epoch, epochs):
     import math
 
@@ -171,7 +173,8 @@ def build_cosine(args, optimizer, steps_per_epoch, epochs):
                      aliases=("OneCycleLR",),
                      args=(Arg("max_lr", Float(min=0.0, min_open=True), help="peak learning rate"),
                            Arg("pct_start", Float(min=0.0, max=1.0, min_open=True, max_open=True), 0.3,
-                               "fraction of the steps spent warming up")), interval="step")
+                               "fraction of the steps spent warming up")), interval="step",
+                     length_dependent=True)
 def build_one_cycle(args, optimizer, steps_per_epoch, epochs):
     import torch
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from shlex import quote
 
 from dlcli.errors import DataError, DlcliError, RunError
 
@@ -184,7 +185,7 @@ def _note_if_stale(run_dir: Path, path: Path, report: dict, notes: list[str]) ->
     best = best.get("epoch") if isinstance(best, dict) else None
     if isinstance(best, int) and report.get("epoch") != best:
         notes.append(f"{path}: evaluates best.pt as it was at epoch {report.get('epoch')}; best.pt is now epoch "
-                     f"{best}: run dlcli evaluate {run_dir} again to plot its confusion matrix")
+                     f"{best}: run dlcli evaluate {quote(str(run_dir))} again to plot its confusion matrix")
 
 
 def plot_confusion(labels: list[str], matrix: list[list[int]], title: str, path: Path) -> Path:

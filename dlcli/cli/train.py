@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from shlex import quote
 from typing import List, Optional
 
 import typer
@@ -45,9 +46,10 @@ def train(config: Optional[str] = typer.Argument(None, help="the YAML config (om
             console.print(f"resuming {escape(shorten(resume, 300))}", soft_wrap=True)
             summary = resume_run(resume, overrides, callbacks=[display], handle=handle)
     except TrainingInterrupted as stop:
-        err_console.print(f"[yellow]stopped by {stop.signal_name}[/]: saved {handle.run_dir}/checkpoints/last.pt "
+        last = handle.run_dir / "checkpoints" / "last.pt"
+        err_console.print(f"[yellow]stopped by {stop.signal_name}[/]: saved {escape(str(last))} "
                           f"(epoch {handle.trainer.epoch + 1}, batch {handle.trainer.batch_in_epoch}).\n"
-                          f"resume with: dlcli train --resume {handle.run_dir}", soft_wrap=True)
+                          f"resume with: dlcli train --resume {escape(quote(str(handle.run_dir)))}", soft_wrap=True)
         raise typer.Exit(130) from None
     except DlcliError as err:
         if handle.run_dir is not None:

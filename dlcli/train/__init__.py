@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from shlex import quote
 
 from dlcli.errors import CheckpointError, DataError, RunError, short_list, shorten
 from dlcli.train.callbacks import Callback, Checkpointer, EarlyStopping, MetricsLogger
@@ -116,6 +117,7 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
     _refuse_run_without_checkpoint(Path(path))
     state = load_checkpoint(path, prefer="last.pt")
     cfg = checkpoint_config(state)
+    planned = cfg["trainer"]["epochs"]  # what the run was training to, before any override
     load_model_from_checkpoint(state, "cpu", cfg)  # the weights fit the config, before anything else
     if overrides:
         allowed = ("trainer.epochs=", "trainer.device=", "trainer.progress=", "trainer.early_stopping=",
@@ -134,15 +136,20 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
     if not (run_dir / CONFIG_FILE).is_file():
         raise CheckpointError(f"{ckpt_path}: not inside a run directory (no {run_dir / CONFIG_FILE}); "
                               f"--resume continues a run where it was written")
+    _refuse_rewind(run_dir, state)
+    _refuse_fewer_epochs(run_dir, state, cfg, planned)
     # A run killed after its last checkpoint but before its summary is completed, not refused.
     ended = _summary_at(run_dir, state) if not state.get("batch_in_epoch") else None
     if ended and ended.get("status") == "finished" and state["epoch"] >= cfg["trainer"]["epochs"]:
-        raise RunError(f"{run_dir}: the run already finished its {cfg['trainer']['epochs']} epochs; "
-                       f"to train longer: dlcli train --resume {run_dir} trainer.epochs=N")
+        done = (f"already trained {state['epoch']} epochs; trainer.epochs={cfg['trainer']['epochs']} is not more "
+                f"than that" if any(o.startswith("trainer.epochs=") for o in overrides) else
+                f"already finished its {state['epoch']} epochs")
+        raise RunError(f"{run_dir}: the run {done}; to train longer: dlcli train --resume {quote(str(run_dir))} "
+                       f"trainer.epochs=N (N > {state['epoch']})")
     if ended and ended.get("status") == "stopped_early" \
             and not any(o.startswith("trainer.early_stopping") for o in overrides):
         raise RunError(f"{run_dir}: the run stopped early at epoch {state['epoch']} ({ended.get('stop_reason')}), "
-                       f"and would stop again before training; to train on: dlcli train --resume {run_dir} "
+                       f"and would stop again before training; to train on: dlcli train --resume {quote(str(run_dir))} "
                        f"trainer.early_stopping.patience=N (a larger N) or trainer.early_stopping=null")
     trainer, _ = _setup(cfg, callbacks, handle, run_dir=run_dir)
     if overrides:  # the run's record says what it now trains to (trainer.epochs=N...)
@@ -166,6 +173,60 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
     return _fit(trainer, run_dir)
 
 
+def _refuse_rewind(run_dir: Path, state: dict) -> None:
+    """A checkpoint behind the run's last.pt (best.pt of a run that went on) would train the
+    later epochs again over their checkpoints and records: refused before anything is written."""
+    from dlcli.checkpoint import load_checkpoint
+    from dlcli.runs import MetricsLog, read_metrics
+
+    given, last = Path(state["path"]), run_dir / "checkpoints" / "last.pt"
+    if given.resolve() == last.resolve():
+        return  # the run's own end; logs that ran ahead of it (a kill between writes) are cut back
+    here = (state["epoch"], state.get("batch_in_epoch") or 0)
+    furthest, where = here, None
+    if last.is_file():
+        try:
+            saved = load_checkpoint(last)
+        except CheckpointError:
+            saved = None  # the metrics log still tells how far the run went
+        if saved is not None and (saved["epoch"], saved.get("batch_in_epoch") or 0) > furthest:
+            furthest, where = (saved["epoch"], saved.get("batch_in_epoch") or 0), last
+    log = MetricsLog(run_dir).jsonl
+    logged = [r["epoch"] for r in read_metrics(log)[0] if r.get("kind") == "epoch" and isinstance(r.get("epoch"), int)]
+    if logged and (max(logged), 0) > furthest:
+        furthest, where = (max(logged), 0), log
+    if where is None:
+        return
+    first, end = here[0] + 1, furthest[0] + (1 if furthest[1] else 0)
+    later = f"epoch {first}" if first == end else f"epochs {first}-{end}"
+    raise RunError(f"{given}: this checkpoint is at {_position(here)}, but the run went on to {_position(furthest)} "
+                   f"({where}); resuming from it would discard {later} and train again over them (last.pt, "
+                   f"metrics.jsonl and summary.json rewritten). To continue the run from its last checkpoint: "
+                   f"dlcli train --resume {quote(str(run_dir))} (with trainer.epochs=N to train longer); to train "
+                   f"from scratch in a new run: dlcli train {quote(str(run_dir / 'config.yaml'))}")
+
+
+def _position(at: tuple[int, int]) -> str:
+    """(epochs done, batches into the next) in words: 'the end of epoch 4', 'batch 3 of epoch 5'."""
+    epoch, batch = at
+    return f"batch {batch} of epoch {epoch + 1}" if batch else f"the end of epoch {epoch}"
+
+
+def _refuse_fewer_epochs(run_dir: Path, state: dict, cfg: dict, planned: int) -> None:
+    """trainer.epochs below what the run trained (or inside the epoch it stopped in) would
+    mark it finished and drop that training: refused, with the epochs actually trained."""
+    trained, partial, target = state["epoch"], state.get("batch_in_epoch") or 0, cfg["trainer"]["epochs"]
+    again = f"dlcli train --resume {quote(str(run_dir))}"
+    if partial and target <= trained:
+        to_plan = f"{again} (to its {planned} epochs) or " if planned > trained else ""
+        raise RunError(f"{run_dir}: the run stopped inside epoch {trained + 1} (after batch {partial}), and "
+                       f"trainer.epochs={target} would end it before that epoch, discarding the {partial} batches "
+                       f"of it already trained; to finish it: {to_plan}{again} trainer.epochs=N (N > {trained})")
+    if target < trained:
+        raise RunError(f"{run_dir}: the run already trained {trained} epochs; trainer.epochs={target} is not more "
+                       f"than that; to train longer: {again} trainer.epochs=N (N > {trained})")
+
+
 def _refuse_run_without_checkpoint(path: Path) -> None:
     """A run directory stopped (killed) before its first epoch ended has nothing to resume."""
     from dlcli.runs import CONFIG_FILE
@@ -174,7 +235,7 @@ def _refuse_run_without_checkpoint(path: Path) -> None:
     if not path.is_dir() or not folder.is_dir() or any(folder.glob("*.pt")):
         return
     config = path / CONFIG_FILE
-    again = f"dlcli train {config}" if config.is_file() else "dlcli train CONFIG"
+    again = f"dlcli train {quote(str(config))}" if config.is_file() else "dlcli train CONFIG"
     raise RunError(f"{path}: no checkpoint to resume from: the run stopped before its first epoch ended "
                    f"(checkpoints/last.pt is written at the end of each epoch); start it again: {again}")
 

@@ -5,6 +5,7 @@ checkpoint holds is decided in one place (`Trainer.state_dict`)."""
 from __future__ import annotations
 
 from pathlib import Path
+from shlex import quote
 
 from dlcli.errors import RunError
 
@@ -59,16 +60,16 @@ class Checkpointer(Callback):
         at = f"epoch {state['epoch']}" + (f", batch {state['batch_in_epoch']}" if state["batch_in_epoch"] else "")
         if name != "last.pt":  # last.pt of this very state was written
             return (f"Training stopped at {at}, which {last} holds; to go on, make room and run: "
-                    f"dlcli train --resume {run_dir} (best.pt is written again then)")
+                    f"dlcli train --resume {quote(str(run_dir))} (best.pt is written again then)")
         previous = (f"{last} (epoch {self.saved_epoch})" if self.saved_epoch is not None
                     else str(last) if last.exists() else None)
         kept = f"the previous checkpoint, {previous}, is intact" if previous else "no earlier checkpoint exists"
         rescue = self._rescue(state)
         if isinstance(rescue, Path):
             return (f"Training stopped at {at}; {kept}. The state at {at} was saved to {rescue} instead: to go on, "
-                    f"make room, copy it over {last} and run: dlcli train --resume {run_dir}")
-        again = f"resume from it: dlcli train --resume {run_dir}" if previous else \
-            f"start again: dlcli train {run_dir / 'config.yaml'}"
+                    f"make room, copy it over {last} and run: dlcli train --resume {quote(str(run_dir))}")
+        again = f"resume from it: dlcli train --resume {quote(str(run_dir))}" if previous else \
+            f"start again: dlcli train {quote(str(run_dir / 'config.yaml'))}"
         return (f"Training stopped at {at}; {kept}. The progress since is lost (an emergency copy in the temporary "
                 f"directory failed too: {rescue}); make room, then {again}")
 

@@ -107,7 +107,11 @@ class Trainer:
                 raise RunError(f"{key}: {watched} needs validation data, and {data.source} names none (no x_val, "
                                f"y_val); set data.val_split (e.g. 0.1)")
         self.mode = self._mode_of(self.monitor) if t["monitor_mode"] == "auto" else t["monitor_mode"]
+        self.scheduler_length_dependent = False
         self.scheduler, self.scheduler_interval = self._build_scheduler()
+        # the schedule lengths the run followed: [{"from_epoch", "from_batch", "epochs"}] (1-based
+        # start); a resume with another trainer.epochs adds one for a length-dependent scheduler
+        self.schedule_segments = [{"from_epoch": 1, "from_batch": 1, "epochs": t["epochs"]}]
         self.autocast_dtype = self._autocast_dtype(t["precision"])
         self.scaler = torch.amp.GradScaler("cuda") if self.autocast_dtype == torch.float16 else None
         # progress of the run
@@ -137,6 +141,7 @@ class Trainer:
         if entry.meta.get("needs_metric"):  # which way is better: trainer.monitor's, or its own metric's
             watched = args.get("monitor") or self.monitor
             args["mode"] = self.mode if watched == self.monitor else self._mode_of(watched)
+        self.scheduler_length_dependent = bool(entry.meta.get("length_dependent"))
         return (entry.build(args, self.optimizer, self.steps_per_epoch, self.cfg["trainer"]["epochs"]),
                 entry.meta["interval"])
 
@@ -334,6 +339,8 @@ class Trainer:
                    "first_epoch": self.first_epoch,
                    "epochs": self.epoch, "steps": self.step, "best": self.best, "seconds": round(seconds, 3),
                    "last": self.history[-1] if self.history else None, "notes": self.notes}
+        if len(self.schedule_segments) > 1:  # config.yaml gives only the last schedule's length
+            summary["schedule_segments"] = self.schedule_segments
         if self.data.test is not None and self.cfg["trainer"]["evaluate_test"]:
             if self.best_state is not None:  # the run is over: the model takes the best weights
                 self.model.load_state_dict(self.best_state)
@@ -360,6 +367,7 @@ class Trainer:
             if self.batch_in_epoch else None,
             "rng": rng_state(),
             "best": self.best, "monitor": self.monitor, "history": self.history,
+            "schedule_segments": self.schedule_segments,
             "normalization": self.data.normalization, "task": self.data.task,
             "num_classes": self.data.num_classes, "class_names": self.data.class_names,
             "data_source": self.data.source, "feature_names": self.data.feature_names,
@@ -391,16 +399,48 @@ class Trainer:
         """Continue from a checkpoint exactly where it stopped."""
         self.model.load_state_dict(state["model"])
         self.load_optimizer_state(state["optimizer"])
+        self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
+        self.schedule_segments = [dict(s) for s in state.get("schedule_segments") or
+                                  [{"from_epoch": 1, "from_batch": 1, "epochs": state["config"]["trainer"]["epochs"]}]]
         if self.scheduler is not None and state.get("scheduler") is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
+            if self.scheduler_length_dependent and self.schedule_segments[-1]["epochs"] != self.cfg["trainer"]["epochs"]:
+                self._recompute_schedule(state["scheduler"])
+            else:
+                self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and state.get("scaler") is not None:
             self.scaler.load_state_dict(state["scaler"])
-        self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
         self.best, self.history = dict(state["best"]), list(state["history"])
         if state.get("partial_sums"):
             self._losses.copy_(state["partial_sums"]["losses"])
             self._metric_sums.copy_(state["partial_sums"]["metric_sums"])
         set_rng_state(state["rng"])
+
+    def _recompute_schedule(self, saved: dict) -> None:
+        """A resume with another trainer.epochs under a schedule shaped by the run's length
+        (cosine, one_cycle): the schedule built here for the new length, taken up at the saved
+        step count (the saved one would end too soon, or, for one_cycle, fail past its end), and
+        a note that says so: config.yaml describes only the new schedule."""
+        import warnings
+
+        state = self.scheduler.state_dict()
+        for key in ("last_epoch", "_step_count"):
+            if key in saved:
+                state[key] = saved[key]
+        self.scheduler.load_state_dict(state)
+        with warnings.catch_warnings():  # torch's remarks on the step order: this step only sets the lr
+            warnings.simplefilter("ignore", UserWarning)
+            self.scheduler.last_epoch -= 1
+            self.scheduler.step()  # the lr of the new schedule at the saved step
+        previous = self.schedule_segments
+        self.schedule_segments = previous + [{"from_epoch": self.epoch + 1, "from_batch": self.batch_in_epoch + 1,
+                                              "epochs": self.cfg["trainer"]["epochs"]}]
+        spans = [f"{_span(seg, nxt)} " + (f"followed the {seg['epochs']}-epoch schedule" if i == 0 else
+                                          f"the {seg['epochs']}-epoch one")
+                 for i, (seg, nxt) in enumerate(zip(previous, self.schedule_segments[1:]))]
+        start = f"epoch {self.epoch + 1}" + (f", batch {self.batch_in_epoch + 1}" if self.batch_in_epoch else "")
+        self.notes.append(f"scheduler {self.cfg['scheduler']['type']} is recomputed for "
+                          f"{self.cfg['trainer']['epochs']} epochs from {start}; {', '.join(spans)} (config.yaml "
+                          f"describes the new schedule only; summary.json lists the segments)")
 
     # ---- plumbing --------------------------------------------------------
     def _emit(self, hook: str, *args) -> None:
@@ -427,3 +467,17 @@ class Trainer:
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
+
+
+def _span(segment: dict, following: dict) -> str:
+    """The training a schedule segment covered, up to where the next one starts:
+    'epochs 1-2', 'epoch 3', 'epoch 1 to epoch 2, batch 3'."""
+    first, first_batch = segment["from_epoch"], segment["from_batch"]
+    last, last_batch = following["from_epoch"], following["from_batch"] - 1  # the last batch covered
+    if last_batch == 0:
+        last, last_batch = last - 1, None  # the segment ended with an epoch
+    if first_batch == 1 and last_batch is None:
+        return f"epoch {first}" if first == last else f"epochs {first}-{last}"
+    start = f"epoch {first}" + (f", batch {first_batch}" if first_batch > 1 else "")
+    end = f"epoch {last}" + (f", batch {last_batch}" if last_batch else "")
+    return f"{start} to {end}"

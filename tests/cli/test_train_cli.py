@@ -40,3 +40,33 @@ def test_a_resumed_epoch_counts_the_samples_it_ran(tmp_path):
     assert summary["first_epoch"] == 2 and record["epoch"] == 2
     ran = 320 - 6 * 32  # 10 batches of 32; 6 ran before the interrupt
     assert record["samples_per_s"] == pytest.approx(ran / record["seconds"], rel=0.01)
+
+
+def test_the_resume_hint_after_a_signal_is_quoted_for_the_shell(tmp_path, monkeypatch):
+    """A run name with spaces (or shell characters) gives a hint that works pasted verbatim."""
+    import shlex
+    from types import SimpleNamespace
+
+    from typer.testing import CliRunner
+
+    import dlcli.train
+    from dlcli.cli import app
+    from tests.samples import TINY_MNIST
+
+    run_dir = tmp_path / "my run [x]" / "20261127-063602"
+
+    def interrupted(cfg, callbacks=(), handle=None):  # a run that SIGINT stopped in epoch 2
+        handle.run_dir, handle.trainer = run_dir, SimpleNamespace(epoch=1, batch_in_epoch=3)
+        raise dlcli.train.TrainingInterrupted("SIGINT")
+
+    monkeypatch.setattr(dlcli.train, "train", interrupted)
+    err = io.StringIO()
+    monkeypatch.setattr(train_cli, "err_console", Console(file=err, width=80))
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_MNIST)
+    result = CliRunner().invoke(app, ["train", str(config)])
+    assert result.exit_code == 130, result.output
+    lines = err.getvalue().splitlines()
+    assert lines[0] == f"stopped by SIGINT: saved {run_dir / 'checkpoints' / 'last.pt'} (epoch 2, batch 3)."
+    assert lines[1].startswith("resume with: ")
+    assert shlex.split(lines[1].removeprefix("resume with: ")) == ["dlcli", "train", "--resume", str(run_dir)]

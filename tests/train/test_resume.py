@@ -8,7 +8,7 @@ import torch
 
 from dlcli.checkpoint import load_checkpoint
 from dlcli.errors import RunError
-from dlcli.train import TrainingInterrupted, resume, train
+from dlcli.train import RunHandle, TrainingInterrupted, resume, train
 from dlcli.runs import read_metrics
 from tests.samples import InterruptAt
 
@@ -147,3 +147,154 @@ def test_a_resumed_optimizer_runs_the_way_this_device_builds_it(tiny_cfg):
     assert steps and all(s.device.type == "cpu" and float(s) == first.step for s in steps)
     again.fit()  # the plain CPU update runs on the loaded state
     assert again.epoch == 2
+
+
+def _scheduler_lrs(entry, epochs: int, steps_per_epoch: int = 3) -> list[float]:
+    """The lr after each step of `entry` built for `epochs` epochs (a constant metric for those that watch one)."""
+    from tests.samples import sample_args
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler = entry.build(sample_args(entry), optimizer, steps_per_epoch, epochs)
+    lrs = []
+    per_step = entry.meta["interval"] == "step"
+    for _ in range(2 * steps_per_epoch if per_step else 2):  # the first two epochs
+        optimizer.step()
+        scheduler.step(1.0) if entry.meta.get("needs_metric") else scheduler.step()
+        lrs.append(optimizer.param_groups[0]["lr"])
+    return lrs
+
+
+def test_schedulers_shaped_by_the_run_length_say_so_in_the_registry():
+    """meta length_dependent drives the resume note: a scheduler whose first two epochs change
+    with trainer.epochs must declare it, and one whose do not must not."""
+    from dlcli.optim import SCHEDULERS
+
+    entries = list(SCHEDULERS)
+    assert len(entries) == 7
+    flagged = {e.name for e in entries if e.meta.get("length_dependent")}
+    assert flagged == {e.name for e in entries if _scheduler_lrs(e, 2) != _scheduler_lrs(e, 4)}
+    assert flagged == {"cosine", "one_cycle"}
+
+
+@pytest.mark.parametrize("scheduler", ["{type: cosine, warmup_steps: 3}", "{type: one_cycle, max_lr: 0.01}"])
+def test_a_longer_resume_recomputes_a_length_dependent_schedule_and_says_so(tiny_cfg, scheduler):
+    """The schedule is rebuilt for the new length and taken up at the saved step, so epochs 3-4 get
+    the lr a 4-epoch run has there (one_cycle used to fail past its old end); a note and summary.json
+    say that epochs 1-2 followed the 2-epoch schedule, which config.yaml no longer describes."""
+    straight = train(tiny_cfg(f"scheduler={scheduler}"))
+    first = train(tiny_cfg(f"scheduler={scheduler}", "trainer.epochs=2"))
+    resumed = resume(first["run_dir"], ["trainer.epochs=4"])
+    name = scheduler.split()[1].rstrip(",")
+    assert resumed["notes"] == [f"scheduler {name} is recomputed for 4 epochs from epoch 3; epochs 1-2 followed the "
+                                f"2-epoch schedule (config.yaml describes the new schedule only; summary.json lists "
+                                f"the segments)"]
+    run_dir = Path(resumed["run_dir"])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["notes"] == resumed["notes"]
+    assert summary["schedule_segments"] == [{"from_epoch": 1, "from_batch": 1, "epochs": 2},
+                                            {"from_epoch": 3, "from_batch": 1, "epochs": 4}]
+    lrs = [r["lr"] for r in _epoch_records(run_dir) if r["kind"] == "epoch"]
+    assert lrs[2:] == [r["lr"] for r in _epoch_records(Path(straight["run_dir"])) if r["kind"] == "epoch"][2:]
+    # a third resume lists both earlier schedules; one at the same length adds no note
+    again = resume(run_dir, ["trainer.epochs=5"])
+    assert "epochs 1-2 followed the 2-epoch schedule, epochs 3-4 the 4-epoch one" in again["notes"][0]
+
+
+def test_a_resume_at_the_same_length_keeps_the_schedule_without_a_note(tiny_cfg):
+    handle = RunHandle()
+    with pytest.raises(TrainingInterrupted):
+        train(tiny_cfg(), callbacks=[InterruptAt(epoch=1, batch=2)], handle=handle)
+    assert resume(handle.run_dir)["notes"] == []
+
+
+def _files(run_dir: Path) -> dict:
+    """Every file of a run with its bytes and modification time."""
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+def test_resuming_from_a_checkpoint_behind_last_pt_is_refused_and_changes_nothing(tiny_cfg):
+    """best.pt of a run that went on would train the later epochs again over last.pt, metrics.jsonl
+    and summary.json: refused before anything is written, with the alternatives."""
+    # train_loss watched as if larger were better: the best epoch stays 1 while the run trains 3
+    run = train(tiny_cfg("trainer.epochs=3", "trainer.monitor=train_loss", "trainer.monitor_mode=max"))
+    assert run["best"]["epoch"] == 1
+    run_dir = Path(run["run_dir"])
+    best, last = run_dir / "checkpoints" / "best.pt", run_dir / "checkpoints" / "last.pt"
+    before = _files(run_dir)
+    for overrides in ([], ["trainer.epochs=5"]):
+        with pytest.raises(RunError) as info:
+            resume(best, overrides)
+        assert str(info.value) == (
+            f"{best}: this checkpoint is at the end of epoch 1, but the run went on to the end of epoch 3 ({last}); "
+            f"resuming from it would discard epochs 2-3 and train again over them (last.pt, metrics.jsonl and "
+            f"summary.json rewritten). To continue the run from its last checkpoint: dlcli train --resume {run_dir} "
+            f"(with trainer.epochs=N to train longer); to train from scratch in a new run: dlcli train "
+            f"{run_dir / 'config.yaml'}")
+    assert _files(run_dir) == before
+    # without last.pt, the metrics log still says how far the run went
+    last.unlink()
+    with pytest.raises(RunError, match=rf"the run went on to the end of epoch 3 \({run_dir / 'metrics.jsonl'}\); "
+                                       rf"resuming from it would discard epochs 2-3"):
+        resume(best, ["trainer.epochs=5"])
+
+
+def test_a_checkpoint_at_the_runs_end_is_not_a_rewind(tiny_cfg):
+    """best.pt of the last epoch is where last.pt is: resumed like the run itself."""
+    run = train(tiny_cfg("trainer.epochs=1"))
+    best = Path(run["run_dir"]) / "checkpoints" / "best.pt"
+    assert resume(best, ["trainer.epochs=2"])["epochs"] == 2
+
+
+def test_a_finished_run_resumed_with_no_more_epochs_names_the_epochs_it_trained(tiny_cfg):
+    run_dir = Path(train(tiny_cfg("trainer.epochs=3", "scheduler=null"))["run_dir"])
+    before = _files(run_dir)
+    with pytest.raises(RunError) as info:
+        resume(run_dir)
+    assert str(info.value) == (f"{run_dir}: the run already finished its 3 epochs; to train longer: dlcli train "
+                               f"--resume {run_dir} trainer.epochs=N (N > 3)")
+    for epochs in (2, 3):
+        with pytest.raises(RunError) as info:
+            resume(run_dir, [f"trainer.epochs={epochs}"])
+        assert str(info.value) == (f"{run_dir}: the run already trained 3 epochs; trainer.epochs={epochs} is not "
+                                   f"more than that; to train longer: dlcli train --resume {run_dir} "
+                                   f"trainer.epochs=N (N > 3)")
+    assert _files(run_dir) == before
+
+
+def test_an_interrupted_run_is_not_cut_short_of_the_epoch_it_stopped_in(tiny_cfg):
+    """Stopped inside epoch 2, trainer.epochs=1 would drop those batches and mark the run finished."""
+    handle = RunHandle()
+    with pytest.raises(TrainingInterrupted):
+        train(tiny_cfg(), callbacks=[InterruptAt(epoch=1, batch=2)], handle=handle)
+    run_dir = handle.run_dir
+    before = _files(run_dir)
+    with pytest.raises(RunError) as info:
+        resume(run_dir, ["trainer.epochs=1"])
+    assert str(info.value) == (f"{run_dir}: the run stopped inside epoch 2 (after batch 3), and trainer.epochs=1 "
+                               f"would end it before that epoch, discarding the 3 batches of it already trained; "
+                               f"to finish it: dlcli train --resume {run_dir} (to its 4 epochs) or dlcli train "
+                               f"--resume {run_dir} trainer.epochs=N (N > 1)")
+    assert _files(run_dir) == before
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
+    assert resume(run_dir, ["trainer.epochs=2"])["epochs"] == 2  # the partial epoch, finished
+
+
+def _hint(message: str, command: str) -> list[str]:
+    """The words of the shell command `command ...` that `message` suggests, split as a shell would."""
+    import shlex
+
+    return shlex.split(message[message.index(command):].split(" (")[0].split(";")[0])
+
+
+def test_the_hints_quote_a_run_path_with_spaces_for_the_shell(tiny_cfg):
+    """README allows any run name; the hints must work pasted verbatim."""
+    from dlcli.train.callbacks import Checkpointer
+
+    run_dir = Path(train(tiny_cfg("name=my run", "trainer.epochs=1", "scheduler=null"))["run_dir"])
+    assert " " in str(run_dir)
+    with pytest.raises(RunError) as info:
+        resume(run_dir)
+    assert _hint(str(info.value), "dlcli train --resume") == ["dlcli", "train", "--resume", str(run_dir),
+                                                               "trainer.epochs=N"]
+    kept = Checkpointer(run_dir)._what_was_kept("best.pt", {"epoch": 1, "batch_in_epoch": 0})
+    assert _hint(kept, "dlcli train --resume") == ["dlcli", "train", "--resume", str(run_dir)]
