@@ -63,7 +63,8 @@ def _fit(trainer: Trainer, run_dir: Path) -> dict:
 
     from dlcli.runs import write_summary
 
-    base = {"name": trainer.cfg["name"], "run_dir": str(run_dir), "monitor": trainer.monitor}
+    # absolute, as the data paths: summary.json is read from any directory
+    base = {"name": trainer.cfg["name"], "run_dir": str(Path(run_dir).absolute()), "monitor": trainer.monitor}
 
     def stopped(status: str, **why) -> dict:
         return {**base, "status": status, **why, "epochs": trainer.epoch, "steps": trainer.step, "best": trainer.best}
@@ -165,12 +166,31 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
                               f"evaluate and predict can still use its weights") from None
     trainer.best_state = _best_weights(run_dir, state)
     _remove_temporary_files(run_dir)
+    _record_resume(run_dir, trainer, state)
     # The logs may run ahead of the checkpoint (killed between the two writes) or
     # end in a torn line: keep what the checkpoint covers, from its own history.
     log = MetricsLog(run_dir)
     steps = [r for r in read_metrics(log.jsonl)[0] if r.get("kind") == "step" and r.get("step", 0) <= state["step"]]
     log.rewrite(sorted(steps + list(state["history"]), key=lambda r: (r.get("step", 0), r.get("kind") == "epoch")))
     return _fit(trainer, run_dir)
+
+
+def _record_resume(run_dir: Path, trainer: Trainer, state: dict) -> None:
+    """environment.json keeps the first start's record and gains one per resume (its command,
+    directory, device and versions may differ): what ran, where, for each part of the run."""
+    from dlcli.runs import ENV_FILE, environment_record, write_text_atomic
+
+    path = run_dir / ENV_FILE
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        record = None
+    if not isinstance(record, dict):  # lost or damaged: this start's record stands for the run
+        record = {}
+    resumed = {**environment_record(str(trainer.device)), "from_epoch": state["epoch"] + 1,
+               "from_batch": (state.get("batch_in_epoch") or 0) + 1, "checkpoint": str(state["path"])}
+    record["resumes"] = [*(record.get("resumes") if isinstance(record.get("resumes"), list) else []), resumed]
+    write_text_atomic(path, json.dumps(record, indent=2) + "\n")
 
 
 def _refuse_rewind(run_dir: Path, state: dict) -> None:

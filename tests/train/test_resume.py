@@ -298,3 +298,16 @@ def test_the_hints_quote_a_run_path_with_spaces_for_the_shell(tiny_cfg):
                                                                "trainer.epochs=N"]
     kept = Checkpointer(run_dir)._what_was_kept("best.pt", {"epoch": 1, "batch_in_epoch": 0})
     assert _hint(kept, "dlcli train --resume") == ["dlcli", "train", "--resume", str(run_dir)]
+
+
+def test_each_resume_is_recorded_in_environment_json_beside_the_first_start(tiny_cfg):
+    first = train(tiny_cfg("scheduler=null", "trainer.epochs=1"))
+    run_dir = Path(first["run_dir"])
+    started = json.loads((run_dir / "environment.json").read_text())
+    resume(run_dir, ["trainer.epochs=2"])
+    resume(run_dir, ["trainer.epochs=3"])
+    record = json.loads((run_dir / "environment.json").read_text())
+    assert {k: v for k, v in record.items() if k != "resumes"} == started  # the first start's record kept
+    assert [(r["from_epoch"], r["from_batch"]) for r in record["resumes"]] == [(2, 1), (3, 1)]
+    assert all(r["device"] == "cpu" and r["checkpoint"].endswith("last.pt") and "command" in r
+               for r in record["resumes"])

@@ -42,3 +42,17 @@ def test_environment_record_gives_the_command_as_typed_where_it_ran_and_uncommit
         (tmp_path / "cfg.yaml").write_text("a: 2\n")
         record = environment_record("cpu")
         assert len(record["git_commit"]) == 40 and record["git_dirty"] is True
+
+
+def test_summary_names_the_run_directory_absolutely_for_a_relative_out_dir(tmp_path, monkeypatch):
+    import json
+    from pathlib import Path
+
+    from dlcli.train import train
+    from tests.samples import tiny_mnist
+
+    monkeypatch.chdir(tmp_path)
+    summary = train(tiny_mnist("relative/runs", "trainer.epochs=1", "scheduler=null"))
+    written = json.loads((Path(summary["run_dir"]) / "summary.json").read_text())
+    assert Path(written["run_dir"]).is_absolute() and Path(written["run_dir"]).parent.parent == \
+        tmp_path / "relative" / "runs"
