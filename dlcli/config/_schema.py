@@ -89,7 +89,8 @@ TRAINER = Entry("trainer", "the training loop", args=(
                                           "(default: val_loss with validation data, else train_loss)"),
     Arg("monitor_mode", Str(("auto", "min", "max")), "auto", "whether lower or higher is better"),
     Arg("early_stopping", Kind(), None, "{patience, min_delta}, or null for none"),
-    Arg("log_every_steps", Int(min=0), 0, "also log train metrics every N steps (0: per epoch only)"),
+    Arg("log_every_steps", Int(min=0), 0, "also log train metrics every N steps: the running means of the epoch "
+        "so far, as the epoch line gives them at its end (0: per epoch only)"),
     Arg("out_dir", Str(empty=False), "runs", "where run directories are created"),
     Arg("progress", Str(("auto", "bar", "plain", "none")), "auto", "bar on a terminal, plain lines otherwise"),
     Arg("evaluate_test", Bool(), True, "evaluate best.pt on the test split at the end"),
