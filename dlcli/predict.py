@@ -239,8 +239,7 @@ def write_predictions(predictions: Predictions, out: str | Path, force: bool = F
     out = Path(out)
     check_output(out, predictions.checkpoint, predictions.inputs, force)
     if out.suffix.lower() == ".json":
-        text = json.dumps({"checkpoint": predictions.checkpoint, "kind": predictions.kind,
-                           "predictions": predictions.rows}, indent=2) + "\n"
+        text = predictions_json(predictions)
     else:
         text = _csv_text(predictions)
     try:
@@ -249,6 +248,12 @@ def write_predictions(predictions: Predictions, out: str | Path, force: bool = F
     except OSError as err:
         raise DlcliError(f"--out {out}: cannot write: {err.strerror or err}") from None
     return out
+
+
+def predictions_json(predictions: Predictions) -> str:
+    """The predictions as a .json --out holds them (and `predict --json` prints them)."""
+    return json.dumps({"checkpoint": predictions.checkpoint, "kind": predictions.kind,
+                       "predictions": predictions.rows}, indent=2) + "\n"
 
 
 def _csv_text(predictions: Predictions) -> str:

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from dlcli.cli._app import app, console, escape, report_errors
+from dlcli.cli._app import app, console, err_console, escape, report_errors
 
 MAX_ROWS_SHOWN = 50
 
@@ -25,13 +25,21 @@ def predict(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt) or a 
                                                      help="batch size (default: data.eval_batch_size)"),
             force: bool = typer.Option(False, "--force", help="replace an existing --out that is not an earlier "
                                        "predictions file (never an input or the checkpoint)"),
+            as_json: bool = typer.Option(False, "--json", help="print every prediction as JSON, alone on stdout "
+                                         "(what a .json --out holds), instead of the table"),
             ) -> None:
     """Predict with a checkpoint: the top-k classes with probabilities, or the values."""
-    from dlcli.predict import check_output, predict as run_predict, write_predictions
+    from dlcli.predict import check_output, predict as run_predict, predictions_json, write_predictions
 
     if out is not None:
         check_output(out, checkpoint, inputs, force)  # before any work
     predictions = run_predict(checkpoint, inputs, top_k=top_k, device=device, batch_size=batch_size)
+    if as_json:
+        console.print(predictions_json(predictions), markup=False, highlight=False, emoji=False, soft_wrap=True,
+                      end="")  # as a .json --out holds it: nothing interpreted, nothing wrapped
+        if out is not None:
+            err_console.print(f"wrote {escape(str(write_predictions(predictions, out, force)))}", soft_wrap=True)
+        return
     console.print(predictions_table(predictions))
     if len(predictions.rows) > MAX_ROWS_SHOWN:
         console.print(f"[dim]... {len(predictions.rows) - MAX_ROWS_SHOWN:,} more "

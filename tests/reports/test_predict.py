@@ -80,6 +80,10 @@ def test_top_k_and_json_output(mnist_run, mnist_pngs, cli, tmp_path):
     top = saved["predictions"][0]["predictions"]
     assert len(top) == 5 and [p["name"] for p in top] == [str(p["class"]) for p in top]
     assert [p["probability"] for p in top] == sorted((p["probability"] for p in top), reverse=True)
+    printed = cli("predict", mnist_run, mnist_pngs[0], mnist_pngs[1], "--top-k", "5", "--json", "--out",
+                  tmp_path / "q.json")
+    assert printed.exit_code == 0 and json.loads(printed.stdout) == saved  # alone on stdout, as the file holds it
+    assert json.loads((tmp_path / "q.json").read_text()) == saved and "wrote" in printed.stderr
 
 
 def test_regression_values_match_evaluate(regression_run, tmp_path, cli):
