@@ -125,3 +125,15 @@ def optimizer_params():
         yield made
     finally:
         torch.optim.Optimizer.__init__ = real
+
+
+def assert_refused(result, *patterns: str) -> None:
+    """A CLI result (tests' `cli` fixture) that refused its input: exit 2, no traceback, and every
+    regular expression in `patterns` found in its output (line breaks read as spaces)."""
+    import re
+
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    message = " ".join(result.output.split())
+    for pattern in patterns:
+        assert re.search(pattern, message), result.output

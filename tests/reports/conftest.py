@@ -218,3 +218,11 @@ def write_images_fixture():
 @pytest.fixture(scope="session")
 def summary_of():
     return lambda run_dir: json.loads((Path(run_dir) / "summary.json").read_text())
+
+
+@pytest.fixture
+def run_copy(table_run, tmp_path) -> Path:
+    """A copy of the table run (a tiny dense model), which a failing test may damage."""
+    import shutil
+
+    return Path(shutil.copytree(table_run, tmp_path / "run"))

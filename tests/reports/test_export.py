@@ -5,7 +5,6 @@ import importlib
 import json
 import os
 import re
-import shutil
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from dlcli.export import FORMATS, ONNX_PACKAGES, export_checkpoint
 from dlcli.inference import load_trained
 from dlcli.layers._modules import ActivatedPool, PaddedPool
 from dlcli.model import build_model
+from tests.samples import assert_refused
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 
@@ -262,20 +262,6 @@ def test_unknown_format_lists_the_formats(mnist_run, cli):
 # export (without --force), and its suffix fits the format
 # ---------------------------------------------------------------------------
 
-def _refused(result, *patterns):
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    message = " ".join(result.output.split())
-    for pattern in patterns:
-        assert re.search(pattern, message), result.output
-
-
-@pytest.fixture
-def run_copy(table_run, tmp_path):
-    """A copy of the table run (a tiny dense model), which a failing test may damage."""
-    return Path(shutil.copytree(table_run, tmp_path / "run"))
-
-
 @pytest.mark.parametrize("fmt, given, out", [
     ("state_dict", "checkpoints/last.pt", "checkpoints/last.pt"),  # audit 3 #1: the run could not resume
     ("torchscript", "", "checkpoints/best.pt"),  # a run directory means its best.pt
@@ -288,20 +274,20 @@ def test_out_that_is_the_checkpoint_is_refused_even_with_force(fmt, given, out, 
     checkpoint = run_copy / (given or "checkpoints/best.pt")
     before = checkpoint.read_bytes()
     result = cli("export", run_copy / given, "--format", fmt, "--out", run_copy / out, *["--force"] * force)
-    _refused(result, rf"--out {re.escape(str(run_copy / out))} is the checkpoint {re.escape(str(checkpoint))}, "
+    assert_refused(result, rf"--out {re.escape(str(run_copy / out))} is the checkpoint {re.escape(str(checkpoint))}, "
                      rf"which this command reads; .* e\.g\. {re.escape(str(run_copy / 'export'))}/\w+\.{fmt}\.pt "
                      rf"\(--force never replaces an input\)")
     assert checkpoint.read_bytes() == before
     assert load_checkpoint(checkpoint)["epoch"] >= 1
 
 
-def test_out_that_links_to_the_checkpoint_is_refused(run_copy, tmp_path, cli):
+def test_out_that_links_to_the_checkpoint_isassert_refused(run_copy, tmp_path, cli):
     checkpoint = run_copy / "checkpoints" / "last.pt"
     before = checkpoint.read_bytes()
     out = tmp_path / "weights.pt"
     os.link(checkpoint, out)
     result = cli("export", checkpoint, "--format", "state_dict", "--out", out, "--force")
-    _refused(result, rf"--out {re.escape(str(out))} is the checkpoint {re.escape(str(checkpoint))}")
+    assert_refused(result, rf"--out {re.escape(str(out))} is the checkpoint {re.escape(str(checkpoint))}")
     assert checkpoint.read_bytes() == before
 
 
@@ -313,15 +299,15 @@ def test_out_that_links_to_the_checkpoint_is_refused(run_copy, tmp_path, cli):
 def test_out_among_a_runs_own_files_is_refused_even_with_force(out, says, run_copy, cli):
     before = {p: p.read_bytes() for p in run_copy.rglob("*") if p.is_file()}
     result = cli("export", run_copy, "--out", run_copy / out, "--force")
-    _refused(result, rf"--out {re.escape(str(run_copy / out))}{says}", r"\(--force never writes there\)")
+    assert_refused(result, rf"--out {re.escape(str(run_copy / out))}{says}", r"\(--force never writes there\)")
     assert {p: p.read_bytes() for p in run_copy.rglob("*") if p.is_file()} == before
 
 
-def test_link_into_the_checkpoints_folder_is_refused(run_copy, tmp_path, cli):
+def test_link_into_the_checkpoints_folder_isassert_refused(run_copy, tmp_path, cli):
     (tmp_path / "elsewhere").symlink_to(run_copy / "checkpoints")
     out = tmp_path / "elsewhere" / "model.pt"
     result = cli("export", run_copy, "--out", out)
-    _refused(result, rf"--out {re.escape(str(out))} is inside the run's checkpoints folder")
+    assert_refused(result, rf"--out {re.escape(str(out))} is inside the run's checkpoints folder")
     assert not (run_copy / "checkpoints" / "model.pt").exists()
 
 
@@ -336,7 +322,7 @@ def test_link_into_the_checkpoints_folder_is_refused(run_copy, tmp_path, cli):
 ])
 def test_out_suffix_must_fit_the_format(fmt, out, expected, table_run, tmp_path, cli):
     result = cli("export", table_run, "--format", fmt, "--out", tmp_path / out)
-    _refused(result, rf"--out {re.escape(str(tmp_path / out))}: {expected}")
+    assert_refused(result, rf"--out {re.escape(str(tmp_path / out))}: {expected}")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -351,7 +337,7 @@ def test_existing_file_that_is_not_an_export_needs_force(existing, text, table_r
     what = (r"exists and is not a dlcli export \(no export sidecar model\.json beside it\)"
             if existing == "model.pt" else
             rf": its sidecar {re.escape(str(tmp_path / 'model.json'))} exists and is not a dlcli export sidecar")
-    _refused(result, rf"--out {re.escape(str(out))} ?{what}; expected a new file name, or --force to replace it")
+    assert_refused(result, rf"--out {re.escape(str(out))} ?{what}; expected a new file name, or --force to replace it")
     assert [p.name for p in tmp_path.iterdir()] == [existing] and (tmp_path / existing).read_text() == text
     result = cli("export", table_run, "--format", "state_dict", "--out", out, "--force")
     assert result.exit_code == 0, result.output
@@ -373,7 +359,7 @@ def test_rerun_replaces_its_own_export_and_nothing_else(fmt, run_copy, tmp_path,
     assert sorted(p.name for p in (run_copy / "export").iterdir()) == sorted(
         [f"best{FORMATS[fmt]}", sidecar_path(Path(f"best{FORMATS[fmt]}")).name])
     sidecar_path(target).unlink()
-    _refused(cli("export", run_copy, "--format", fmt, "--out", target), "exists and is not a dlcli export")
+    assert_refused(cli("export", run_copy, "--format", fmt, "--out", target), "exists and is not a dlcli export")
 
 
 # ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from dlcli.checkpoint import load_checkpoint
 from dlcli.errors import CheckpointError, DataError
 from dlcli.predict import predict
 from dlcli.reports import evaluate_checkpoint
+from tests.samples import assert_refused
 
 N = 8
 
@@ -148,7 +149,7 @@ def test_csv_missing_feature_column_is_named(header, message, table_run, tmp_pat
     assert result.exit_code == 2 and "Traceback" not in result.output
 
 
-def test_csv_without_a_header_row_is_refused(table_run, tmp_path):
+def test_csv_without_a_header_row_isassert_refused(table_run, tmp_path):
     """Its first row would become the header, and a sample would silently be lost."""
     path = tmp_path / "noheader.csv"
     path.write_text("0.1,0.2,0.3,0.4,1.5\n0.5,0.6,0.7,0.8,2.5\n")
@@ -233,24 +234,10 @@ def test_missing_input_is_a_data_error(regression_run, tmp_path):
 # file that is not an earlier predictions file (without --force)
 # ---------------------------------------------------------------------------
 
-def _refused(result, *patterns):
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    message = " ".join(result.output.split())
-    for pattern in patterns:
-        assert re.search(pattern, message), result.output
-
-
 @pytest.fixture
 def user_csv(table_run, tmp_path):
     """A copy of the table run's training CSV: the user's data."""
     return Path(shutil.copy(load_checkpoint(table_run)["config"]["data"]["path"], tmp_path / "data.csv"))
-
-
-@pytest.fixture
-def run_copy(table_run, tmp_path):
-    """A copy of the table run, which a failing test may damage."""
-    return Path(shutil.copytree(table_run, tmp_path / "run"))
 
 
 def _same_file_as(path: Path, spelling: str) -> Path:
@@ -272,12 +259,12 @@ def test_out_that_is_the_input_csv_is_refused_even_with_force(spelling, force, t
     before = user_csv.read_bytes()
     out = _same_file_as(user_csv, spelling)
     result = cli("predict", table_run, user_csv, "--out", out, *["--force"] * force)
-    _refused(result, rf"--out {re.escape(str(out))} is the input file {re.escape(str(user_csv))}, which this "
+    assert_refused(result, rf"--out {re.escape(str(out))} is the input file {re.escape(str(user_csv))}, which this "
                      rf"command reads; .* e\.g\. .*\.predictions\.csv \(--force never replaces an input\)")
     assert user_csv.read_bytes() == before
 
 
-def test_out_that_is_an_image_in_an_input_folder_is_refused(images_run, write_images, tmp_path, cli):
+def test_out_that_is_an_image_in_an_input_folder_isassert_refused(images_run, write_images, tmp_path, cli):
     """Every file read from a folder is an input: here a .csv name linked to one of its images."""
     folder = write_images(tmp_path / "photos", per_class=1)
     image = folder / "dog" / "0.png"
@@ -285,17 +272,17 @@ def test_out_that_is_an_image_in_an_input_folder_is_refused(images_run, write_im
     out = tmp_path / "predictions.csv"
     out.symlink_to(image)
     result = cli("predict", images_run, folder, "--out", out, "--force")
-    _refused(result, rf"--out {re.escape(str(out))} is the input file {re.escape(str(image))}")
+    assert_refused(result, rf"--out {re.escape(str(out))} is the input file {re.escape(str(image))}")
     assert image.read_bytes() == before and out.is_symlink()
 
 
-def test_out_that_is_the_checkpoint_is_refused(run_copy, user_csv, cli):
+def test_out_that_is_the_checkpoint_isassert_refused(run_copy, user_csv, cli):
     checkpoint = run_copy / "checkpoints" / "best.pt"
     before = checkpoint.read_bytes()
     out = user_csv.with_name("model.json")
     out.symlink_to(checkpoint)
     result = cli("predict", run_copy, user_csv, "--out", out, "--force")
-    _refused(result, rf"--out {re.escape(str(out))} is the checkpoint {re.escape(str(checkpoint))}")
+    assert_refused(result, rf"--out {re.escape(str(out))} is the checkpoint {re.escape(str(checkpoint))}")
     assert checkpoint.read_bytes() == before
 
 
@@ -309,7 +296,7 @@ def test_out_among_a_runs_own_files_is_refused_even_with_force(name, says, run_c
     out = run_copy / name
     before = out.read_bytes() if out.exists() else None
     result = cli("predict", run_copy, user_csv, "--out", out, "--force")
-    _refused(result, rf"--out {re.escape(str(out))} {says}", r"\(--force never writes there\)")
+    assert_refused(result, rf"--out {re.escape(str(out))} {says}", r"\(--force never writes there\)")
     assert (out.read_bytes() if out.exists() else None) == before
 
 
@@ -323,7 +310,7 @@ def test_existing_file_that_is_not_predictions_needs_force(name, text, table_run
     out = user_csv.with_name(name)
     out.write_text(text)
     result = cli("predict", table_run, user_csv, "--out", out)
-    _refused(result, rf"--out {re.escape(str(out))} exists and is not a dlcli predictions file; expected a new "
+    assert_refused(result, rf"--out {re.escape(str(out))} exists and is not a dlcli predictions file; expected a new "
                      rf"file name, or --force to replace it")
     assert out.read_text() == text
     result = cli("predict", table_run, user_csv, "--out", out, "--force")
@@ -350,7 +337,7 @@ def test_rerun_replaces_its_own_predictions_and_nothing_else(run, top_k, suffix,
     assert result.exit_code == 0, result.output
     assert out.read_text() == first if top_k[1] == "3" or run == "table_run" else out.read_text() != first
     out.write_text("# my notes\n" + out.read_text())  # hand-edited: no longer what predict writes
-    _refused(cli("predict", folder, *inputs, *top_k, "--out", out), "exists and is not a dlcli predictions file")
+    assert_refused(cli("predict", folder, *inputs, *top_k, "--out", out), "exists and is not a dlcli predictions file")
 
 
 @pytest.mark.parametrize("kind, width", [("classes", 2), ("probabilities", 1), ("probabilities", 3),
