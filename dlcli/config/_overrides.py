@@ -11,7 +11,7 @@ import copy
 import re
 from typing import Any, Callable
 
-from dlcli.errors import ConfigError, Problem, format_path, shorten
+from dlcli.errors import ConfigError, Problem, shorten
 
 _PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[-?\d+\])*)")
 
