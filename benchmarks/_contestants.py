@@ -31,6 +31,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def kernel_work() -> tuple[float, int]:
+    """(system CPU seconds, minor page faults) of this process so far: a training loop that
+    spends time in the kernel is zeroing pages the allocator gave back and takes again."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_stime, usage.ru_minflt
+
+
 def sync(device):
     import torch
 
@@ -47,7 +54,18 @@ def seed_model():
 
 def run_dlcli(args) -> dict:
     from dlcli.config import load_config
-    from dlcli.train import RunHandle, train
+    from dlcli.train import Callback, RunHandle, train
+
+    kernel: list[tuple[float, int]] = []
+
+    class KernelWork(Callback):  # from an epoch's start to its last batch, as its seconds
+        def on_epoch_start(self, trainer):
+            self.start = kernel_work()
+
+        def on_train_batch_end(self, trainer, batch):
+            if batch + 1 == trainer.batches_per_epoch:
+                end = kernel_work()
+                kernel.append((end[0] - self.start[0], end[1] - self.start[1]))
 
     out = tempfile.mkdtemp(prefix="dlcli-bench-")
     overrides = [f"trainer.epochs={args.epochs}", f"trainer.device={args.device}", "trainer.progress=none",
@@ -56,7 +74,7 @@ def run_dlcli(args) -> dict:
     cfg = load_config(args.config, overrides)
     start = time.perf_counter()
     handle = RunHandle()
-    summary = train(cfg, handle=handle)
+    summary = train(cfg, callbacks=[KernelWork()], handle=handle)
     total = time.perf_counter() - start
     from dlcli.runs import read_metrics
 
@@ -65,7 +83,8 @@ def run_dlcli(args) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     return {"epoch_seconds": [r["seconds"] for r in records],
             "test_accuracy": (summary.get("test") or {}).get("accuracy"), "end_to_end_seconds": total,
-            "train_samples": len(handle.trainer.data.train)}
+            "train_samples": len(handle.trainer.data.train),
+            "epoch_sys_seconds": [k[0] for k in kernel], "epoch_minor_faults": [k[1] for k in kernel]}
 
 
 def _tensors(device):
@@ -179,7 +198,10 @@ def run_plain(args) -> dict:
                                 math.ceil(n_train / batch_size), args.epochs)
         interval = entry.meta["interval"]
 
+    kernel: list[tuple[float, int]] = []
+
     def epoch():
+        start = kernel_work()
         perm = torch.randperm(n_train, device=device)
         for i in range(0, n_train, batch_size):
             idx = perm[i:i + batch_size]
@@ -193,10 +215,13 @@ def run_plain(args) -> dict:
                 scheduler.step()
         if interval == "epoch":
             scheduler.step()
+        end = kernel_work()
+        kernel.append((end[0] - start[0], end[1] - start[1]))
 
     times = _timed_epochs(args.epochs, device, model, epoch)
     return {"epoch_seconds": times, "test_accuracy": None, "end_to_end_seconds": time.perf_counter() - begin,
-            "train_samples": n_train}
+            "train_samples": n_train, "epoch_sys_seconds": [k[0] for k in kernel],
+            "epoch_minor_faults": [k[1] for k in kernel]}
 
 
 def run_graph(args) -> dict:

@@ -20,7 +20,11 @@ evaluation is switched off (trainer.evaluate_test=false): it is outside the epoc
 
 Each contestant runs in its own process, in alternating order over the repeats, so that
 a noisy machine slows both alike. s/epoch is the median over the repeats of the median
-epoch after the first (warm-up) one; first is the first epoch's.
+epoch after the first (warm-up) one; first is the first epoch's. sys s and faults are
+the kernel's share of those epochs (system CPU seconds, minor page faults): on glibc a
+process whose allocator keeps handing large blocks back to the OS and faulting them in
+again runs slower for that alone, whichever contestant it is; a high figure there marks
+a row as allocator noise rather than a difference between the loops.
 """
 
 from __future__ import annotations
@@ -82,13 +86,14 @@ def main() -> None:
                 result = run(name, config, args)
                 results[config.name][name].append(result)
                 print(f"  {config.name} repeat {r + 1} {name}: epochs "
-                      f"{['%.3f' % s for s in result['epoch_seconds']]} ({result['train_samples']} samples)",
-                      flush=True)
+                      f"{['%.3f' % s for s in result['epoch_seconds']]} sys "
+                      f"{['%.2f' % s for s in result['epoch_sys_seconds']]} faults {result['epoch_minor_faults']} "
+                      f"({result['train_samples']} samples)", flush=True)
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {args.device}, "
           f"epochs {args.epochs}, repeats {args.repeats}, subset {args.subset or 'all'}"
           + (f", dlcli overrides {' '.join(args.override)}" if args.override else ""))
     print(f"{'config':<22}{'contestant':<12}{'samples':>9}{'s/epoch':>10}{'first':>9}{'samples/s':>11}"
-          f"{'dlcli/plain':>13}")
+          f"{'sys s':>8}{'faults':>9}{'dlcli/plain':>13}")
     summary: dict[str, dict] = {}
     for config, by_name in results.items():
         rows = {}
@@ -96,16 +101,20 @@ def main() -> None:
             runs = by_name[name]
             rows[name] = {"s_per_epoch": statistics.median(steady(x["epoch_seconds"]) for x in runs),
                           "first_epoch_s": statistics.median(x["epoch_seconds"][0] for x in runs),
-                          "train_samples": runs[0]["train_samples"]}
+                          "train_samples": runs[0]["train_samples"],
+                          "sys_s_per_epoch": statistics.median(steady(x["epoch_sys_seconds"]) for x in runs),
+                          "faults_per_epoch": statistics.median(steady(x["epoch_minor_faults"]) for x in runs)}
         ratio = rows["dlcli"]["s_per_epoch"] / rows["plain"]["s_per_epoch"]
         for name in CONTESTANTS:
             row = rows[name]
             print(f"{config:<22}{name:<12}{row['train_samples']:>9}{row['s_per_epoch']:>10.3f}"
                   f"{row['first_epoch_s']:>9.3f}{row['train_samples'] / row['s_per_epoch']:>11,.0f}"
+                  f"{row['sys_s_per_epoch']:>8.2f}{row['faults_per_epoch']:>9,.0f}"
                   f"{(f'{ratio:.3f}' if name == 'dlcli' else ''):>13}")
         summary[config] = {**rows, "ratio": ratio}
     print("timed: the training batches of each epoch (dlcli: metrics.jsonl seconds, which leave out its "
-          "validation pass and checkpoint; plain: no validation). s/epoch: median epoch after the first")
+          "validation pass and checkpoint; plain: no validation). s/epoch, sys s, faults: median epoch after "
+          "the first")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": {**vars(args), "configs": [str(c) for c in configs]},
                                                "results": results, "summary": summary}, indent=2))
