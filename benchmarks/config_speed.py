@@ -93,7 +93,7 @@ def main() -> None:
           f"epochs {args.epochs}, repeats {args.repeats}, subset {args.subset or 'all'}"
           + (f", dlcli overrides {' '.join(args.override)}" if args.override else ""))
     print(f"{'config':<22}{'contestant':<12}{'samples':>9}{'s/epoch':>10}{'first':>9}{'samples/s':>11}"
-          f"{'sys s':>8}{'faults':>9}{'dlcli/plain':>13}")
+          f"{'sys s':>8}{'faults':>12}{'dlcli/plain':>13}")
     summary: dict[str, dict] = {}
     for config, by_name in results.items():
         rows = {}
@@ -109,7 +109,7 @@ def main() -> None:
             row = rows[name]
             print(f"{config:<22}{name:<12}{row['train_samples']:>9}{row['s_per_epoch']:>10.3f}"
                   f"{row['first_epoch_s']:>9.3f}{row['train_samples'] / row['s_per_epoch']:>11,.0f}"
-                  f"{row['sys_s_per_epoch']:>8.2f}{row['faults_per_epoch']:>9,.0f}"
+                  f"{row['sys_s_per_epoch']:>8.2f}{row['faults_per_epoch']:>12,.0f}"
                   f"{(f'{ratio:.3f}' if name == 'dlcli' else ''):>13}")
         summary[config] = {**rows, "ratio": ratio}
     print("timed: the training batches of each epoch (dlcli: metrics.jsonl seconds, which leave out its "
