@@ -1,7 +1,13 @@
-"""One contestant of benchmarks/train_speed.py, run in its own process so that its
-peak RSS is its own. Prints one JSON line: per-epoch seconds, test accuracy, RSS.
+"""One contestant of benchmarks/train_speed.py (and config_speed.py), run in its own
+process so that its peak RSS is its own. Prints one JSON line: per-epoch seconds, test
+accuracy (None where not measured), RSS.
 
     python benchmarks/_contestants.py dlcli|hand|dataloader|graph --epochs 10 --device cpu
+    python benchmarks/_contestants.py dlcli|plain --config configs/mnist_lstm.yaml --subset 6000
+
+--config picks the config dlcli trains (default configs/mnist_cnn.yaml); `plain` is the
+loop a user writes for that config by hand (see run_plain). --subset trains on the first
+N training samples only, for both.
 """
 
 from __future__ import annotations
@@ -25,6 +31,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def kernel_work() -> tuple[float, int]:
+    """(system CPU seconds, minor page faults) of this process so far: a training loop that
+    spends time in the kernel is zeroing pages the allocator gave back and takes again."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_stime, usage.ru_minflt
+
+
 def sync(device):
     import torch
 
@@ -41,21 +54,37 @@ def seed_model():
 
 def run_dlcli(args) -> dict:
     from dlcli.config import load_config
-    from dlcli.train import train
+    from dlcli.train import Callback, RunHandle, train
+
+    kernel: list[tuple[float, int]] = []
+
+    class KernelWork(Callback):  # from an epoch's start to its last batch, as its seconds
+        def on_epoch_start(self, trainer):
+            self.start = kernel_work()
+
+        def on_train_batch_end(self, trainer, batch):
+            if batch + 1 == trainer.batches_per_epoch:
+                end = kernel_work()
+                kernel.append((end[0] - self.start[0], end[1] - self.start[1]))
 
     out = tempfile.mkdtemp(prefix="dlcli-bench-")
     overrides = [f"trainer.epochs={args.epochs}", f"trainer.device={args.device}", "trainer.progress=none",
-                 f"trainer.out_dir={out}"] + args.override
-    cfg = load_config(REPO / "configs" / "mnist_cnn.yaml", overrides)
+                 f"trainer.out_dir={out}"] + (["data.subset=%d" % args.subset] if args.subset else []) \
+        + args.override
+    cfg = load_config(args.config, overrides)
     start = time.perf_counter()
-    summary = train(cfg)
+    handle = RunHandle()
+    summary = train(cfg, callbacks=[KernelWork()], handle=handle)
     total = time.perf_counter() - start
     from dlcli.runs import read_metrics
 
+    # an epoch's "seconds": its training batches, measured before its validation pass and checkpoint
     records = [r for r in read_metrics(Path(summary["run_dir"]) / "metrics.jsonl")[0] if r["kind"] == "epoch"]
     shutil.rmtree(out, ignore_errors=True)
-    return {"epoch_seconds": [r["seconds"] for r in records], "test_accuracy": summary["test"]["accuracy"],
-            "end_to_end_seconds": total}
+    return {"epoch_seconds": [r["seconds"] for r in records],
+            "test_accuracy": (summary.get("test") or {}).get("accuracy"), "end_to_end_seconds": total,
+            "train_samples": len(handle.trainer.data.train),
+            "epoch_sys_seconds": [k[0] for k in kernel], "epoch_minor_faults": [k[1] for k in kernel]}
 
 
 def _tensors(device):
@@ -124,6 +153,75 @@ def run_hand(args) -> dict:
 
     times = _timed_epochs(args.epochs, device, model, epoch)
     return _result(times, model, xt, yt, begin)
+
+
+def run_plain(args) -> dict:
+    """The plain loop a user writes for a config: the config's layers as a plain nn.Module
+    (build_model without the trainer's exact rewrites, fuse, and without channels_last), the
+    same loss, optimizer, lr, scheduler and gradient clipping (dlcli's builders return the
+    plain torch objects), the same batch size and number of training samples (data.subset
+    and data.val_split taken out as dlcli does), the data as one resident normalized tensor,
+    and a standard zero_grad / forward / loss / backward / (clip) / step / (scheduler) loop.
+    No validation pass, no per-batch metrics: only the training batches are timed."""
+    import math
+
+    import torch
+
+    from dlcli.config import load_config
+    from dlcli.losses import build_loss
+    from dlcli.model import build_model
+    from dlcli.optim import SCHEDULERS, build_optimizer
+
+    begin = time.perf_counter()
+    cfg = load_config(args.config, [f"trainer.device={args.device}"])
+    data, t = cfg["data"], cfg["trainer"]
+    if data["dataset"] != "mnist":
+        raise SystemExit(f"the plain contestant reads MNIST; {args.config} trains on {data['dataset']}")
+    torch.manual_seed(cfg["seed"])
+    device = torch.device(args.device)
+    x, y, _, _ = _tensors(device)
+    n = min(args.subset or len(x), len(x))
+    n_train = n - int(round(n * data["val_split"])) if data["val_split"] > 0 else n
+    x = x[:n_train].reshape(n_train, *cfg["model"]["input_shape"]).contiguous()
+    y = y[:n_train]
+    model = build_model(cfg, fuse=False).to(device)
+    loss_fn = build_loss(cfg, device)
+    opt = build_optimizer(cfg, model.parameters(), device)
+    batch_size, clip = data["batch_size"], t["grad_clip"]
+    scheduler, interval = None, None
+    if cfg.get("scheduler"):
+        spec = cfg["scheduler"]
+        entry = SCHEDULERS.get(spec["type"])
+        if entry.meta.get("needs_metric"):
+            raise SystemExit(f"the plain contestant has no validation metric for scheduler {spec['type']}")
+        scheduler = entry.build({k: v for k, v in spec.items() if k != "type"}, opt,
+                                math.ceil(n_train / batch_size), args.epochs)
+        interval = entry.meta["interval"]
+
+    kernel: list[tuple[float, int]] = []
+
+    def epoch():
+        start = kernel_work()
+        perm = torch.randperm(n_train, device=device)
+        for i in range(0, n_train, batch_size):
+            idx = perm[i:i + batch_size]
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x[idx]), y[idx])
+            loss.backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            opt.step()
+            if interval == "step":
+                scheduler.step()
+        if interval == "epoch":
+            scheduler.step()
+        end = kernel_work()
+        kernel.append((end[0] - start[0], end[1] - start[1]))
+
+    times = _timed_epochs(args.epochs, device, model, epoch)
+    return {"epoch_seconds": times, "test_accuracy": None, "end_to_end_seconds": time.perf_counter() - begin,
+            "train_samples": n_train, "epoch_sys_seconds": [k[0] for k in kernel],
+            "epoch_minor_faults": [k[1] for k in kernel]}
 
 
 def run_graph(args) -> dict:
@@ -212,14 +310,17 @@ def run_dataloader(args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("contestant", choices=["dlcli", "hand", "dataloader", "graph"])
+    parser.add_argument("contestant", choices=["dlcli", "hand", "dataloader", "graph", "plain"])
+    parser.add_argument("--config", default=str(REPO / "configs" / "mnist_cnn.yaml"),
+                        help="the config of dlcli and plain")
+    parser.add_argument("--subset", type=int, help="train dlcli and plain on the first N samples only")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--override", action="append", default=[], help="dlcli override key=value")
     args = parser.parse_args()
     result = {"dlcli": run_dlcli, "hand": run_hand, "dataloader": run_dataloader,
-              "graph": run_graph}[args.contestant](args)
+              "graph": run_graph, "plain": run_plain}[args.contestant](args)
     result.update(contestant=args.contestant, peak_rss_mb=round(peak_rss_mb(), 1), epochs=args.epochs)
     print(json.dumps(result))
 

@@ -29,3 +29,15 @@ def test_first_epoch_breakdown_runs_and_times_every_set_up_phase(run_python, rep
                       "build the trainer", "eager step, first", "eager step, batch of 128",
                       "eager step, batch of 116"], result.stdout
     assert result.stdout.splitlines()[-1].startswith("epochs: ")
+
+
+def test_config_speed_runs_and_reports_a_row_per_contestant(run_python, repo_root):
+    result = run_python(repo_root / "benchmarks" / "config_speed.py", "--configs", "configs/mnist_cnn.yaml",
+                        "--epochs", "1", "--subset", "256", timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("config "))
+    rows = [line.split() for line in lines[header + 1:header + 3]]
+    assert [row[:3] for row in rows] == [["mnist_cnn.yaml", "plain", "256"], ["mnist_cnn.yaml", "dlcli", "256"]]
+    assert float(rows[1][-1]) > 0  # the ratio dlcli/plain, on the dlcli row
+    assert lines[-1].startswith("timed: the training batches of each epoch")
