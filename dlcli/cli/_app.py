@@ -17,6 +17,7 @@ app = typer.Typer(
     help="Train deep-learning models from one YAML file: validate, build, train, checkpoint, evaluate.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # plain help: typer's rich help shows flags as `--json <bool>`, as if they took a value
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -117,6 +117,14 @@ def test_help_and_version(cli):
     assert result.exit_code == 0 and result.stdout.startswith("dlcli ")
 
 
+@pytest.mark.parametrize("command", [[], ["predict"], ["runs"], ["validate"], ["export"], ["evaluate"]])
+def test_help_shows_flags_as_flags(cli, command):
+    """typer's rich help writes `--json <bool>`, as if the flag took a value (`--debug true` then
+    fails with "No such command 'true'"); the plain help writes `--json`."""
+    result = cli(*command, "--help")
+    assert result.exit_code == 0 and "<bool>" not in result.stdout and "-h, --help" in result.stdout
+
+
 def test_validate_needs_a_config(cli):
     result = cli("validate")
     assert result.exit_code == 2

@@ -11,6 +11,7 @@ instead of taking the machine; a wall-clock alarm interrupts a hang.
 from __future__ import annotations
 
 import os
+import re
 import resource
 import signal
 import time
@@ -26,8 +27,8 @@ ADDRESS_ROOM = 1 * 2**30  # address space a case may add: a bomb fails with Memo
 HANG_SECONDS = 30  # a case still running after this is a hang: interrupt it and report it
 MESSAGE_LINE = 1_000  # characters in one line of an error message; a longer one echoes an input in full
 # click's own usage errors (an override such as `--help=x` or `-x=1` read as an option) exit 2
-# with typer's boxed "Error" panel rather than dlcli's `error:` line
-USAGE_ERROR = "─ Error ─"
+# with click's "Usage: ... Error: ..." lines rather than dlcli's `error:` line
+USAGE_ERROR = re.compile(r"^Error: ", re.MULTILINE)
 
 
 class CaseHang(BaseException):
@@ -242,7 +243,7 @@ class FuzzRunner:
             failures.append(f"{where}; expected 0 or 2. Output:\n{output[-2000:]}")
         if "Traceback" in output:
             failures.append(f"{where}: a traceback reached the output:\n{output[-2000:]}")
-        if code == 2 and not (stderr.startswith("error:") or USAGE_ERROR in stderr):
+        if code == 2 and not (stderr.startswith("error:") or USAGE_ERROR.search(stderr)):
             failures.append(f"{where} without an `error:` message on stderr:\n{output[-2000:]}")
         options = any(o.startswith("-") for o in case.overrides)  # click reads `--help` as the option
         if outcome == "rejected" and code != 2 and not options:
