@@ -40,6 +40,8 @@ def predict(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt) or a 
         if out is not None:
             err_console.print(f"wrote {escape(str(write_predictions(predictions, out, force)))}", soft_wrap=True)
         return
+    # the checkpoint on its own line: as the table's title it would wrap to the table's width, cutting the path
+    console.print(f"predictions of {escape(predictions.checkpoint)}", soft_wrap=True)
     console.print(predictions_table(predictions))
     if len(predictions.rows) > MAX_ROWS_SHOWN:
         console.print(f"[dim]... {len(predictions.rows) - MAX_ROWS_SHOWN:,} more "
@@ -51,7 +53,7 @@ def predict(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt) or a 
 
 def predictions_table(predictions) -> Table:
     # fold, not cut, on a narrow terminal: a cut path or probability says nothing (piped output does not wrap)
-    table = Table(title=f"predictions of {escape(predictions.checkpoint)}", title_justify="left")
+    table = Table()
     table.add_column("input", overflow="fold")
     rows = predictions.rows[:MAX_ROWS_SHOWN]
     if predictions.kind == "classes":

@@ -81,6 +81,8 @@ def test_top_k_and_json_output(mnist_run, mnist_pngs, cli, tmp_path):
     top = saved["predictions"][0]["predictions"]
     assert len(top) == 5 and [p["name"] for p in top] == [str(p["class"]) for p in top]
     assert [p["probability"] for p in top] == sorted((p["probability"] for p in top), reverse=True)
+    table = cli("predict", mnist_run, mnist_pngs[0], "--top-k", "1").stdout  # piped: the path is never cut
+    assert table.splitlines()[0] == f"predictions of {mnist_run / 'checkpoints' / 'best.pt'}"
     printed = cli("predict", mnist_run, mnist_pngs[0], mnist_pngs[1], "--top-k", "5", "--json", "--out",
                   tmp_path / "q.json")
     assert printed.exit_code == 0 and json.loads(printed.stdout) == saved  # alone on stdout, as the file holds it
