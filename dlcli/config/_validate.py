@@ -438,7 +438,7 @@ def _metrics(check: _Checker, value: Any, loss: dict | None) -> list | None:
 
 def _cross_checks(check: _Checker, cfg: dict, guards: bool) -> None:
     model, data, trainer = cfg["model"], cfg["data"], cfg["trainer"]
-    sequence_data = _sequence_data(data)
+    sequence_data = _sequence_data(data, model["input_shape"])
     if guards and sequence_data:  # _model checked the sequences that layers make
         try:
             infer_shapes(model["input_shape"], model["layers"], check_layout=True, sequence_input=sequence_data)
@@ -494,11 +494,18 @@ def _check_monitor(check: _Checker, path: tuple, monitor: str | None, cfg: dict)
         check.add(path, f"{monitor} needs validation data: set data.val_split (e.g. 0.1)")
 
 
-def _sequence_data(data: dict) -> str | None:
+def _sequence_data(data: dict, input_shape: list) -> str | None:
     """Where the data's samples are sequences (steps, features), for messages: 'the csv data
-    (data.window: 20)'; None if they are not. A dataset declares the argument that makes them so."""
-    arg = DATASETS.get(data["dataset"]).meta.get("sequence_arg")
-    return f"the {data['dataset']} data (data.{arg}: {data[arg]})" if arg and data.get(arg) else None
+    (data.window: 20)'; None if they are not. A dataset declares the argument that makes them so;
+    images taken as a model.input_shape [H, W] are read row by row, each row a step."""
+    entry = DATASETS.get(data["dataset"])
+    arg = entry.meta.get("sequence_arg")
+    if arg and data.get(arg):
+        return f"the {data['dataset']} data (data.{arg}: {data[arg]})"
+    sample = entry.meta.get("sample_shape")
+    if len(input_shape) == 2 and (entry.meta.get("images") or (sample is not None and len(sample) == 3)):
+        return f"the {data['dataset']} images read row by row (model.input_shape: {list(input_shape)})"
+    return None
 
 
 def data_view_fits(sample: tuple, input_shape: tuple) -> bool:

@@ -99,7 +99,8 @@ def load_csv(args):
 
 @DATASETS.register("image_folder", help="images in class folders (root/class_x/*.png), as torchvision's "
                                         "ImageFolder; resized to the model's input shape",
-                   args=(_PATH, _TEST_PATH, _IN_MEMORY, _WORKERS), stored_by_class=True)
+                   args=(_PATH, _TEST_PATH, _IN_MEMORY, _WORKERS), stored_by_class=True,
+                   images=True)  # of any size: an input_shape [H, W] reads them row by row (a sequence)
 def load_image_folder(args):
     from dlcli.data._sources import load_image_folder_dir
 

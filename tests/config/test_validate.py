@@ -618,6 +618,23 @@ def test_a_conv1d_on_csv_windows_is_refused(write_config):
     assert load_config(write_config(model_config(layers, input_shape="[20, 2]", rest=without_window)))
 
 
+@pytest.mark.parametrize("rest", ["data: mnist\n", "data: {dataset: image_folder, path: unused}\n"])
+def test_a_conv1d_on_images_read_row_by_row_is_refused(write_config, rest):
+    """input_shape [H, W] reads an image's rows as steps (an LSTM's sequence): Keras's Conv1D
+    convolves along them; a channels-first conv1d would take the rows as channels."""
+    layers = "- conv1d: {filters: 8, kernel_size: 3}\n- global_avgpool1d\n- dense: 10"
+    path, problems = problems_of(write_config, model_config(layers, input_shape="[28, 28]", rest=rest))
+    dataset = "mnist" if "mnist" in rest else "image_folder"
+    assert [p.render() for p in problems] == [
+        f"{path}:4: model.layers[0]: conv1d: its input (28, 28) is a sequence (steps, features), from the {dataset} "
+        f"images read row by row (model.input_shape: [28, 28]), but conv1d is channels-first, (channels, length), "
+        f"as in PyTorch: it would convolve along the 28 features, with the 28 steps as input channels, where Keras's "
+        f"Conv1D convolves along the steps, with the features as channels. HINT: put `- permute: [2, 1]` before it, "
+        f"to give it (28, 28): (features, steps)"]
+    assert load_config(write_config(model_config("- permute: [2, 1]\n" + layers, input_shape="[28, 28]", rest=rest)))
+    assert load_config(write_config(model_config("- lstm: 16\n- dense: 10", input_shape="[28, 28]", rest=rest)))
+
+
 @pytest.mark.parametrize("layers, rest, refused", [
     ("- lstm: {units: 16, return_sequences: true}\n- global_avgpool1d\n- dense: 10", "data: mnist\n",
      "global_avgpool1d is channels-first"),
