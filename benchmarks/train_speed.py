@@ -11,7 +11,8 @@ so that a noisy machine slows every contestant alike.
 
 Contestants: dlcli (configs/mnist_cnn.yaml), hand (resident tensors, batches by index),
 dataloader (torchvision MNIST + DataLoader), graph (CUDA only: the hand loop's step
-captured in one CUDA graph: the practical limit, 0.14 s/epoch on an H200 by the project's peer measurements).
+captured in one CUDA graph: the practical limit, 0.14 s/epoch on an H200 in the project's
+peer measurements).
 """
 
 from __future__ import annotations
