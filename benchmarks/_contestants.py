@@ -226,9 +226,9 @@ def run_plain(args) -> dict:
 
 def run_graph(args) -> dict:
     """The CUDA-graph limit (0.14 s/epoch on an H200 in the project's peer measurements), by
-    hand: resident data, the whole step (gather,
-    forward, backward, Adam with capturable=True) captured in one graph after three
-    warm-up steps on a side stream; the last partial batch of each epoch is dropped."""
+    hand: resident data, the whole step (gather, forward, backward, Adam with capturable=True)
+    captured in one graph after three warm-up steps on a side stream; the last partial batch
+    of each epoch is dropped."""
     import torch
     import torch.nn.functional as F
 
