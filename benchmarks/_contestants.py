@@ -27,6 +27,25 @@ sys.path.insert(0, str(REPO))
 MNIST = REPO / "dlcli" / "data" / "mnist"
 
 
+def launch(contestant: str, options: list[str], timeout: float, label: str | None = None) -> dict:
+    """Run one contestant in its own process (this script) and return its JSON result; a
+    contestant that fails stops the benchmark with its stderr."""
+    import subprocess
+
+    cmd = [sys.executable, str(Path(__file__).resolve()), contestant, *options]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise SystemExit(f"{label or contestant} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def steady(epoch_values: list[float]) -> float:
+    """Median per epoch, the first (warm-up) epoch left out when there are others."""
+    import statistics
+
+    return statistics.median(epoch_values[1:] if len(epoch_values) > 1 else epoch_values)
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

@@ -34,9 +34,9 @@ import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 from pathlib import Path
+
+from _contestants import launch, steady  # this folder is sys.path[0] when the script runs
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -44,23 +44,14 @@ CONTESTANTS = ("plain", "dlcli")
 
 
 def run(contestant: str, config: Path, args) -> dict:
-    cmd = [sys.executable, str(HERE / "_contestants.py"), contestant, "--config", str(config),
-           "--epochs", str(args.epochs), "--device", args.device]
+    options = ["--config", str(config), "--epochs", str(args.epochs), "--device", args.device]
     if args.subset:
-        cmd += ["--subset", str(args.subset)]
+        options += ["--subset", str(args.subset)]
     if contestant == "dlcli":
-        cmd += ["--override", "trainer.evaluate_test=false"]
+        options += ["--override", "trainer.evaluate_test=false"]
         for override in args.override:
-            cmd += ["--override", override]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-    if out.returncode != 0:
-        raise SystemExit(f"{contestant} {config.name} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def steady(epoch_seconds: list[float]) -> float:
-    """Median epoch time, the first (warm-up) epoch left out when there are others."""
-    return statistics.median(epoch_seconds[1:] if len(epoch_seconds) > 1 else epoch_seconds)
+            options += ["--override", override]
+    return launch(contestant, options, args.timeout, f"{contestant} {config.name}")
 
 
 def main() -> None:

@@ -21,27 +21,16 @@ import argparse
 import json
 import platform
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from _contestants import launch, steady  # this folder is sys.path[0] when the script runs
 
 
 def run(contestant: str, args) -> dict:
-    cmd = [sys.executable, str(HERE / "_contestants.py"), contestant, "--epochs", str(args.epochs),
-           "--device", args.device, "--workers", str(args.workers)]
+    options = ["--epochs", str(args.epochs), "--device", args.device, "--workers", str(args.workers)]
     for override in args.override:
-        cmd += ["--override", override]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-    if out.returncode != 0:
-        raise SystemExit(f"{contestant} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def steady(epoch_seconds: list[float]) -> float:
-    """Median epoch time, the first (warm-up) epoch left out when there are others."""
-    return statistics.median(epoch_seconds[1:] if len(epoch_seconds) > 1 else epoch_seconds)
+        options += ["--override", override]
+    return launch(contestant, options, args.timeout)
 
 
 def main() -> None:
