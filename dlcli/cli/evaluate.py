@@ -13,7 +13,7 @@ from dlcli.cli._app import app, console, err_console, escape, report_errors
 MAX_CONFUSION_SHOWN = 20  # larger matrices are only written to the CSV
 
 
-@app.command()
+@app.command(short_help="Loss, metrics and per-class figures of a checkpoint.")
 @report_errors
 def evaluate(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt) or a run directory (its best.pt)"),
              split: Optional[str] = typer.Option(None, "--split", help="train | val | test (default: test; "

@@ -9,7 +9,7 @@ import typer
 from dlcli.cli._app import app, console, escape, report_errors
 
 
-@app.command()
+@app.command(short_help="Export a model: TorchScript, ONNX or state_dict.")
 @report_errors
 def export(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt) or a run directory (its best.pt)"),
            fmt: str = typer.Option("torchscript", "--format", help="torchscript | onnx | state_dict"),

@@ -67,7 +67,7 @@ def list_layers(name: Optional[str] = typer.Argument(None, help="show one layer 
     show("layers", name, as_json)
 
 
-@app.command("list")
+@app.command("list", short_help="List layers, optimizers, schedulers, losses, metrics, datasets.")
 @report_errors
 def list_kind(kind: str = typer.Argument(..., help=f"one of: {', '.join(KINDS)}"),
               name: Optional[str] = typer.Argument(None, help="show one entry in detail"),

@@ -13,7 +13,7 @@ from dlcli.cli._app import app, console, err_console, escape, report_errors
 MAX_ROWS_SHOWN = 50
 
 
-@app.command()
+@app.command(short_help="Predict classes or values for new inputs.")
 @report_errors
 def predict(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt) or a run directory (its best.pt)"),
             inputs: List[str] = typer.Argument(..., help="image files, an image folder, an .npz (array x) or a "

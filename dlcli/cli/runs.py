@@ -13,7 +13,7 @@ STATUS_STYLE = {"finished": "green", "stopped": "green", "running": "cyan", "int
                 "failed": "red", "crashed": "red", "unknown": "magenta"}
 
 
-@app.command("runs")
+@app.command("runs", short_help="List runs, newest first, with their status.")
 @report_errors
 def runs(directory: str = typer.Argument("runs", help="a folder of runs (default: runs/)"),
          as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:

@@ -10,7 +10,7 @@ import typer
 from dlcli.cli._app import app, console, err_console, escape, report_errors
 
 
-@app.command()
+@app.command(short_help="Train a model (or --resume a run).")
 @report_errors
 def train(config: Optional[str] = typer.Argument(None, help="the YAML config (omit with --resume)"),
           overrides: Optional[List[str]] = typer.Argument(None, help="key.path=value overrides"),

@@ -9,7 +9,7 @@ import typer
 from dlcli.cli._app import app, console, err_console, escape, report_errors
 
 
-@app.command()
+@app.command(short_help="Check a config and print the model summary.")
 @report_errors
 def validate(config: str = typer.Argument(..., help="the YAML config"),
              overrides: Optional[List[str]] = typer.Argument(None, help="key.path=value overrides"),

@@ -123,6 +123,9 @@ def test_help_shows_flags_as_flags(cli, command):
     fails with "No such command 'true'"); the plain help writes `--json`."""
     result = cli(*command, "--help")
     assert result.exit_code == 0 and "<bool>" not in result.stdout and "-h, --help" in result.stdout
+    if not command:  # every command's line whole, not cut to '...' by click's 80-column layout
+        commands = result.stdout.split("Commands:")[1].strip().splitlines()
+        assert len(commands) == 9 and not any(line.rstrip().endswith("...") for line in commands), commands
 
 
 def test_validate_needs_a_config(cli):
