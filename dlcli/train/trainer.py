@@ -107,7 +107,6 @@ class Trainer:
                 raise RunError(f"{key}: {watched} needs validation data, and {data.source} names none (no x_val, "
                                f"y_val); set data.val_split (e.g. 0.1)")
         self.mode = self._mode_of(self.monitor) if t["monitor_mode"] == "auto" else t["monitor_mode"]
-        self.scheduler_length_dependent = False
         self.scheduler, self.scheduler_interval = self._build_scheduler()
         # the schedule lengths the run followed: [{"from_epoch", "from_batch", "epochs"}] (1-based
         # start); a resume with another trainer.epochs adds one for a length-dependent scheduler
@@ -141,7 +140,6 @@ class Trainer:
         if entry.meta.get("needs_metric"):  # which way is better: trainer.monitor's, or its own metric's
             watched = args.get("monitor") or self.monitor
             args["mode"] = self.mode if watched == self.monitor else self._mode_of(watched)
-        self.scheduler_length_dependent = bool(entry.meta.get("length_dependent"))
         return (entry.build(args, self.optimizer, self.steps_per_epoch, self.cfg["trainer"]["epochs"]),
                 entry.meta["interval"])
 
@@ -403,7 +401,8 @@ class Trainer:
         self.schedule_segments = [dict(s) for s in state.get("schedule_segments") or
                                   [{"from_epoch": 1, "from_batch": 1, "epochs": state["config"]["trainer"]["epochs"]}]]
         if self.scheduler is not None and state.get("scheduler") is not None:
-            if self.scheduler_length_dependent and self.schedule_segments[-1]["epochs"] != self.cfg["trainer"]["epochs"]:
+            length_dependent = SCHEDULERS.get(self.cfg["scheduler"]["type"]).meta.get("length_dependent")
+            if length_dependent and self.schedule_segments[-1]["epochs"] != self.cfg["trainer"]["epochs"]:
                 self._recompute_schedule(state["scheduler"])
             else:
                 self.scheduler.load_state_dict(state["scheduler"])
