@@ -163,6 +163,12 @@ def read_summary(run_dir: Path) -> dict | None:
     return summary
 
 
+def read_environment(run_dir: Path) -> dict | None:
+    """The run's environment.json, or None when it is missing, unreadable or not a record."""
+    environment, _ = _read_json(Path(run_dir) / ENV_FILE)
+    return environment
+
+
 def run_dir_of(checkpoint: Path) -> Path | None:
     """The run directory holding `checkpoint` (<run>/checkpoints/x.pt), or None."""
     checkpoint = Path(checkpoint)

@@ -178,19 +178,13 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
 def _record_resume(run_dir: Path, trainer: Trainer, state: dict) -> None:
     """environment.json keeps the first start's record and gains one per resume (its command,
     directory, device and versions may differ): what ran, where, for each part of the run."""
-    from dlcli.runs import ENV_FILE, environment_record, write_text_atomic
+    from dlcli.runs import ENV_FILE, environment_record, read_environment, write_text_atomic
 
-    path = run_dir / ENV_FILE
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        record = None
-    if not isinstance(record, dict):  # lost or damaged: this start's record stands for the run
-        record = {}
+    record = read_environment(run_dir) or {}  # lost or damaged: this start's record stands for the run
     resumed = {**environment_record(str(trainer.device)), "from_epoch": state["epoch"] + 1,
                "from_batch": (state.get("batch_in_epoch") or 0) + 1, "checkpoint": str(state["path"])}
     record["resumes"] = [*(record.get("resumes") if isinstance(record.get("resumes"), list) else []), resumed]
-    write_text_atomic(path, json.dumps(record, indent=2) + "\n")
+    write_text_atomic(run_dir / ENV_FILE, json.dumps(record, indent=2) + "\n")
 
 
 def _refuse_rewind(run_dir: Path, state: dict) -> None:
