@@ -187,7 +187,7 @@ def image_sample_shape(cfg: dict, where: str) -> tuple[int, int, int]:
 
     entry = DATASETS.get(cfg["data"]["dataset"])
     shape = entry.meta.get("sample_shape")
-    if shape is None and entry.name == "image_folder":
+    if shape is None and entry.meta.get("images"):  # image files of any size: the model's shape
         input_shape = tuple(cfg["model"]["input_shape"])
         shape = (1, *input_shape) if len(input_shape) == 2 else input_shape
     if shape is None:

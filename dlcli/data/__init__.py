@@ -100,7 +100,7 @@ def load_csv(args):
 @DATASETS.register("image_folder", help="images in class folders (root/class_x/*.png), as torchvision's "
                                         "ImageFolder; resized to the model's input shape",
                    args=(_PATH, _TEST_PATH, _IN_MEMORY, _WORKERS), stored_by_class=True,
-                   images=True)  # of any size: an input_shape [H, W] reads them row by row (a sequence)
+                   images=True)  # of any size (predict reads image files; an input_shape [H, W] reads rows as steps)
 def load_image_folder(args):
     from dlcli.data._sources import load_image_folder_dir
 
