@@ -25,10 +25,11 @@ def format_record(record: dict, epochs: int) -> str:
 class ProgressDisplay(Callback):
     plain_every_s = 30.0  # plain mode: a line this often within an epoch, so a long one shows signs of life
 
-    def __init__(self, console: Console, mode: str = "auto", refresh_s: float = 0.25):
-        if mode == "auto":
-            mode = "bar" if console.is_terminal else "plain"
-        self.console, self.mode, self.refresh_s = console, mode, refresh_s
+    def __init__(self, console: Console, mode: str | None = None, refresh_s: float = 0.25):
+        """`mode`: bar, plain, none or auto; None takes the run's trainer.progress when the fit
+        starts (a resumed run's comes from its checkpoint and a trainer.progress= override)."""
+        self.console, self.refresh_s = console, refresh_s
+        self.mode = self._resolved(mode) if mode is not None else None
         self.progress: Progress | None = None
         self.task = None
         self._last = 0.0  # the bar's last refresh
@@ -36,7 +37,12 @@ class ProgressDisplay(Callback):
         self._t0 = 0.0
         self._done0 = 0
 
+    def _resolved(self, mode: str) -> str:
+        return ("bar" if self.console.is_terminal else "plain") if mode == "auto" else mode
+
     def on_fit_start(self, trainer) -> None:
+        if self.mode is None:
+            self.mode = self._resolved(trainer.cfg["trainer"]["progress"])
         for note in trainer.notes:
             self.console.print(f"[yellow]note:[/] {note}")
 

@@ -35,8 +35,7 @@ def train(config: Optional[str] = typer.Argument(None, help="the YAML config (om
     from dlcli.train import RunHandle, TrainingInterrupted, resume as resume_run, train as train_run
 
     handle = RunHandle()
-    mode = cfg["trainer"]["progress"] if cfg else "auto"
-    display = ProgressDisplay(console, mode)
+    display = ProgressDisplay(console)  # trainer.progress of the run, as resolved (resume: its checkpoint's)
     try:
         if cfg is not None:
             console.print(f"training [bold]{escape(shorten(cfg['name'], 300))}[/] ({escape(shorten(config, 300))})",

@@ -70,3 +70,21 @@ def test_the_resume_hint_after_a_signal_is_quoted_for_the_shell(tmp_path, monkey
     assert lines[0] == f"stopped by SIGINT: saved {run_dir / 'checkpoints' / 'last.pt'} (epoch 2, batch 3)."
     assert lines[1].startswith("resume with: ")
     assert shlex.split(lines[1].removeprefix("resume with: ")) == ["dlcli", "train", "--resume", str(run_dir)]
+
+
+@pytest.mark.parametrize("trained, resumed, shown", [("plain", [], True), ("none", [], False),
+                                                     ("plain", ["trainer.progress=none"], False),
+                                                     ("none", ["trainer.progress=plain"], True)])
+def test_a_resumed_run_shows_progress_as_its_config_says(cli, write_config, tmp_path, trained, resumed, shown):
+    """The run's trainer.progress (from its checkpoint, or the override --resume allows)
+    decides the epoch lines, not the display's default."""
+    from tests.samples import TINY_MNIST
+
+    config = write_config(TINY_MNIST)
+    first = cli("train", config, "trainer.epochs=1", f"trainer.progress={trained}", f"trainer.out_dir={tmp_path}")
+    assert first.exit_code == 0, first.output
+    assert ("epoch 1/1" in first.stdout) is (trained == "plain")
+    (run_dir,) = tmp_path.glob("tiny/*")
+    again = cli("train", "--resume", run_dir, "trainer.epochs=2", *resumed)
+    assert again.exit_code == 0, again.output
+    assert ("epoch 2/2" in again.stdout) is shown, again.stdout
