@@ -41,6 +41,7 @@ import torch.nn as nn
 from dlcli.data.prepare import affine
 from dlcli.errors import DataError, DlcliError, short_repr
 from dlcli.inference import TrainedModel, load_trained
+from dlcli.layers import takes_ids
 
 FORMATS = {"torchscript": ".torchscript.pt", "onnx": ".onnx", "state_dict": ".state_dict.pt"}
 SUFFIXES = {"torchscript": (".pt", ".pth"), "onnx": (".onnx",), "state_dict": (".pt", ".pth")}  # an --out's
@@ -150,7 +151,7 @@ def normalization_formula(trained: TrainedModel) -> str:
     """(x - mean) / std, and along which axis of the batch."""
     norm = trained.normalization
     if norm is None:
-        return "none (integer token ids)"
+        return "none (integer token ids)" if takes_ids(trained.cfg) else "none (trained with data.normalize: false)"
     count, axis = len(norm["mean"]), int(norm["axis"])
     if count == 1:
         return "x = (x - mean[0]) / std[0] for every value (normalization.mean, normalization.std)"
@@ -293,7 +294,7 @@ def _input_type(trained: TrainedModel, fmt: str) -> str:
     if fmt != "onnx":
         return "float (or uint8)"
     # an ONNX graph's input is typed as the example batch was
-    return "int64 token ids" if trained.normalization is None and _takes_ids(trained) else "float32"
+    return "int64 token ids" if trained.normalization is None and takes_ids(trained.cfg) else "float32"
 
 
 def _save_state_dict(trained: TrainedModel, target: Path) -> None:
@@ -307,14 +308,9 @@ def example_batch(trained: TrainedModel, batch: int = 2) -> torch.Tensor:
     """A batch of raw samples to trace with: pixel-like values, or token ids for embeddings."""
     generator = torch.Generator().manual_seed(0)
     shape = (batch, *trained.input_shape)
-    if trained.normalization is None and _takes_ids(trained):
+    if trained.normalization is None and takes_ids(trained.cfg):
         return torch.zeros(shape, dtype=torch.int64)
     return torch.rand(shape, generator=generator) * 255
-
-
-def _takes_ids(trained: TrainedModel) -> bool:
-    first = trained.cfg["model"]["layers"][0]["type"]
-    return first == "embedding"
 
 
 def _inference_module(trained: TrainedModel) -> PredictModule:

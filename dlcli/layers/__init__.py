@@ -5,4 +5,10 @@ from dlcli.layers._registry import (CHANNELS_FIRST, KEEPS_LAYOUT, LAYERS, PERMUT
 from dlcli.layers import conv, core, normalization, pool, recurrent  # noqa: F401  (registers)
 
 __all__ = ["LAYERS", "ShapeError", "final_activation", "fmt_shape", "SEQUENCE", "RECURRENT", "KEEPS_LAYOUT",
-           "CHANNELS_FIRST", "PERMUTES"]
+           "CHANNELS_FIRST", "PERMUTES", "takes_ids"]
+
+
+def takes_ids(cfg: dict) -> bool:
+    """Whether the model's first layer takes integer ids (its registry entry declares
+    `int_input`: an embedding) rather than values."""
+    return bool(LAYERS.get(cfg["model"]["layers"][0]["type"]).meta.get("int_input"))

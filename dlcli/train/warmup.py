@@ -34,6 +34,7 @@ def meta_model(cfg: dict) -> torch.nn.Module:
 def warm_up(cfg: dict, device: torch.device, model: torch.nn.Module | None = None) -> None:
     """One training step of the config's model (`meta_model(cfg)` unless given) on zeros, on
     `device`: the kernels and libraries the real steps will use get loaded."""
+    from dlcli.layers import takes_ids
     from dlcli.model import autocast_dtype, uses_channels_last
     from dlcli.optim import build_optimizer
     from dlcli.train.cuda_graphs import graph_blockers
@@ -46,7 +47,7 @@ def warm_up(cfg: dict, device: torch.device, model: torch.nn.Module | None = Non
     if uses_channels_last(cfg, device):
         model = model.to(memory_format=torch.channels_last)
     model.train()
-    ids = cfg["model"]["layers"][0]["type"] == "embedding"  # integer ids in, not values
+    ids = takes_ids(cfg)  # integer ids in, not values
     x = torch.zeros(cfg["data"]["batch_size"], *cfg["model"]["input_shape"], device=device,
                     dtype=torch.long if ids else torch.float32)
     dtype = autocast_dtype(t["precision"], device)

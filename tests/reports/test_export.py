@@ -468,3 +468,18 @@ def test_the_sidecar_says_how_image_files_become_samples_as_predict_reads_them(i
     sample = np.asarray(by_hand, dtype=np.uint8).reshape(8, 8, 3).transpose(2, 0, 1)
     assert np.array_equal(read_images(load_trained(images_run, "cpu"), [path], str(path))[0].numpy(), sample)
     assert export_checkpoint(regression_run, "state_dict", tmp_path / "b.pt").info["image_files"] is None
+
+
+@pytest.mark.parametrize("first, said", [("embedding: {input_dim: 50, output_dim: 4}", "none (integer token ids)"),
+                                         ("dense: 4", "none (trained with data.normalize: false)")])
+def test_the_sidecar_says_why_a_model_takes_its_input_unnormalized(first, said):
+    """Token ids and float features trained with data.normalize: false both have no
+    normalization; only the first are integer token ids."""
+    from types import SimpleNamespace
+
+    from dlcli.config import config_from_text
+    from dlcli.export import normalization_formula
+
+    cfg = config_from_text(f"model: {{input_shape: [6], layers: [{first}, flatten, dense: 2]}}\n"
+                           "data: {dataset: npz, path: x.npz, normalize: false}\n")
+    assert normalization_formula(SimpleNamespace(normalization=None, cfg=cfg, input_shape=(6,))) == said
