@@ -54,7 +54,7 @@ def train(config: Optional[str] = typer.Argument(None, help="the YAML config (om
         if handle.run_dir is not None:
             last = handle.run_dir / "checkpoints" / "last.pt"
             kept = f"; last good checkpoint: {last}" if last.exists() else ""
-            raise type(err)(f"{err}\nrun directory: {handle.run_dir}{kept}") from None
+            err.args = (f"{err}\nrun directory: {handle.run_dir}{kept}",)  # any DlcliError, whatever its arguments
         raise
     report(summary)
 

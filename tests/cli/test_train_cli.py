@@ -88,3 +88,22 @@ def test_a_resumed_run_shows_progress_as_its_config_says(cli, write_config, tmp_
     again = cli("train", "--resume", run_dir, "trainer.epochs=2", *resumed)
     assert again.exit_code == 0, again.output
     assert ("epoch 2/2" in again.stdout) is shown, again.stdout
+
+
+@pytest.mark.parametrize("error", ["run", "config"])
+def test_an_error_after_the_run_directory_exists_names_it(cli, write_config, tmp_path, monkeypatch, error):
+    """Whatever the DlcliError's constructor takes (a ConfigError takes its problems), the
+    message gains the run directory and stays whole."""
+    import dlcli.train
+    from dlcli.errors import ConfigError, Problem, RunError
+    from tests.samples import TINY_MNIST
+
+    def failing(cfg, callbacks, handle):
+        handle.run_dir = tmp_path / "runs" / "tiny" / "1"
+        raise RunError("the disk is full") if error == "run" else ConfigError([Problem(("data",), "bad")], "x.yaml")
+
+    monkeypatch.setattr(dlcli.train, "train", failing)
+    result = cli("train", write_config(TINY_MNIST))
+    assert result.exit_code == 2 and result.exception is not None and isinstance(result.exception, SystemExit)
+    said = "the disk is full" if error == "run" else "x.yaml: 1 problem\n  - data: bad"
+    assert result.stderr == f"error: {said}\nrun directory: {tmp_path / 'runs' / 'tiny' / '1'}\n"
