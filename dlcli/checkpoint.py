@@ -96,7 +96,7 @@ def atomic_write_bytes(path: Path, write) -> None:
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
-    """Atomically write `state` (see `training_state`) to `path`."""
+    """Atomically write `state` (a `Trainer.state_dict()`) to `path`."""
     import torch
 
     path = Path(path)

@@ -426,7 +426,7 @@ def _metrics(check: _Checker, value: Any, loss: dict | None) -> list | None:
         if entry is None:
             check.add(("metrics", i), METRICS.unknown_message(name))
             continue
-        if task and entry.meta["task"] != task and not (task == "regression" and entry.meta["task"] == "regression"):
+        if task and entry.meta["task"] != task:
             same = [e.name for e in METRICS if e.meta["task"] == task and e.name.endswith(entry.name)]
             check.add(("metrics", i), f"{entry.name} is a {entry.meta['task']} metric but the loss "
                                       f"{loss['type']} is for {task}" + (f"; use {same[0]}" if same else ""))
