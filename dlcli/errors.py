@@ -34,14 +34,19 @@ class OutputError(DlcliError):
     records, or a file that is not an earlier output of the same command."""
 
 
-def did_you_mean(name: object, choices: Iterable[str]) -> str:
-    """Return ` did you mean 'x'?` for the closest choice, or ''."""
+def closest(name: object, choices: Iterable[str]) -> str | None:
+    """The choice closest to `name` (case aside), or None when none is close."""
     if not isinstance(name, str):
-        return ""
-    choices = list(choices)
+        return None
     lowered = {c.lower(): c for c in choices}
     close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
-    return f" did you mean {shorten(lowered[close[0]], quote=True)}?" if close else ""
+    return lowered[close[0]] if close else None
+
+
+def did_you_mean(name: object, choices: Iterable[str]) -> str:
+    """Return ` did you mean 'x'?` for the closest choice, or ''."""
+    match = closest(name, choices)
+    return f" did you mean {shorten(match, quote=True)}?" if match is not None else ""
 
 
 def format_path(path: Sequence[object]) -> str:

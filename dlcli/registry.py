@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from dlcli.errors import did_you_mean, short_repr, shorten
+from dlcli.errors import closest, did_you_mean, short_repr, shorten
 
 
 class _Required:
@@ -393,10 +393,9 @@ class Registry:
     def unknown_message(self, name: Any) -> str:
         if isinstance(name, str) and name in self._elsewhere:
             return f"unknown {self.kind} {short_repr(name)}: {self._elsewhere[name]}"
-        hint = did_you_mean(name, self.all_names())
-        alias = hint.split("'")[1] if hint else None
-        if alias in self._aliases:  # suggest the canonical name, not the alias
-            hint = f" did you mean '{self._aliases[alias]}'?"
+        match = closest(name, self.all_names())
+        suggested = self._aliases.get(match, match)  # the canonical name, not the alias
+        hint = f" did you mean {shorten(suggested, quote=True)}?" if match is not None else ""
         plural = self.kind + ("es" if self.kind.endswith("s") else "s")  # losses, not losss
         return (f"unknown {self.kind} {short_repr(name)};{hint} valid {plural}: "
                 f"{', '.join(self.names())}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -51,9 +52,9 @@ def available_memory() -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     try:
-        limit = open("/sys/fs/cgroup/memory.max", encoding="ascii").read().strip()
+        limit = Path("/sys/fs/cgroup/memory.max").read_text(encoding="ascii").strip()
         if limit != "max":
-            used = int(open("/sys/fs/cgroup/memory.current", encoding="ascii").read())
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text(encoding="ascii"))
             found.append(max(int(limit) - used, 0))
     except (OSError, ValueError):
         pass
