@@ -79,9 +79,9 @@ def _commutes_with_next_pool(plan: list, i: int) -> bool:
     from dlcli.activations import ACTIVATIONS
 
     entry, args = plan[i][1], plan[i][2]
-    if not entry.name.startswith("conv") or not args.get("activation") or i + 1 >= len(plan):
+    if not entry.meta.get("moves_activation") or not args.get("activation") or i + 1 >= len(plan):
         return False
-    return plan[i + 1][1].name.startswith("maxpool") and ACTIVATIONS.get(args["activation"]).meta["monotone"]
+    return plan[i + 1][1].meta.get("takes_activation") and ACTIVATIONS.get(args["activation"]).meta["monotone"]
 
 
 def build_model(cfg: dict, fuse: bool = False) -> Model:
@@ -117,8 +117,10 @@ def uses_channels_last(cfg: dict, device: torch.device) -> bool:
     setting = cfg["trainer"]["channels_last"]
     if setting != "auto":
         return bool(setting)
-    has_conv2d = any(layer["type"] == "conv2d" for layer in cfg["model"]["layers"])
-    return has_conv2d and device.type == "cpu"
+    from dlcli.layers import LAYERS
+
+    pays = any(LAYERS.get(layer["type"]).meta.get("channels_last_on_cpu") for layer in cfg["model"]["layers"])
+    return pays and device.type == "cpu"
 
 
 def build_training_model(cfg: dict, device: torch.device) -> Model:

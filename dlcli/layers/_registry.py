@@ -9,6 +9,9 @@ LAYERS = Registry("layer")
 # meta: `channels_first=True` marks a layer that reads the first axis of its input as channels
 # (convolutions, pooling, batchnorm: a channels-last model.input_shape is blamed on them);
 # `int_input="input_dim"` one that takes integer ids below that argument (embedding);
+# `moves_activation=True` a layer whose monotone activation trainer.fuse may move past a following
+# layer marked `takes_activation=True` (a convolution, then a max-pool: the same function on fewer values);
+# `channels_last_on_cpu=True` one that runs faster in channels-last memory on the CPU (trainer.channels_last);
 # `guard=f` a check against a likely mistake, f(args) -> [(key, message)], that validation applies to
 # new configs and leaves out for a checkpoint's (an Entry's cross_check, by contrast, always applies).
 

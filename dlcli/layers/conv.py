@@ -78,10 +78,12 @@ def _build_conv(rank: int):
 
 LAYERS.register("conv1d", help="1-D convolution over (channels, length)", family="conv",
                 aliases=("Conv1D",), infer=_conv_shape(1), args=_conv_args(1), channels_first=True,
-                example="- conv1d: {filters: 64, kernel_size: 5, activation: relu}", layout=CHANNELS_FIRST,
+                moves_activation=True, example="- conv1d: {filters: 64, kernel_size: 5, activation: relu}",
+                layout=CHANNELS_FIRST,
                 on_sequence="would convolve along the {features} features, with the {steps} steps as input "
                             "channels, where Keras's Conv1D convolves along the steps, with the features as "
                             "channels")(_build_conv(1))
 LAYERS.register("conv2d", help="2-D convolution over (channels, height, width)", family="conv",
                 aliases=("Conv2D",), infer=_conv_shape(2), args=_conv_args(2), channels_first=True,
+                moves_activation=True, channels_last_on_cpu=True,
                 example="- conv2d: {filters: 32, kernel_size: 3, activation: relu}")(_build_conv(2))

@@ -86,7 +86,7 @@ for _kind, _keras, _verb in (("max", "MaxPooling", "take the maximum of"), ("avg
                  f"{{steps}} steps, where Keras's {_keras}1D pools along the steps")
         LAYERS.register(_name, help=f"{'maximum' if _kind == 'max' else 'average'} over each {_rank}-D window",
                         family="pool", aliases=_aliases, infer=_pool_shape(_kind, _rank), args=_pool_args(_rank),
-                        example=f"- {_name}: {{pool_size: 2}}", channels_first=True,
+                        example=f"- {_name}: {{pool_size: 2}}", channels_first=True, takes_activation=_kind == "max",
                         **_on_sequence(_rank, _does))(_build_pool(_kind, _rank))
 
 
