@@ -125,7 +125,7 @@ def prediction_activation(cfg: dict, model) -> torch.nn.Module:
     loss = LOSSES.get(cfg["loss"]["type"])
     if loss.meta.get("logits_of"):  # cross_entropy: softmax, bce_with_logits: sigmoid
         return build_activation(loss.meta["logits_of"])
-    if loss.name == "nll":  # trained on log-probabilities
+    if loss.meta.get("needs_final") == "log_softmax":  # nll: trained on log-probabilities
         return _Exp()
     return nn.Identity()
 

@@ -355,3 +355,24 @@ def test_every_kind_of_predictions_file_is_recognised(kind, width, suffix, tmp_p
     assert is_predictions_file(out)
     out.write_text(out.read_text()[:-2])  # torn or edited
     assert is_predictions_file(out) == (suffix == ".csv")  # a CSV is recognised by its header row
+
+
+@pytest.mark.parametrize("loss, final, expected", [("nll", "log_softmax", "probabilities"),
+                                                   ("cross_entropy", None, "probabilities"), ("mse", None, "values")])
+def test_predictions_of_each_loss_are_probabilities_or_values(loss, final, expected):
+    """nll trains on log-probabilities (the model ends in log_softmax): predict takes their exp."""
+    from dlcli.config import config_from_text
+    from dlcli.inference import prediction_activation
+    from dlcli.model import build_model
+
+    layers = "[dense: 3" + (f", activation: {final}]" if final else "]")
+    cfg = config_from_text(f"model: {{input_shape: [4], layers: {layers}}}\nloss: {loss}\n"
+                           "data: {dataset: npz, path: x.npz}\n")
+    model = build_model(cfg).eval()
+    x = torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = prediction_activation(cfg, model)(model(x))
+    if expected == "probabilities":
+        torch.testing.assert_close(out.sum(1), torch.ones(5))
+    else:
+        torch.testing.assert_close(out, model(x).detach())
