@@ -41,6 +41,8 @@ def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None 
         warmup.join()
     data = prepare_data(cfg, device, splits)  # bad data fails here, before a run directory exists
     trainer = Trainer(cfg, data, device)  # and settings that do not fit it (drop_last...)
+    if warmup.note():
+        trainer.notes.append(warmup.note())
     if run_dir is None:
         run_dir = create_run_dir(cfg["trainer"]["out_dir"], cfg["name"])
         write_text_atomic(run_dir / CONFIG_FILE, dump_config(cfg))

@@ -113,6 +113,13 @@ class DeviceWarmup:
             except BaseException:  # noqa: BLE001
                 pass
 
+    def note(self) -> str | None:
+        """What a failed warm-up means for the run (None when it ran, or had nothing to do)."""
+        if self.error is None:
+            return None
+        return (f"the device warm-up failed and was skipped ({type(self.error).__name__}: {self.error}); the "
+                f"first epoch pays for loading the device's libraries instead")
+
     def join(self) -> None:
         """Wait for the warm-up: before the run measures free device memory or captures a graph."""
         if self.thread is not None:

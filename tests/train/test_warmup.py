@@ -117,6 +117,19 @@ def test_a_failing_warm_up_is_ignored(tiny_cfg, warm_on_cpu, monkeypatch):
     assert isinstance(warmup.error, RuntimeError)
 
 
+def test_a_run_whose_warm_up_failed_trains_and_says_so(tiny_cfg, warm_on_cpu, monkeypatch):
+    from dlcli.train import train
+
+    def broken(*args):
+        raise RuntimeError("no kernel image is available")
+
+    monkeypatch.setattr(warmup_module, "warm_up", broken)
+    summary = train(tiny_cfg())
+    assert summary["status"] == "finished"
+    assert summary["notes"] == ["the device warm-up failed and was skipped (RuntimeError: no kernel image is "
+                                "available); the first epoch pays for loading the device's libraries instead"]
+
+
 def test_a_model_the_warm_up_cannot_build_is_ignored(tiny_cfg, warm_on_cpu, monkeypatch):
     def unbuildable(cfg):
         raise RuntimeError("a layer that cannot be built on the meta device")
