@@ -136,6 +136,27 @@ def test_every_optimizer_builds_and_takes_a_step(name):
 
 
 @_names(OPTIMIZERS)
+def test_every_optimizer_builder_takes_the_implementation_keywords_its_meta_declares(name):
+    """meta["fused"] / meta["capturable"] say which keywords build_optimizer passes: a builder
+    takes exactly those, so none is accepted and ignored."""
+    import inspect
+
+    entry = OPTIMIZERS.get(name)
+    keywords = set(inspect.signature(entry.build).parameters) - {"args", "params"}
+    assert {entry.meta["fused"], entry.meta["capturable"]} <= {True, False}
+    assert keywords == {k for k in ("fused", "capturable") if entry.meta[k]}
+
+
+@_names(OPTIMIZERS)
+def test_build_optimizer_builds_every_optimizer_on_the_cpu(name):
+    from dlcli.optim import build_optimizer
+
+    spec = {"type": name, **sample_args(OPTIMIZERS.get(name))}
+    optimizer = build_optimizer({"optimizer": spec}, tiny_model().parameters(), torch.device("cpu"))
+    assert not any(group.get("fused") or group.get("capturable") for group in optimizer.param_groups)
+
+
+@_names(OPTIMIZERS)
 def test_every_optimizer_uses_the_configured_learning_rate(name):
     entry = OPTIMIZERS.get(name)
     if entry.arg("lr") is None:
