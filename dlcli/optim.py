@@ -138,6 +138,8 @@ def build_adagrad(args, params):
 # (after each optimizer step). `build(args, optimizer, steps_per_epoch, epochs)`.
 # meta["length_dependent"]: the schedule's shape depends on the total length of the run
 # (epochs x steps_per_epoch), so a resume with another trainer.epochs recomputes it.
+# meta["needs_metric"]: stepped with the watched metric's value; build also takes `mode`
+# ("min" or "max": which way that metric improves), which the trainer knows.
 
 @SCHEDULERS.register("step", help="multiply the LR by gamma every step_size epochs", aliases=("StepLR",),
                      args=(Arg("step_size", Int(min=1), help="epochs between decays"),
@@ -212,11 +214,11 @@ def build_one_cycle(args, optimizer, steps_per_epoch, epochs):
                            Arg("patience", Int(min=0), 10, "epochs without improvement before reducing"),
                            Arg("min_lr", Float(min=0.0), 0.0, "lower bound on the LR")),
                      interval="epoch", needs_metric=True)
-def build_plateau(args, optimizer, steps_per_epoch, epochs):
+def build_plateau(args, optimizer, steps_per_epoch, epochs, *, mode: str):
+    """`mode`: which way the watched metric improves (a loss falls, an accuracy rises)."""
     import torch
 
-    # mode: the trainer's, from the watched metric (a loss falls, an accuracy rises)
-    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=args.get("mode", "min"), factor=args["factor"],
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=args["factor"],
                                                       patience=args["patience"], min_lr=args["min_lr"])
 
 
