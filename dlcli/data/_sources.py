@@ -2,13 +2,16 @@
 
 Every problem with the data is a `DataError` whose message names the file, says
 what was expected and what was received; nothing here asserts on user input.
+`args` hold every declared argument of the data set (`dlcli.data.load_dataset` fills
+the defaults), so loaders index them.
 
-    load_mnist_idx(directory)          the MNIST IDX files shipped with dlcli
-    load_torchvision(name, cls, args)  FashionMNIST, KMNIST, CIFAR10, CIFAR100
-    load_npz_file(args)                arrays x, y (, x_test, y_test) in an .npz
-    load_csv_file(args)                a CSV with a header row; `window` makes sequences
-    load_image_folder_dir(args)        root/<class>/*.png, resized to the model's input (or the
-                                       files alone, to stream, when they do not fit in memory)
+    load_mnist_idx(directory)                      the MNIST IDX files shipped with dlcli
+    load_torchvision(name, cls, args)              FashionMNIST, KMNIST, CIFAR10, CIFAR100
+    load_npz_file(args, input_shape)               arrays x, y (, x_test, y_test) in an .npz
+    load_csv_file(args)                            a CSV with a header row; `window` makes sequences
+    load_image_folder_dir(args, input_shape)       root/<class>/*.png, resized to the model's input
+                                                   (or the files alone, to stream, when they do not
+                                                   fit in memory)
 """
 
 from __future__ import annotations
@@ -141,8 +144,7 @@ def load_torchvision(name: str, cls: str, args: dict) -> Splits:
     """
     from dlcli.data import cache_dir
 
-    root = cache_dir(args.get("root"))
-    download = bool(args.get("download", False))
+    root, download = cache_dir(args["root"]), args["download"]
     try:
         import torchvision.datasets
     except ImportError as err:
@@ -291,17 +293,16 @@ def _check_finite(array: np.ndarray, what: str, where: str) -> None:
 # .npz files
 # ---------------------------------------------------------------------------
 
-def load_npz_file(args: dict) -> Splits:
+def load_npz_file(args: dict, input_shape: list | None) -> Splits:
     """Arrays x and y (and optionally x_test, y_test, and x_val, y_val: Keras's
     validation_data) from args["path"]; a test split from x, y in args["test_path"].
 
     x: int64 (N, T) token ids when x is an integer (N, T) array, else float32
     (N, *sample_shape); a flat (N,) x becomes (N, 1); images stored channels-last (or
-    without their single channel) are laid out as args["input_shape"] (C, H, W) asks.
+    without their single channel) are laid out as the model's `input_shape` (C, H, W) asks.
     y: see `_finish_targets`.
     """
-    path = Path(args["path"])
-    test_path = args.get("test_path")
+    path, test_path = Path(args["path"]), args["test_path"]
     arrays = {"train": _read_npz_split(path, "x", "y", inline_ok=True)}
     where = {"train": str(path)}
     inline_test = arrays["train"].pop("test", None)
@@ -318,13 +319,12 @@ def load_npz_file(args: dict) -> Splits:
 
     xs = {}
     for split, pair in arrays.items():
-        xs[split] = _npz_inputs(pair["x"], where[split], pair["x_name"], args.get("input_shape"))
+        xs[split] = _npz_inputs(pair["x"], where[split], pair["x_name"], input_shape)
     for split, name in (("val", "validation"), ("test", "test")):
         if split in xs and (xs["train"].shape[1:] != xs[split].shape[1:] or xs["train"].dtype != xs[split].dtype):
             raise DataError(f"{where[split]}: expected {name} samples like the training samples, "
                             f"{_describe(xs['train'])}, received {_describe(xs[split])}")
-    task, ys, num_classes = _finish_targets({s: a["y"] for s, a in arrays.items()}, args.get("task", "auto"),
-                                            where)
+    task, ys, num_classes = _finish_targets({s: a["y"] for s, a in arrays.items()}, args["task"], where)
     splits = {s: Split(xs[s], ys[s]) for s in xs}
     source = f"npz {path}" + (f" (test: {test_path})" if test_path else "")
     return Splits(train=splits["train"], test=splits.get("test"), val=splits.get("val"), task=task,
@@ -569,14 +569,14 @@ def load_csv_file(args: dict) -> Splits:
     y: int64 (N,) class ids (text targets: classes are the sorted unique strings),
     or float32 (N, 1) values.
     """
-    path, test_path = Path(args["path"]), args.get("test_path")
-    target, window, task = args["target"], args.get("window"), args.get("task", "auto")
+    path, test_path = Path(args["path"]), args["test_path"]
+    target, window, task = args["target"], args["window"], args["task"]
     tables = {"train": _Table(path)}
     header = tables["train"].header
     if target not in header:
         raise DataError(f"{path}: target column {short_repr(target)} not found;{did_you_mean(target, header)} "
                         f"the file has columns: {short_list(header)}")
-    features = _feature_names(path, header, target, args.get("features"), window)
+    features = _feature_names(path, header, target, args["features"], window)
     if test_path:
         tables["test"] = _Table(Path(test_path))
         tables["test"].require([*features, target], like=str(path))
@@ -702,23 +702,23 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".t
 _MODES = {1: "L", 3: "RGB"}
 
 
-def load_image_folder_dir(args: dict) -> Splits:
+def load_image_folder_dir(args: dict, input_shape: list | None) -> Splits:
     """Images in class folders, as torchvision's ImageFolder: path/<class>/*.png.
 
     With path/train (and path/test) those are the splits; otherwise path is the
-    training split and args["test_path"] the test split. Each image is converted to
-    args["input_shape"] = [C, H, W] (C 1: grey, 3: RGB; [H, W] means grey) with a
+    training split and args["test_path"] the test split. Each image is converted to the
+    model's `input_shape` [C, H, W] (C 1: grey, 3: RGB; [H, W] means grey) with a
     bilinear resize. x: uint8 (N, C, H, W); y: int64 (N,); classes: sorted folder names.
 
-    args["in_memory"] (default true here; `auto` from a config): false, or auto when the
+    args["in_memory"]: false, or auto when the
     decoded images would not fit the memory budget (`dlcli.data.stream`), gives
     `ImageFiles` splits instead: paths and labels, decoded per batch while streaming.
     """
     from dlcli.data.stream import holds_in_memory
 
-    shape, folders, classes, source = _scan_image_folder(args)
+    shape, folders, classes, source = _scan_image_folder(args, input_shape)
     pixels = sum(len(files) for found in folders.values() for files in found.values()) * math.prod(shape)
-    if holds_in_memory(args.get("in_memory", True), pixels):
+    if holds_in_memory(args["in_memory"], pixels):
         splits = {split: _read_images(found, classes, shape) for split, found in folders.items()}
     else:
         splits = {split: _image_files(found, classes, shape) for split, found in folders.items()}
@@ -726,10 +726,10 @@ def load_image_folder_dir(args: dict) -> Splits:
                   num_classes=len(classes), class_names=classes, source=source)
 
 
-def _scan_image_folder(args: dict) -> tuple[tuple[int, int, int], dict, list[str], str]:
+def _scan_image_folder(args: dict, input_shape: list | None) -> tuple[tuple[int, int, int], dict, list[str], str]:
     """(sample shape, {split: {class: files}}, class names, source) of an image folder config."""
-    path, test_path = Path(args["path"]), args.get("test_path")
-    shape = _image_shape(path, args.get("input_shape"))
+    path, test_path = Path(args["path"]), args["test_path"]
+    shape = _image_shape(path, input_shape)
     if not path.is_dir():
         raise DataError(f"{path}: {'not found' if not path.exists() else 'not a directory'}; expected a folder "
                         f"of class folders (path/<class>/*.png) or with train/ and test/ inside")
