@@ -21,17 +21,31 @@ _BETAS = Arg("betas", FloatList(2), [0.9, 0.999], "decay of the moment estimates
 _WD = Arg("weight_decay", Float(min=0.0), 0.0, "L2 penalty (decoupled for adamw)")
 
 
+# Optimizers: `build(args, params, **implementation)`. meta["fused"]: torch has a fused
+# (one-kernel) implementation, asked for on CUDA, and the builder takes `fused`.
+# meta["capturable"]: a CUDA graph can capture its step (trainer.cuda_graphs), and the
+# builder takes `capturable`. The builder takes no keyword its meta does not declare.
+
 def build_optimizer(cfg: dict, params, device, capturable: bool = False):
-    """The config's optimizer over `params`: the fused implementation on CUDA; `capturable`
-    keeps its state on the device for a CUDA graph."""
+    """The config's optimizer over `params`: the fused implementation on CUDA where it has one;
+    `capturable` keeps its state on the device for a CUDA graph (only for an optimizer that
+    declares it: graph_blockers refuses the others first)."""
     spec = cfg["optimizer"]
-    return OPTIMIZERS.get(spec["type"]).build({k: v for k, v in spec.items() if k != "type"}, params,
-                                              fused=device.type == "cuda", capturable=capturable)
+    entry = OPTIMIZERS.get(spec["type"])
+    if capturable and not entry.meta["capturable"]:
+        raise ValueError(f"optimizer {entry.name} cannot be captured in a CUDA graph")
+    implementation = {}
+    if entry.meta["fused"]:
+        implementation["fused"] = device.type == "cuda"
+    if entry.meta["capturable"]:
+        implementation["capturable"] = capturable
+    return entry.build({k: v for k, v in spec.items() if k != "type"}, params, **implementation)
 
 
-def _fused_kwargs(cls, params, fused: bool, capturable: bool = False) -> dict:
-    """Ask for the fused (one-kernel) implementation where it exists and the params are on
-    CUDA; `capturable` keeps the step count on the device so a CUDA graph can replay it."""
+def _implementation_kwargs(params, fused: bool, capturable: bool = False) -> dict:
+    """torch's keywords for the fused (one-kernel) implementation when asked for and all
+    `params` are on CUDA, and for `capturable` (the step count kept on the device, so a
+    CUDA graph can replay the step)."""
     kwargs = {"fused": True} if fused and all(p.is_cuda for p in params) else {}
     if capturable:
         kwargs["capturable"] = True
@@ -40,27 +54,29 @@ def _fused_kwargs(cls, params, fused: bool, capturable: bool = False) -> dict:
 
 @OPTIMIZERS.register("adam", help="Adam", aliases=("Adam",),
                      args=(_LR, _BETAS, _eps(1e-8),
-                           _WD, Arg("amsgrad", Bool(), False, "use the AMSGrad variant")))
+                           _WD, Arg("amsgrad", Bool(), False, "use the AMSGrad variant")),
+                     fused=True, capturable=True)
 def build_adam(args, params, fused=False, capturable=False):
     import torch
 
     params = list(params)
     return torch.optim.Adam(params, lr=args["lr"], betas=tuple(args["betas"]), eps=args["eps"],
                             weight_decay=args["weight_decay"], amsgrad=args["amsgrad"],
-                            **_fused_kwargs(torch.optim.Adam, params, fused, capturable))
+                            **_implementation_kwargs(params, fused, capturable))
 
 
 @OPTIMIZERS.register("adamw", help="Adam with decoupled weight decay", aliases=("AdamW",),
                      args=(_LR, _BETAS, _eps(1e-8),
                            Arg("weight_decay", Float(min=0.0), 0.01, "decoupled weight decay"),
-                           Arg("amsgrad", Bool(), False, "use the AMSGrad variant")))
+                           Arg("amsgrad", Bool(), False, "use the AMSGrad variant")),
+                     fused=True, capturable=True)
 def build_adamw(args, params, fused=False, capturable=False):
     import torch
 
     params = list(params)
     return torch.optim.AdamW(params, lr=args["lr"], betas=tuple(args["betas"]), eps=args["eps"],
                              weight_decay=args["weight_decay"], amsgrad=args["amsgrad"],
-                             **_fused_kwargs(torch.optim.AdamW, params, fused, capturable))
+                             **_implementation_kwargs(params, fused, capturable))
 
 
 def _nesterov_needs_momentum(args: dict) -> list:
@@ -81,14 +97,17 @@ def _nesterov_needs_momentum(args: dict) -> list:
                      args=(_lr(0.01),
                            Arg("momentum", Float(min=0.0, max=1.0), 0.0, "momentum factor"),
                            Arg("nesterov", Bool(), False, "Nesterov momentum (needs momentum > 0 and dampening 0)"),
-                           Arg("dampening", Float(min=0.0, max=1.0), 0.0, "dampening for momentum"), _WD))
+                           Arg("dampening", Float(min=0.0, max=1.0), 0.0, "dampening for momentum"), _WD),
+                     fused=True, capturable=True)
 def build_sgd(args, params, fused=False, capturable=False):
+    """torch's SGD keeps no step count, so its step is captured as it is: `capturable`
+    needs no keyword of torch."""
     import torch
 
     params = list(params)
     return torch.optim.SGD(params, lr=args["lr"], momentum=args["momentum"], nesterov=args["nesterov"],
                            dampening=args["dampening"], weight_decay=args["weight_decay"],
-                           **_fused_kwargs(torch.optim.SGD, params, fused))
+                           **_implementation_kwargs(params, fused))
 
 
 @OPTIMIZERS.register("rmsprop", help="RMSprop", aliases=("RMSprop",),
@@ -96,8 +115,9 @@ def build_sgd(args, params, fused=False, capturable=False):
                                     "decay of the squared-gradient average (Keras rho, torch alpha)"),
                            Arg("momentum", Float(min=0.0, max=1.0), 0.0, "momentum factor"),
                            _eps(1e-7),
-                           Arg("centered", Bool(), False, "normalize by the gradient's variance"), _WD))
-def build_rmsprop(args, params, fused=False, capturable=False):
+                           Arg("centered", Bool(), False, "normalize by the gradient's variance"), _WD),
+                     fused=False, capturable=False)
+def build_rmsprop(args, params):
     import torch
 
     return torch.optim.RMSprop(list(params), lr=args["lr"], alpha=args["rho"], momentum=args["momentum"],
@@ -106,8 +126,9 @@ def build_rmsprop(args, params, fused=False, capturable=False):
 
 @OPTIMIZERS.register("adagrad", help="Adagrad", aliases=("Adagrad",),
                      args=(_lr(0.01),
-                           _eps(1e-10), _WD))
-def build_adagrad(args, params, fused=False, capturable=False):
+                           _eps(1e-10), _WD),
+                     fused=False, capturable=False)
+def build_adagrad(args, params):
     import torch
 
     return torch.optim.Adagrad(list(params), lr=args["lr"], eps=args["eps"], weight_decay=args["weight_decay"])
@@ -117,6 +138,8 @@ def build_adagrad(args, params, fused=False, capturable=False):
 # (after each optimizer step). `build(args, optimizer, steps_per_epoch, epochs)`.
 # meta["length_dependent"]: the schedule's shape depends on the total length of the run
 # (epochs x steps_per_epoch), so a resume with another trainer.epochs recomputes it.
+# meta["needs_metric"]: stepped with the watched metric's value; build also takes `mode`
+# ("min" or "max": which way that metric improves), which the trainer knows.
 
 @SCHEDULERS.register("step", help="multiply the LR by gamma every step_size epochs", aliases=("StepLR",),
                      args=(Arg("step_size", Int(min=1), help="epochs between decays"),
@@ -191,11 +214,11 @@ def build_one_cycle(args, optimizer, steps_per_epoch, epochs):
                            Arg("patience", Int(min=0), 10, "epochs without improvement before reducing"),
                            Arg("min_lr", Float(min=0.0), 0.0, "lower bound on the LR")),
                      interval="epoch", needs_metric=True)
-def build_plateau(args, optimizer, steps_per_epoch, epochs):
+def build_plateau(args, optimizer, steps_per_epoch, epochs, *, mode: str):
+    """`mode`: which way the watched metric improves (a loss falls, an accuracy rises)."""
     import torch
 
-    # mode: the trainer's, from the watched metric (a loss falls, an accuracy rises)
-    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=args.get("mode", "min"), factor=args["factor"],
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=args["factor"],
                                                       patience=args["patience"], min_lr=args["min_lr"])
 
 

@@ -72,7 +72,7 @@ def _rows(trained: TrainedModel, names: list[str], outputs: torch.Tensor, kind: 
 
 def read_inputs(trained: TrainedModel, path: Path) -> tuple[torch.Tensor, list[str]]:
     """(raw samples (N, *stored shape), a name per sample) of one input path."""
-    from dlcli.data._sources import IMAGE_EXTENSIONS
+    from dlcli.data.readers import IMAGE_EXTENSIONS
 
     if not path.exists():
         raise DataError(f"{path}: no such file or directory; expected image files, an image folder, an .npz "
@@ -95,7 +95,7 @@ def read_inputs(trained: TrainedModel, path: Path) -> tuple[torch.Tensor, list[s
 
 def input_files(path: Path) -> list[Path]:
     """The files predict reads for one input path: the images under a folder, else the path."""
-    from dlcli.data._sources import IMAGE_EXTENSIONS
+    from dlcli.data.readers import IMAGE_EXTENSIONS
 
     if path.is_dir():
         return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
@@ -105,51 +105,40 @@ def input_files(path: Path) -> list[Path]:
 def read_images(trained: TrainedModel, files: list[Path], where: str) -> torch.Tensor:
     """uint8 (N, C, H, W) as training stored its images: converted to the model's
     channels and resized, by the loader training used."""
-    from dlcli.data._sources import _read_images
+    from dlcli.data.readers import read_image_files
 
-    shape = image_sample_shape(trained.cfg, where)
-    return _read_images({"inputs": list(files)}, ["inputs"], shape).x
+    return read_image_files(files, image_sample_shape(trained.cfg, where))
 
 
 def read_npz(path: Path, input_shape: tuple) -> tuple[torch.Tensor, list[str]]:
     """Array x (else x_test) of an .npz, converted as the npz loader does for a model of
     `input_shape`."""
-    import zipfile
+    from dlcli.data.readers import check_finite, npz_inputs, open_npz, read_npz_arrays
 
-    from dlcli.data._sources import _check_finite, _npz_array, _npz_inputs
-
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        raise DataError(f"{path}: expected an .npz file (np.savez) with an array x, cannot read it: "
-                        f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise DataError(f"{path}: expected an .npz archive with an array x (np.savez), received a single .npy "
-                        f"array")
-    with npz:
+    with open_npz(path, "an array x") as npz:
         name = next((n for n in ("x", "x_test") if n in npz.files), None)
         if name is None:
             raise DataError(f"{path}: expected an array named 'x' (or 'x_test'); the file has: "
                             f"{short_list(npz.files) or 'no arrays'}")
-        array = _npz_array(npz, name, path)
+        array = read_npz_arrays(npz, [name], path)[name]
     if array.ndim == 0 or len(array) == 0:
         raise DataError(f"{path}: expected at least one sample in {name}, received shape {array.shape}")
-    _check_finite(array, name, str(path))
-    return _npz_inputs(array, str(path), name, input_shape), [f"{path}[{i}]" for i in range(len(array))]
+    check_finite(array, name, str(path))
+    return npz_inputs(array, str(path), name, input_shape), [f"{path}[{i}]" for i in range(len(array))]
 
 
 def read_csv(trained: TrainedModel, path: Path) -> tuple[torch.Tensor, list[str]]:
     """The feature columns of a CSV as training read them: selected by name in the
     model's order (`TrainedModel.csv_features`) whatever the file's order, other columns
     ignored; with data.window, one sample per window of rows."""
-    from dlcli.data._sources import _Table
+    from dlcli.data.readers import CsvTable
 
     data = trained.cfg["data"]
     trained_on_csv = data["dataset"] == "csv"
     target = data["target"] if trained_on_csv else None
     window = data["window"] if trained_on_csv else None
     features = trained.csv_features
-    table = _Table(path)
+    table = CsvTable(path)
     if features is None:  # a checkpoint that predates recorded names, or a model not trained on CSV
         features = [h for h in table.header if h != target]
     else:

@@ -173,7 +173,7 @@ def _other_data(trained: TrainedModel, path: Path, split: str | None):
 
 def load_data_file(path: Path, trained: TrainedModel):
     """An .npz, a .csv or an image folder, read with the training loaders as the model needs it."""
-    from dlcli.data._sources import load_csv_file, load_image_folder_dir, load_npz_file
+    from dlcli.data import load_dataset
 
     cfg = trained.cfg
     task = "classification" if trained.loss_task == "classification" else "regression"
@@ -184,18 +184,18 @@ def load_data_file(path: Path, trained: TrainedModel):
         from dlcli.inference import image_sample_shape
 
         shape = image_sample_shape(cfg, str(path))
-        return load_image_folder_dir({"path": str(path), "test_path": None, "input_shape": list(shape)})
+        # held in memory: evaluating other data takes their samples as tensors
+        return load_dataset("image_folder", {"path": str(path), "in_memory": True}, shape)
     if path.suffix.lower() == ".npz":
-        return load_npz_file({"path": str(path), "test_path": None, "task": task,
-                              "input_shape": list(trained.input_shape)})
+        return load_dataset("npz", {"path": str(path), "task": task}, trained.input_shape)
     if path.suffix.lower() == ".csv":
         data = cfg["data"]
         if data["dataset"] != "csv":
             raise DataError(f"{path}: a CSV needs to name its target column, which only a model trained on CSV "
                             f"data knows; this one was trained on {data['dataset']} data: give an .npz with "
                             f"arrays x and y instead")
-        return load_csv_file({"path": str(path), "test_path": None, "task": task, "target": data["target"],
-                              "features": trained.csv_features, "window": data["window"]})
+        return load_dataset("csv", {"path": str(path), "task": task, "target": data["target"],
+                                    "features": trained.csv_features, "window": data["window"]})
     raise DataError(f"{path}: expected an .npz file, a .csv file or a folder of class folders, received a "
                     f"{path.suffix or 'extension-less'} file")
 

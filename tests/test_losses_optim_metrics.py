@@ -136,6 +136,27 @@ def test_every_optimizer_builds_and_takes_a_step(name):
 
 
 @_names(OPTIMIZERS)
+def test_every_optimizer_builder_takes_the_implementation_keywords_its_meta_declares(name):
+    """meta["fused"] / meta["capturable"] say which keywords build_optimizer passes: a builder
+    takes exactly those, so none is accepted and ignored."""
+    import inspect
+
+    entry = OPTIMIZERS.get(name)
+    keywords = set(inspect.signature(entry.build).parameters) - {"args", "params"}
+    assert {entry.meta["fused"], entry.meta["capturable"]} <= {True, False}
+    assert keywords == {k for k in ("fused", "capturable") if entry.meta[k]}
+
+
+@_names(OPTIMIZERS)
+def test_build_optimizer_builds_every_optimizer_on_the_cpu(name):
+    from dlcli.optim import build_optimizer
+
+    spec = {"type": name, **sample_args(OPTIMIZERS.get(name))}
+    optimizer = build_optimizer({"optimizer": spec}, tiny_model().parameters(), torch.device("cpu"))
+    assert not any(group.get("fused") or group.get("capturable") for group in optimizer.param_groups)
+
+
+@_names(OPTIMIZERS)
 def test_every_optimizer_uses_the_configured_learning_rate(name):
     entry = OPTIMIZERS.get(name)
     if entry.arg("lr") is None:
@@ -179,7 +200,8 @@ def test_every_scheduler_builds_and_steps(name):
     model = tiny_model()
     optimizer_entry = OPTIMIZERS.get("sgd")
     optimizer = optimizer_entry.build(sample_args(optimizer_entry, {"lr": 0.1}), model.parameters())
-    scheduler = entry.build(sample_args(entry), optimizer, 4, 3)  # 4 steps per epoch, 3 epochs
+    watching = {"mode": "min"} if entry.meta.get("needs_metric") else {}
+    scheduler = entry.build(sample_args(entry), optimizer, 4, 3, **watching)  # 4 steps per epoch, 3 epochs
     lrs = []
     for step in range(6):
         one_backward(model)
@@ -190,6 +212,23 @@ def test_every_scheduler_builds_and_steps(name):
             scheduler.step()
         lrs.append(optimizer.param_groups[0]["lr"])
     assert all(math.isfinite(lr) and lr >= 0 for lr in lrs)
+
+
+@_names(SCHEDULERS)
+def test_every_scheduler_takes_only_its_declared_args_and_mode_when_it_watches_a_metric(name):
+    """Declared args are exactly what a builder reads: what the trainer adds is a keyword."""
+    import inspect
+
+    entry = SCHEDULERS.get(name)
+    keywords = set(inspect.signature(entry.build).parameters) - {"args", "optimizer", "steps_per_epoch", "epochs"}
+    assert keywords == ({"mode"} if entry.meta.get("needs_metric") else set())
+
+
+@pytest.mark.parametrize("mode", ["min", "max"])
+def test_reduce_on_plateau_takes_mode_as_a_keyword(mode):
+    entry = SCHEDULERS.get("reduce_on_plateau")
+    optimizer = torch.optim.SGD(tiny_model().parameters(), lr=1.0)
+    assert entry.build(sample_args(entry), optimizer, 4, 3, mode=mode).mode == mode
 
 
 @_aliases(SCHEDULERS)

@@ -1,5 +1,7 @@
 """Data sets, by name. Declarations only (no torch): `load_dataset` imports the
-loaders when data is really needed.
+loaders when data is really needed. A loader is `build(args, input_shape)`: its declared
+args, every one filled (`load_dataset` fills the defaults), and the model's input shape
+(None where no model is known: samples stay as stored).
 
 Every loader returns a `Splits` of tensors (see `dlcli.data._tensors`); the
 trainer holds small data sets on the training device and batches by index. An
@@ -12,9 +14,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dlcli.registry import Arg, AutoBool, Bool, FilePath, Int, Optional, Registry, Str, StrList
+from dlcli.errors import DataError
+from dlcli.registry import Arg, AutoBool, Bool, FilePath, Int, Optional, Registry, Str, StrList, check_args
 
 DATASETS = Registry("dataset")
+
+
+def load_dataset(name: str, given: dict, input_shape: list | tuple | None = None):
+    """The `Splits` of data set `name` from the arguments `given`, with the declared defaults
+    filled in as config validation fills them, for a model taking `input_shape`."""
+    entry = DATASETS.get(name)
+    args, problems = check_args(entry, given)
+    if problems:
+        raise DataError(f"data set {entry.name}: " + "; ".join(message for _, message in problems))
+    return entry.build(args, None if input_shape is None else list(input_shape))
 
 MNIST_DIR = Path(__file__).resolve().parent / "mnist"
 
@@ -48,14 +61,14 @@ _WORKERS = Arg("workers", Optional(Int(min=0, max=256)), None,
 
 @DATASETS.register("mnist", help="MNIST digits, 60,000/10,000 28x28 grey images (shipped with dlcli, offline)",
                    sample_shape=(1, 28, 28), num_classes=10, task="classification")
-def load_mnist(args):
+def load_mnist(args, input_shape):
     from dlcli.data._sources import load_mnist_idx
 
     return load_mnist_idx(MNIST_DIR)
 
 
 def _torchvision(name: str, cls: str, help: str, shape: tuple, classes: int):
-    def load(args):
+    def load(args, input_shape):
         from dlcli.data._sources import load_torchvision
 
         return load_torchvision(name, cls, args)
@@ -73,10 +86,10 @@ _torchvision("cifar100", "CIFAR100", "CIFAR-100, 32x32 colour images, 100 classe
 @DATASETS.register("npz", help="a NumPy .npz file with arrays x and y (and optionally x_test, y_test; x_val, y_val)",
                    args=(_PATH, _TEST_PATH, _TASK),
                    may_name_val_split=True)  # x_val, y_val: which a config cannot tell before reading the file
-def load_npz(args):
+def load_npz(args, input_shape):
     from dlcli.data._sources import load_npz_file
 
-    return load_npz_file(args)
+    return load_npz_file(args, input_shape)
 
 
 @DATASETS.register("csv", help="a CSV file: feature columns and a target column; `window` makes sequences",
@@ -91,7 +104,7 @@ def load_npz(args):
                    # with it, samples are windows of that many rows sliding over rows in time order:
                    # data.val_split holds out the last ones (see validation_split)
                    sliding_window_arg="window")
-def load_csv(args):
+def load_csv(args, input_shape):
     from dlcli.data._sources import load_csv_file
 
     return load_csv_file(args)
@@ -101,7 +114,7 @@ def load_csv(args):
                                         "ImageFolder; resized to the model's input shape",
                    args=(_PATH, _TEST_PATH, _IN_MEMORY, _WORKERS), stored_by_class=True,
                    images=True)  # of any size (predict reads image files; an input_shape [H, W] reads rows as steps)
-def load_image_folder(args):
+def load_image_folder(args, input_shape):
     from dlcli.data._sources import load_image_folder_dir
 
-    return load_image_folder_dir(args)
+    return load_image_folder_dir(args, input_shape)

@@ -2,13 +2,16 @@
 
 Every problem with the data is a `DataError` whose message names the file, says
 what was expected and what was received; nothing here asserts on user input.
+`args` hold every declared argument of the data set (`dlcli.data.load_dataset` fills
+the defaults), so loaders index them.
 
-    load_mnist_idx(directory)          the MNIST IDX files shipped with dlcli
-    load_torchvision(name, cls, args)  FashionMNIST, KMNIST, CIFAR10, CIFAR100
-    load_npz_file(args)                arrays x, y (, x_test, y_test) in an .npz
-    load_csv_file(args)                a CSV with a header row; `window` makes sequences
-    load_image_folder_dir(args)        root/<class>/*.png, resized to the model's input (or the
-                                       files alone, to stream, when they do not fit in memory)
+    load_mnist_idx(directory)                      the MNIST IDX files shipped with dlcli
+    load_torchvision(name, cls, args)              FashionMNIST, KMNIST, CIFAR10, CIFAR100
+    load_npz_file(args, input_shape)               arrays x, y (, x_test, y_test) in an .npz
+    load_csv_file(args)                            a CSV with a header row; `window` makes sequences
+    load_image_folder_dir(args, input_shape)       root/<class>/*.png, resized to the model's input
+                                                   (or the files alone, to stream, when they do not
+                                                   fit in memory)
 """
 
 from __future__ import annotations
@@ -141,8 +144,7 @@ def load_torchvision(name: str, cls: str, args: dict) -> Splits:
     """
     from dlcli.data import cache_dir
 
-    root = cache_dir(args.get("root"))
-    download = bool(args.get("download", False))
+    root, download = cache_dir(args["root"]), args["download"]
     try:
         import torchvision.datasets
     except ImportError as err:
@@ -280,7 +282,7 @@ def _one_hot(y: np.ndarray) -> bool:
     return bool(((y == 0) | ones).all() and (ones.sum(1) == 1).all())
 
 
-def _check_finite(array: np.ndarray, what: str, where: str) -> None:
+def check_finite(array: np.ndarray, what: str, where: str) -> None:
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         index = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
         raise DataError(f"{where}: expected finite numbers in {what}, received {array[index]} at "
@@ -291,17 +293,16 @@ def _check_finite(array: np.ndarray, what: str, where: str) -> None:
 # .npz files
 # ---------------------------------------------------------------------------
 
-def load_npz_file(args: dict) -> Splits:
+def load_npz_file(args: dict, input_shape: list | None) -> Splits:
     """Arrays x and y (and optionally x_test, y_test, and x_val, y_val: Keras's
     validation_data) from args["path"]; a test split from x, y in args["test_path"].
 
     x: int64 (N, T) token ids when x is an integer (N, T) array, else float32
     (N, *sample_shape); a flat (N,) x becomes (N, 1); images stored channels-last (or
-    without their single channel) are laid out as args["input_shape"] (C, H, W) asks.
+    without their single channel) are laid out as the model's `input_shape` (C, H, W) asks.
     y: see `_finish_targets`.
     """
-    path = Path(args["path"])
-    test_path = args.get("test_path")
+    path, test_path = Path(args["path"]), args["test_path"]
     arrays = {"train": _read_npz_split(path, "x", "y", inline_ok=True)}
     where = {"train": str(path)}
     inline_test = arrays["train"].pop("test", None)
@@ -318,13 +319,12 @@ def load_npz_file(args: dict) -> Splits:
 
     xs = {}
     for split, pair in arrays.items():
-        xs[split] = _npz_inputs(pair["x"], where[split], pair["x_name"], args.get("input_shape"))
+        xs[split] = npz_inputs(pair["x"], where[split], pair["x_name"], input_shape)
     for split, name in (("val", "validation"), ("test", "test")):
         if split in xs and (xs["train"].shape[1:] != xs[split].shape[1:] or xs["train"].dtype != xs[split].dtype):
             raise DataError(f"{where[split]}: expected {name} samples like the training samples, "
                             f"{_describe(xs['train'])}, received {_describe(xs[split])}")
-    task, ys, num_classes = _finish_targets({s: a["y"] for s, a in arrays.items()}, args.get("task", "auto"),
-                                            where)
+    task, ys, num_classes = _finish_targets({s: a["y"] for s, a in arrays.items()}, args["task"], where)
     splits = {s: Split(xs[s], ys[s]) for s in xs}
     source = f"npz {path}" + (f" (test: {test_path})" if test_path else "")
     return Splits(train=splits["train"], test=splits.get("test"), val=splits.get("val"), task=task,
@@ -340,8 +340,35 @@ def _describe(x: torch.Tensor) -> str:
 def _read_npz_split(path: Path, x_name: str, y_name: str, inline_ok: bool = False) -> dict:
     """{'x', 'y', 'x_name'} checked numpy arrays, plus with `inline_ok` 'test' and 'val' (the
     same) from x_test/y_test and x_val/y_val when present."""
+    with open_npz(path, f"arrays {x_name} and {y_name}") as npz:
+        names = list(npz.files)
+        for required in (x_name, y_name):
+            if required not in names:
+                raise DataError(f"{path}: expected an array named {required!r};{did_you_mean(required, names)} "
+                                f"the file has: {short_list(names) or 'no arrays'}")
+        inline = [(split, f"x_{split}", f"y_{split}") for split in ("test", "val")] if inline_ok else []
+        read = [x_name, y_name] + [n for _, *pair in inline for n in pair if n in names]
+        arrays = read_npz_arrays(npz, read, path)
+        out = {"x": arrays[x_name], "y": arrays[y_name], "x_name": x_name}
+        _check_pair(out["x"], out["y"], x_name, y_name, str(path))
+        for split, xs_name, ys_name in inline:
+            if xs_name not in names and ys_name not in names:
+                continue
+            if not (xs_name in names and ys_name in names):
+                missing = ys_name if xs_name in names else xs_name
+                raise DataError(f"{path}: expected {xs_name} and {ys_name} together, {missing} is missing")
+            pair = {"x": arrays[xs_name], "y": arrays[ys_name], "x_name": xs_name}
+            _check_pair(pair["x"], pair["y"], xs_name, ys_name, str(path))
+            out[split] = pair
+    return out
+
+
+def open_npz(path: Path, expected: str) -> np.lib.npyio.NpzFile:
+    """The .npz archive at `path`, to read in a `with` block; a missing file, a folder, a file
+    that is not a zip archive (never unpickled) or a single .npy array are refused, saying
+    what was `expected` in it (e.g. "arrays x and y")."""
     if not path.exists():
-        raise DataError(f"{path}: file not found; expected an .npz file with arrays {x_name} and {y_name}")
+        raise DataError(f"{path}: file not found; expected an .npz file with {expected}")
     if path.is_dir():
         raise DataError(f"{path}: expected an .npz file, received a directory")
     try:
@@ -354,29 +381,16 @@ def _read_npz_split(path: Path, x_name: str, y_name: str, inline_ok: bool = Fals
     except (OSError, EOFError, zipfile.BadZipFile) as err:
         raise DataError(f"{path}: expected an .npz file (np.savez), cannot read it: {err}") from None
     if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise DataError(f"{path}: expected an .npz archive with arrays {x_name} and {y_name} (np.savez), "
+        raise DataError(f"{path}: expected an .npz archive with {expected} (np.savez), "
                         f"received a single .npy array of shape {getattr(npz, 'shape', '?')}")
-    with npz:
-        names = list(npz.files)
-        for required in (x_name, y_name):
-            if required not in names:
-                raise DataError(f"{path}: expected an array named {required!r};{did_you_mean(required, names)} "
-                                f"the file has: {short_list(names) or 'no arrays'}")
-        inline = [(split, f"x_{split}", f"y_{split}") for split in ("test", "val")] if inline_ok else []
-        read = [x_name, y_name] + [n for _, *pair in inline for n in pair if n in names]
-        _check_memory_for(npz, read, path)
-        out = {"x": _npz_array(npz, x_name, path), "y": _npz_array(npz, y_name, path), "x_name": x_name}
-        _check_pair(out["x"], out["y"], x_name, y_name, str(path))
-        for split, xs_name, ys_name in inline:
-            if xs_name not in names and ys_name not in names:
-                continue
-            if not (xs_name in names and ys_name in names):
-                missing = ys_name if xs_name in names else xs_name
-                raise DataError(f"{path}: expected {xs_name} and {ys_name} together, {missing} is missing")
-            pair = {"x": _npz_array(npz, xs_name, path), "y": _npz_array(npz, ys_name, path), "x_name": xs_name}
-            _check_pair(pair["x"], pair["y"], xs_name, ys_name, str(path))
-            out[split] = pair
-    return out
+    return npz
+
+
+def read_npz_arrays(npz, names: list[str], path: Path) -> dict[str, np.ndarray]:
+    """The numeric arrays `names` of an open .npz, refused before any is read when together
+    they would not fit in memory."""
+    _check_memory_for(npz, names, path)
+    return {name: _npz_array(npz, name, path) for name in names}
 
 
 def _npz_header(npz, name: str) -> tuple[tuple, np.dtype] | None:
@@ -437,11 +451,11 @@ def _check_pair(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str, where: s
         raise DataError(f"{where}: expected at least one sample, {x_name} is empty (shape {x.shape})")
     if y.size == 0:
         raise DataError(f"{where}: expected at least one target per sample, {y_name} is empty (shape {y.shape})")
-    _check_finite(x, x_name, where)
-    _check_finite(y, y_name, where)
+    check_finite(x, x_name, where)
+    check_finite(y, y_name, where)
 
 
-def _npz_inputs(x: np.ndarray, where: str, name: str, input_shape=None) -> torch.Tensor:
+def npz_inputs(x: np.ndarray, where: str, name: str, input_shape=None) -> torch.Tensor:
     """x as the model takes it. Images stored as Keras keeps them are laid out as the
     model's `input_shape` (C, H, W) asks: (N, H, W) grey images gain their channel axis,
     and channels-last (N, H, W, C) images become channels-first."""
@@ -477,7 +491,7 @@ def images_channels_first(x: np.ndarray, input_shape) -> np.ndarray:
 _INT_RE = re.compile(r"^\s*[-+]?\d+\s*$")
 
 
-class _Table:
+class CsvTable:
     """A CSV read as strings: header names, columns, and each row's line number."""
 
     def __init__(self, path: Path):
@@ -569,16 +583,16 @@ def load_csv_file(args: dict) -> Splits:
     y: int64 (N,) class ids (text targets: classes are the sorted unique strings),
     or float32 (N, 1) values.
     """
-    path, test_path = Path(args["path"]), args.get("test_path")
-    target, window, task = args["target"], args.get("window"), args.get("task", "auto")
-    tables = {"train": _Table(path)}
+    path, test_path = Path(args["path"]), args["test_path"]
+    target, window, task = args["target"], args["window"], args["task"]
+    tables = {"train": CsvTable(path)}
     header = tables["train"].header
     if target not in header:
         raise DataError(f"{path}: target column {short_repr(target)} not found;{did_you_mean(target, header)} "
                         f"the file has columns: {short_list(header)}")
-    features = _feature_names(path, header, target, args.get("features"), window)
+    features = _feature_names(path, header, target, args["features"], window)
     if test_path:
-        tables["test"] = _Table(Path(test_path))
+        tables["test"] = CsvTable(Path(test_path))
         tables["test"].require([*features, target], like=str(path))
     where = {s: str(t.path) for s, t in tables.items()}
 
@@ -626,7 +640,7 @@ def _feature_names(path: Path, header: list[str], target: str, features: list[st
     return list(features)
 
 
-def _csv_targets(tables: dict[str, _Table], target: str, task: str) -> tuple[str, dict, list[str] | None]:
+def _csv_targets(tables: dict[str, CsvTable], target: str, task: str) -> tuple[str, dict, list[str] | None]:
     """({split: numpy targets per row}, class names) for the target column.
 
     Integer cells are class ids (auto), decimals are values, text cells are class
@@ -668,7 +682,7 @@ def _csv_targets(tables: dict[str, _Table], target: str, task: str) -> tuple[str
     return task, {s: y.astype(np.int64) for s, y in ys.items()}, [str(c) for c in range(num_classes)]
 
 
-def _text_classes(tables: dict[str, _Table], target: str) -> tuple[dict, list[str]]:
+def _text_classes(tables: dict[str, CsvTable], target: str) -> tuple[dict, list[str]]:
     names = sorted({c.strip() for c in tables["train"].columns[target]})
     index = {name: i for i, name in enumerate(names)}
     listed = short_list(names, limit=10)
@@ -702,23 +716,23 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".t
 _MODES = {1: "L", 3: "RGB"}
 
 
-def load_image_folder_dir(args: dict) -> Splits:
+def load_image_folder_dir(args: dict, input_shape: list | None) -> Splits:
     """Images in class folders, as torchvision's ImageFolder: path/<class>/*.png.
 
     With path/train (and path/test) those are the splits; otherwise path is the
-    training split and args["test_path"] the test split. Each image is converted to
-    args["input_shape"] = [C, H, W] (C 1: grey, 3: RGB; [H, W] means grey) with a
+    training split and args["test_path"] the test split. Each image is converted to the
+    model's `input_shape` [C, H, W] (C 1: grey, 3: RGB; [H, W] means grey) with a
     bilinear resize. x: uint8 (N, C, H, W); y: int64 (N,); classes: sorted folder names.
 
-    args["in_memory"] (default true here; `auto` from a config): false, or auto when the
+    args["in_memory"]: false, or auto when the
     decoded images would not fit the memory budget (`dlcli.data.stream`), gives
     `ImageFiles` splits instead: paths and labels, decoded per batch while streaming.
     """
     from dlcli.data.stream import holds_in_memory
 
-    shape, folders, classes, source = _scan_image_folder(args)
+    shape, folders, classes, source = _scan_image_folder(args, input_shape)
     pixels = sum(len(files) for found in folders.values() for files in found.values()) * math.prod(shape)
-    if holds_in_memory(args.get("in_memory", True), pixels):
+    if holds_in_memory(args["in_memory"], pixels):
         splits = {split: _read_images(found, classes, shape) for split, found in folders.items()}
     else:
         splits = {split: _image_files(found, classes, shape) for split, found in folders.items()}
@@ -726,10 +740,10 @@ def load_image_folder_dir(args: dict) -> Splits:
                   num_classes=len(classes), class_names=classes, source=source)
 
 
-def _scan_image_folder(args: dict) -> tuple[tuple[int, int, int], dict, list[str], str]:
+def _scan_image_folder(args: dict, input_shape: list | None) -> tuple[tuple[int, int, int], dict, list[str], str]:
     """(sample shape, {split: {class: files}}, class names, source) of an image folder config."""
-    path, test_path = Path(args["path"]), args.get("test_path")
-    shape = _image_shape(path, args.get("input_shape"))
+    path, test_path = Path(args["path"]), args["test_path"]
+    shape = _image_shape(path, input_shape)
     if not path.is_dir():
         raise DataError(f"{path}: {'not found' if not path.exists() else 'not a directory'}; expected a folder "
                         f"of class folders (path/<class>/*.png) or with train/ and test/ inside")
@@ -798,13 +812,18 @@ def _image_files(classes: dict[str, list[Path]], names: list[str], shape: tuple[
 
 
 def _read_images(classes: dict[str, list[Path]], names: list[str], shape: tuple[int, int, int]) -> Split:
-    channels, height, width = shape
     files = [(f, label) for label, name in enumerate(names) for f in classes[name]]
-    x = np.empty((len(files), height, width, channels), dtype=np.uint8)  # (N, H, W, C), as PIL gives it
-    for i, (file, _) in enumerate(files):
-        x[i] = decode_image(file, shape)
     y = torch.tensor([label for _, label in files], dtype=torch.int64)  # (N,)
-    return Split(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), y)  # (N, C, H, W)
+    return Split(read_image_files([f for f, _ in files], shape), y)
+
+
+def read_image_files(files: list[str | Path], shape: tuple[int, int, int]) -> torch.Tensor:
+    """uint8 (N, C, H, W): each image file decoded to the model's channels and size."""
+    channels, height, width = shape
+    x = np.empty((len(files), height, width, channels), dtype=np.uint8)  # (N, H, W, C), as PIL gives it
+    for i, file in enumerate(files):
+        x[i] = decode_image(file, shape)
+    return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()  # (N, C, H, W)
 
 
 def decode_recipe(shape: tuple[int, int, int]) -> str | None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from dlcli.config import data_view_fits, looks_channels_last
-from dlcli.data import DATASETS
+from dlcli.data import DATASETS, load_dataset
 from dlcli.data._tensors import ImageFiles, Split, Splits
 from dlcli.errors import DataError
 from dlcli.layers import fmt_shape
@@ -106,9 +106,7 @@ class PreparedData:
 def load_splits(cfg: dict) -> Splits:
     data = cfg["data"]
     entry = DATASETS.get(data["dataset"])
-    args = {a.name: data[a.name] for a in entry.args}
-    args["input_shape"] = list(cfg["model"]["input_shape"])
-    splits = entry.build(args)
+    splits = load_dataset(entry.name, {a.name: data[a.name] for a in entry.args}, cfg["model"]["input_shape"])
     if len(splits.train) == 0:
         raise DataError(f"{splits.source or entry.name}: the training set is empty")
     return splits

@@ -12,7 +12,7 @@ import gc
 
 import torch
 
-GRAPH_OPTIMIZERS = ("adam", "adamw", "sgd")
+from dlcli.optim import OPTIMIZERS
 
 
 def graph_blockers(cfg: dict, device: torch.device, streamed: bool = False, on_host: bool = False) -> list[str]:
@@ -35,9 +35,10 @@ def graph_blockers(cfg: dict, device: torch.device, streamed: bool = False, on_h
         blockers.append("gradient accumulation needs steps without an optimizer update")
     if t["precision"] == "fp16":
         blockers.append("fp16 needs a gradient scaler that reads the gradients on the host; use bf16")
-    if cfg["optimizer"]["type"] not in GRAPH_OPTIMIZERS:
+    if not OPTIMIZERS.get(cfg["optimizer"]["type"]).meta["capturable"]:
+        capturable = [entry.name for entry in OPTIMIZERS if entry.meta["capturable"]]
         blockers.append(f"optimizer {cfg['optimizer']['type']} is not captured (use one of "
-                        f"{', '.join(GRAPH_OPTIMIZERS)})")
+                        f"{', '.join(capturable)})")
     return blockers
 
 

@@ -137,10 +137,11 @@ class Trainer:
             return None, None
         entry = SCHEDULERS.get(spec["type"])
         args = {k: v for k, v in spec.items() if k != "type"}
+        watching = {}
         if entry.meta.get("needs_metric"):  # which way is better: trainer.monitor's, or its own metric's
-            watched = args.get("monitor") or self.monitor
-            args["mode"] = self.mode if watched == self.monitor else self._mode_of(watched)
-        return (entry.build(args, self.optimizer, self.steps_per_epoch, self.cfg["trainer"]["epochs"]),
+            watched = args["monitor"] or self.monitor
+            watching["mode"] = self.mode if watched == self.monitor else self._mode_of(watched)
+        return (entry.build(args, self.optimizer, self.steps_per_epoch, self.cfg["trainer"]["epochs"], **watching),
                 entry.meta["interval"])
 
     @staticmethod

@@ -3,7 +3,9 @@ plus the MNIST shipped with dlcli. No test touches the network."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import os
 import pickle
 import re
 import shutil
@@ -14,9 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from dlcli.data import DATASETS, MNIST_DIR
-from dlcli.data._sources import (load_csv_file, load_image_folder_dir, load_mnist_idx, load_npz_file,
-                                 load_torchvision)
+from dlcli.data import DATASETS, MNIST_DIR, load_dataset
+from dlcli.data._sources import load_mnist_idx, load_torchvision
 from dlcli.data._tensors import Splits
 from dlcli.errors import DataError
 
@@ -30,7 +31,7 @@ TORCHVISION_SETS = {"fashion_mnist": "FashionMNIST", "kmnist": "KMNIST", "cifar1
 # ---------------------------------------------------------------------------
 
 def test_shipped_mnist_loads_through_the_registry():
-    splits = DATASETS.get("mnist").build({})
+    splits = load_dataset("mnist", {})
     assert isinstance(splits, Splits)
     assert splits.train.x.shape == (60000, 1, 28, 28) and splits.train.x.dtype == torch.uint8
     assert splits.test.x.shape == (10000, 1, 28, 28) and splits.test.x.dtype == torch.uint8
@@ -156,7 +157,7 @@ def test_torchvision_missing_without_download(tmp_path, offline, name):
     root = tmp_path / "empty"
     with pytest.raises(DataError, match=rf"{name}: the data set is not in {root}\. Set data\.download=true.*"
                                         rf"By hand: .*{root}"):
-        DATASETS.get(name).build({"root": str(root), "download": False})
+        load_dataset(name, {"root": str(root), "download": False})
 
 
 @pytest.mark.parametrize("name", sorted(TORCHVISION_SETS))
@@ -164,7 +165,7 @@ def test_torchvision_download_fails_offline(tmp_path, offline, name):
     root = tmp_path / "cache"
     with pytest.raises(DataError, match=rf"{name}: the download into {root} failed \(offline\?\): .*"
                                         rf"network unreachable \(test\).*By hand"):
-        DATASETS.get(name).build({"root": str(root), "download": True})
+        load_dataset(name, {"root": str(root), "download": True})
 
 
 def test_torchvision_root_defaults_to_dlcli_data(tmp_path, monkeypatch, offline):
@@ -180,7 +181,7 @@ def test_torchvision_mnist_family_to_tensors(tmp_path, write_idx):
     for prefix, n in (("train", 6), ("t10k", 3)):
         write_idx(raw / f"{prefix}-images-idx3-ubyte", images[:n], compress=False)
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) + 1, compress=False)
-    splits = DATASETS.get("fashion_mnist").build({"root": str(tmp_path), "download": False})
+    splits = load_dataset("fashion_mnist", {"root": str(tmp_path), "download": False})
     assert splits.train.x.shape == (6, 1, 28, 28) and splits.train.x.dtype == torch.uint8
     assert splits.test.x.shape == (3, 1, 28, 28)
     assert tuple(splits.train.x.shape[1:]) == DATASETS.get("fashion_mnist").meta["sample_shape"]
@@ -219,7 +220,7 @@ def test_torchvision_cifar_nhwc_becomes_nchw(tmp_path, monkeypatch):
 
 def test_npz_classification_auto(make_npz):
     path = make_npz(x=np.random.rand(20, 4), y=np.arange(20) % 3)
-    splits = load_npz_file({"path": str(path), "test_path": None, "task": "auto"})
+    splits = load_dataset("npz", {"path": str(path), "test_path": None, "task": "auto"})
     assert splits.train.x.shape == (20, 4) and splits.train.x.dtype == torch.float32
     assert splits.train.y.shape == (20,) and splits.train.y.dtype == torch.int64
     assert splits.task == "classification" and splits.num_classes == 3
@@ -228,7 +229,7 @@ def test_npz_classification_auto(make_npz):
 
 def test_npz_regression_auto_targets_are_n_by_1(make_npz):
     path = make_npz(x=np.random.rand(10, 2, 3).astype(np.float64), y=np.linspace(0, 1, 10))
-    splits = load_npz_file({"path": str(path)})
+    splits = load_dataset("npz", {"path": str(path)})
     assert splits.task == "regression" and splits.num_classes is None
     assert splits.train.x.shape == (10, 2, 3) and splits.train.x.dtype == torch.float32
     assert splits.train.y.shape == (10, 1) and splits.train.y.dtype == torch.float32
@@ -236,18 +237,18 @@ def test_npz_regression_auto_targets_are_n_by_1(make_npz):
 
 def test_npz_keeps_multi_value_regression_targets(make_npz):
     path = make_npz(x=np.random.rand(10, 2), y=np.random.rand(10, 3))
-    assert load_npz_file({"path": str(path)}).train.y.shape == (10, 3)
+    assert load_dataset("npz", {"path": str(path)}).train.y.shape == (10, 3)
 
 
 def test_npz_integer_sequences_are_token_ids(make_npz):
     path = make_npz(x=np.random.randint(0, 50, (8, 12)).astype(np.int32), y=np.arange(8) % 2)
-    splits = load_npz_file({"path": str(path)})
+    splits = load_dataset("npz", {"path": str(path)})
     assert splits.train.x.dtype == torch.int64 and splits.train.x.shape == (8, 12)
 
 
 def test_npz_uint8_images_become_float(make_npz):
     path = make_npz(x=np.zeros((4, 1, 5, 5), dtype=np.uint8), y=np.arange(4))
-    assert load_npz_file({"path": str(path)}).train.x.dtype == torch.float32
+    assert load_dataset("npz", {"path": str(path)}).train.x.dtype == torch.float32
 
 
 @pytest.mark.parametrize("stored, input_shape, expected", [
@@ -263,7 +264,7 @@ def test_npz_uint8_images_become_float(make_npz):
 def test_npz_images_are_laid_out_as_the_model_takes_them(make_npz, stored, input_shape, expected):
     x = np.random.default_rng(0).random(stored)
     path = make_npz(x=x, y=np.arange(4) % 2, x_test=x[:2], y_test=np.arange(2))
-    splits = load_npz_file({"path": str(path), "input_shape": input_shape})
+    splits = load_dataset("npz", {"path": str(path)}, input_shape)
     assert splits.train.x.shape == expected and splits.test.x.shape == (2, *expected[1:])
     moved = x.transpose(0, 3, 1, 2) if len(stored) == 4 and stored[1:] != expected[1:] else x
     assert torch.equal(splits.train.x, torch.from_numpy(moved.reshape(expected).astype(np.float32)))
@@ -271,13 +272,13 @@ def test_npz_images_are_laid_out_as_the_model_takes_them(make_npz, stored, input
 
 def test_npz_flat_x_is_one_feature(make_npz):
     path = make_npz(x=np.linspace(0, 1, 6), y=np.linspace(0, 2, 6))
-    assert load_npz_file({"path": str(path)}).train.x.shape == (6, 1)
+    assert load_dataset("npz", {"path": str(path)}).train.x.shape == (6, 1)
 
 
 def test_npz_inline_test_split(make_npz):
     path = make_npz(x=np.random.rand(10, 3), y=np.arange(10) % 2, x_test=np.random.rand(4, 3),
                     y_test=np.array([0, 1, 2, 0]))
-    splits = load_npz_file({"path": str(path)})
+    splits = load_dataset("npz", {"path": str(path)})
     assert len(splits.train) == 10 and len(splits.test) == 4
     assert splits.num_classes == 3  # the test labels count too
 
@@ -287,12 +288,12 @@ def test_npz_inline_validation_split(make_npz):
     (one-hot here) and images (channels-last here) converted as the other splits'."""
     x = np.random.default_rng(0).random((10, 5, 6, 3))
     path = make_npz(x=x, y=np.eye(3)[np.arange(10) % 3], x_val=x[:4], y_val=np.eye(3)[[2, 0, 1, 2]])
-    splits = load_npz_file({"path": str(path), "input_shape": [3, 5, 6]})
+    splits = load_dataset("npz", {"path": str(path)}, [3, 5, 6])
     assert splits.val.x.shape == (4, 3, 5, 6) and torch.equal(splits.val.x, splits.train.x[:4])
     assert splits.val.y.tolist() == [2, 0, 1, 2] and splits.num_classes == 3 and splits.test is None
     values = make_npz("values.npz", x=np.random.rand(6, 2), y=np.random.rand(6), x_val=np.random.rand(3, 2),
                       y_val=np.random.rand(3))
-    assert load_npz_file({"path": str(values)}).val.y.shape == (3, 1)
+    assert load_dataset("npz", {"path": str(values)}).val.y.shape == (3, 1)
 
 
 def test_npz_validation_split_must_look_like_train(tmp_path):
@@ -309,17 +310,17 @@ def test_npz_validation_split_must_look_like_train(tmp_path):
 def test_npz_test_path(make_npz):
     train = make_npz("train.npz", x=np.random.rand(10, 3), y=np.random.rand(10))
     test = make_npz("test.npz", x=np.random.rand(5, 3), y=np.random.rand(5))
-    splits = load_npz_file({"path": str(train), "test_path": str(test), "task": "auto"})
+    splits = load_dataset("npz", {"path": str(train), "test_path": str(test), "task": "auto"})
     assert splits.test.x.shape == (5, 3) and splits.test.y.shape == (5, 1)
     assert "test.npz" in splits.source
 
 
 def test_npz_task_overrides(make_npz):
     path = make_npz(x=np.random.rand(6, 2), y=np.array([0.0, 1.0, 2.0, 1.0, 0.0, 2.0]))
-    splits = load_npz_file({"path": str(path), "task": "classification"})
+    splits = load_dataset("npz", {"path": str(path), "task": "classification"})
     assert splits.task == "classification" and splits.train.y.dtype == torch.int64 and splits.num_classes == 3
     path = make_npz("ints.npz", x=np.random.rand(6, 2), y=np.arange(6))
-    splits = load_npz_file({"path": str(path), "task": "regression"})
+    splits = load_dataset("npz", {"path": str(path), "task": "regression"})
     assert splits.task == "regression" and splits.train.y.dtype == torch.float32
     assert splits.train.y.shape == (6, 1)
 
@@ -328,28 +329,28 @@ def _npz_error(tmp_path, message, **arrays):
     path = tmp_path / "bad.npz"
     np.savez(path, **arrays)
     with pytest.raises(DataError, match=message):
-        load_npz_file({"path": str(path)})
+        load_dataset("npz", {"path": str(path)})
 
 
 def test_npz_file_errors(tmp_path):
     with pytest.raises(DataError, match=r"missing\.npz: file not found; expected an \.npz file"):
-        load_npz_file({"path": str(tmp_path / "missing.npz")})
+        load_dataset("npz", {"path": str(tmp_path / "missing.npz")})
     text = tmp_path / "text.npz"
     text.write_text("x,y\n1,2\n")
     with pytest.raises(DataError, match=r"text\.npz: expected an \.npz file \(np\.savez\), received a file that "
                                         r"is neither a zip archive nor \.npy \(it starts with b'x,y"):
-        load_npz_file({"path": str(text)})
+        load_dataset("npz", {"path": str(text)})
     broken = tmp_path / "broken.npz"
     broken.write_bytes(b"PK\x03\x04" + bytes(40))
     with pytest.raises(DataError, match=r"broken\.npz: expected an \.npz file"):
-        load_npz_file({"path": str(broken)})
+        load_dataset("npz", {"path": str(broken)})
     single = tmp_path / "single.npy"
     np.save(single, np.zeros((3, 2)))
     with pytest.raises(DataError, match=r"single\.npy: expected an \.npz archive .* received a single \.npy "
                                         r"array of shape \(3, 2\)"):
-        load_npz_file({"path": str(single)})
+        load_dataset("npz", {"path": str(single)})
     with pytest.raises(DataError, match=r"expected an \.npz file, received a directory"):
-        load_npz_file({"path": str(tmp_path)})
+        load_dataset("npz", {"path": str(tmp_path)})
 
 
 def test_npz_array_errors(tmp_path):
@@ -375,14 +376,14 @@ def test_npz_object_arrays_are_refused(tmp_path):
     np.savez(path, x=np.array([[1, 2], [3]], dtype=object), y=np.arange(2))
     with pytest.raises(DataError, match=r"objects\.npz: array 'x' holds Python objects, which dlcli does not "
                                         r"load"):
-        load_npz_file({"path": str(path)})
+        load_dataset("npz", {"path": str(path)})
 
 
 def test_npz_classification_needs_integer_targets(make_npz):
     path = make_npz(x=np.random.rand(3, 2), y=np.array([0.0, 0.5, 1.0]))
     with pytest.raises(DataError, match=r"task classification expects integer class ids, received 0\.5 at "
                                         r"sample 1"):
-        load_npz_file({"path": str(path), "task": "classification"})
+        load_dataset("npz", {"path": str(path), "task": "classification"})
 
 
 def test_npz_test_split_must_look_like_train(make_npz):
@@ -390,13 +391,13 @@ def test_npz_test_split_must_look_like_train(make_npz):
     test = make_npz("test.npz", x=np.random.rand(2, 4), y=np.arange(2))
     with pytest.raises(DataError, match=r"test\.npz: expected test samples like the training samples, "
                                         r"\(3,\) float32, received \(4,\) float32"):
-        load_npz_file({"path": str(train), "test_path": str(test)})
+        load_dataset("npz", {"path": str(train), "test_path": str(test)})
     both = make_npz("both.npz", x=np.random.rand(6, 3), y=np.arange(6), x_test=np.random.rand(2, 3),
                     y_test=np.arange(2))
     with pytest.raises(DataError, match=r"both\.npz: holds x_test and y_test, and data\.test_path=.* is given too"):
-        load_npz_file({"path": str(both), "test_path": str(test)})
+        load_dataset("npz", {"path": str(both), "test_path": str(test)})
     with pytest.raises(DataError, match=r"nope\.npz: file not found"):
-        load_npz_file({"path": str(train), "test_path": str(train.parent / "nope.npz")})
+        load_dataset("npz", {"path": str(train), "test_path": str(train.parent / "nope.npz")})
 
 
 # ---------------------------------------------------------------------------
@@ -410,7 +411,7 @@ def csv_args(path, target="y", **extra):
 
 def test_csv_integer_target_is_classification(make_csv):
     path = make_csv([["a", "b", "y"], [1, 2.5, 0], [3, 4, 2], [5, -6e-1, 1], [7, 8, 2]])
-    splits = load_csv_file(csv_args(path))
+    splits = load_dataset("csv", csv_args(path))
     assert splits.train.x.dtype == torch.float32 and splits.train.x.shape == (4, 2)
     assert splits.train.x[2].tolist() == pytest.approx([5.0, -0.6])
     assert splits.train.y.tolist() == [0, 2, 1, 2] and splits.train.y.dtype == torch.int64
@@ -420,7 +421,7 @@ def test_csv_integer_target_is_classification(make_csv):
 
 def test_csv_float_target_is_regression(make_csv):
     path = make_csv([["y", "a"], [0.5, 1], [1.5, 2], [2, 3]])
-    splits = load_csv_file(csv_args(path))
+    splits = load_dataset("csv", csv_args(path))
     assert splits.task == "regression" and splits.num_classes is None
     assert splits.train.y.shape == (3, 1) and splits.train.y.dtype == torch.float32
     assert splits.train.y[:, 0].tolist() == [0.5, 1.5, 2.0]
@@ -428,25 +429,25 @@ def test_csv_float_target_is_regression(make_csv):
 
 def test_csv_text_target_classes_are_sorted_names(make_csv):
     path = make_csv([["x", "species"], [1, "setosa"], [2, "virginica"], [3, "setosa"], [4, "versicolor"]])
-    splits = load_csv_file(csv_args(path, target="species"))
+    splits = load_dataset("csv", csv_args(path, target="species"))
     assert splits.class_names == ["setosa", "versicolor", "virginica"] and splits.num_classes == 3
     assert splits.train.y.tolist() == [0, 2, 0, 1]
 
 
 def test_csv_features_and_task(make_csv):
     path = make_csv([["a", "b", "c", "y"], [1, 2, 3, 0], [4, 5, 6, 1]])
-    splits = load_csv_file(csv_args(path, features=["c", "a"], task="regression"))
+    splits = load_dataset("csv", csv_args(path, features=["c", "a"], task="regression"))
     assert splits.train.x.tolist() == [[3.0, 1.0], [6.0, 4.0]]
     assert splits.task == "regression" and splits.train.y.shape == (2, 1)
     path = make_csv([["a", "y"], [1, "0"], [2, "1.0"]], name="floats.csv")
-    splits = load_csv_file(csv_args(path, task="classification"))
+    splits = load_dataset("csv", csv_args(path, task="classification"))
     assert splits.train.y.tolist() == [0, 1]
 
 
 def test_csv_window_predicts_the_next_row(make_csv):
     rows = [[t, 10 * t, t % 3] for t in range(8)]  # columns a, b, y
     path = make_csv([["a", "b", "y"], *rows])
-    splits = load_csv_file(csv_args(path, window=3))
+    splits = load_dataset("csv", csv_args(path, window=3))
     assert splits.train.x.shape == (5, 3, 2) and splits.train.x.dtype == torch.float32
     for i in range(5):
         assert splits.train.x[i].tolist() == [[float(t), 10.0 * t] for t in range(i, i + 3)]
@@ -457,8 +458,8 @@ def test_csv_window_univariate_series(make_csv):
     path = make_csv([["value"], *[[v] for v in (0.5, 1.5, 2.5, 3.5, 4.5)]])
     with pytest.raises(DataError, match=r"expected feature columns besides the target 'value'.*"
                                         r"features: \[value\]"):
-        load_csv_file(csv_args(path, target="value", window=2))
-    splits = load_csv_file(csv_args(path, target="value", features=["value"], window=2))
+        load_dataset("csv", csv_args(path, target="value", window=2))
+    splits = load_dataset("csv", csv_args(path, target="value", features=["value"], window=2))
     assert splits.train.x.shape == (3, 2, 1) and splits.train.y.shape == (3, 1)
     assert splits.train.x[0, :, 0].tolist() == [0.5, 1.5] and splits.train.y[0].item() == 2.5
     assert splits.task == "regression"
@@ -467,7 +468,7 @@ def test_csv_window_univariate_series(make_csv):
 def test_csv_test_path(make_csv):
     train = make_csv([["a", "b", "label"], [1, 2, "cat"], [3, 4, "dog"]], name="train.csv")
     test = make_csv([["b", "label", "a", "extra"], [20, "dog", 10, 0]], name="test.csv")
-    splits = load_csv_file(csv_args(train, target="label", test_path=str(test)))
+    splits = load_dataset("csv", csv_args(train, target="label", test_path=str(test)))
     assert splits.test.x.tolist() == [[10.0, 20.0]] and splits.test.y.tolist() == [1]
 
 
@@ -475,25 +476,25 @@ def test_csv_windows_in_the_test_file_too(make_csv):
     train = make_csv([["a", "y"], *[[i, i] for i in range(6)]], name="train.csv")
     test = make_csv([["a", "y"], [1, 1], [2, 2]], name="test.csv")
     with pytest.raises(DataError, match=r"test\.csv: data\.window=2 needs at least 3 data rows .*received 2"):
-        load_csv_file(csv_args(train, window=2, test_path=str(test)))
+        load_dataset("csv", csv_args(train, window=2, test_path=str(test)))
 
 
 def test_csv_unknown_columns(make_csv):
     path = make_csv([["temp", "humidity", "price"], [1, 2, 3]])
     with pytest.raises(DataError, match=r"data\.csv: target column 'prise' not found; did you mean 'price'\? the "
                                         r"file has columns: temp, humidity, price"):
-        load_csv_file(csv_args(path, target="prise"))
+        load_dataset("csv", csv_args(path, target="prise"))
     with pytest.raises(DataError, match=r"feature column 'humdity' not found; did you mean 'humidity'\?"):
-        load_csv_file(csv_args(path, target="price", features=["temp", "humdity"]))
+        load_dataset("csv", csv_args(path, target="price", features=["temp", "humdity"]))
     with pytest.raises(DataError, match=r"feature columns 'tmp', 'humdity' not found; did you mean 'temp'\? the file "
                                         r"has columns: temp, humidity, price"):
-        load_csv_file(csv_args(path, target="price", features=["tmp", "humidity", "humdity"]))
+        load_dataset("csv", csv_args(path, target="price", features=["tmp", "humidity", "humdity"]))
     with pytest.raises(DataError, match=r"the target 'price' is also listed in data\.features"):
-        load_csv_file(csv_args(path, target="price", features=["temp", "price"]))
+        load_dataset("csv", csv_args(path, target="price", features=["temp", "price"]))
     with pytest.raises(DataError, match=r"expected each feature once in data\.features, received 'temp'"):
-        load_csv_file(csv_args(path, target="price", features=["temp", "temp"]))
+        load_dataset("csv", csv_args(path, target="price", features=["temp", "temp"]))
     with pytest.raises(DataError, match=r"expected at least one name in data\.features"):
-        load_csv_file(csv_args(path, target="price", features=[]))
+        load_dataset("csv", csv_args(path, target="price", features=[]))
 
 
 @pytest.mark.parametrize("cell, expected, received", [
@@ -506,7 +507,7 @@ def test_csv_bad_feature_cell_names_line_and_column(make_csv, cell, expected, re
     path = make_csv([["a", "b", "y"], [1, 2, 0], [3, cell, 1], [5, 6, 0]])
     with pytest.raises(DataError, match=rf"data\.csv:3: column 'b' \(data row 2\): expected {expected}, "
                                         rf"received {received}"):
-        load_csv_file(csv_args(path))
+        load_dataset("csv", csv_args(path))
 
 
 @pytest.mark.parametrize("cell, task, message", [
@@ -522,32 +523,32 @@ def test_csv_bad_feature_cell_names_line_and_column(make_csv, cell, expected, re
 def test_csv_bad_target_cells(make_csv, cell, task, message):
     path = make_csv([["a", "y"], [1, 1], [2, cell], [3, 0]])
     with pytest.raises(DataError, match=message):
-        load_csv_file(csv_args(path, task=task))
+        load_dataset("csv", csv_args(path, task=task))
 
 
 def test_csv_mixed_target_as_class_names(make_csv):
     path = make_csv([["a", "y"], [1, 1], [2, "cat"]])
-    assert load_csv_file(csv_args(path, task="classification")).class_names == ["1", "cat"]
+    assert load_dataset("csv", csv_args(path, task="classification")).class_names == ["1", "cat"]
 
 
 def test_csv_structure_errors(make_csv, tmp_path):
     with pytest.raises(DataError, match=r"nothere\.csv: file not found; expected a CSV file with a header row"):
-        load_csv_file(csv_args(tmp_path / "nothere.csv"))
+        load_dataset("csv", csv_args(tmp_path / "nothere.csv"))
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     with pytest.raises(DataError, match=r"empty\.csv: expected a header row with column names, received an "
                                         r"empty file"):
-        load_csv_file(csv_args(empty))
+        load_dataset("csv", csv_args(empty))
     with pytest.raises(DataError, match=r"expected data rows after the header, the file has none"):
-        load_csv_file(csv_args(make_csv([["a", "y"]], name="header_only.csv")))
+        load_dataset("csv", csv_args(make_csv([["a", "y"]], name="header_only.csv")))
     with pytest.raises(DataError, match=r"ragged\.csv:3: expected 2 fields as in the header, received 3"):
-        load_csv_file(csv_args(make_csv([["a", "y"], [1, 0], [2, 1, 5]], name="ragged.csv")))
+        load_dataset("csv", csv_args(make_csv([["a", "y"], [1, 0], [2, 1, 5]], name="ragged.csv")))
     with pytest.raises(DataError, match=r"dup\.csv:1: expected unique column names, received 'a'"):
-        load_csv_file(csv_args(make_csv([["a", "a", "y"], [1, 2, 0]], name="dup.csv")))
+        load_dataset("csv", csv_args(make_csv([["a", "a", "y"], [1, 2, 0]], name="dup.csv")))
     binary = tmp_path / "binary.csv"
     binary.write_bytes(b"a,y\n\xff\xfe,1\n")
     with pytest.raises(DataError, match=r"binary\.csv: expected UTF-8 text"):
-        load_csv_file(csv_args(binary))
+        load_dataset("csv", csv_args(binary))
 
 
 def test_csv_without_a_header_row_is_refused(make_csv):
@@ -555,24 +556,24 @@ def test_csv_without_a_header_row_is_refused(make_csv):
     path = make_csv([[1, 2.5, 0], [3, 4, 1], [5, -6e-1, 0]], name="noheader.csv")
     with pytest.raises(DataError, match=r"noheader\.csv:1: expected a header row of column names, received a row "
                                         r"of numbers \(1, 2\.5, 0\), which looks like data; HINT: add a first line"):
-        load_csv_file(csv_args(path, target="0"))
+        load_dataset("csv", csv_args(path, target="0"))
     # names that merely contain or resemble numbers are names
     path = make_csv([["2024", "x1", "y"], [1, 2, 0], [3, 4, 1]], name="year.csv")
-    assert load_csv_file(csv_args(path)).meta["features"] == ["2024", "x1"]
+    assert load_dataset("csv", csv_args(path)).meta["features"] == ["2024", "x1"]
 
 
 def test_csv_blank_lines_are_skipped_and_lines_counted(tmp_path):
     path = tmp_path / "gaps.csv"
     path.write_text("a,y\n1,0\n\n2,1\nx,0\n")
     with pytest.raises(DataError, match=r"gaps\.csv:5: column 'a' \(data row 3\)"):
-        load_csv_file(csv_args(path))
+        load_dataset("csv", csv_args(path))
 
 
 def test_csv_window_needs_enough_rows(make_csv):
     path = make_csv([["a", "y"], [1, 1], [2, 2], [3, 3]])
     with pytest.raises(DataError, match=r"data\.csv: data\.window=3 needs at least 4 data rows \(a window and "
                                         r"the next row's target\), received 3"):
-        load_csv_file(csv_args(path, window=3))
+        load_dataset("csv", csv_args(path, window=3))
 
 
 def test_csv_test_file_problems(make_csv):
@@ -580,11 +581,11 @@ def test_csv_test_file_problems(make_csv):
     test = make_csv([["a", "y"], [1, "cat"]], name="test.csv")
     with pytest.raises(DataError, match=r"test\.csv: expected column 'b' as in .*train\.csv; the file has "
                                         r"columns: a, y"):
-        load_csv_file(csv_args(train, test_path=str(test)))
+        load_dataset("csv", csv_args(train, test_path=str(test)))
     test = make_csv([["a", "b", "y"], [1, 2, "cat"], [1, 2, "bird"]], name="test2.csv")
     with pytest.raises(DataError, match=r"test2\.csv:3: column 'y' \(data row 2\): expected one of the training "
                                         r"file's classes \(cat, dog\), received 'bird'"):
-        load_csv_file(csv_args(train, test_path=str(test)))
+        load_dataset("csv", csv_args(train, test_path=str(test)))
 
 
 HUGE = "k" * 100_000
@@ -611,7 +612,7 @@ HUGE = "k" * 100_000
         "long feature name", "duplicate column"])
 def test_csv_messages_cut_what_they_echo_of_the_file(make_csv, rows, args, message):
     with pytest.raises(DataError) as info:
-        load_csv_file(csv_args(make_csv(rows), **args))
+        load_dataset("csv", csv_args(make_csv(rows), **args))
     assert len(str(info.value)) < 2_000 and re.search(message, str(info.value)), str(info.value)[:2_000]
 
 
@@ -619,7 +620,7 @@ def test_npz_missing_array_lists_at_most_20_of_the_file_s(make_npz):
     path = make_npz(**{f"a{i}": np.zeros(1) for i in range(100)}, y=np.zeros(1))
     with pytest.raises(DataError, match=r"expected an array named 'x'; the file has: a0, a1, .*, a19, "
                                         r"\.\.\. \(101 in all\)$"):
-        load_npz_file({"path": str(path)})
+        load_dataset("npz", {"path": str(path)})
 
 
 # ---------------------------------------------------------------------------
@@ -629,13 +630,13 @@ def test_npz_missing_array_lists_at_most_20_of_the_file_s(make_npz):
 RED, GREEN, WHITE = (255, 0, 0), (0, 255, 0), (255, 255, 255)
 
 
-def image_args(path, input_shape=(3, 8, 8), **extra):
-    return {"path": str(path), "test_path": None, "input_shape": list(input_shape), **extra}
+def load_images(path, input_shape=(3, 8, 8), **extra):
+    return load_dataset("image_folder", {"path": str(path), **extra}, input_shape)
 
 
 def test_image_folder_resizes_and_labels(make_image_folder):
     root = make_image_folder({"cat": [(10, 12, RED), (4, 4, RED)], "ant": [(8, 8, GREEN)] * 3})
-    splits = load_image_folder_dir(image_args(root, (3, 6, 9)))
+    splits = load_images(root, (3, 6, 9))
     assert splits.train.x.shape == (5, 3, 6, 9) and splits.train.x.dtype == torch.uint8
     assert splits.class_names == ["ant", "cat"] and splits.num_classes == 2
     assert splits.train.y.tolist() == [0, 0, 0, 1, 1] and splits.train.y.dtype == torch.int64
@@ -646,16 +647,16 @@ def test_image_folder_resizes_and_labels(make_image_folder):
 
 def test_image_folder_grey(make_image_folder):
     root = make_image_folder({"a": [(5, 5, WHITE)], "b": [(5, 5, (0, 0, 0))]})
-    splits = load_image_folder_dir(image_args(root, (1, 5, 7)))
+    splits = load_images(root, (1, 5, 7))
     assert splits.train.x.shape == (2, 1, 5, 7)
     assert (splits.train.x[0] == 255).all() and (splits.train.x[1] == 0).all()
-    assert load_image_folder_dir(image_args(root, (4, 3))).train.x.shape == (2, 1, 4, 3)  # [H, W]: grey
+    assert load_images(root, (4, 3)).train.x.shape == (2, 1, 4, 3)  # [H, W]: grey
 
 
 def test_image_folder_train_and_test_subfolders(make_image_folder, tmp_path):
     make_image_folder({"a": [(4, 4, RED)] * 2, "b": [(4, 4, GREEN)]}, name="set/train")
     make_image_folder({"a": [(4, 4, RED)], "b": [(4, 4, GREEN)] * 3}, name="set/test")
-    splits = load_image_folder_dir(image_args(tmp_path / "set", (3, 4, 4)))
+    splits = load_images(tmp_path / "set", (3, 4, 4))
     assert len(splits.train) == 3 and len(splits.test) == 4
     assert splits.test.y.tolist() == [0, 1, 1, 1]
 
@@ -663,7 +664,7 @@ def test_image_folder_train_and_test_subfolders(make_image_folder, tmp_path):
 def test_image_folder_test_path(make_image_folder):
     train = make_image_folder({"a": [(4, 4, RED)], "b": [(4, 4, GREEN)]}, name="train_imgs")
     test = make_image_folder({"a": [(4, 4, RED)], "b": [(4, 4, GREEN)]}, name="test_imgs")
-    splits = load_image_folder_dir(image_args(train, (3, 4, 4), test_path=str(test)))
+    splits = load_images(train, (3, 4, 4), test_path=str(test))
     assert splits.test.x.shape == (2, 3, 4, 4)
 
 
@@ -671,19 +672,19 @@ def test_image_folder_ignores_other_files(make_image_folder):
     root = make_image_folder({"a": [(4, 4, RED)], "b": [(4, 4, GREEN)]})
     (root / "a" / "notes.txt").write_text("not an image")
     (root / ".hidden").mkdir()
-    assert len(load_image_folder_dir(image_args(root)).train) == 2
+    assert len(load_images(root).train) == 2
 
 
 def test_image_folder_errors(make_image_folder, tmp_path):
     with pytest.raises(DataError, match=r"nowhere: not found; expected a folder of class folders"):
-        load_image_folder_dir(image_args(tmp_path / "nowhere"))
+        load_images(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match=r"empty: expected one folder per class .*received no sub-folders"):
-        load_image_folder_dir(image_args(tmp_path / "empty"))
+        load_images(tmp_path / "empty")
     root = make_image_folder({"a": [(4, 4, RED)]})
     (root / "b").mkdir()
     with pytest.raises(DataError, match=r"images/b: expected images .* in class folder 'b', received none"):
-        load_image_folder_dir(image_args(root))
+        load_images(root)
 
 
 def test_image_folder_loose_images(tmp_path):
@@ -692,14 +693,14 @@ def test_image_folder_loose_images(tmp_path):
     (tmp_path / "flat").mkdir()
     Image.new("RGB", (4, 4)).save(tmp_path / "flat" / "one.png")
     with pytest.raises(DataError, match=r"found 1 images directly inside; move them into class folders"):
-        load_image_folder_dir(image_args(tmp_path / "flat"))
+        load_images(tmp_path / "flat")
 
 
 def test_image_folder_corrupt_image_names_the_file(make_image_folder):
     root = make_image_folder({"a": [(4, 4, RED)], "b": [(4, 4, GREEN)]})
     (root / "b" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     with pytest.raises(DataError, match=r"images/b/broken\.png: expected a readable image"):
-        load_image_folder_dir(image_args(root))
+        load_images(root)
 
 
 def test_image_folder_truncated_image(make_image_folder):
@@ -707,7 +708,7 @@ def test_image_folder_truncated_image(make_image_folder):
     file = root / "a" / "000.png"
     file.write_bytes(file.read_bytes()[:60])
     with pytest.raises(DataError, match=r"images/a/000\.png: expected a readable image"):
-        load_image_folder_dir(image_args(root))
+        load_images(root)
 
 
 def test_image_folder_test_classes_must_match(make_image_folder):
@@ -715,7 +716,7 @@ def test_image_folder_test_classes_must_match(make_image_folder):
     test = make_image_folder({"a": [(4, 4, RED)], "c": [(4, 4, GREEN)]}, name="test_imgs")
     with pytest.raises(DataError, match=r"test_imgs: expected the same class folders as .*train_imgs \(a, b\), "
                                         r"received missing b; extra c"):
-        load_image_folder_dir(image_args(train, test_path=str(test)))
+        load_images(train, test_path=str(test))
 
 
 def test_image_folder_class_lists_are_cut(make_image_folder):
@@ -724,14 +725,14 @@ def test_image_folder_class_lists_are_cut(make_image_folder):
     with pytest.raises(DataError, match=r"train_imgs \(c00, c01, .*, c19, \.\.\. \(30 in all\)\), received "
                                         r"missing c00, .*, c19, \.\.\. \(30 in all\); "
                                         r"extra x00, .*, x19, \.\.\. \(30 in all\)$"):
-        load_image_folder_dir(image_args(train, test_path=str(test)))
+        load_images(train, test_path=str(test))
 
 
 def test_csv_text_classes_list_at_most_10(make_csv):
     train = make_csv([["a", "y"]] + [[i, f"class{i}"] for i in range(30)], name="train.csv")
     test = make_csv([["a", "y"], [1, "k" * 100_000]], name="test.csv")
     with pytest.raises(DataError) as info:
-        load_csv_file(csv_args(train, task="classification", test_path=str(test)))
+        load_dataset("csv", csv_args(train, task="classification", test_path=str(test)))
     assert re.search(r"test\.csv:2: column 'y' \(data row 1\): expected one of the training file's classes \(class0, "
                      r"class1, .*, \.\.\. \(30 in all\)\), received 'k{55}\.\.\.' \(100,000 characters\)$",
                      str(info.value)), str(info.value)[:2_000]
@@ -741,7 +742,7 @@ def test_image_folder_test_split_given_twice(make_image_folder, tmp_path):
     make_image_folder({"a": [(4, 4, RED)]}, name="set/train")
     make_image_folder({"a": [(4, 4, RED)]}, name="set/test")
     with pytest.raises(DataError, match=r"set: has a test/ folder and data\.test_path=.* is given too"):
-        load_image_folder_dir(image_args(tmp_path / "set", test_path=str(tmp_path / "set" / "test")))
+        load_images(tmp_path / "set", test_path=str(tmp_path / "set" / "test"))
 
 
 @pytest.mark.parametrize("shape, message", [
@@ -753,10 +754,8 @@ def test_image_folder_test_split_given_twice(make_image_folder, tmp_path):
 ])
 def test_image_folder_input_shape_errors(make_image_folder, shape, message):
     root = make_image_folder({"a": [(4, 4, RED)]})
-    args = image_args(root)
-    args["input_shape"] = list(shape) if shape else None
     with pytest.raises(DataError, match=message):
-        load_image_folder_dir(args)
+        load_images(root, shape)
 
 
 # ---------------------------------------------------------------------------
@@ -773,9 +772,9 @@ def _registry_args(name, tmp_path, make_npz, make_csv, make_image_folder):
                 "task": "auto"}
     if name == "csv":
         return csv_args(make_csv([["a", "y"], [1, 0], [2, 1], [3, 0]]))
-    if name == "image_folder":  # the caller adds the model's input shape
+    if name == "image_folder":
         return {"path": str(make_image_folder({"a": [(4, 4, RED)], "b": [(4, 4, GREEN)]})), "test_path": None,
-                "input_shape": [1, 6, 6]}
+                "in_memory": "auto", "workers": None}
     raise AssertionError(f"no test arguments for dataset {name!r}: add them here")
 
 
@@ -786,14 +785,45 @@ def test_every_dataset_is_covered():
 @pytest.mark.parametrize("name", [n for n in DATASETS.names() if n != "mnist"])  # mnist: tested above
 def test_registry_build_dispatches_to_loader(name, tmp_path, offline, make_npz, make_csv, make_image_folder):
     args = _registry_args(name, tmp_path, make_npz, make_csv, make_image_folder)
+    input_shape = [1, 6, 6] if DATASETS.get(name).meta.get("images") else None  # images are sized by the model
     if name in TORCHVISION_SETS:
         with pytest.raises(DataError, match=rf"{name}: the data set is not in"):
-            DATASETS.get(name).build(args)
+            DATASETS.get(name).build(args, input_shape)
         return
-    splits = DATASETS.get(name).build(args)
+    splits = DATASETS.get(name).build(args, input_shape)
     assert isinstance(splits, Splits) and len(splits.train) > 0
     expected = {"npz": (4, 3), "csv": (3, 1), "image_folder": (2, 1, 6, 6)}[name]
     assert tuple(splits.train.x.shape) == expected
+
+
+@pytest.mark.parametrize("name", DATASETS.names())
+def test_load_dataset_gives_loaders_every_declared_arg_with_its_declared_default(name, monkeypatch):
+    """Loaders index their args: whatever a caller leaves out is the declared default."""
+    entry = DATASETS.get(name)
+    received = []
+    recording = dataclasses.replace(entry, build=lambda args, input_shape: received.append((args, input_shape)))
+    monkeypatch.setattr(DATASETS, "get", lambda _: recording)
+    required = {a.name: "somewhere" for a in entry.args if a.required}
+    load_dataset(name, required, (1, 6, 6))
+    args, input_shape = received[0]
+    assert args == {**{a.name: a.default for a in entry.args if not a.required},
+                    **{k: os.path.abspath(v) if k == "path" else v for k, v in required.items()}}
+    assert input_shape == [1, 6, 6]
+
+
+def test_an_image_folder_loaded_without_in_memory_holds_images_as_declared_auto(make_image_folder, monkeypatch):
+    from dlcli.data import stream
+
+    root = make_image_folder({"a": [(4, 4, RED)], "b": [(4, 4, GREEN)]})
+    monkeypatch.setattr(stream, "available_memory", lambda: 10)  # 2 images of 3x8x8 bytes do not fit 25% of it
+    assert load_images(root).train.files.shape == (2,)  # streamed: ImageFiles
+    monkeypatch.setattr(stream, "available_memory", lambda: 10**9)
+    assert load_images(root).train.x.shape == (2, 3, 8, 8)
+
+
+def test_load_dataset_refuses_args_its_declaration_does_not_take():
+    with pytest.raises(DataError, match=r"data set npz: unknown argument 'input_shape' for npz"):
+        load_dataset("npz", {"path": "x.npz", "input_shape": [3]})
 
 
 def test_npz_too_large_for_memory_is_refused_before_reading(make_npz, monkeypatch):
@@ -807,13 +837,13 @@ def test_npz_too_large_for_memory_is_refused_before_reading(make_npz, monkeypatc
     monkeypatch.setattr(stream, "available_memory", lambda: need - 1)
     with pytest.raises(DataError, match=rf"{path}: reading x, y, x_test, y_test needs about 104\.4 KiB of memory "
                                         r"\(each array, then its float32 copy\), and 104\.4 KiB is available; HINT"):
-        load_npz_file({"path": str(path)})
+        load_dataset("npz", {"path": str(path)})
     assert read == []  # refused from the headers alone
     monkeypatch.undo()
     monkeypatch.setattr(stream, "available_memory", lambda: need)
-    assert len(load_npz_file({"path": str(path)}).train) == 100
+    assert len(load_dataset("npz", {"path": str(path)}).train) == 100
     monkeypatch.setattr(stream, "available_memory", lambda: None)  # unknown: read
-    assert len(load_npz_file({"path": str(path)}).train) == 100
+    assert len(load_dataset("npz", {"path": str(path)}).train) == 100
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.int64, np.bool_])
@@ -822,17 +852,17 @@ def test_npz_one_hot_targets_are_class_ids(make_npz, dtype):
     ids = np.array([2, 0, 1, 2, 0, 0])
     one_hot = np.eye(4, dtype=dtype)[ids]  # class 3 never occurs: still 4 classes
     path = make_npz(x=np.random.rand(6, 3), y=one_hot, x_test=np.random.rand(2, 3), y_test=np.array([3, 1]))
-    splits = load_npz_file({"path": str(path)})
+    splits = load_dataset("npz", {"path": str(path)})
     assert splits.task == "classification" and splits.num_classes == 4
     assert splits.train.y.tolist() == ids.tolist() and splits.test.y.tolist() == [3, 1]
     values = make_npz("values.npz", x=np.random.rand(6, 3), y=one_hot)
-    assert load_npz_file({"path": str(values), "task": "regression"}).train.y.shape == (6, 4)  # kept as values
+    assert load_dataset("npz", {"path": str(values), "task": "regression"}).train.y.shape == (6, 4)  # kept as values
 
 
 def test_npz_rows_that_are_not_one_hot_are_not_class_ids(make_npz):
     soft = np.array([[0.5, 0.5], [1.0, 0.0]])  # soft labels: values, as before
-    assert load_npz_file({"path": str(make_npz(x=np.random.rand(2, 3), y=soft))}).task == "regression"
+    assert load_dataset("npz", {"path": str(make_npz(x=np.random.rand(2, 3), y=soft))}).task == "regression"
     two = np.array([[1, 1, 0], [0, 1, 0]])  # multi-label: not one class per sample
     with pytest.raises(DataError, match=r"expected one class id per sample, shape \(N,\), or one-hot rows "
                                         r"\(N, classes\), received targets of shape \(2, 3\) that are not one-hot"):
-        load_npz_file({"path": str(make_npz("two.npz", x=np.random.rand(2, 3), y=two))})
+        load_dataset("npz", {"path": str(make_npz("two.npz", x=np.random.rand(2, 3), y=two))})

@@ -15,8 +15,7 @@ import torch
 
 from dlcli.checkpoint import load_checkpoint
 from dlcli.config import config_from_text
-from dlcli.data import stream
-from dlcli.data._sources import load_image_folder_dir
+from dlcli.data import load_dataset, stream
 from dlcli.data._tensors import ImageFiles, Split
 from dlcli.data.prepare import prepare_data
 from dlcli.errors import ConfigError, DataError
@@ -85,13 +84,13 @@ def _records(run_dir) -> list[dict]:
 # Choosing the path
 # ---------------------------------------------------------------------------
 
-def _args(root, **extra):
-    return {"path": str(root), "test_path": None, "input_shape": [3, 12, 12], **extra}
+def _load(root, **args):
+    return load_dataset("image_folder", {"path": str(root), **args}, [3, 12, 12])
 
 
 def test_in_memory_forces_either_path(image_tree):
-    held = load_image_folder_dir(_args(image_tree, in_memory=True))
-    streamed = load_image_folder_dir(_args(image_tree, in_memory=False))
+    held = _load(image_tree, in_memory=True)
+    streamed = _load(image_tree, in_memory=False)
     assert isinstance(held.train, Split) and isinstance(held.test, Split)
     assert isinstance(streamed.train, ImageFiles) and isinstance(streamed.test, ImageFiles)
     assert streamed.train.y.tolist() == held.train.y.tolist() and len(streamed.test) == 12
@@ -101,11 +100,11 @@ def test_in_memory_forces_either_path(image_tree):
 def test_auto_streams_only_what_does_not_fit_the_budget(image_tree, monkeypatch):
     pixels = (33 + 12) * 3 * 12 * 12  # the decoded uint8 tensors of both splits
     monkeypatch.setattr(stream, "available_memory", lambda: int(pixels / stream.IN_MEMORY_FRACTION))
-    assert isinstance(load_image_folder_dir(_args(image_tree, in_memory="auto")).train, Split)
+    assert isinstance(_load(image_tree, in_memory="auto").train, Split)
     monkeypatch.setattr(stream, "available_memory", lambda: int(pixels / stream.IN_MEMORY_FRACTION) - 1)
-    assert isinstance(load_image_folder_dir(_args(image_tree, in_memory="auto")).train, ImageFiles)
+    assert isinstance(_load(image_tree, in_memory="auto").train, ImageFiles)
     monkeypatch.setattr(stream, "available_memory", lambda: None)  # unknown: as before, in memory
-    assert isinstance(load_image_folder_dir(_args(image_tree, in_memory="auto")).train, Split)
+    assert isinstance(_load(image_tree, in_memory="auto").train, Split)
 
 
 def test_available_memory_reads_this_machine():
@@ -185,7 +184,7 @@ def test_a_batch_outside_the_plan_is_refused(stream_cfg):
 def test_normalization_of_a_large_set_reads_a_seeded_sample(stream_cfg, monkeypatch):
     monkeypatch.setattr(stream, "NORMALIZATION_SAMPLE", 10)
     cfg = stream_cfg("data.in_memory=false", "data.workers=0", "data.val_split=0")
-    files = load_image_folder_dir(_args(cfg["data"]["path"], in_memory=False)).train
+    files = _load(cfg["data"]["path"], in_memory=False).train
     read = []
     real = stream.read_batches
     monkeypatch.setattr(stream, "read_batches", lambda f, batches, *a, **k: read.extend(batches) or real(f, batches, *a, **k))

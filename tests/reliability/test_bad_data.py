@@ -171,13 +171,13 @@ def test_bad_data_is_one_clear_message_before_training(tmp_path, case):
 
 def test_image_folder_converts_channels_and_size_to_the_model_input(tmp_path):
     """Images are converted (RGB <-> grey) and resized to model.input_shape, not refused."""
-    from dlcli.data import DATASETS
+    from dlcli.data import load_dataset
 
     make = image_folder({"cat": _RGB, "dog": [np.full((5, 7), 200, np.uint8)] * 2})  # RGB 10x12 and grey 5x7
     root, _ = make(tmp_path)
-    grey = DATASETS.get("image_folder").build({"path": str(root), "test_path": None, "input_shape": [1, 8, 8]})
+    grey = load_dataset("image_folder", {"path": str(root)}, [1, 8, 8])
     assert tuple(grey.train.x.shape) == (5, 1, 8, 8)
-    rgb = DATASETS.get("image_folder").build({"path": str(root), "test_path": None, "input_shape": [3, 8, 8]})
+    rgb = load_dataset("image_folder", {"path": str(root)}, [3, 8, 8])
     assert tuple(rgb.train.x.shape) == (5, 3, 8, 8)
     dog = rgb.train.x[rgb.train.y == 1]
     assert (dog == 200).all()  # a grey image becomes three equal channels

@@ -226,6 +226,24 @@ def test_inputs_that_cannot_fit_are_clear_errors(case, message, regression_run, 
     assert re.search(message, " ".join(result.output.split())), result.output
 
 
+def test_an_npz_too_large_for_memory_is_refused_before_reading_as_training_refuses_it(regression_run, tmp_path,
+                                                                                      monkeypatch):
+    """The same guard as the npz loader's (tests/data/test_sources.py), not an out-of-memory kill."""
+    import re
+
+    from dlcli.data import stream
+
+    path = tmp_path / "big.npz"
+    np.savez(path, x=np.zeros((100, 4), np.float32))
+    need = 100 * 4 * (4 + 4)  # each float32 value, then its float32 copy
+    monkeypatch.setattr(stream, "available_memory", lambda: need - 1)
+    with pytest.raises(DataError, match=rf"{re.escape(str(path))}: reading x needs about 3\.1 KiB of memory "
+                                        rf"\(each array, then its float32 copy\), and .* is available; HINT"):
+        predict(regression_run, [path])
+    monkeypatch.setattr(stream, "available_memory", lambda: need)
+    assert len(predict(regression_run, [path]).rows) == 100
+
+
 def test_missing_input_is_a_data_error(regression_run, tmp_path):
     with pytest.raises(DataError, match="no such file or directory"):
         predict(regression_run, [tmp_path / "nothing.npz"])

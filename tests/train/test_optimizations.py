@@ -115,6 +115,19 @@ def test_graph_blockers_name_each_reason(tiny_cfg):
     assert graph_blockers(tiny_cfg("scheduler=null"), torch.device("cuda")) == []
 
 
+def test_graph_blockers_read_which_optimizers_are_captured_from_the_registry(tiny_cfg, monkeypatch):
+    from dlcli.optim import OPTIMIZERS
+    from dlcli.train.cuda_graphs import graph_blockers
+
+    cfg = tiny_cfg("scheduler=null", "optimizer.type=rmsprop")
+    assert graph_blockers(cfg, torch.device("cuda")) == [
+        "optimizer rmsprop is not captured (use one of adam, adamw, sgd)"]
+    monkeypatch.setitem(OPTIMIZERS.get("rmsprop").meta, "capturable", True)
+    assert graph_blockers(cfg, torch.device("cuda")) == []
+    reasons = graph_blockers(tiny_cfg("scheduler=null", "optimizer.type=adagrad"), torch.device("cuda"))
+    assert reasons == ["optimizer adagrad is not captured (use one of adam, adamw, sgd, rmsprop)"]
+
+
 def test_cuda_graphs_refuse_a_training_set_held_in_cpu_memory(tiny_cfg, monkeypatch):
     """Data too large for the GPU stay in CPU memory and are copied per batch: a captured step
     would gather its batch once, at capture time, and replay that batch forever."""
