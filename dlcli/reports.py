@@ -16,12 +16,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from dlcli.errors import DataError, DlcliError, short_repr
+from dlcli.errors import DataError, DlcliError, short_repr, short_size
 from dlcli.inference import TrainedModel, check_labels, load_trained
 from dlcli.model import autocast_dtype
 
@@ -181,11 +182,14 @@ def load_data_file(path: Path, trained: TrainedModel):
         raise DataError(f"{path}: no such file or directory; expected an .npz, a .csv or a folder of class "
                         f"folders")
     if path.is_dir():
+        from dlcli.data._tensors import ImageFiles
         from dlcli.inference import image_sample_shape
 
         shape = image_sample_shape(cfg, str(path))
-        # held in memory: evaluating other data takes their samples as tensors
-        return load_dataset("image_folder", {"path": str(path), "in_memory": True}, shape)
+        splits = load_dataset("image_folder", {"path": str(path), "in_memory": "auto"}, shape)
+        if isinstance(splits.train, ImageFiles):  # streamed: evaluating other data takes samples as tensors
+            _refuse_streamed_images(path, splits)
+        return splits
     if path.suffix.lower() == ".npz":
         return load_dataset("npz", {"path": str(path), "task": task}, trained.input_shape)
     if path.suffix.lower() == ".csv":
@@ -198,6 +202,18 @@ def load_data_file(path: Path, trained: TrainedModel):
                                     "features": trained.csv_features, "window": data["window"]})
     raise DataError(f"{path}: expected an .npz file, a .csv file or a folder of class folders, received a "
                     f"{path.suffix or 'extension-less'} file")
+
+
+def _refuse_streamed_images(path: Path, splits) -> None:
+    """An image folder too large to hold decoded in memory (training would stream it) is
+    refused before it is decoded, not read until the process runs out of memory."""
+    from dlcli.data.stream import available_memory
+
+    count = sum(len(split) for split in (splits.train, splits.test) if split is not None)
+    need = count * math.prod(splits.train.shape)
+    raise DataError(f"{path}: its {count:,} images take {short_size(need)} decoded, and evaluating other data "
+                    f"holds them in memory ({short_size(available_memory() or 0)} available; images may take a "
+                    f"quarter of it); HINT: evaluate the folder in parts")
 
 
 def _autocast(trained: TrainedModel):

@@ -365,3 +365,18 @@ def test_evaluate_json_prints_the_report_alone_on_stdout(mnist_run, tmp_path, cl
     assert report == json.loads((tmp_path / "eval_test.json").read_text())
     assert report["accuracy"] == json.loads((mnist_run / "summary.json").read_text())["test"]["accuracy"]
     assert "wrote eval_test.json" in result.stderr
+
+
+def test_an_image_folder_too_large_to_hold_is_refused_before_decoding(images_run, tmp_path, write_images,
+                                                                      monkeypatch):
+    """Training would stream it (data.in_memory: auto); evaluating other data holds samples as
+    tensors, so it is refused with the sizes rather than decoded until memory runs out."""
+    from dlcli.data import _sources, stream
+
+    folder = write_images(tmp_path / "big", classes=("cat", "dog"), per_class=3)
+    monkeypatch.setattr(stream, "available_memory", lambda: 100)  # 6 images of 3x8x8 bytes: more than 25 bytes
+    monkeypatch.setattr(_sources, "_read_images", None)  # nothing may be decoded
+    with pytest.raises(DataError, match=r"big: its 6 images take 1.1 KiB decoded, and evaluating other data "
+                                        r"holds them in memory \(100 bytes available; .*HINT: evaluate the folder "
+                                        r"in parts$"):
+        evaluate_checkpoint(images_run, data=folder)
