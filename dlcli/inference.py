@@ -152,7 +152,7 @@ def load_trained(path: str | Path, device: str | None = None) -> TrainedModel:
     """Load a checkpoint (a run directory means its best.pt) ready for inference."""
     from dlcli.checkpoint import checkpoint_config, load_checkpoint, load_model_from_checkpoint
     from dlcli.config import infer_shapes
-    from dlcli.losses import LOSSES
+    from dlcli.losses import LOSSES, target_kind
     from dlcli.runs import run_dir_of
 
     state = load_checkpoint(path, prefer="best.pt")
@@ -167,7 +167,7 @@ def load_trained(path: str | Path, device: str | None = None) -> TrainedModel:
     cfg, model = load_model_from_checkpoint(state, dev, cfg)
     model = model.eval()
     loss_task = LOSSES.get(cfg["loss"]["type"]).meta["task"]
-    task = state.get("task") or ("classification" if loss_task == "classification" else "regression")
+    task = state.get("task") or target_kind(cfg["loss"]["type"])
     out_shape = tuple(infer_shapes(cfg["model"]["input_shape"], cfg["model"]["layers"])[-1][3])
     class_names = state.get("class_names")
     if loss_task == "classification" and class_names and len(class_names) != out_shape[0]:

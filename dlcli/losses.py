@@ -15,6 +15,12 @@ from dlcli.registry import Arg, Float, Optional, Registry, Str, Weights
 LOSSES = Registry("loss")
 
 
+def target_kind(loss_type: str) -> str:
+    """What the data's targets are for a loss: "classification" (class ids) or "regression"
+    (values: a binary loss's 0/1 labels are read as values too)."""
+    return "classification" if LOSSES.get(loss_type).meta["task"] == "classification" else "regression"
+
+
 def build_loss(cfg: dict, device):
     """The config's loss module on `device` (its class weights are tensors): the trainer's and
     evaluation's, one construction."""

@@ -168,16 +168,17 @@ def _other_data(trained: TrainedModel, path: Path, split: str | None):
     source = splits.source + {"val": " (validation part)", "test": " (test part)", None: ""}[part]
     trained.check_shape(tuple(chosen.x.shape[1:]), str(path))
     chosen = check_labels(trained, chosen, splits.class_names, str(path))
-    check_fits(trained.cfg, chosen, "the", str(path), splits.task)  # targets per sample, for regression
+    check_fits(trained.cfg, chosen, "the", str(path))  # targets per sample, for regression
     return trained.fit_samples(chosen.x, chosen.y, str(path)), label, source
 
 
 def load_data_file(path: Path, trained: TrainedModel):
     """An .npz, a .csv or an image folder, read with the training loaders as the model needs it."""
     from dlcli.data import load_dataset
+    from dlcli.losses import target_kind
 
     cfg = trained.cfg
-    task = "classification" if trained.loss_task == "classification" else "regression"
+    task = target_kind(cfg["loss"]["type"])
     if not path.exists():
         raise DataError(f"{path}: no such file or directory; expected an .npz, a .csv or a folder of class "
                         f"folders")

@@ -225,7 +225,7 @@ def _at(index: tuple) -> str:
     return f"in sample {index[0]}{where}"
 
 
-def check_fits(cfg: dict, split: Split, name: str, source: str, task: str) -> None:
+def check_fits(cfg: dict, split: Split, name: str, source: str) -> None:
     """Shapes and labels against the model, before anything trains."""
     from dlcli.config import infer_shapes
 
@@ -250,9 +250,7 @@ def check_fits(cfg: dict, split: Split, name: str, source: str, task: str) -> No
                 raise DataError(f"{source}: {name} labels must be class ids in [0, {classes - 1}] for a model "
                                 f"with {classes} outputs; found label {bad}. HINT: set the last layer's units to "
                                 f"the number of classes ({high + 1}?)")
-    elif task == "classification" and loss_task.meta["task"] == "regression":
-        pass  # regression on integer targets is allowed (they are cast to float)
-    if loss_task.meta["task"] != "classification":
+    else:  # values (integer targets of a regression are cast to float)
         per_sample = math.prod(split.y.shape[1:]) if split.y.dim() > 1 else 1
         if per_sample != math.prod(out_shape):
             raise DataError(f"{source}: {name} targets have {per_sample} value(s) per sample but the model "
@@ -357,7 +355,7 @@ def prepare_data(cfg: dict, device: torch.device, splits: Splits | None = None,
     `normalization`: "compute" takes the training set's statistics; a checkpoint's
     (a dict, or None) makes evaluation see exactly what training saw."""
     from dlcli.config import infer_shapes
-    from dlcli.losses import LOSSES
+    from dlcli.losses import LOSSES, target_kind
 
     splits = splits or load_splits(cfg)
     data = cfg["data"]
@@ -378,10 +376,10 @@ def prepare_data(cfg: dict, device: torch.device, splits: Splits | None = None,
         train, val = validation_split(train, data, split_seed(cfg))
     if test is not None:
         test = subset_of(test, data["test_subset"], by_class, split_seed(cfg) + 1)
-    task = "classification" if LOSSES.get(cfg["loss"]["type"]).meta["task"] == "classification" else "regression"
+    task = target_kind(cfg["loss"]["type"])
     for name, split in (("training", train), ("validation", val), ("test", test)):
         if split is not None and len(split):
-            check_fits(cfg, split, name, source, splits.task)
+            check_fits(cfg, split, name, source)
     if normalization == "compute":
         normalization = training_normalization(train, cfg)
     view = tuple(cfg["model"]["input_shape"])
