@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dlcli.registry import Registry
 
-ACTIVATIONS = Registry("activation")
+ACTIVATIONS = Registry("activation", meta_keys=("monotone",))
 
 
 def _simple(name: str, help: str, torch_name: str, aliases: tuple[str, ...] = (), monotone: bool = False,

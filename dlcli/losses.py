@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dlcli.registry import Arg, Float, Optional, Registry, Str, Weights
 
-LOSSES = Registry("loss")
+LOSSES = Registry("loss", meta_keys=("logits_of", "needs_final", "task"))
 
 
 def target_kind(loss_type: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dlcli.registry import Registry
 
-METRICS = Registry("metric")
+METRICS = Registry("metric", meta_keys=("mode", "task"))
 
 
 def _topk(k: int):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dlcli.registry import Arg, Bool, Float, FloatList, Int, IntList, Optional, Registry, Str
 
-OPTIMIZERS = Registry("optimizer")
-SCHEDULERS = Registry("scheduler")
+OPTIMIZERS = Registry("optimizer", meta_keys=("fused", "capturable"))
+SCHEDULERS = Registry("scheduler", meta_keys=("interval", "length_dependent", "needs_metric"))
 
 def _lr(default: float) -> Arg:
     """`known_as`: Keras' names for an argument are answered with a did-you-mean."""

@@ -346,8 +346,12 @@ class Entry:
 class Registry:
     """Named entries with explicit aliases; registering a name twice is an error."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, meta_keys: Iterable[str] | None = None):
+        """`meta_keys`: the facts (Entry.meta) an entry of this registry may declare; another key
+        (a misspelt one, which the code reading the facts would never see) is refused at
+        registration. None: any."""
         self.kind = kind  # "layer", "optimizer", ... (used in messages)
+        self.meta_keys = None if meta_keys is None else frozenset(meta_keys)
         self._entries: dict[str, Entry] = {}
         self._aliases: dict[str, str] = {}
         self._elsewhere: dict[str, str] = {}  # names other libraries use for what an entry's argument does
@@ -371,6 +375,10 @@ class Registry:
         return decorator
 
     def add(self, entry: Entry) -> Entry:
+        unknown = sorted(set(entry.meta) - self.meta_keys) if self.meta_keys is not None else []
+        if unknown:
+            raise ValueError(f"{self.kind} {entry.name!r}: unknown meta {', '.join(unknown)}; a {self.kind} "
+                             f"declares {', '.join(sorted(self.meta_keys)) or 'none'}")
         for key in (entry.name, *entry.aliases):
             if key in self._entries or key in self._aliases:
                 raise ValueError(f"{self.kind} {key!r} is registered twice")

@@ -32,6 +32,29 @@ def test_register_twice_raises():
     assert len(reg) == 1
 
 
+def test_a_fact_the_registry_does_not_declare_is_refused_at_registration():
+    """A misspelt meta key (length_dependant) would be read by nothing: refused at import."""
+    reg = Registry("widget", meta_keys=("length_dependent",))
+    reg.register("thing", help="a thing", length_dependent=True)(_noop)
+    with pytest.raises(ValueError, match="widget 'other': unknown meta length_dependant; a widget declares "
+                                         "length_dependent"):
+        reg.register("other", help="x", length_dependant=True)(_noop)
+    assert reg.names() == ["thing"]
+
+
+def test_every_registry_declares_its_entries_facts():
+    from dlcli.activations import ACTIVATIONS
+    from dlcli.data import DATASETS
+    from dlcli.layers import LAYERS
+    from dlcli.losses import LOSSES
+    from dlcli.metrics import METRICS
+    from dlcli.optim import OPTIMIZERS, SCHEDULERS
+
+    for registry in (ACTIVATIONS, DATASETS, LAYERS, LOSSES, METRICS, OPTIMIZERS, SCHEDULERS):
+        assert registry.meta_keys, registry.kind
+        assert set().union(*(entry.meta for entry in registry.entries())) == registry.meta_keys, registry.kind
+
+
 def test_alias_clashing_with_a_name_or_alias_raises():
     reg = Registry("widget")
     reg.register("thing", help="a thing", aliases=("Thing",))(_noop)

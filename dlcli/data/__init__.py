@@ -17,7 +17,8 @@ from pathlib import Path
 from dlcli.errors import DataError
 from dlcli.registry import Arg, AutoBool, Bool, FilePath, Int, Optional, Registry, Str, StrList, check_args
 
-DATASETS = Registry("dataset")
+DATASETS = Registry("dataset", meta_keys=("images", "may_name_val_split", "num_classes", "sample_shape",
+                                                 "sequence_arg", "sliding_window_arg", "stored_by_class", "task"))
 
 
 def load_dataset(name: str, given: dict, input_shape: list | tuple | None = None):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dlcli.activations import ACTIVATIONS
 from dlcli.registry import Arg, Optional, Registry, Str
 
-LAYERS = Registry("layer")
+LAYERS = Registry("layer", meta_keys=("channels_first", "channels_last_on_cpu", "guard", "int_input", "layout",
+                                             "moves_activation", "on_sequence", "takes_activation"))
 # meta: `channels_first=True` marks a layer that reads the first axis of its input as channels
 # (convolutions, pooling, batchnorm: a channels-last model.input_shape is blamed on them);
 # `int_input="input_dim"` one that takes integer ids below that argument (embedding);
