@@ -154,7 +154,8 @@ def _scheduler_lrs(entry, epochs: int, steps_per_epoch: int = 3) -> list[float]:
     from tests.samples import sample_args
 
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    scheduler = entry.build(sample_args(entry), optimizer, steps_per_epoch, epochs)
+    mode = {"mode": "min"} if entry.meta.get("needs_metric") else {}
+    scheduler = entry.build(sample_args(entry), optimizer, steps_per_epoch, epochs, **mode)
     lrs = []
     per_step = entry.meta["interval"] == "step"
     for _ in range(2 * steps_per_epoch if per_step else 2):  # the first two epochs
