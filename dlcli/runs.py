@@ -99,25 +99,51 @@ def git_output(*args: str) -> str | None:
 
 
 class MetricsLog:
-    """metrics.jsonl (one JSON object per line, appended and flushed) and metrics.csv."""
+    """metrics.jsonl, the run's record (one JSON object per line, appended and fsynced), and
+    metrics.csv, the same records as a table, derived from it.
+
+    An append costs the same however long the run: it adds one line to each file, under the
+    columns this object keeps. The CSV is rewritten whole (atomically, from metrics.jsonl) only
+    when a record brings a new column, on this object's first append (which learns the columns)
+    and by `rewrite`.
+
+    Each append is flushed and fsynced in both files. A crash during one can leave metrics.jsonl
+    ending in a torn line (`read_metrics` skips it), and metrics.csv with a torn last row or
+    without the last record's row (it is written second). A run that goes on repairs both:
+    resuming rewrites them from what the checkpoint covers, and the first append of any process
+    rebuilds the CSV from metrics.jsonl. A crashed run left as it is keeps them so; metrics.jsonl
+    is the one to trust."""
 
     def __init__(self, run_dir: Path):
         self.jsonl = run_dir / METRICS_JSONL
         self.csv = run_dir / METRICS_CSV
+        self.columns: list[str] | None = None  # metrics.csv's header; None: unknown, rebuilt on append
 
     def append(self, record: dict) -> None:
+        line = json.dumps(record) + "\n"
+        self._append(self.jsonl, line)
+        record = json.loads(line)  # the row shows what metrics.jsonl holds (a tuple as a list...)
+        if self.columns is None or any(key not in self.columns for key in record):
+            self._write_csv(read_metrics(self.jsonl)[0])
+            return
+        row = io.StringIO()
+        csv.DictWriter(row, fieldnames=self.columns).writerow(record)
+        self._append(self.csv, row.getvalue())
+
+    def rewrite(self, records: list[dict]) -> None:
+        self.columns = None  # until both files are written
+        write_text_atomic(self.jsonl, "".join(json.dumps(r) + "\n" for r in records))
+        self._write_csv(records)
+
+    def _append(self, path: Path, text: str) -> None:
         try:
-            with open(self.jsonl, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record) + "\n")
+            with open(path, "a", encoding="utf-8", newline="") as handle:
+                handle.write(text)
                 handle.flush()
                 os.fsync(handle.fileno())
         except OSError as err:  # a full disk, a read-only folder
-            raise RunError(f"{self.jsonl}: cannot append the metrics: {err.strerror or err}") from None
-        self._write_csv(read_metrics(self.jsonl)[0])
-
-    def rewrite(self, records: list[dict]) -> None:
-        write_text_atomic(self.jsonl, "".join(json.dumps(r) + "\n" for r in records))
-        self._write_csv(records)
+            self.columns = None  # what reached the file is unknown: the next append rebuilds the CSV
+            raise RunError(f"{path}: cannot append the metrics: {err.strerror or err}") from None
 
     def _write_csv(self, records: list[dict]) -> None:
         columns: list[str] = []
@@ -127,7 +153,9 @@ class MetricsLog:
         writer = csv.DictWriter(buffer, fieldnames=columns)
         writer.writeheader()
         writer.writerows(records)
+        self.columns = None  # a failed write leaves the old CSV or none: rebuilt on the next append
         write_text_atomic(self.csv, buffer.getvalue())
+        self.columns = columns
 
 
 def read_metrics(path: Path) -> tuple[list[dict], int]:
