@@ -265,11 +265,13 @@ def _read_json(path: Path):
     return (value, True) if isinstance(value, dict) else (None, False)
 
 
-def _read_config(path: Path) -> dict:
+def read_run_config(run_dir: Path) -> dict:
+    """The run's config.yaml as written, or {} when it is missing, unreadable or not a mapping
+    (not validated: reports read what they can)."""
     import yaml
 
     try:
-        value = yaml.safe_load(path.read_text(encoding="utf-8"))
+        value = yaml.safe_load((Path(run_dir) / CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return {}
     return value if isinstance(value, dict) else {}
@@ -283,16 +285,15 @@ def describe_run(path: Path, now: float) -> dict:
     """name, id, date, seed, epochs done / planned, best monitored value, test figures (the
     summary's, after training), status of one run."""
     summary, summary_ok = _read_json(path / SUMMARY_FILE)
-    config = _read_config(path / CONFIG_FILE)
+    config = read_run_config(path)
     trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
-    records = [r for r in read_metrics(path / METRICS_JSONL)[0] if r.get("kind") == "epoch"]
+    records = epoch_records(path)
     summary = summary or {}
     name = summary.get("name") or config.get("name") or path.parent.name
     epochs = summary.get("epochs") if isinstance(summary.get("epochs"), int) else \
-        max((r["epoch"] for r in records if isinstance(r.get("epoch"), int)), default=0)
+        max((r["epoch"] for r in records), default=0)
     planned = trainer.get("epochs") if isinstance(trainer.get("epochs"), int) else None
-    best = summary.get("best") if isinstance(summary.get("best"), dict) and summary.get("best") else \
-        _best_of(records, summary.get("monitor") or trainer.get("monitor"), trainer.get("monitor_mode"))
+    best = best_of_run(summary, config, records)
     test = summary.get("test") if isinstance(summary.get("test"), dict) else {}
     seed = config.get("seed")
     return {"name": str(name), "id": path.name, "path": str(path), "date": _run_date(path),
@@ -303,8 +304,30 @@ def describe_run(path: Path, now: float) -> dict:
             "status": _status(path, summary, summary_ok, records, now)}
 
 
-def _best_of(records: list[dict], monitor: str | None, mode: str | None) -> dict:
-    """The best monitored value in the epoch records (a run that wrote no summary)."""
+def epoch_records(run_dir: Path) -> list[dict]:
+    """The run's epoch records, one per epoch in epoch order, skipping torn lines. An epoch
+    logged twice counts by its last record: resuming repairs the log to one record per epoch
+    (the checkpoint's history), and a record written later stands for the epoch as trained."""
+    by_epoch = {}
+    for record in read_metrics(Path(run_dir) / METRICS_JSONL)[0]:
+        if record.get("kind") == "epoch" and isinstance(record.get("epoch"), int):
+            by_epoch[record["epoch"]] = record
+    return [by_epoch[epoch] for epoch in sorted(by_epoch)]
+
+
+def best_of_run(summary: dict, config: dict, records: list[dict]) -> dict:
+    """The run's best epoch, {"metric", "value", "epoch"} or {}: summary.json's, else the best of
+    its epoch records by the config's trainer.monitor and monitor_mode (a run that wrote no summary)."""
+    if isinstance(summary.get("best"), dict) and summary["best"]:
+        return summary["best"]
+    trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
+    return best_record(records, summary.get("monitor") or trainer.get("monitor"), trainer.get("monitor_mode"))
+
+
+def best_record(records: list[dict], monitor: str | None, mode: str | None) -> dict:
+    """The best value of `monitor` in the epoch records, {"metric", "value", "epoch"} or {}: lowest
+    or highest as `mode` ("min"/"max"; else the metric's own, as the trainer takes "auto").
+    Without a monitor, the val_loss, else the train_loss."""
     if not isinstance(monitor, str):
         monitor = "val_loss" if any("val_loss" in r for r in records) else "train_loss"
     if mode not in ("min", "max"):
