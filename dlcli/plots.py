@@ -54,17 +54,6 @@ def plot_run(run_dir: str | Path) -> Plots:
 # Learning curves
 # ---------------------------------------------------------------------------
 
-def epoch_records(run_dir: Path) -> list[dict]:
-    """One record per epoch (the last written wins), skipping torn lines."""
-    from dlcli.runs import METRICS_JSONL, read_metrics
-
-    by_epoch = {}
-    for record in read_metrics(run_dir / METRICS_JSONL)[0]:
-        if record.get("kind") == "epoch" and isinstance(record.get("epoch"), int):
-            by_epoch[record["epoch"]] = record
-    return [by_epoch[e] for e in sorted(by_epoch)]
-
-
 def curve_names(records: list[dict]) -> list[str]:
     """'loss' first, then each metric logged for train or val."""
     names: list[str] = []
@@ -79,20 +68,17 @@ def curve_names(records: list[dict]) -> list[str]:
 
 
 def best_epoch(run_dir: Path, records: list[dict]) -> tuple[int | None, str | None]:
-    """(epoch, monitored metric) of the best epoch: summary.json's, else the lowest val/train loss."""
-    from dlcli.runs import read_summary
+    """(epoch, monitored metric) of the best epoch, as `dlcli runs` gives it: summary.json's, else
+    the best of `records` by the config's trainer.monitor and its mode."""
+    from dlcli.runs import best_of_run, read_run_config, read_summary
 
-    best = (read_summary(run_dir) or {}).get("best")
-    if isinstance(best, dict) and isinstance(best.get("epoch"), int):
-        return best["epoch"], best.get("metric")
-    key = "val_loss" if any(isinstance(r.get("val_loss"), (int, float)) for r in records) else "train_loss"
-    values = [(r[key], r["epoch"]) for r in records if isinstance(r.get(key), (int, float))]
-    return (min(values)[1], key) if values else (None, None)
+    best = best_of_run(read_summary(run_dir) or {}, read_run_config(run_dir), records)
+    return (best["epoch"], best.get("metric")) if isinstance(best.get("epoch"), int) else (None, None)
 
 
 def plot_learning_curves(run_dir: Path, path: Path) -> Path:
     Figure, FigureCanvasAgg = _matplotlib()
-    from dlcli.runs import METRICS_JSONL
+    from dlcli.runs import METRICS_JSONL, epoch_records
 
     records = epoch_records(run_dir)
     if not records:

@@ -99,25 +99,51 @@ def git_output(*args: str) -> str | None:
 
 
 class MetricsLog:
-    """metrics.jsonl (one JSON object per line, appended and flushed) and metrics.csv."""
+    """metrics.jsonl, the run's record (one JSON object per line, appended and fsynced), and
+    metrics.csv, the same records as a table, derived from it.
+
+    An append costs the same however long the run: it adds one line to each file, under the
+    columns this object keeps. The CSV is rewritten whole (atomically, from metrics.jsonl) only
+    when a record brings a new column, on this object's first append (which learns the columns)
+    and by `rewrite`.
+
+    Each append is flushed and fsynced in both files. A crash during one can leave metrics.jsonl
+    ending in a torn line (`read_metrics` skips it), and metrics.csv with a torn last row or
+    without the last record's row (it is written second). A run that goes on repairs both:
+    resuming rewrites them from what the checkpoint covers, and the first append of any process
+    rebuilds the CSV from metrics.jsonl. A crashed run left as it is keeps them so; metrics.jsonl
+    is the one to trust."""
 
     def __init__(self, run_dir: Path):
         self.jsonl = run_dir / METRICS_JSONL
         self.csv = run_dir / METRICS_CSV
+        self.columns: list[str] | None = None  # metrics.csv's header; None: unknown, rebuilt on append
 
     def append(self, record: dict) -> None:
+        line = json.dumps(record) + "\n"
+        self._append(self.jsonl, line)
+        record = json.loads(line)  # the row shows what metrics.jsonl holds (a tuple as a list...)
+        if self.columns is None or any(key not in self.columns for key in record):
+            self._write_csv(read_metrics(self.jsonl)[0])
+            return
+        row = io.StringIO()
+        csv.DictWriter(row, fieldnames=self.columns).writerow(record)
+        self._append(self.csv, row.getvalue())
+
+    def rewrite(self, records: list[dict]) -> None:
+        self.columns = None  # until both files are written
+        write_text_atomic(self.jsonl, "".join(json.dumps(r) + "\n" for r in records))
+        self._write_csv(records)
+
+    def _append(self, path: Path, text: str) -> None:
         try:
-            with open(self.jsonl, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record) + "\n")
+            with open(path, "a", encoding="utf-8", newline="") as handle:
+                handle.write(text)
                 handle.flush()
                 os.fsync(handle.fileno())
         except OSError as err:  # a full disk, a read-only folder
-            raise RunError(f"{self.jsonl}: cannot append the metrics: {err.strerror or err}") from None
-        self._write_csv(read_metrics(self.jsonl)[0])
-
-    def rewrite(self, records: list[dict]) -> None:
-        write_text_atomic(self.jsonl, "".join(json.dumps(r) + "\n" for r in records))
-        self._write_csv(records)
+            self.columns = None  # what reached the file is unknown: the next append rebuilds the CSV
+            raise RunError(f"{path}: cannot append the metrics: {err.strerror or err}") from None
 
     def _write_csv(self, records: list[dict]) -> None:
         columns: list[str] = []
@@ -127,7 +153,9 @@ class MetricsLog:
         writer = csv.DictWriter(buffer, fieldnames=columns)
         writer.writeheader()
         writer.writerows(records)
+        self.columns = None  # a failed write leaves the old CSV or none: rebuilt on the next append
         write_text_atomic(self.csv, buffer.getvalue())
+        self.columns = columns
 
 
 def read_metrics(path: Path) -> tuple[list[dict], int]:
@@ -237,11 +265,13 @@ def _read_json(path: Path):
     return (value, True) if isinstance(value, dict) else (None, False)
 
 
-def _read_config(path: Path) -> dict:
+def read_run_config(run_dir: Path) -> dict:
+    """The run's config.yaml as written, or {} when it is missing, unreadable or not a mapping
+    (not validated: reports read what they can)."""
     import yaml
 
     try:
-        value = yaml.safe_load(path.read_text(encoding="utf-8"))
+        value = yaml.safe_load((Path(run_dir) / CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return {}
     return value if isinstance(value, dict) else {}
@@ -255,16 +285,15 @@ def describe_run(path: Path, now: float) -> dict:
     """name, id, date, seed, epochs done / planned, best monitored value, test figures (the
     summary's, after training), status of one run."""
     summary, summary_ok = _read_json(path / SUMMARY_FILE)
-    config = _read_config(path / CONFIG_FILE)
+    config = read_run_config(path)
     trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
-    records = [r for r in read_metrics(path / METRICS_JSONL)[0] if r.get("kind") == "epoch"]
+    records = epoch_records(path)
     summary = summary or {}
     name = summary.get("name") or config.get("name") or path.parent.name
     epochs = summary.get("epochs") if isinstance(summary.get("epochs"), int) else \
-        max((r["epoch"] for r in records if isinstance(r.get("epoch"), int)), default=0)
+        max((r["epoch"] for r in records), default=0)
     planned = trainer.get("epochs") if isinstance(trainer.get("epochs"), int) else None
-    best = summary.get("best") if isinstance(summary.get("best"), dict) and summary.get("best") else \
-        _best_of(records, summary.get("monitor") or trainer.get("monitor"), trainer.get("monitor_mode"))
+    best = best_of_run(summary, config, records)
     test = summary.get("test") if isinstance(summary.get("test"), dict) else {}
     seed = config.get("seed")
     return {"name": str(name), "id": path.name, "path": str(path), "date": _run_date(path),
@@ -275,8 +304,30 @@ def describe_run(path: Path, now: float) -> dict:
             "status": _status(path, summary, summary_ok, records, now)}
 
 
-def _best_of(records: list[dict], monitor: str | None, mode: str | None) -> dict:
-    """The best monitored value in the epoch records (a run that wrote no summary)."""
+def epoch_records(run_dir: Path) -> list[dict]:
+    """The run's epoch records, one per epoch in epoch order, skipping torn lines. An epoch
+    logged twice counts by its last record: resuming repairs the log to one record per epoch
+    (the checkpoint's history), and a record written later stands for the epoch as trained."""
+    by_epoch = {}
+    for record in read_metrics(Path(run_dir) / METRICS_JSONL)[0]:
+        if record.get("kind") == "epoch" and isinstance(record.get("epoch"), int):
+            by_epoch[record["epoch"]] = record
+    return [by_epoch[epoch] for epoch in sorted(by_epoch)]
+
+
+def best_of_run(summary: dict, config: dict, records: list[dict]) -> dict:
+    """The run's best epoch, {"metric", "value", "epoch"} or {}: summary.json's, else the best of
+    its epoch records by the config's trainer.monitor and monitor_mode (a run that wrote no summary)."""
+    if isinstance(summary.get("best"), dict) and summary["best"]:
+        return summary["best"]
+    trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
+    return best_record(records, summary.get("monitor") or trainer.get("monitor"), trainer.get("monitor_mode"))
+
+
+def best_record(records: list[dict], monitor: str | None, mode: str | None) -> dict:
+    """The best value of `monitor` in the epoch records, {"metric", "value", "epoch"} or {}: lowest
+    or highest as `mode` ("min"/"max"; else the metric's own, as the trainer takes "auto").
+    Without a monitor, the val_loss, else the train_loss."""
     if not isinstance(monitor, str):
         monitor = "val_loss" if any("val_loss" in r for r in records) else "train_loss"
     if mode not in ("min", "max"):

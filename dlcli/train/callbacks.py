@@ -96,17 +96,24 @@ class Checkpointer(Callback):
 
 
 class MetricsLogger(Callback):
-    """metrics.jsonl / metrics.csv: one record per epoch, and every N steps if asked."""
+    """metrics.jsonl / metrics.csv: one record per epoch, and every N optimizer steps if asked.
+    The hook runs after every batch: with trainer.grad_accum > 1 the step count stays the same
+    over several batches, so a step is logged once, when it is reached, never the one the fit
+    starts at (0, or a resumed run's saved step, which the first process logged)."""
 
     def __init__(self, run_dir: Path, every_steps: int = 0):
         from dlcli.runs import MetricsLog
 
         self.log = MetricsLog(Path(run_dir))
         self.every = every_steps
+        self.logged = 0  # the step logged last, or the one the fit started at
+
+    def on_fit_start(self, trainer) -> None:
+        self.logged = trainer.step
 
     def on_train_batch_end(self, trainer, batch: int) -> None:
-        if self.every and trainer.step % self.every == 0 and trainer.last_step_logged != trainer.step:
-            trainer.last_step_logged = trainer.step
+        if self.every and trainer.step != self.logged and trainer.step % self.every == 0:
+            self.logged = trainer.step
             self.log.append({"kind": "step", "epoch": trainer.epoch + 1, "step": trainer.step,
                              **{f"train_{k}": v for k, v in trainer.running_metrics().items()},
                              "lr": trainer.lr})

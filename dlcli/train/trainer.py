@@ -120,7 +120,6 @@ class Trainer:
         self.best_state: dict | None = None
         self.history: list[dict] = []
         self.stop_reason: str | None = None
-        self.last_step_logged = -1
         self._signal: str | None = None
         # Per-batch results of the running epoch, written on the device (no host sync) and
         # summed when read; persistent tensors, since a CUDA graph holds their addresses.

@@ -101,3 +101,26 @@ def test_a_confusion_plot_names_its_epoch_and_an_outdated_evaluation_is_noted(mn
     notes = plot_run(run).notes
     assert notes == [f"{run / 'eval_test.json'}: evaluates best.pt as it was at epoch {epoch}; best.pt is now epoch "
                      f"{epoch + 1}: run dlcli evaluate {run} again to plot its confusion matrix"]
+
+
+def test_without_a_summary_the_plot_marks_the_best_epoch_dlcli_runs_gives(tmp_path):
+    """A run that wrote no summary.json (crashed, or still running) monitoring val_accuracy:
+    the best epoch is the highest accuracy, not the lowest loss, for the plot and for
+    `dlcli runs` alike; an epoch logged twice counts by its last record."""
+    import json
+
+    from dlcli.plots import best_epoch
+    from dlcli.runs import epoch_records, list_runs
+
+    run = tmp_path / "tiny" / "20260101-100000"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("name: tiny\ntrainer: {epochs: 4, monitor: val_accuracy, monitor_mode: auto}\n")
+    figures = [(1, 0.9, 0.60), (2, 0.5, 0.99), (2, 0.5, 0.70), (3, 0.6, 0.80)]  # (epoch, val_loss, val_accuracy)
+    (run / "metrics.jsonl").write_text("".join(
+        json.dumps({"kind": "epoch", "epoch": e, "val_loss": loss, "val_accuracy": accuracy}) + "\n"
+        for e, loss, accuracy in figures))
+    records = epoch_records(run)
+    assert [(r["epoch"], r["val_accuracy"]) for r in records] == [(1, 0.60), (2, 0.70), (3, 0.80)]
+    assert best_epoch(run, records) == (3, "val_accuracy")
+    (listed,) = list_runs(tmp_path)
+    assert (listed["best_epoch"], listed["monitor"], listed["best"]) == (3, "val_accuracy", 0.80)

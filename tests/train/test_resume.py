@@ -47,20 +47,27 @@ def test_two_plus_two_epochs_equal_four(tiny_cfg):
     assert load_checkpoint(resumed_dir / "checkpoints" / "last.pt")["config"]["trainer"]["epochs"] == 4
 
 
-def test_interrupt_mid_epoch_then_resume_is_exact(tiny_cfg):
-    straight = Path(train(tiny_cfg())["run_dir"])
+@pytest.mark.parametrize("overrides, stop, steps", [
+    ((), (1, 3), []),
+    # 2 batches per optimizer step (4 steps an epoch), stopped at step 6, which is logged:
+    # the step records match too, without a step 0 nor step 6 twice
+    (("trainer.grad_accum=2", "trainer.log_every_steps=2"), (1, 4), [2, 4, 6, 8, 10, 12, 14, 16]),
+], ids=["plain", "grad_accum"])
+def test_interrupt_mid_epoch_then_resume_is_exact(tiny_cfg, overrides, stop, steps):
+    straight = Path(train(tiny_cfg(*overrides))["run_dir"])
     from dlcli.train import RunHandle
 
     handle = RunHandle()
     try:
-        train(tiny_cfg(), callbacks=[InterruptAt(epoch=1, batch=2)], handle=handle)
+        train(tiny_cfg(*overrides), callbacks=[InterruptAt(epoch=1, batch=2)], handle=handle)
     except TrainingInterrupted:
         pass
     else:  # pragma: no cover
         raise AssertionError("the run was not interrupted")
     run_dir = handle.run_dir
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
-    assert (state["epoch"], state["batch_in_epoch"]) == (1, 3)
+    assert (state["epoch"], state["batch_in_epoch"]) == stop
+    assert [r["step"] for r in _epoch_records(straight) if r["kind"] == "step"] == steps
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
     resume(run_dir)
     _assert_same(_weights(straight), _weights(run_dir))

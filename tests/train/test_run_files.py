@@ -1,5 +1,7 @@
-"""The files a training run writes have the mode any file the user creates gets."""
+"""The files a training run writes: the mode any file the user creates gets, the environment
+record, and the metrics log, whose appends stay cheap however long the run."""
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -56,3 +58,60 @@ def test_summary_names_the_run_directory_absolutely_for_a_relative_out_dir(tmp_p
     written = json.loads((Path(summary["run_dir"]) / "summary.json").read_text())
     assert Path(written["run_dir"]).is_absolute() and Path(written["run_dir"]).parent.parent == \
         tmp_path / "relative" / "runs"
+
+
+def _step(step, **more):
+    return {"kind": "step", "epoch": 1, "step": step, "train_loss": 1 / step, "lr": 0.1, **more}
+
+
+def _csv_of(tmp_path, records):
+    """metrics.csv as a full rewrite of `records` gives it."""
+    from dlcli.runs import MetricsLog
+
+    folder = tmp_path / f"rewritten{len(records)}"
+    folder.mkdir()
+    MetricsLog(folder).rewrite(records)
+    return (folder / "metrics.csv").read_text()
+
+
+def test_metrics_log_appends_a_row_without_reading_the_log_back(tmp_path, monkeypatch):
+    """An append costs the same however long the run: metrics.jsonl is not read back and
+    metrics.csv not rewritten (same inode), unless the record brings a new column."""
+    import dlcli.runs
+    from dlcli.runs import MetricsLog, read_metrics
+
+    reads = []
+    monkeypatch.setattr(dlcli.runs, "read_metrics", lambda path: reads.append(path) or read_metrics(path))
+    log = MetricsLog(tmp_path)
+    records = [_step(1)]
+    log.append(records[0])  # the first append learns the columns
+    inode = (tmp_path / "metrics.csv").stat().st_ino
+    for step in range(2, 52):
+        records.append(_step(step))
+        log.append(records[-1])
+    assert len(reads) == 1
+    assert (tmp_path / "metrics.csv").stat().st_ino == inode
+    assert (tmp_path / "metrics.csv").read_text() == _csv_of(tmp_path, records)
+    records.append({**_step(52), "kind": "epoch", "val_loss": 0.5})  # a new column: the CSV is rewritten
+    log.append(records[-1])
+    assert len(reads) == 2
+    assert (tmp_path / "metrics.csv").read_text() == _csv_of(tmp_path, records)
+    assert read_metrics(tmp_path / "metrics.jsonl") == (records, 0)
+
+
+def test_metrics_csv_left_torn_by_a_crash_is_rebuilt_from_metrics_jsonl(tmp_path):
+    """A crash can leave metrics.csv with a torn row, or behind metrics.jsonl (written first):
+    the next process's first append rebuilds it."""
+    from dlcli.runs import MetricsLog
+
+    records = [_step(step) for step in range(1, 6)]
+    log = MetricsLog(tmp_path)
+    for record in records[:4]:
+        log.append(record)
+    csv_path = tmp_path / "metrics.csv"
+    csv_path.write_text(csv_path.read_text()[:-7])  # the last row torn
+    with open(tmp_path / "metrics.jsonl", "a") as handle:  # and a record the CSV never got
+        handle.write(json.dumps(records[4]) + "\n")
+    records.append(_step(6))
+    MetricsLog(tmp_path).append(records[-1])
+    assert csv_path.read_text() == _csv_of(tmp_path, records)
