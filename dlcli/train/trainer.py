@@ -70,7 +70,7 @@ def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
 
 
 class Trainer:
-    def __init__(self, cfg: dict, data: PreparedData, device: torch.device, callbacks=(), model=None):
+    def __init__(self, cfg: dict, data: PreparedData, device: torch.device, callbacks=()):
         t = cfg["trainer"]
         self.cfg, self.data, self.device, self.callbacks = cfg, data, device, list(callbacks)
         self.notes: list[str] = []
@@ -80,7 +80,7 @@ class Trainer:
         if device.type == "cuda":
             torch.backends.cudnn.deterministic = t["deterministic"]
             torch.backends.cudnn.benchmark = False
-        self.model = model.to(device) if model is not None else build_training_model(cfg, device)
+        self.model = build_training_model(cfg, device)
         self.channels_last = uses_channels_last(cfg, device)
         self.loss_fn = build_loss(cfg, device)
         self.metric_fns = metric_functions(cfg["metrics"])
