@@ -342,10 +342,14 @@ class Trainer:
         if self.data.test is not None and self.cfg["trainer"]["evaluate_test"]:
             if self.best_state is not None:  # the run is over: the model takes the best weights
                 self.model.load_state_dict(self.best_state)
+            elif self.best.get("epoch", self.epoch) != self.epoch:  # a resume found no best.pt to take them from
+                self.notes.append(f"the best epoch's weights (epoch {self.best['epoch']}) were not available: "
+                                  f"checkpoints/best.pt was missing when the run resumed; the test figures are "
+                                  f"the last epoch's (epoch {self.epoch})")
             summary["test"] = evaluate_split(self.model, self.data.test, self.loss_fn, self.metric_fns,
                                              self.cfg["data"]["eval_batch_size"],
                                              self.autocast)
-            summary["test_epoch"] = self.best.get("epoch", self.epoch)
+            summary["test_epoch"] = self.best["epoch"] if self.best_state is not None else self.epoch
         return summary
 
     # ---- checkpoints -----------------------------------------------------

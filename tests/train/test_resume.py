@@ -319,3 +319,17 @@ def test_each_resume_is_recorded_in_environment_json_beside_the_first_start(tiny
     assert [(r["from_epoch"], r["from_batch"]) for r in record["resumes"]] == [(2, 1), (3, 1)]
     assert all(r["device"] == "cpu" and r["checkpoint"].endswith("last.pt") and "command" in r
                for r in record["resumes"])
+
+
+def test_a_resume_without_best_pt_labels_the_test_figures_with_the_weights_they_come_from(tiny_cfg):
+    """best.pt lost before the resume: the best epoch's weights are gone, so the test figures are
+    the last epoch's, and say so (they used to be labelled as the best epoch's)."""
+    first = train(tiny_cfg("trainer.epochs=2", "trainer.monitor_mode=max", "scheduler=null"))  # worst val_loss: 1
+    assert first["best"]["epoch"] == 1 and first["test_epoch"] == 1
+    (Path(first["run_dir"]) / "checkpoints" / "best.pt").unlink()
+    resumed = resume(first["run_dir"], ["trainer.epochs=3"])
+    assert resumed["best"]["epoch"] == 1 and resumed["test_epoch"] == 3
+    assert resumed["notes"] == ["the best epoch's weights (epoch 1) were not available: checkpoints/best.pt was "
+                                "missing when the run resumed; the test figures are the last epoch's (epoch 3)"]
+    straight = train(tiny_cfg("trainer.epochs=3", "trainer.monitor_mode=max", "scheduler=null"))
+    assert straight["best"]["epoch"] == 1 and straight["test_epoch"] == 1 and straight["notes"] == []
