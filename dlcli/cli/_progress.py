@@ -36,6 +36,7 @@ class ProgressDisplay(Callback):
         self._last_line = 0.0  # plain mode's last line
         self._t0 = 0.0
         self._done0 = 0
+        self._stop_said = False  # a stop request acknowledged
 
     def _resolved(self, mode: str) -> str:
         return ("bar" if self.console.is_terminal else "plain") if mode == "auto" else mode
@@ -60,6 +61,11 @@ class ProgressDisplay(Callback):
                                            epoch=f"{trainer.epoch + 1}/{trainer.cfg['trainer']['epochs']}", stats="")
 
     def on_train_batch_end(self, trainer, batch: int) -> None:
+        window_ends = (batch + 1) % trainer.accum == 0 or batch + 1 == trainer.batches_per_epoch
+        if trainer.stop_requested and not window_ends and not self._stop_said:  # the accumulation window goes on
+            self._stop_said = True
+            self.console.print(f"[yellow]{trainer.stop_requested}[/]: stopping at the end of the accumulation window "
+                               f"(trainer.grad_accum), with a checkpoint; again to stop at once")
         if self.mode == "plain":
             self._plain_line(trainer, batch)
         if self.progress is None:

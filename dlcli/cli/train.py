@@ -46,9 +46,20 @@ def train(config: Optional[str] = typer.Argument(None, help="the YAML config (om
             summary = resume_run(resume, overrides, callbacks=[display], handle=handle)
     except TrainingInterrupted as stop:
         last = handle.run_dir / "checkpoints" / "last.pt"
-        err_console.print(f"[yellow]stopped by {stop.signal_name}[/]: saved {escape(str(last))} "
-                          f"(epoch {handle.trainer.epoch + 1}, batch {handle.trainer.batch_in_epoch}).\n"
+        trainer = handle.trainer
+        at = (f"epoch {trainer.epoch + 1}, batch {trainer.batch_in_epoch}" if trainer.batch_in_epoch else
+              f"the end of epoch {trainer.epoch}")
+        err_console.print(f"[yellow]stopped by {stop.signal_name}[/]: saved {escape(str(last))} ({at}).\n"
                           f"resume with: dlcli train --resume {escape(quote(str(handle.run_dir)))}", soft_wrap=True)
+        raise typer.Exit(130) from None
+    except KeyboardInterrupt:  # a second signal: stopped at once, maybe before any checkpoint
+        if handle.run_dir is None:
+            raise typer.Exit(130) from None  # nothing was written yet
+        last = handle.run_dir / "checkpoints" / "last.pt"
+        kept = (f"the last checkpoint is {escape(str(last))}.\nresume from it with: dlcli train --resume "
+                f"{escape(quote(str(handle.run_dir)))}" if last.exists() else
+                "no checkpoint had been saved; start the run again")
+        err_console.print(f"[yellow]stopped at once by a second signal[/]: {kept}", soft_wrap=True)
         raise typer.Exit(130) from None
     except DlcliError as err:
         if handle.run_dir is not None:

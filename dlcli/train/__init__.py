@@ -82,6 +82,10 @@ def _fit(trainer: Trainer, run_dir: Path) -> dict:
     except TrainingInterrupted as stop:
         _record_stop(run_dir, stopped("interrupted", signal=stop.signal_name))
         raise
+    except KeyboardInterrupt:  # a second SIGINT/SIGTERM while the first waited for the step to end
+        _record_stop(run_dir, stopped("interrupted", signal="a second signal: stopped at once, last.pt may be "
+                                                            "behind these counts"))
+        raise
     except (RunError, DataError) as err:  # DataError: a streamed image that cannot be read
         _record_stop(run_dir, stopped("failed", error=str(err)))
         raise

@@ -217,9 +217,21 @@ class Trainer:
                     torch.cuda.synchronize(self.device)
                 record = self._end_epoch(time.perf_counter() - epoch_start)
                 self._emit("on_epoch_end", record)
-        summary = self._summary(time.perf_counter() - started)
+                if self._signal:  # it came during the validation or the checkpoints: last.pt holds the epoch
+                    self._emit("on_interrupt")
+                    raise TrainingInterrupted(self._signal)
+            # the training is over: a first signal from here on lets the test evaluation finish, and the run
+            summary = self._summary(time.perf_counter() - started)
+        if self._signal:
+            self.notes.append(f"{self._signal} came after the last epoch, during the test evaluation: the run was "
+                              f"finished first")
         self._emit("on_fit_end", summary)
         return summary
+
+    @property
+    def stop_requested(self) -> str | None:
+        """The signal (SIGINT, SIGTERM) that asked the run to stop at the next step, if any."""
+        return self._signal
 
     def train_step(self, idx: torch.Tensor, batch, update: bool) -> None:
         """One batch on the device, without a host sync on GPU: forward, backward,

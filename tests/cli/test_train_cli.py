@@ -107,3 +107,76 @@ def test_an_error_after_the_run_directory_exists_names_it(cli, write_config, tmp
     assert result.exit_code == 2 and result.exception is not None and isinstance(result.exception, SystemExit)
     said = "the disk is full" if error == "run" else "x.yaml: 1 problem\n  - data: bad"
     assert result.stderr == f"error: {said}\nrun directory: {tmp_path / 'runs' / 'tiny' / '1'}\n"
+
+
+@pytest.mark.parametrize("epoch, batch, said", [(1, 3, "epoch 2, batch 3"), (2, 0, "the end of epoch 2")])
+def test_the_stop_message_says_where_the_checkpoint_is(tmp_path, monkeypatch, epoch, batch, said):
+    """Stopped inside an epoch, or after one (a signal during its validation): where resume starts."""
+    from types import SimpleNamespace
+
+    import dlcli.train
+    from tests.samples import TINY_MNIST
+
+    run_dir = tmp_path / "runs" / "tiny" / "1"
+
+    def interrupted(cfg, callbacks=(), handle=None):
+        handle.run_dir, handle.trainer = run_dir, SimpleNamespace(epoch=epoch, batch_in_epoch=batch)
+        raise dlcli.train.TrainingInterrupted("SIGTERM")
+
+    monkeypatch.setattr(dlcli.train, "train", interrupted)
+    err = io.StringIO()
+    monkeypatch.setattr(train_cli, "err_console", Console(file=err, width=300))
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_MNIST)
+    from typer.testing import CliRunner
+
+    from dlcli.cli import app
+
+    assert CliRunner().invoke(app, ["train", str(config)]).exit_code == 130
+    assert err.getvalue().splitlines()[0] == f"stopped by SIGTERM: saved {run_dir / 'checkpoints' / 'last.pt'} ({said})."
+
+
+@pytest.mark.parametrize("saved", [True, False])
+def test_a_second_signal_stops_at_once_and_says_what_was_kept(tmp_path, monkeypatch, saved):
+    import dlcli.train
+    from tests.samples import TINY_MNIST
+
+    run_dir = tmp_path / "runs" / "tiny" / "1"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    if saved:
+        (run_dir / "checkpoints" / "last.pt").write_bytes(b"")
+
+    def killed(cfg, callbacks=(), handle=None):
+        handle.run_dir = run_dir
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dlcli.train, "train", killed)
+    err = io.StringIO()
+    monkeypatch.setattr(train_cli, "err_console", Console(file=err, width=300))
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_MNIST)
+    from typer.testing import CliRunner
+
+    from dlcli.cli import app
+
+    assert CliRunner().invoke(app, ["train", str(config)]).exit_code == 130
+    kept = (f"the last checkpoint is {run_dir / 'checkpoints' / 'last.pt'}.\nresume from it with: dlcli train "
+            f"--resume {run_dir}" if saved else "no checkpoint had been saved; start the run again")
+    assert err.getvalue() == f"stopped at once by a second signal: {kept}\n"
+
+
+def test_a_stop_request_inside_an_accumulation_window_is_acknowledged_once():
+    from types import SimpleNamespace
+
+    from dlcli.cli._progress import ProgressDisplay
+
+    out = io.StringIO()
+    display = ProgressDisplay(Console(file=out, width=200), "none")
+    trainer = SimpleNamespace(stop_requested=None, accum=4, batches_per_epoch=10)
+    display.on_train_batch_end(trainer, 0)
+    trainer.stop_requested = "SIGINT"
+    for batch in (1, 2):
+        display.on_train_batch_end(trainer, batch)
+    display.on_train_batch_end(trainer, 3)  # the window's end: the trainer stops and says so itself
+    assert out.getvalue() == ("SIGINT: stopping at the end of the accumulation window (trainer.grad_accum), with a "
+                              "checkpoint; again to stop at once\n")

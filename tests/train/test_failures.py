@@ -17,7 +17,7 @@ import dlcli.checkpoint as checkpoint
 from dlcli.checkpoint import load_checkpoint, save_checkpoint
 from dlcli.config import config_from_text
 from dlcli.errors import CheckpointError, DataError, RunError
-from dlcli.train import Callback, RunHandle, train
+from dlcli.train import Callback, RunHandle, TrainingInterrupted, train
 from tests.samples import Payload
 
 REPO = Path(__file__).resolve().parents[2]
@@ -193,3 +193,62 @@ def test_out_of_memory_suggests_a_smaller_batch(tiny_cfg):
     with pytest.raises(RunError, match=r"out of CPU memory at data.batch_size=32 .*try data.batch_size=16"):
         train(tiny_cfg(), callbacks=[_OutOfMemoryAt()], handle=handle)
     assert json.loads((handle.run_dir / "summary.json").read_text())["status"] == "failed"
+
+
+def _signal_during_evaluation(monkeypatch, call: int, sig=signal.SIGTERM):
+    """A real signal to this process during the `call`-th evaluate_split of a run (1-based:
+    each epoch's validation, then the test evaluation)."""
+    from dlcli.train import trainer as trainer_module
+
+    real, calls = trainer_module.evaluate_split, []
+
+    def evaluate(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            os.kill(os.getpid(), sig)  # handled between two bytecodes, in this (the main) thread
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "evaluate_split", evaluate)
+
+
+@pytest.mark.parametrize("epoch", [1, 2])  # the last epoch's too: it used to finish as if no signal came
+def test_a_signal_during_validation_stops_at_the_end_of_that_epoch(tiny_cfg, monkeypatch, epoch):
+    from dlcli.train import resume, train
+
+    straight = train(tiny_cfg("trainer.epochs=2"))
+    _signal_during_evaluation(monkeypatch, epoch)
+    handle = RunHandle()
+    with pytest.raises(TrainingInterrupted):
+        train(tiny_cfg("trainer.epochs=2"), handle=handle)
+    state = load_checkpoint(handle.run_dir / "checkpoints" / "last.pt")
+    assert (state["epoch"], state["batch_in_epoch"]) == (epoch, 0)
+    summary = json.loads((handle.run_dir / "summary.json").read_text())
+    assert (summary["status"], summary["signal"]) == ("interrupted", "SIGTERM")
+    monkeypatch.undo()
+    resumed = resume(handle.run_dir)
+    assert resumed["status"] == "finished" and resumed["test"] == straight["test"]
+    final = load_checkpoint(handle.run_dir / "checkpoints" / "last.pt")["model"]
+    expected = load_checkpoint(Path(straight["run_dir"]) / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(final[k], expected[k]) for k in expected)
+
+
+def test_a_signal_during_the_test_evaluation_lets_the_finished_run_finish(tiny_cfg, monkeypatch):
+    _signal_during_evaluation(monkeypatch, 3)  # epochs 1 and 2 validate; the third call is the test evaluation
+    summary = train(tiny_cfg("trainer.epochs=2"))
+    assert summary["status"] == "finished" and summary["test"]
+    assert summary["notes"][-1] == ("SIGTERM came after the last epoch, during the test evaluation: the run was "
+                                    "finished first")
+
+
+class _SecondSignalAt(Callback):
+    def on_train_batch_end(self, trainer, batch):
+        if trainer.epoch == 1 and batch == 2:
+            raise KeyboardInterrupt  # what the handler raises on a second signal
+
+
+def test_a_second_signal_records_an_interrupted_run_not_a_crash(tiny_cfg):
+    handle = RunHandle()
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_cfg("trainer.epochs=2"), callbacks=[_SecondSignalAt()], handle=handle)
+    summary = json.loads((handle.run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["signal"].startswith("a second signal: stopped at once")
