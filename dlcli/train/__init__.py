@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from shlex import quote
 
-from dlcli.errors import CheckpointError, DataError, RunError, short_list, shorten
+from dlcli.errors import CheckpointError, DataError, RunError, short_list, short_repr, shorten
 from dlcli.train.callbacks import Callback, Checkpointer, EarlyStopping, MetricsLogger
 from dlcli.train.trainer import Trainer, TrainingInterrupted
 
@@ -155,17 +155,19 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
                        f"and would stop again before training; to train on: dlcli train --resume {quote(str(run_dir))} "
                        f"trainer.early_stopping.patience=N (a larger N) or trainer.early_stopping=null")
     trainer, _ = _setup(cfg, callbacks, handle, run_dir=run_dir)
-    if overrides:  # the run's record says what it now trains to (trainer.epochs=N...)
-        from dlcli.config import dump_config
-        from dlcli.runs import write_text_atomic
-
-        write_text_atomic(run_dir / CONFIG_FILE, dump_config(cfg))
+    _refuse_changed_data(run_dir, state, trainer)
     try:
         trainer.load_state_dict(state)
     except (KeyError, ValueError, RuntimeError, TypeError, IndexError) as err:
         raise CheckpointError(f"{state['path']}: the training state does not fit its config "
                               f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
                               f"evaluate and predict can still use its weights") from None
+    # nothing in the run directory changes before the state has loaded and the data checked
+    if overrides:  # the run's record says what it now trains to (trainer.epochs=N...)
+        from dlcli.config import dump_config
+        from dlcli.runs import write_text_atomic
+
+        write_text_atomic(run_dir / CONFIG_FILE, dump_config(cfg))
     trainer.best_state = _best_weights(run_dir, state)
     _remove_temporary_files(run_dir)
     _record_resume(run_dir, trainer, state)
@@ -175,6 +177,56 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
     steps = [r for r in read_metrics(log.jsonl)[0] if r.get("kind") == "step" and r.get("step", 0) <= state["step"]]
     log.rewrite(sorted(steps + list(state["history"]), key=lambda r: (r.get("step", 0), r.get("kind") == "epoch")))
     return _fit(trainer, run_dir)
+
+
+def _refuse_changed_data(run_dir: Path, state: dict, trainer: Trainer) -> None:
+    """The data a resume reads again must be what the checkpoint trained on: the same samples per
+    split and the same normalization statistics (to the last bit) and classes. Other data would
+    train the rest of the run on another training set, validation split and normalization than
+    its first part, with test figures that `dlcli evaluate` cannot reproduce. What an older
+    checkpoint did not record is not compared."""
+    data, changes = trainer.data, []
+    if isinstance(state.get("samples"), dict):
+        now = trainer.sample_counts()
+        for key, name in (("train", "training"), ("val", "validation"), ("test", "test")):
+            if key in state["samples"] and state["samples"][key] != now[key]:
+                changes.append(f"{now[key]} {name} samples now, {state['samples'][key]} then")
+    partial = (state.get("partial_sums") or {}).get("losses")
+    if not changes and partial is not None and len(partial) != trainer.batches_per_epoch:
+        changes.append(f"{trainer.batches_per_epoch} batches an epoch now, {len(partial)} then")
+    if "normalization" in state and state["normalization"] != data.normalization:
+        changes.append(_normalization_change(data.normalization, state["normalization"]))
+    if "num_classes" in state and state["num_classes"] != data.num_classes:
+        changes.append(f"{data.num_classes} classes now, {state['num_classes']} then")
+    elif "class_names" in state and state["class_names"] != data.class_names:
+        names = (lambda n: "none" if n is None else short_list(n, limit=5))
+        changes.append(f"class names {names(data.class_names)} now, {names(state['class_names'])} then")
+    if changes:
+        raise DataError(f"{data.source}: the data changed since the checkpoint {state['path']} was written: "
+                        f"{'; '.join(changes)}; resuming would train the rest of the run on other data than its "
+                        f"first part. HINT: restore the data the run trained on (data.path=PATH if it moved), or "
+                        f"train a new run on this data: dlcli train {quote(str(run_dir / 'config.yaml'))}")
+
+
+def _normalization_change(now: dict | None, then: dict | None) -> str:
+    """The first difference of two normalizations: 'normalization mean[0] 0.2027 now, -0.04712 then'."""
+    if now is None or then is None:
+        show = (lambda n: "none" if n is None else f"{len(n.get('mean', []))} channel mean and std")
+        return f"normalization {show(now)} now, {show(then)} then"
+    for key in ("axis", "mean", "std"):
+        a, b = now.get(key), then.get(key)
+        if a == b:
+            continue
+        if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            i = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
+            a, b = a[i], b[i]
+            # 6 digits where they show the difference, else every digit
+            numbers = all(isinstance(v, (int, float)) for v in (a, b))
+            show = (lambda v: f"{v:.6g}") if numbers and f"{a:.6g}" != f"{b:.6g}" else short_repr
+            return f"normalization {key}[{i}] {show(a)} now, {show(b)} then"
+        count = (lambda v: f"{len(v)} values" if isinstance(v, list) else short_repr(v, 40))
+        return f"normalization {key} {count(a)} now, {count(b)} then"
+    return "normalization differs"
 
 
 def _record_resume(run_dir: Path, trainer: Trainer, state: dict) -> None:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dlcli.checkpoint import load_checkpoint
-from dlcli.errors import RunError
+from dlcli.errors import CheckpointError, DataError, RunError
 from dlcli.train import RunHandle, TrainingInterrupted, resume, train
 from dlcli.runs import read_metrics
 from tests.samples import InterruptAt
@@ -319,3 +319,99 @@ def test_each_resume_is_recorded_in_environment_json_beside_the_first_start(tiny
     assert [(r["from_epoch"], r["from_batch"]) for r in record["resumes"]] == [(2, 1), (3, 1)]
     assert all(r["device"] == "cpu" and r["checkpoint"].endswith("last.pt") and "command" in r
                for r in record["resumes"])
+
+
+TABULAR = """
+name: tab
+seed: 3
+model:
+  input_shape: [6]
+  layers:
+    - dense: {{units: 8, activation: relu}}
+    - dense: 3
+data: {{dataset: npz, path: {path}, batch_size: 16, val_split: 0.25}}
+optimizer: {{type: adam, lr: 0.01}}
+trainer: {{epochs: 3, device: cpu, progress: none, out_dir: {out}}}
+"""
+
+
+def _write_npz(path: Path, rows: int = 96, seed: int = 0, scale: float = 1.0) -> Path:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=(rows, 6)) * scale).astype(np.float32)
+    xt = rng.normal(size=(24, 6)).astype(np.float32)
+    np.savez(path, x=x, y=x[:, :3].argmax(1), x_test=xt, y_test=xt[:, :3].argmax(1))
+    return path
+
+
+@pytest.fixture
+def tab_cfg(tmp_path):
+    """`tab_cfg(*overrides)`: a small dense model on tmp_path/d.npz (96 rows, 24 test rows)."""
+    from dlcli.config import config_from_text
+
+    data = _write_npz(tmp_path / "d.npz")
+    return lambda *overrides: config_from_text(TABULAR.format(path=data, out=tmp_path / "runs"), "tab.yaml",
+                                               list(overrides))
+
+
+def _append_rows(path: Path, rows: int = 32) -> None:
+    import numpy as np
+
+    saved = dict(np.load(path))
+    more = _write_npz(path.with_name("more.npz"), rows, seed=9, scale=2.0)
+    extra = dict(np.load(more))
+    np.savez(path, **{**saved, "x": np.concatenate([saved["x"], extra["x"]]),
+                      "y": np.concatenate([saved["y"], extra["y"]])})
+
+
+def test_a_resume_on_changed_data_is_refused_and_changes_nothing(tab_cfg):
+    """Rows appended to the data file would give other training and validation splits and another
+    normalization for the rest of the run: refused, naming what changed, before anything is written."""
+    run_dir = Path(train(tab_cfg("trainer.epochs=2"))["run_dir"])
+    data = Path(tab_cfg()["data"]["path"])
+    _append_rows(data)
+    before = _files(run_dir)
+    with pytest.raises(DataError) as info:
+        resume(run_dir, ["trainer.epochs=4"])  # nor is config.yaml rewritten with the new epochs
+    message = str(info.value)
+    assert message.startswith(f"npz {data}: the data changed since the checkpoint "
+                              f"{run_dir / 'checkpoints' / 'last.pt'} was written: 96 training samples now, "
+                              f"72 then; 32 validation samples now, 24 then; normalization mean[0] ")
+    assert message.endswith(f"resuming would train the rest of the run on other data than its first part. HINT: "
+                            f"restore the data the run trained on (data.path=PATH if it moved), or train a new "
+                            f"run on this data: dlcli train {run_dir / 'config.yaml'}")
+    assert _files(run_dir) == before
+
+
+def test_a_resume_mid_epoch_on_changed_data_says_the_data_changed(tab_cfg):
+    """Mid-epoch the saved per-batch sums do not fit the new epoch length: that used to surface as a
+    tensor size RuntimeError (a "training state does not fit" CheckpointError), after config.yaml was
+    rewritten. A checkpoint from before the sample counts were recorded is still told apart by it."""
+    from dlcli.checkpoint import save_checkpoint
+
+    handle = RunHandle()
+    with pytest.raises(TrainingInterrupted):
+        train(tab_cfg(), callbacks=[InterruptAt(epoch=1, batch=1)], handle=handle)
+    run_dir, last = handle.run_dir, handle.run_dir / "checkpoints" / "last.pt"
+    state = load_checkpoint(last)
+    older = {k: v for k, v in state.items() if k not in ("path", "samples", "normalization")}
+    save_checkpoint(last, older)  # as written before the counts were recorded, without a normalization
+    _append_rows(Path(tab_cfg()["data"]["path"]))
+    before = _files(run_dir)
+    with pytest.raises(DataError, match=r"the data changed since the checkpoint .* was written: 6 batches an epoch "
+                                        r"now, 5 then; resuming would train"):
+        resume(run_dir, ["trainer.epochs=5"])
+    assert _files(run_dir) == before
+
+
+def test_a_checkpoint_without_the_data_record_still_resumes(tab_cfg):
+    """Checkpoints written before the sample counts were recorded resume as before."""
+    from dlcli.checkpoint import save_checkpoint
+
+    run_dir = Path(train(tab_cfg("trainer.epochs=1"))["run_dir"])
+    last = run_dir / "checkpoints" / "last.pt"
+    state = load_checkpoint(last)
+    assert state["samples"] == {"train": 72, "val": 24, "test": 24}
+    save_checkpoint(last, {k: v for k, v in state.items() if k not in ("path", "samples")})
+    assert resume(run_dir, ["trainer.epochs=2"])["epochs"] == 2
