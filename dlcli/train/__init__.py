@@ -17,6 +17,10 @@ from dlcli.train.trainer import Trainer, TrainingInterrupted
 __all__ = ["train", "resume", "Trainer", "TrainingInterrupted", "Callback", "RunHandle"]
 
 
+# where a data set's files are (dataset arguments): a resume may find its data elsewhere
+DATA_PATHS = ("path", "test_path", "root")
+
+
 class RunHandle:
     """Where a run writes; set as soon as the directory exists (the CLI reports it)."""
 
@@ -123,12 +127,14 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
     planned = cfg["trainer"]["epochs"]  # what the run was training to, before any override
     load_model_from_checkpoint(state, "cpu", cfg)  # the weights fit the config, before anything else
     if overrides:
+        # data paths too: the data they find must be the data the run trained on (_refuse_changed_data)
         allowed = ("trainer.epochs=", "trainer.device=", "trainer.progress=", "trainer.early_stopping=",
-                   "trainer.early_stopping.")
+                   "trainer.early_stopping.", *(f"data.{key}=" for key in DATA_PATHS))
         bad = [o for o in overrides if not o.startswith(allowed)]
         if bad:
-            raise RunError(f"--resume takes only overrides of trainer.epochs, trainer.early_stopping, trainer.device "
-                           f"and trainer.progress (the rest must stay as trained); received: "
+            raise RunError(f"--resume takes only overrides of trainer.epochs, trainer.early_stopping, trainer.device, "
+                           f"trainer.progress and the data's place (data.path, data.test_path, data.root; the rest "
+                           f"must stay as trained); received: "
                            f"{short_list(bad, lambda override: shorten(override, 100), sep=' ')}")
         import copy
 
@@ -136,9 +142,12 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
                              guards=False)  # the checkpoint's model, as checkpoint_config took it
     ckpt_path = Path(state["path"])
     run_dir = ckpt_path.parent.parent
-    if not (run_dir / CONFIG_FILE).is_file():
-        raise CheckpointError(f"{ckpt_path}: not inside a run directory (no {run_dir / CONFIG_FILE}); "
-                              f"--resume continues a run where it was written")
+    if not (run_dir / CONFIG_FILE).is_file():  # the mark of a run: resume writes its records there
+        raise CheckpointError(f"{ckpt_path}: not inside a run directory (no {run_dir / CONFIG_FILE}); --resume "
+                              f"continues a run in its directory and writes the run's logs there. HINT: to continue "
+                              f"this run, put the checkpoint at DIR/checkpoints/last.pt beside the run's "
+                              f"DIR/config.yaml, then: dlcli train --resume DIR; to train a new run: dlcli train "
+                              f"CONFIG (evaluate, predict and export take the checkpoint where it is)")
     _refuse_rewind(run_dir, state)
     _refuse_fewer_epochs(run_dir, state, cfg, planned)
     # A run killed after its last checkpoint but before its summary is completed, not refused.
@@ -154,6 +163,7 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
         raise RunError(f"{run_dir}: the run stopped early at epoch {state['epoch']} ({ended.get('stop_reason')}), "
                        f"and would stop again before training; to train on: dlcli train --resume {quote(str(run_dir))} "
                        f"trainer.early_stopping.patience=N (a larger N) or trainer.early_stopping=null")
+    _refuse_missing_data(run_dir, state, cfg, overrides)
     trainer, _ = _setup(cfg, callbacks, handle, run_dir=run_dir)
     _refuse_changed_data(run_dir, state, trainer)
     try:
@@ -177,6 +187,20 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
     steps = [r for r in read_metrics(log.jsonl)[0] if r.get("kind") == "step" and r.get("step", 0) <= state["step"]]
     log.rewrite(sorted(steps + list(state["history"]), key=lambda r: (r.get("step", 0), r.get("kind") == "epoch")))
     return _fit(trainer, run_dir)
+
+
+def _refuse_missing_data(run_dir: Path, state: dict, cfg: dict, overrides: list[str]) -> None:
+    """A data path of the checkpoint that no longer exists (the data moved, another machine):
+    refused saying where the path came from and how to point the resume to the data."""
+    given = {override.split("=", 1)[0] for override in overrides}
+    for key in DATA_PATHS:
+        value = cfg["data"].get(key)
+        if value and f"data.{key}" not in given and not Path(value).exists():
+            again = " ".join(["dlcli train --resume", quote(str(run_dir)), *map(quote, overrides),
+                              f"data.{key}=NEW_PATH"])
+            raise DataError(f"{value}: not found; data.{key} comes from the run's checkpoint {state['path']}, "
+                            f"where the data were when the run trained. HINT: if they moved, point the resume to "
+                            f"them: {again} (the same data: the resume compares them with the checkpoint)")
 
 
 def _refuse_changed_data(run_dir: Path, state: dict, trainer: Trainer) -> None:

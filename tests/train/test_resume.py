@@ -81,7 +81,8 @@ def test_resume_refuses_other_overrides_and_cuts_what_it_echoes(tiny_cfg):
     with pytest.raises(RunError) as info:
         resume(run_dir, ["trainer.epochs=2", "seed=1", huge])
     assert str(info.value) == ("--resume takes only overrides of trainer.epochs, trainer.early_stopping, "
-                               "trainer.device and trainer.progress (the rest must stay as trained); received: "
+                               "trainer.device, trainer.progress and the data's place (data.path, data.test_path, "
+                               "data.root; the rest must stay as trained); received: "
                                f"seed=1 {huge[:97]}... (100,024 characters)")
 
 
@@ -415,3 +416,55 @@ def test_a_checkpoint_without_the_data_record_still_resumes(tab_cfg):
     assert state["samples"] == {"train": 72, "val": 24, "test": 24}
     save_checkpoint(last, {k: v for k, v in state.items() if k not in ("path", "samples")})
     assert resume(run_dir, ["trainer.epochs=2"])["epochs"] == 2
+
+
+def test_a_run_whose_data_moved_resumes_with_data_path_and_only_on_the_same_data(tab_cfg, tmp_path):
+    """The data paths come from the checkpoint: a missing one is named as such, with the override that
+    points the resume to the data; resumed there, the run ends as an uninterrupted one; other data there
+    are refused by the data check."""
+    straight = Path(train(tab_cfg())["run_dir"])
+    run_dir = Path(train(tab_cfg("trainer.epochs=2"))["run_dir"])
+    data = Path(tab_cfg()["data"]["path"])
+    moved = data.rename(tmp_path / "moved.npz")
+    before = _files(run_dir)
+    with pytest.raises(DataError) as info:
+        resume(run_dir, ["trainer.epochs=3"])
+    assert str(info.value) == (f"{data}: not found; data.path comes from the run's checkpoint "
+                               f"{run_dir / 'checkpoints' / 'last.pt'}, where the data were when the run trained. "
+                               f"HINT: if they moved, point the resume to them: dlcli train --resume {run_dir} "
+                               f"trainer.epochs=3 data.path=NEW_PATH (the same data: the resume compares them with "
+                               f"the checkpoint)")
+    assert _files(run_dir) == before
+    other = _write_npz(tmp_path / "other.npz", seed=5)
+    with pytest.raises(DataError, match=r"the data changed since the checkpoint .* normalization mean\[0\] "):
+        resume(run_dir, ["trainer.epochs=3", f"data.path={other}"])
+    assert _files(run_dir) == before
+    resumed = resume(run_dir, ["trainer.epochs=3", f"data.path={moved}"])
+    _assert_same(_weights(straight), _weights(run_dir))
+    assert resumed["test"] == json.loads((straight / "summary.json").read_text())["test"]
+    from dlcli.config import load_config
+
+    assert load_config(run_dir / "config.yaml")["data"]["path"] == str(moved)  # where the next resume finds it
+
+
+def test_a_checkpoint_outside_a_run_directory_says_how_to_resume_it(tiny_cfg, tmp_path):
+    """config.yaml marks a run directory, where --resume writes the run's logs (and removes the
+    temporary files a killed write left): a lone checkpoint is refused with the way to proceed."""
+    import shutil
+
+    run_dir = Path(train(tiny_cfg("trainer.epochs=1", "scheduler=null"))["run_dir"])
+    lone = tmp_path / "lone" / "last.pt"
+    lone.parent.mkdir()
+    shutil.copy(run_dir / "checkpoints" / "last.pt", lone)
+    with pytest.raises(CheckpointError) as info:
+        resume(lone, ["trainer.epochs=2"])
+    assert str(info.value) == (f"{lone}: not inside a run directory (no {tmp_path / 'config.yaml'}); --resume "
+                               f"continues a run in its directory and writes the run's logs there. HINT: to "
+                               f"continue this run, put the checkpoint at DIR/checkpoints/last.pt beside the run's "
+                               f"DIR/config.yaml, then: dlcli train --resume DIR; to train a new run: dlcli train "
+                               f"CONFIG (evaluate, predict and export take the checkpoint where it is)")
+    again = tmp_path / "again"
+    (again / "checkpoints").mkdir(parents=True)
+    shutil.copy(lone, again / "checkpoints" / "last.pt")
+    shutil.copy(run_dir / "config.yaml", again / "config.yaml")
+    assert resume(again, ["trainer.epochs=2"])["epochs"] == 2
