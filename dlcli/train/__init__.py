@@ -128,12 +128,12 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
     load_model_from_checkpoint(state, "cpu", cfg)  # the weights fit the config, before anything else
     if overrides:
         # data paths too: the data they find must be the data the run trained on (_refuse_changed_data)
-        allowed = ("trainer.epochs=", "trainer.device=", "trainer.progress=", "trainer.early_stopping=",
-                   "trainer.early_stopping.", *(f"data.{key}=" for key in DATA_PATHS))
+        allowed = ("trainer.epochs=", "trainer.device=", "trainer.threads=", "trainer.progress=",
+                   "trainer.early_stopping=", "trainer.early_stopping.", *(f"data.{key}=" for key in DATA_PATHS))
         bad = [o for o in overrides if not o.startswith(allowed)]
         if bad:
             raise RunError(f"--resume takes only overrides of trainer.epochs, trainer.early_stopping, trainer.device, "
-                           f"trainer.progress and the data's place (data.path, data.test_path, data.root; the rest "
+                           f"trainer.threads, trainer.progress and the data's place (data.path, data.test_path, data.root; the rest "
                            f"must stay as trained); received: "
                            f"{short_list(bad, lambda override: shorten(override, 100), sep=' ')}")
         import copy
@@ -180,6 +180,9 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
         write_text_atomic(run_dir / CONFIG_FILE, dump_config(cfg))
     trainer.best_state = _best_weights(run_dir, state)
     _remove_temporary_files(run_dir)
+    threads = _other_threads_note(run_dir, trainer)  # from environment.json, before this resume is added
+    if threads:
+        trainer.notes.append(threads)
     _record_resume(run_dir, trainer, state)
     # The logs may run ahead of the checkpoint (killed between the two writes) or
     # end in a torn line: keep what the checkpoint covers, from its own history.
@@ -263,6 +266,24 @@ def _record_resume(run_dir: Path, trainer: Trainer, state: dict) -> None:
                "from_batch": (state.get("batch_in_epoch") or 0) + 1, "checkpoint": str(state["path"])}
     record["resumes"] = [*(record.get("resumes") if isinstance(record.get("resumes"), list) else []), resumed]
     write_text_atomic(run_dir / ENV_FILE, json.dumps(record, indent=2) + "\n")
+
+
+def _other_threads_note(run_dir: Path, trainer: Trainer) -> str | None:
+    """On the CPU, another thread count sums in another order: a note when the run last trained
+    (its start, or its latest resume, in environment.json) with other threads than this resume."""
+    import torch
+
+    from dlcli.runs import read_environment
+
+    record = read_environment(run_dir) or {}
+    resumes = record.get("resumes") if isinstance(record.get("resumes"), list) else []
+    last = resumes[-1] if resumes and isinstance(resumes[-1], dict) else record
+    trained, now = last.get("cpu_threads"), torch.get_num_threads()
+    on_cpu = trainer.device.type == "cpu" and str(last.get("device")).split(":")[0] == "cpu"
+    if not on_cpu or type(trained) is not int or trained == now:
+        return None
+    return (f"trained with {trained} CPU thread{'s' if trained != 1 else ''}, resuming with {now}: results will not "
+            f"be bit-identical to an uninterrupted run; trainer.threads={trained} to match")
 
 
 def _refuse_rewind(run_dir: Path, state: dict) -> None:

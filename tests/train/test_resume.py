@@ -81,7 +81,7 @@ def test_resume_refuses_other_overrides_and_cuts_what_it_echoes(tiny_cfg):
     with pytest.raises(RunError) as info:
         resume(run_dir, ["trainer.epochs=2", "seed=1", huge])
     assert str(info.value) == ("--resume takes only overrides of trainer.epochs, trainer.early_stopping, "
-                               "trainer.device, trainer.progress and the data's place (data.path, data.test_path, "
+                               "trainer.device, trainer.threads, trainer.progress and the data's place (data.path, data.test_path, "
                                "data.root; the rest must stay as trained); received: "
                                f"seed=1 {huge[:97]}... (100,024 characters)")
 
@@ -468,3 +468,33 @@ def test_a_checkpoint_outside_a_run_directory_says_how_to_resume_it(tiny_cfg, tm
     shutil.copy(lone, again / "checkpoints" / "last.pt")
     shutil.copy(run_dir / "config.yaml", again / "config.yaml")
     assert resume(again, ["trainer.epochs=2"])["epochs"] == 2
+
+
+def test_a_resume_under_another_thread_count_says_it_is_not_bit_identical(tab_cfg):
+    """Another CPU thread count changes the order of float sums. The count the run last trained with
+    (environment.json: its start or latest resume) is compared with this resume's; trainer.threads
+    pins it to match."""
+    import torch
+
+    threads = torch.get_num_threads()
+    run_dir = Path(train(tab_cfg("trainer.epochs=1"))["run_dir"])
+    env = run_dir / "environment.json"
+    record = json.loads(env.read_text())
+    assert record["cpu_threads"] == threads
+    record["cpu_threads"] = threads + 2  # as if started on a larger machine
+    env.write_text(json.dumps(record))
+    resumed = resume(run_dir, ["trainer.epochs=2"])
+    note = (f"trained with {threads + 2} CPU threads, resuming with {threads}: results will not be bit-identical "
+            f"to an uninterrupted run; trainer.threads={threads + 2} to match")
+    assert resumed["notes"] == [note]
+    assert json.loads((run_dir / "summary.json").read_text())["notes"] == [note]
+    assert resume(run_dir, ["trainer.epochs=3"])["notes"] == []  # the last resume trained with these threads
+    pinned = 1 if threads != 1 else 2
+    record = json.loads(env.read_text())
+    record["resumes"][-1]["cpu_threads"] = pinned
+    env.write_text(json.dumps(record))
+    try:
+        assert resume(run_dir, ["trainer.epochs=4", f"trainer.threads={pinned}"])["notes"] == []
+        assert json.loads(env.read_text())["resumes"][-1]["cpu_threads"] == pinned
+    finally:
+        torch.set_num_threads(threads)
