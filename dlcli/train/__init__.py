@@ -226,7 +226,7 @@ def _refuse_changed_data(run_dir: Path, state: dict, trainer: Trainer) -> None:
     if "num_classes" in state and state["num_classes"] != data.num_classes:
         changes.append(f"{data.num_classes} classes now, {state['num_classes']} then")
     elif "class_names" in state and state["class_names"] != data.class_names:
-        names = (lambda n: "none" if n is None else short_list(n, limit=5))
+        names = (lambda n: short_list(n, limit=5) if isinstance(n, (list, tuple)) else short_repr(n, 60))
         changes.append(f"class names {names(data.class_names)} now, {names(state['class_names'])} then")
     if changes:
         raise DataError(f"{data.source}: the data changed since the checkpoint {state['path']} was written: "
@@ -237,8 +237,9 @@ def _refuse_changed_data(run_dir: Path, state: dict, trainer: Trainer) -> None:
 
 def _normalization_change(now: dict | None, then: dict | None) -> str:
     """The first difference of two normalizations: 'normalization mean[0] 0.2027 now, -0.04712 then'."""
-    if now is None or then is None:
-        show = (lambda n: "none" if n is None else f"{len(n.get('mean', []))} channel mean and std")
+    if not isinstance(now, dict) or not isinstance(then, dict):
+        show = (lambda n: f"{len(n.get('mean') or [])} means and stds" if isinstance(n, dict) else
+                "none" if n is None else short_repr(n, 60))
         return f"normalization {show(now)} now, {show(then)} then"
     for key in ("axis", "mean", "std"):
         a, b = now.get(key), then.get(key)
