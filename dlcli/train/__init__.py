@@ -10,11 +10,15 @@ import json
 from pathlib import Path
 from shlex import quote
 
-from dlcli.errors import CheckpointError, DataError, RunError, short_list, shorten
+from dlcli.errors import CheckpointError, DataError, RunError, short_list, short_repr, shorten
 from dlcli.train.callbacks import Callback, Checkpointer, EarlyStopping, MetricsLogger
 from dlcli.train.trainer import Trainer, TrainingInterrupted
 
 __all__ = ["train", "resume", "Trainer", "TrainingInterrupted", "Callback", "RunHandle"]
+
+
+# where a data set's files are (dataset arguments): a resume may find its data elsewhere
+DATA_PATHS = ("path", "test_path", "root")
 
 
 class RunHandle:
@@ -127,12 +131,14 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
     planned = cfg["trainer"]["epochs"]  # what the run was training to, before any override
     load_model_from_checkpoint(state, "cpu", cfg)  # the weights fit the config, before anything else
     if overrides:
-        allowed = ("trainer.epochs=", "trainer.device=", "trainer.progress=", "trainer.early_stopping=",
-                   "trainer.early_stopping.")
+        # data paths too: the data they find must be the data the run trained on (_refuse_changed_data)
+        allowed = ("trainer.epochs=", "trainer.device=", "trainer.threads=", "trainer.progress=",
+                   "trainer.early_stopping=", "trainer.early_stopping.", *(f"data.{key}=" for key in DATA_PATHS))
         bad = [o for o in overrides if not o.startswith(allowed)]
         if bad:
-            raise RunError(f"--resume takes only overrides of trainer.epochs, trainer.early_stopping, trainer.device "
-                           f"and trainer.progress (the rest must stay as trained); received: "
+            raise RunError(f"--resume takes only overrides of trainer.epochs, trainer.early_stopping, trainer.device, "
+                           f"trainer.threads, trainer.progress and the data's place (data.path, data.test_path, data.root; the rest "
+                           f"must stay as trained); received: "
                            f"{short_list(bad, lambda override: shorten(override, 100), sep=' ')}")
         import copy
 
@@ -140,9 +146,12 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
                              guards=False)  # the checkpoint's model, as checkpoint_config took it
     ckpt_path = Path(state["path"])
     run_dir = ckpt_path.parent.parent
-    if not (run_dir / CONFIG_FILE).is_file():
-        raise CheckpointError(f"{ckpt_path}: not inside a run directory (no {run_dir / CONFIG_FILE}); "
-                              f"--resume continues a run where it was written")
+    if not (run_dir / CONFIG_FILE).is_file():  # the mark of a run: resume writes its records there
+        raise CheckpointError(f"{ckpt_path}: not inside a run directory (no {run_dir / CONFIG_FILE}); --resume "
+                              f"continues a run in its directory and writes the run's logs there. HINT: to continue "
+                              f"this run, put the checkpoint at DIR/checkpoints/last.pt beside the run's "
+                              f"DIR/config.yaml, then: dlcli train --resume DIR; to train a new run: dlcli train "
+                              f"CONFIG (evaluate, predict and export take the checkpoint where it is)")
     _refuse_rewind(run_dir, state)
     _refuse_fewer_epochs(run_dir, state, cfg, planned)
     # A run killed after its last checkpoint but before its summary is completed, not refused.
@@ -158,20 +167,26 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
         raise RunError(f"{run_dir}: the run stopped early at epoch {state['epoch']} ({ended.get('stop_reason')}), "
                        f"and would stop again before training; to train on: dlcli train --resume {quote(str(run_dir))} "
                        f"trainer.early_stopping.patience=N (a larger N) or trainer.early_stopping=null")
+    _refuse_missing_data(run_dir, state, cfg, overrides)
     trainer, _ = _setup(cfg, callbacks, handle, run_dir=run_dir)
-    if overrides:  # the run's record says what it now trains to (trainer.epochs=N...)
-        from dlcli.config import dump_config
-        from dlcli.runs import write_text_atomic
-
-        write_text_atomic(run_dir / CONFIG_FILE, dump_config(cfg))
+    _refuse_changed_data(run_dir, state, trainer)
     try:
         trainer.load_state_dict(state)
     except (KeyError, ValueError, RuntimeError, TypeError, IndexError) as err:
         raise CheckpointError(f"{state['path']}: the training state does not fit its config "
                               f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
                               f"evaluate and predict can still use its weights") from None
+    # nothing in the run directory changes before the state has loaded and the data checked
+    if overrides:  # the run's record says what it now trains to (trainer.epochs=N...)
+        from dlcli.config import dump_config
+        from dlcli.runs import write_text_atomic
+
+        write_text_atomic(run_dir / CONFIG_FILE, dump_config(cfg))
     trainer.best_state = _best_weights(run_dir, state)
     _remove_temporary_files(run_dir)
+    threads = _other_threads_note(run_dir, trainer)  # from environment.json, before this resume is added
+    if threads:
+        trainer.notes.append(threads)
     _record_resume(run_dir, trainer, state)
     # The logs may run ahead of the checkpoint (killed between the two writes) or
     # end in a torn line: keep what the checkpoint covers, from its own history.
@@ -179,6 +194,71 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
     steps = [r for r in read_metrics(log.jsonl)[0] if r.get("kind") == "step" and r.get("step", 0) <= state["step"]]
     log.rewrite(sorted(steps + list(state["history"]), key=lambda r: (r.get("step", 0), r.get("kind") == "epoch")))
     return _fit(trainer, run_dir)
+
+
+def _refuse_missing_data(run_dir: Path, state: dict, cfg: dict, overrides: list[str]) -> None:
+    """A data path of the checkpoint that no longer exists (the data moved, another machine):
+    refused saying where the path came from and how to point the resume to the data."""
+    given = {override.split("=", 1)[0] for override in overrides}
+    for key in DATA_PATHS:
+        value = cfg["data"].get(key)
+        if value and f"data.{key}" not in given and not Path(value).exists():
+            again = " ".join(["dlcli train --resume", quote(str(run_dir)), *map(quote, overrides),
+                              f"data.{key}=NEW_PATH"])
+            raise DataError(f"{value}: not found; data.{key} comes from the run's checkpoint {state['path']}, "
+                            f"where the data were when the run trained. HINT: if they moved, point the resume to "
+                            f"them: {again} (the same data: the resume compares them with the checkpoint)")
+
+
+def _refuse_changed_data(run_dir: Path, state: dict, trainer: Trainer) -> None:
+    """The data a resume reads again must be what the checkpoint trained on: the same samples per
+    split and the same normalization statistics (to the last bit) and classes. Other data would
+    train the rest of the run on another training set, validation split and normalization than
+    its first part, with test figures that `dlcli evaluate` cannot reproduce. What an older
+    checkpoint did not record is not compared."""
+    data, changes = trainer.data, []
+    if isinstance(state.get("samples"), dict):
+        now = trainer.sample_counts()
+        for key, name in (("train", "training"), ("val", "validation"), ("test", "test")):
+            if key in state["samples"] and state["samples"][key] != now[key]:
+                changes.append(f"{now[key]} {name} samples now, {state['samples'][key]} then")
+    partial = (state.get("partial_sums") or {}).get("losses")
+    if not changes and partial is not None and len(partial) != trainer.batches_per_epoch:
+        changes.append(f"{trainer.batches_per_epoch} batches an epoch now, {len(partial)} then")
+    if "normalization" in state and state["normalization"] != data.normalization:
+        changes.append(_normalization_change(data.normalization, state["normalization"]))
+    if "num_classes" in state and state["num_classes"] != data.num_classes:
+        changes.append(f"{data.num_classes} classes now, {state['num_classes']} then")
+    elif "class_names" in state and state["class_names"] != data.class_names:
+        names = (lambda n: short_list(n, limit=5) if isinstance(n, (list, tuple)) else short_repr(n, 60))
+        changes.append(f"class names {names(data.class_names)} now, {names(state['class_names'])} then")
+    if changes:
+        raise DataError(f"{data.source}: the data changed since the checkpoint {state['path']} was written: "
+                        f"{'; '.join(changes)}; resuming would train the rest of the run on other data than its "
+                        f"first part. HINT: restore the data the run trained on (data.path=PATH if it moved), or "
+                        f"train a new run on this data: dlcli train {quote(str(run_dir / 'config.yaml'))}")
+
+
+def _normalization_change(now: dict | None, then: dict | None) -> str:
+    """The first difference of two normalizations: 'normalization mean[0] 0.2027 now, -0.04712 then'."""
+    if not isinstance(now, dict) or not isinstance(then, dict):
+        show = (lambda n: f"{len(n.get('mean') or [])} means and stds" if isinstance(n, dict) else
+                "none" if n is None else short_repr(n, 60))
+        return f"normalization {show(now)} now, {show(then)} then"
+    for key in ("axis", "mean", "std"):
+        a, b = now.get(key), then.get(key)
+        if a == b:
+            continue
+        if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            i = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
+            a, b = a[i], b[i]
+            # 6 digits where they show the difference, else every digit
+            numbers = all(isinstance(v, (int, float)) for v in (a, b))
+            show = (lambda v: f"{v:.6g}") if numbers and f"{a:.6g}" != f"{b:.6g}" else short_repr
+            return f"normalization {key}[{i}] {show(a)} now, {show(b)} then"
+        count = (lambda v: f"{len(v)} values" if isinstance(v, list) else short_repr(v, 40))
+        return f"normalization {key} {count(a)} now, {count(b)} then"
+    return "normalization differs"
 
 
 def _record_resume(run_dir: Path, trainer: Trainer, state: dict) -> None:
@@ -191,6 +271,24 @@ def _record_resume(run_dir: Path, trainer: Trainer, state: dict) -> None:
                "from_batch": (state.get("batch_in_epoch") or 0) + 1, "checkpoint": str(state["path"])}
     record["resumes"] = [*(record.get("resumes") if isinstance(record.get("resumes"), list) else []), resumed]
     write_text_atomic(run_dir / ENV_FILE, json.dumps(record, indent=2) + "\n")
+
+
+def _other_threads_note(run_dir: Path, trainer: Trainer) -> str | None:
+    """On the CPU, another thread count sums in another order: a note when the run last trained
+    (its start, or its latest resume, in environment.json) with other threads than this resume."""
+    import torch
+
+    from dlcli.runs import read_environment
+
+    record = read_environment(run_dir) or {}
+    resumes = record.get("resumes") if isinstance(record.get("resumes"), list) else []
+    last = resumes[-1] if resumes and isinstance(resumes[-1], dict) else record
+    trained, now = last.get("cpu_threads"), torch.get_num_threads()
+    on_cpu = trainer.device.type == "cpu" and str(last.get("device")).split(":")[0] == "cpu"
+    if not on_cpu or type(trained) is not int or trained == now:
+        return None
+    return (f"trained with {trained} CPU thread{'s' if trained != 1 else ''}, resuming with {now}: results will not "
+            f"be bit-identical to an uninterrupted run; trainer.threads={trained} to match")
 
 
 def _refuse_rewind(run_dir: Path, state: dict) -> None:

@@ -385,7 +385,14 @@ class Trainer:
             "normalization": self.data.normalization, "task": self.data.task,
             "num_classes": self.data.num_classes, "class_names": self.data.class_names,
             "data_source": self.data.source, "feature_names": self.data.feature_names,
+            "samples": self.sample_counts(),  # with the normalization: what a resume checks its data against
         }
+
+    def sample_counts(self) -> dict:
+        """Samples per split, as the run trains and evaluates on them."""
+        data = self.data
+        return {name: len(split) if split is not None else 0
+                for name, split in (("train", data.train), ("val", data.val), ("test", data.test))}
 
     # how the optimizer runs here, not what it computes: torch's load_state_dict takes them from the checkpoint
     OPTIMIZER_IMPLEMENTATION = ("fused", "capturable", "foreach", "differentiable")

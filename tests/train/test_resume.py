@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dlcli.checkpoint import load_checkpoint
-from dlcli.errors import RunError
+from dlcli.errors import CheckpointError, DataError, RunError
 from dlcli.train import RunHandle, TrainingInterrupted, resume, train
 from dlcli.runs import read_metrics
 from tests.samples import InterruptAt
@@ -81,7 +81,8 @@ def test_resume_refuses_other_overrides_and_cuts_what_it_echoes(tiny_cfg):
     with pytest.raises(RunError) as info:
         resume(run_dir, ["trainer.epochs=2", "seed=1", huge])
     assert str(info.value) == ("--resume takes only overrides of trainer.epochs, trainer.early_stopping, "
-                               "trainer.device and trainer.progress (the rest must stay as trained); received: "
+                               "trainer.device, trainer.threads, trainer.progress and the data's place (data.path, data.test_path, "
+                               "data.root; the rest must stay as trained); received: "
                                f"seed=1 {huge[:97]}... (100,024 characters)")
 
 
@@ -333,3 +334,181 @@ def test_a_resume_without_best_pt_labels_the_test_figures_with_the_weights_they_
                                 "missing when the run resumed; the test figures are the last epoch's (epoch 3)"]
     straight = train(tiny_cfg("trainer.epochs=3", "trainer.monitor_mode=max", "scheduler=null"))
     assert straight["best"]["epoch"] == 1 and straight["test_epoch"] == 1 and straight["notes"] == []
+
+
+TABULAR = """
+name: tab
+seed: 3
+model:
+  input_shape: [6]
+  layers:
+    - dense: {{units: 8, activation: relu}}
+    - dense: 3
+data: {{dataset: npz, path: {path}, batch_size: 16, val_split: 0.25}}
+optimizer: {{type: adam, lr: 0.01}}
+trainer: {{epochs: 3, device: cpu, progress: none, out_dir: {out}}}
+"""
+
+
+def _write_npz(path: Path, rows: int = 96, seed: int = 0, scale: float = 1.0) -> Path:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=(rows, 6)) * scale).astype(np.float32)
+    xt = rng.normal(size=(24, 6)).astype(np.float32)
+    np.savez(path, x=x, y=x[:, :3].argmax(1), x_test=xt, y_test=xt[:, :3].argmax(1))
+    return path
+
+
+@pytest.fixture
+def tab_cfg(tmp_path):
+    """`tab_cfg(*overrides)`: a small dense model on tmp_path/d.npz (96 rows, 24 test rows)."""
+    from dlcli.config import config_from_text
+
+    data = _write_npz(tmp_path / "d.npz")
+    return lambda *overrides: config_from_text(TABULAR.format(path=data, out=tmp_path / "runs"), "tab.yaml",
+                                               list(overrides))
+
+
+def _append_rows(path: Path, rows: int = 32) -> None:
+    import numpy as np
+
+    saved = dict(np.load(path))
+    more = _write_npz(path.with_name("more.npz"), rows, seed=9, scale=2.0)
+    extra = dict(np.load(more))
+    np.savez(path, **{**saved, "x": np.concatenate([saved["x"], extra["x"]]),
+                      "y": np.concatenate([saved["y"], extra["y"]])})
+
+
+def test_a_resume_on_changed_data_is_refused_and_changes_nothing(tab_cfg):
+    """Rows appended to the data file would give other training and validation splits and another
+    normalization for the rest of the run: refused, naming what changed, before anything is written."""
+    run_dir = Path(train(tab_cfg("trainer.epochs=2"))["run_dir"])
+    data = Path(tab_cfg()["data"]["path"])
+    _append_rows(data)
+    before = _files(run_dir)
+    with pytest.raises(DataError) as info:
+        resume(run_dir, ["trainer.epochs=4"])  # nor is config.yaml rewritten with the new epochs
+    message = str(info.value)
+    assert message.startswith(f"npz {data}: the data changed since the checkpoint "
+                              f"{run_dir / 'checkpoints' / 'last.pt'} was written: 96 training samples now, "
+                              f"72 then; 32 validation samples now, 24 then; normalization mean[0] ")
+    assert message.endswith(f"resuming would train the rest of the run on other data than its first part. HINT: "
+                            f"restore the data the run trained on (data.path=PATH if it moved), or train a new "
+                            f"run on this data: dlcli train {run_dir / 'config.yaml'}")
+    assert _files(run_dir) == before
+
+
+def test_a_resume_mid_epoch_on_changed_data_says_the_data_changed(tab_cfg):
+    """Mid-epoch the saved per-batch sums do not fit the new epoch length: that used to surface as a
+    tensor size RuntimeError (a "training state does not fit" CheckpointError), after config.yaml was
+    rewritten. A checkpoint from before the sample counts were recorded is still told apart by it."""
+    from dlcli.checkpoint import save_checkpoint
+
+    handle = RunHandle()
+    with pytest.raises(TrainingInterrupted):
+        train(tab_cfg(), callbacks=[InterruptAt(epoch=1, batch=1)], handle=handle)
+    run_dir, last = handle.run_dir, handle.run_dir / "checkpoints" / "last.pt"
+    state = load_checkpoint(last)
+    older = {k: v for k, v in state.items() if k not in ("path", "samples", "normalization")}
+    save_checkpoint(last, older)  # as written before the counts were recorded, without a normalization
+    _append_rows(Path(tab_cfg()["data"]["path"]))
+    before = _files(run_dir)
+    with pytest.raises(DataError, match=r"the data changed since the checkpoint .* was written: 6 batches an epoch "
+                                        r"now, 5 then; resuming would train"):
+        resume(run_dir, ["trainer.epochs=5"])
+    assert _files(run_dir) == before
+
+
+def test_a_checkpoint_without_the_data_record_still_resumes(tab_cfg):
+    """Checkpoints written before the sample counts were recorded resume as before."""
+    from dlcli.checkpoint import save_checkpoint
+
+    run_dir = Path(train(tab_cfg("trainer.epochs=1"))["run_dir"])
+    last = run_dir / "checkpoints" / "last.pt"
+    state = load_checkpoint(last)
+    assert state["samples"] == {"train": 72, "val": 24, "test": 24}
+    save_checkpoint(last, {k: v for k, v in state.items() if k not in ("path", "samples")})
+    assert resume(run_dir, ["trainer.epochs=2"])["epochs"] == 2
+
+
+def test_a_run_whose_data_moved_resumes_with_data_path_and_only_on_the_same_data(tab_cfg, tmp_path):
+    """The data paths come from the checkpoint: a missing one is named as such, with the override that
+    points the resume to the data; resumed there, the run ends as an uninterrupted one; other data there
+    are refused by the data check."""
+    straight = Path(train(tab_cfg())["run_dir"])
+    run_dir = Path(train(tab_cfg("trainer.epochs=2"))["run_dir"])
+    data = Path(tab_cfg()["data"]["path"])
+    moved = data.rename(tmp_path / "moved.npz")
+    before = _files(run_dir)
+    with pytest.raises(DataError) as info:
+        resume(run_dir, ["trainer.epochs=3"])
+    assert str(info.value) == (f"{data}: not found; data.path comes from the run's checkpoint "
+                               f"{run_dir / 'checkpoints' / 'last.pt'}, where the data were when the run trained. "
+                               f"HINT: if they moved, point the resume to them: dlcli train --resume {run_dir} "
+                               f"trainer.epochs=3 data.path=NEW_PATH (the same data: the resume compares them with "
+                               f"the checkpoint)")
+    assert _files(run_dir) == before
+    other = _write_npz(tmp_path / "other.npz", seed=5)
+    with pytest.raises(DataError, match=r"the data changed since the checkpoint .* normalization mean\[0\] "):
+        resume(run_dir, ["trainer.epochs=3", f"data.path={other}"])
+    assert _files(run_dir) == before
+    resumed = resume(run_dir, ["trainer.epochs=3", f"data.path={moved}"])
+    _assert_same(_weights(straight), _weights(run_dir))
+    assert resumed["test"] == json.loads((straight / "summary.json").read_text())["test"]
+    from dlcli.config import load_config
+
+    assert load_config(run_dir / "config.yaml")["data"]["path"] == str(moved)  # where the next resume finds it
+
+
+def test_a_checkpoint_outside_a_run_directory_says_how_to_resume_it(tiny_cfg, tmp_path):
+    """config.yaml marks a run directory, where --resume writes the run's logs (and removes the
+    temporary files a killed write left): a lone checkpoint is refused with the way to proceed."""
+    import shutil
+
+    run_dir = Path(train(tiny_cfg("trainer.epochs=1", "scheduler=null"))["run_dir"])
+    lone = tmp_path / "lone" / "last.pt"
+    lone.parent.mkdir()
+    shutil.copy(run_dir / "checkpoints" / "last.pt", lone)
+    with pytest.raises(CheckpointError) as info:
+        resume(lone, ["trainer.epochs=2"])
+    assert str(info.value) == (f"{lone}: not inside a run directory (no {tmp_path / 'config.yaml'}); --resume "
+                               f"continues a run in its directory and writes the run's logs there. HINT: to "
+                               f"continue this run, put the checkpoint at DIR/checkpoints/last.pt beside the run's "
+                               f"DIR/config.yaml, then: dlcli train --resume DIR; to train a new run: dlcli train "
+                               f"CONFIG (evaluate, predict and export take the checkpoint where it is)")
+    again = tmp_path / "again"
+    (again / "checkpoints").mkdir(parents=True)
+    shutil.copy(lone, again / "checkpoints" / "last.pt")
+    shutil.copy(run_dir / "config.yaml", again / "config.yaml")
+    assert resume(again, ["trainer.epochs=2"])["epochs"] == 2
+
+
+def test_a_resume_under_another_thread_count_says_it_is_not_bit_identical(tab_cfg):
+    """Another CPU thread count changes the order of float sums. The count the run last trained with
+    (environment.json: its start or latest resume) is compared with this resume's; trainer.threads
+    pins it to match."""
+    import torch
+
+    threads = torch.get_num_threads()
+    run_dir = Path(train(tab_cfg("trainer.epochs=1"))["run_dir"])
+    env = run_dir / "environment.json"
+    record = json.loads(env.read_text())
+    assert record["cpu_threads"] == threads
+    record["cpu_threads"] = threads + 2  # as if started on a larger machine
+    env.write_text(json.dumps(record))
+    resumed = resume(run_dir, ["trainer.epochs=2"])
+    note = (f"trained with {threads + 2} CPU threads, resuming with {threads}: results will not be bit-identical "
+            f"to an uninterrupted run; trainer.threads={threads + 2} to match")
+    assert resumed["notes"] == [note]
+    assert json.loads((run_dir / "summary.json").read_text())["notes"] == [note]
+    assert resume(run_dir, ["trainer.epochs=3"])["notes"] == []  # the last resume trained with these threads
+    pinned = 1 if threads != 1 else 2
+    record = json.loads(env.read_text())
+    record["resumes"][-1]["cpu_threads"] = pinned
+    env.write_text(json.dumps(record))
+    try:
+        assert resume(run_dir, ["trainer.epochs=4", f"trainer.threads={pinned}"])["notes"] == []
+        assert json.loads(env.read_text())["resumes"][-1]["cpu_threads"] == pinned
+    finally:
+        torch.set_num_threads(threads)
