@@ -137,8 +137,8 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
         bad = [o for o in overrides if not o.startswith(allowed)]
         if bad:
             raise RunError(f"--resume takes only overrides of trainer.epochs, trainer.early_stopping, trainer.device, "
-                           f"trainer.threads, trainer.progress and the data's place (data.path, data.test_path, data.root; the rest "
-                           f"must stay as trained); received: "
+                           f"trainer.threads, trainer.progress and the data's place (data.path, data.test_path, "
+                           f"data.root; the rest must stay as trained); received: "
                            f"{short_list(bad, lambda override: shorten(override, 100), sep=' ')}")
         import copy
 

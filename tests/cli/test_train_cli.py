@@ -133,7 +133,8 @@ def test_the_stop_message_says_where_the_checkpoint_is(tmp_path, monkeypatch, ep
     from dlcli.cli import app
 
     assert CliRunner().invoke(app, ["train", str(config)]).exit_code == 130
-    assert err.getvalue().splitlines()[0] == f"stopped by SIGTERM: saved {run_dir / 'checkpoints' / 'last.pt'} ({said})."
+    last = run_dir / "checkpoints" / "last.pt"
+    assert err.getvalue().splitlines()[0] == f"stopped by SIGTERM: saved {last} ({said})."
 
 
 @pytest.mark.parametrize("saved", [True, False])
