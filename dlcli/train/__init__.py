@@ -177,10 +177,15 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
                               f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
                               f"evaluate and predict can still use its weights") from None
     # nothing in the run directory changes before the state has loaded and the data checked
+    edited = _hand_edits(run_dir, state)
+    if edited is not None:
+        trainer.notes.append(edited)
     if overrides:  # the run's record says what it now trains to (trainer.epochs=N...)
         from dlcli.config import dump_config
         from dlcli.runs import write_text_atomic
 
+        if edited is not None:  # the user's text is kept beside it
+            write_text_atomic(run_dir / EDITED_CONFIG_FILE, (run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
         write_text_atomic(run_dir / CONFIG_FILE, dump_config(cfg))
     trainer.best_state = _best_weights(run_dir, state)
     _remove_temporary_files(run_dir)
@@ -194,6 +199,46 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
     steps = [r for r in read_metrics(log.jsonl)[0] if r.get("kind") == "step" and r.get("step", 0) <= state["step"]]
     log.rewrite(sorted(steps + list(state["history"]), key=lambda r: (r.get("step", 0), r.get("kind") == "epoch")))
     return _fit(trainer, run_dir)
+
+
+EDITED_CONFIG_FILE = "config.edited.yaml"
+
+
+def _hand_edits(run_dir: Path, state: dict) -> str | None:
+    """A note when the run's config.yaml is not what the run wrote (edited by hand): a resume
+    trains on the checkpoint's config, which the edits do not change."""
+    import yaml
+
+    from dlcli.config import dump_config
+    from dlcli.errors import format_path
+    from dlcli.runs import CONFIG_FILE
+
+    path = run_dir / CONFIG_FILE
+    written = dump_config(state["config"])
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if text == written:
+        return None
+    try:
+        changed = [format_path(key) or "the whole file" for key in _differences(yaml.safe_load(text),
+                                                                                yaml.safe_load(written))]
+    except yaml.YAMLError:
+        changed = []
+    what = f" ({short_list(changed, limit=6)})" if changed else " (comments or layout)" if text.strip() else ""
+    return (f"{path} was edited since the run wrote it{what}: a resume trains on the config in its checkpoint; "
+            f"--resume takes overrides of trainer.epochs, trainer.early_stopping, trainer.threads and the data's "
+            f"place" + (f"; with overrides, the edited file is kept as {EDITED_CONFIG_FILE}" if text.strip() else ""))
+
+
+def _differences(a, b, path: tuple = ()) -> list[tuple]:
+    """The key paths where two parsed YAML values differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [p for key in dict.fromkeys([*a, *b]) for p in _differences(a.get(key), b.get(key), path + (key,))]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [p for i, (x, y) in enumerate(zip(a, b)) for p in _differences(x, y, path + (i,))]
+    return [] if a == b else [path]
 
 
 def _refuse_missing_data(run_dir: Path, state: dict, cfg: dict, overrides: list[str]) -> None:

@@ -512,3 +512,22 @@ def test_a_resume_under_another_thread_count_says_it_is_not_bit_identical(tab_cf
         assert json.loads(env.read_text())["resumes"][-1]["cpu_threads"] == pinned
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_hand_edited_run_config_is_named_and_kept_when_a_resume_rewrites_it(tiny_cfg):
+    """Edits to RUN/config.yaml do not change what a resume trains (the checkpoint's config): a
+    note names the edited keys, and the user's text survives as config.edited.yaml."""
+    first = train(tiny_cfg("trainer.epochs=1", "scheduler=null"))
+    config = Path(first["run_dir"]) / "config.yaml"
+    edited = config.read_text().replace("lr: 0.003", "lr: 0.5") + "# my notes\n"
+    assert edited != config.read_text() + "# my notes\n"
+    config.write_text(edited)
+    resumed = resume(first["run_dir"], ["trainer.epochs=2"])
+    assert resumed["notes"] == [f"{config} was edited since the run wrote it (optimizer.lr): a resume trains on the "
+                                f"config in its checkpoint; --resume takes overrides of trainer.epochs, "
+                                f"trainer.early_stopping, trainer.threads and the data's place; with overrides, the "
+                                f"edited file is kept as config.edited.yaml"]
+    assert (config.parent / "config.edited.yaml").read_text() == edited
+    assert "lr: 0.003" in config.read_text() and "# my notes" not in config.read_text()
+    again = resume(first["run_dir"], ["trainer.epochs=3"])  # config.yaml is the run's own again
+    assert again["notes"] == []
