@@ -134,7 +134,8 @@ def accepted_inputs(trained: TrainedModel) -> str:
         return f"{batch} {channels_first(shape)}"
     if len(shape) == 2:
         return f"{batch} (B, steps, features), or (B, 1, {shape[0]}, {shape[1]}) (each image row one step)"
-    if norm is not None and len(norm["mean"]) > 1 and int(norm["axis"]) == 1:
+    # images stored (N, C, H, W) with per-channel statistics, flattened by the model: not a table's features
+    if norm is not None and 1 < len(norm["mean"]) != shape[0] and int(norm["axis"]) == 1:
         return (f"{batch}, or samples as stored in training (e.g. (B, {len(norm['mean'])}, H, W) channels-first) "
                 f"holding {shape[0]} values in that order")
     return f"{batch}, or any (B, ...) of {shape[0]} values per sample in that order (flattened)"

@@ -189,6 +189,7 @@ def test_csv_exports_name_the_feature_columns_in_order(fmt, table_run, tmp_path)
     assert sidecar["feature_names"] == ["a", "b", "c", "d"]
     assert "the 4 features in the order of feature_names" in sidecar["input"]
     assert "for each feature c on axis 1, the last" in sidecar["input"]
+    assert "H, W" not in sidecar["input"]  # a table's samples are no images
 
 
 def test_regression_export_returns_values(regression_run, tmp_path):
