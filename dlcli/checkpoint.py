@@ -58,6 +58,17 @@ def current_umask() -> int:
     return _UMASK_AT_IMPORT if mask is None else mask
 
 
+TEMPORARY_MARK = ".dlcli-"  # in the temporary file's name: .<name>.dlcli-<random>.tmp
+
+
+def temporary_files(path: Path) -> list[Path]:
+    """The temporary files that atomic writes of `path` left behind (a killed process)."""
+    import glob
+
+    path = Path(path)
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}{TEMPORARY_MARK}*.tmp"))
+
+
 def atomic_write_bytes(path: Path, write) -> None:
     """Write through `write(file)` to a temporary file in the same directory,
     flush and fsync it, then rename it over `path`: a crash at any moment leaves
@@ -70,7 +81,7 @@ def atomic_write_bytes(path: Path, write) -> None:
         mode = stat.S_IMODE(os.stat(path).st_mode)
     except OSError:  # no such file yet
         mode = 0o666 & ~current_umask()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TEMPORARY_MARK}", suffix=".tmp", dir=path.parent)
     try:
         if hasattr(os, "fchmod"):  # not on Windows before Python 3.13
             os.fchmod(fd, mode)

@@ -25,6 +25,7 @@ import torch
 from dlcli.errors import DataError, DlcliError, short_repr, short_size
 from dlcli.inference import TrainedModel, check_labels, load_trained
 from dlcli.model import autocast_dtype
+from dlcli.outputs import same_file
 
 SPLITS = ("train", "val", "test")
 TOP_K = (3, 5)
@@ -36,6 +37,7 @@ class Evaluation:
     outputs: torch.Tensor  # (N, *out_shape) model outputs (logits for classifiers), CPU
     targets: torch.Tensor  # (N,) class ids or (N, *out_shape) values, CPU
     trained: TrainedModel
+    data: Path | None = None  # the --data file or folder, if any
 
 
 # ---------------------------------------------------------------------------
@@ -121,7 +123,7 @@ def evaluate_checkpoint(path: str | Path, split: str | None = None, data: str | 
     report = {"checkpoint": str(trained.checkpoint), "epoch": trained.epoch, "split": label, "data": source,
               "samples": len(device_split), "task": trained.loss_task, **result}
     _add_details(report, trained, outputs, targets)
-    return Evaluation(report, outputs, targets, trained)
+    return Evaluation(report, outputs, targets, trained, Path(data) if data is not None else None)
 
 
 def _trained_split(trained: TrainedModel, split: str):
@@ -254,31 +256,91 @@ def evaluation_dir(trained: TrainedModel) -> Path:
     return trained.run_dir if trained.run_dir is not None else trained.checkpoint.parent
 
 
-def write_evaluation(evaluation: Evaluation, out_dir: str | Path | None = None) -> list[Path]:
-    """eval_<split>.json, and for classifiers per_class_<split>.csv and confusion_<split>.csv."""
+def write_evaluation(evaluation: Evaluation, out_dir: str | Path | None = None, force: bool = False) -> list[Path]:
+    """eval_<split>.json, and for classifiers per_class_<split>.csv and confusion_<split>.csv.
+    Nothing is written unless every file may be (`check_report_folder`, `check_report_files`)."""
     from dlcli.runs import write_text_atomic
 
     report = evaluation.report
     folder = Path(out_dir) if out_dir is not None else evaluation_dir(evaluation.trained)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise DlcliError(f"{folder}: cannot create the output directory: {err.strerror or err}") from None
     label = report["split"]
     files = {folder / f"eval_{label}.json": json.dumps(report, indent=2) + "\n"}
     if "per_class" in report:
         files[folder / f"per_class_{label}.csv"] = _csv(
-            ["class", "name", "precision", "recall", "f1", "support"],
+            PER_CLASS_HEADER,
             [[r["class"], r["name"], r["precision"], r["recall"], r["f1"], r["support"]] for r in report["per_class"]])
         names, matrix = report["confusion"]["labels"], report["confusion"]["matrix"]
-        files[folder / f"confusion_{label}.csv"] = _csv(["true \\ predicted", *names],
+        files[folder / f"confusion_{label}.csv"] = _csv([CONFUSION_CORNER, *names],
                                                         [[name, *row] for name, row in zip(names, matrix)])
+    check_report_folder(folder, evaluation.trained.checkpoint)
+    check_report_files(list(files), evaluation, force)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DlcliError(f"{folder}: cannot create the output directory: {err.strerror or err}") from None
     try:
         for path, text in files.items():
             write_text_atomic(path, text)
     except OSError as err:
         raise DlcliError(f"{folder}: cannot write the report: {err.strerror or err}") from None
     return list(files)
+
+
+PER_CLASS_HEADER = ["class", "name", "precision", "recall", "f1", "support"]
+CONFUSION_CORNER = "true \\ predicted"
+REPORT_KEYS = {"checkpoint", "epoch", "split", "data", "samples", "task"}  # what every eval_<split>.json holds
+
+
+def check_report_folder(folder: Path, checkpoint: Path) -> None:
+    """Refuse, even with --force, a folder in a run's checkpoints/ (only training writes there) or
+    another run's directory (its eval_*.json are its reports: `dlcli plot` draws them as its own)."""
+    from dlcli.errors import OutputError
+    from dlcli.runs import CHECKPOINTS_DIR, CONFIG_FILE, run_dir_of
+
+    folder, own = Path(folder), run_dir_of(checkpoint)
+    instead = f", e.g. {own}" if own is not None else ""
+    for spelling in dict.fromkeys((folder.absolute(), folder.resolve())):
+        for inside in (spelling, *spelling.parents):
+            if inside.name == CHECKPOINTS_DIR and (inside.parent / CONFIG_FILE).is_file():
+                raise OutputError(f"--out {folder} is inside the run's checkpoints folder {inside}; only training "
+                                  f"writes there. Expected a folder outside it{instead} (--force never writes there)")
+    if (folder / CONFIG_FILE).is_file() and (own is None or not same_file(folder, own)):
+        whose = f"the run of {checkpoint}" if own is None else f"{own}, the run of {checkpoint}"
+        raise OutputError(f"--out {folder} is another run's directory: its eval_*.json are that run's reports, and "
+                          f"this checkpoint is not one of its (expected {whose}, or a folder of no run); "
+                          f"--force never writes there")
+
+
+def check_report_files(paths: list[Path], evaluation: Evaluation, force: bool = False) -> None:
+    """Refuse a report file that is the checkpoint or the --data file (even with --force), or that
+    exists and is not an earlier report of dlcli evaluate (unless `force`)."""
+    from dlcli.outputs import refuse_existing, refuse_inputs
+
+    inputs = [(evaluation.trained.checkpoint, "the checkpoint")]
+    if evaluation.data is not None:
+        inputs.append((evaluation.data, "the --data file"))
+    for path in paths:
+        label = f"--out {path.parent}: its report {path.name}"
+        refuse_inputs(path, inputs, label=label)
+        refuse_existing(path, is_evaluation_file, "an earlier report of dlcli evaluate", force, label=label)
+
+
+def is_evaluation_file(path: Path) -> bool:
+    """Whether `path` holds what write_evaluation writes: an eval_*.json report (its fields), or a
+    per_class_*.csv or confusion_*.csv (their header row)."""
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            if path.suffix == ".json":
+                if handle.read(1) != "{":
+                    return False  # not the JSON evaluate writes: do not read on
+                value = json.loads("{" + handle.read())
+                return isinstance(value, dict) and REPORT_KEYS <= set(value)
+            header = next(csv.reader([handle.readline(2**20)]), [])
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error):
+        return False
+    if path.name.startswith("per_class_"):
+        return header == PER_CLASS_HEADER
+    return path.name.startswith("confusion_") and header[:1] == [CONFUSION_CORNER]
 
 
 def _csv(header: list, rows: list[list]) -> str:

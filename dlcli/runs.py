@@ -224,7 +224,7 @@ def owned_by_run(path: Path) -> str | None:
 # Listing runs (`dlcli runs`): every file may be missing, torn or garbage
 # ---------------------------------------------------------------------------
 
-RUNNING_WINDOW_S = 900  # a run without a summary that wrote within this long is still running
+RUNNING_WINDOW_S = 900  # a run without a summary or lock file that wrote within this long is still running
 STATUSES = {"finished": "finished", "stopped_early": "stopped", "interrupted": "interrupted",
             "failed": "failed", "crashed": "crashed"}
 
@@ -360,16 +360,26 @@ def _run_date(path: Path) -> str | None:
 
 
 def _status(path: Path, summary: dict, summary_ok: bool, records: list[dict], now: float) -> str:
+    """The run's lock (RUN/.lock) says whether a process trains it now; a run without one (an
+    older dlcli's, or where files cannot be locked) is `running` if it wrote recently."""
+    from dlcli.run_lock import run_is_locked
+
+    locked = run_is_locked(path)
+    if locked:
+        return "running"
     if not summary_ok:
         return "unknown"
     last_write = max((_mtime(p) for p in (path / "checkpoints" / "last.pt", path / METRICS_JSONL)), default=0.0)
     longest_epoch = max((r["seconds"] for r in records if _number(r.get("seconds")) is not None), default=0.0)
-    recent = now - last_write < max(RUNNING_WINDOW_S, 3 * longest_epoch)
+    recent = locked is None and now - last_write < max(RUNNING_WINDOW_S, 3 * longest_epoch)
     if not summary:
         return "running" if recent else "crashed"
     status = STATUSES.get(summary.get("status"), "unknown")
-    if status in ("interrupted", "failed", "crashed") and recent and last_write > _mtime(path / SUMMARY_FILE):
-        return "running"  # resumed since the summary was written
+    if status in ("interrupted", "failed", "crashed") and last_write > _mtime(path / SUMMARY_FILE):
+        if recent:
+            return "running"  # resumed since the summary was written
+        if locked is False:
+            return "crashed"  # resumed since, and ended without a summary
     return status
 
 

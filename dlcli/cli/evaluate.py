@@ -22,6 +22,9 @@ def evaluate(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt) or a
                                                 "CSV or a folder of class folders"),
              out: Optional[str] = typer.Option(None, "--out", help="directory for the report files (default: "
                                                "the run directory)"),
+             force: bool = typer.Option(False, "--force", help="replace existing report files that are not earlier "
+                                        "reports of dlcli evaluate (never the checkpoint, nor in a run's "
+                                        "checkpoints/ or another run's directory)"),
              device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, ... (default: the config's)"),
              batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1,
                                                       help="evaluation batch size (default: data.eval_batch_size)"),
@@ -31,12 +34,14 @@ def evaluate(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt) or a
     """Evaluate a checkpoint: loss, metrics, per-class table and confusion matrix, or MSE, MAE, R²."""
     from dlcli.reports import evaluate_checkpoint, write_evaluation
 
+    if out is not None:
+        _check_out_folder(out, checkpoint)  # before any work
     evaluation = evaluate_checkpoint(checkpoint, split=split, data=data, device=device, batch_size=batch_size)
     report = evaluation.report
+    files = write_evaluation(evaluation, out, force)  # refused before anything is shown
     if as_json:
         import json
 
-        files = write_evaluation(evaluation, out)
         console.print_json(json.dumps(report))
         err_console.print(f"wrote {', '.join(escape(f.name) for f in files)} in {escape(str(files[0].parent))}",
                           soft_wrap=True)
@@ -50,9 +55,23 @@ def evaluate(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt) or a
         names, matrix = report["confusion"]["labels"], report["confusion"]["matrix"]
         if len(names) <= MAX_CONFUSION_SHOWN:
             console.print(confusion_table(names, matrix))
-    files = write_evaluation(evaluation, out)
     console.print(f"wrote {', '.join(escape(f.name) for f in files)} in {escape(str(files[0].parent))}",
                   soft_wrap=True)
+
+
+def _check_out_folder(out: str, checkpoint: str) -> None:
+    """--out in a run's checkpoints/ or another run's directory, refused before the evaluation."""
+    from pathlib import Path
+
+    from dlcli.checkpoint import resolve_checkpoint_path
+    from dlcli.errors import CheckpointError
+    from dlcli.reports import check_report_folder
+
+    try:
+        path = resolve_checkpoint_path(checkpoint, prefer="best.pt")
+    except CheckpointError:
+        return  # loading it says what is wrong
+    check_report_folder(Path(out), path)
 
 
 def figures_table(report: dict) -> Table:

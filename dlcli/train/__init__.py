@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from contextlib import ExitStack
 from pathlib import Path
 from shlex import quote
 
@@ -29,10 +31,12 @@ class RunHandle:
         self.trainer: Trainer | None = None
 
 
-def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None = None):
+def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None = None,
+           held: ExitStack | None = None):
     from dlcli.config import dump_config
     from dlcli.data.prepare import load_splits, prepare_data
     from dlcli.model import build_meta_model, resolve_device
+    from dlcli.run_lock import run_lock
     from dlcli.runs import ENV_FILE, CONFIG_FILE, create_run_dir, environment_record, write_text_atomic
     from dlcli.train.warmup import DeviceWarmup
 
@@ -49,6 +53,7 @@ def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None 
         trainer.notes.append(warmup.note())
     if run_dir is None:
         run_dir = create_run_dir(cfg["trainer"]["out_dir"], cfg["name"])
+        held.enter_context(run_lock(run_dir))  # the run's, from its first file to the process's end
         write_text_atomic(run_dir / CONFIG_FILE, dump_config(cfg))
         write_text_atomic(run_dir / ENV_FILE, json.dumps(environment_record(str(device)), indent=2) + "\n")
     if handle is not None:
@@ -114,10 +119,41 @@ def _record_stop(run_dir: Path, summary: dict) -> None:
 
 def train(cfg: dict, callbacks: list[Callback] = (), handle: RunHandle | None = None) -> dict:
     """Train a resolved config in a new run directory; returns the summary."""
-    trainer, run_dir = _setup(cfg, callbacks, handle)
-    return _fit(trainer, run_dir)
+    with ExitStack() as held:  # the run's lock
+        trainer, run_dir = _setup(cfg, callbacks, handle, held=held)
+        return _fit(trainer, run_dir)
 
 
+def _holding_the_run_lock(resume_run):
+    """The resume holds its run's lock (RUN/.lock) from before it reads the run to continue it
+    until it returns: a run that another process is training is refused, untouched."""
+
+    @functools.wraps(resume_run)
+    def locked(path, *args, **kwargs):
+        from dlcli.run_lock import run_lock
+
+        with run_lock(_run_dir_to_resume(Path(path))):
+            return resume_run(path, *args, **kwargs)
+
+    return locked
+
+
+def _run_dir_to_resume(path: Path) -> Path | None:
+    """The run directory `resume(path)` continues, found without reading a checkpoint (a run
+    still in its first epoch has none); None when there is none (resume says why)."""
+    from dlcli.checkpoint import resolve_checkpoint_path
+    from dlcli.runs import CONFIG_FILE
+
+    if (path / CONFIG_FILE).is_file():
+        return path
+    try:
+        run_dir = resolve_checkpoint_path(path, prefer="last.pt").parent.parent  # as resume finds it
+    except CheckpointError:
+        return None
+    return run_dir if (run_dir / CONFIG_FILE).is_file() else None
+
+
+@_holding_the_run_lock
 def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback] = (),
            handle: RunHandle | None = None) -> dict:
     """Continue a run from its last.pt (or a given checkpoint) in the same directory."""
@@ -432,6 +468,11 @@ def _best_weights(run_dir: Path, state: dict) -> dict | None:
 
 
 def _remove_temporary_files(run_dir: Path) -> None:
-    """Temporary files of atomic writes that a killed process left behind."""
-    for leftover in [*run_dir.glob(".*.tmp"), *run_dir.glob("checkpoints/.*.tmp")]:
+    """Temporary files that a killed process left behind writing the run's own files, by the
+    names dlcli's atomic writes give them; no other file (a user's, a `dlcli evaluate` at work)."""
+    from dlcli.checkpoint import temporary_files
+    from dlcli.runs import RUN_RECORDS
+
+    owned = [run_dir / name for name in RUN_RECORDS] + [run_dir / "checkpoints" / n for n in ("last.pt", "best.pt")]
+    for leftover in [temp for path in owned for temp in temporary_files(path)]:
         leftover.unlink(missing_ok=True)

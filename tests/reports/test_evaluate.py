@@ -74,6 +74,53 @@ def test_report_files_are_written_to_the_run_directory_or_out(mnist_run, tmp_pat
     assert sum(int(v) for row in confusion[1:] for v in row[1:]) == 80
 
 
+def _files(folder: Path) -> dict:
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_out_replaces_only_earlier_reports_of_evaluate(mnist_run, tmp_path, cli):
+    """A file of the user's is kept (exit 2, nothing written) unless --force; evaluate's own
+    earlier reports are replaced, so the same command runs again."""
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    mine = reports / "eval_test.json"
+    mine.write_text('{"note": "my hand-written results"}')
+    result = cli("evaluate", mnist_run, "--out", reports)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert (f"--out {reports}: its report eval_test.json exists and is not an earlier report of dlcli evaluate; "
+            f"expected a new file name, or --force to replace it") in " ".join(result.output.split())
+    assert [p.name for p in reports.iterdir()] == ["eval_test.json"] and "hand-written" in mine.read_text()
+    (reports / "per_class_test.csv").write_text("my,own,table\n")
+    mine.unlink()
+    assert cli("evaluate", mnist_run, "--out", reports).exit_code == 2
+    assert not mine.exists() and (reports / "per_class_test.csv").read_text() == "my,own,table\n"
+    for args in (["--force"], []):  # forced over the user's table, then over its own reports
+        result = cli("evaluate", mnist_run, "--out", reports, *args)
+        assert result.exit_code == 0, result.output
+        assert sorted(p.name for p in reports.iterdir()) == ["confusion_test.csv", "eval_test.json",
+                                                             "per_class_test.csv"]
+        assert json.loads(mine.read_text())["split"] == "test"
+
+
+def test_out_never_writes_into_checkpoints_or_another_run(mnist_run, tmp_path, cli):
+    other = shutil.copytree(mnist_run, tmp_path / "other" / "20260101-120000")
+    before = _files(other)
+    for out, message in ((other / "checkpoints", "is inside the run's checkpoints folder"),
+                         (other / "checkpoints" / "sub", "is inside the run's checkpoints folder"),
+                         (other, "is another run's directory: its eval_*.json are that run's reports")):
+        for args in ([], ["--json"]):
+            result = cli("evaluate", mnist_run, "--out", out, "--force", *args)
+            assert result.exit_code == 2 and "Traceback" not in result.output
+            assert f"--out {out} {message}" in " ".join(result.output.split())
+            assert "per class" not in result.output  # refused before the evaluation
+    assert _files(other) == before and not (other / "checkpoints" / "sub").exists()
+    for args in ([], [], ["--out", other]):  # its own run, again and again, by default or named
+        result = cli("evaluate", other / "checkpoints" / "best.pt", *args)
+        assert result.exit_code == 0, result.output
+        assert json.loads((other / "eval_test.json").read_text())["checkpoint"] == str(other / "checkpoints" /
+                                                                                         "best.pt")
+
+
 def test_classification_report_by_hand():
     predicted = torch.tensor([0, 0, 1, 1, 1, 2])
     targets = torch.tensor([0, 1, 1, 1, 2, 2])

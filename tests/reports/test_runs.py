@@ -3,9 +3,14 @@
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 from dlcli.runs import RUNNING_WINDOW_S, list_runs
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _clone(run, root, name, run_id):
@@ -28,6 +33,7 @@ def test_statuses_and_order(mnist_run, tmp_path, cli):
     (stopped / "summary.json").write_text(json.dumps({**summary, "status": "stopped_early"}))
     running = _clone(mnist_run, root, "other", "20260102-090000")
     (running / "summary.json").unlink()
+    (running / ".lock").unlink()  # an older dlcli's run: no lock to ask, it wrote recently
     crashed = _clone(mnist_run, root, "other", "20260102-080000")
     (crashed / "summary.json").unlink()
     _age(crashed, 2 * RUNNING_WINDOW_S)
@@ -65,6 +71,33 @@ def test_statuses_and_order(mnist_run, tmp_path, cli):
         assert word in result.output
     result = cli("runs", root, "--json")
     assert result.exit_code == 0 and json.loads(result.output) == found
+
+
+def test_the_run_lock_tells_running_from_crashed(mnist_run, tmp_path):
+    """A run's lock is held while a process trains it and dropped when that process dies, however:
+    no guessing from how recently it wrote."""
+    root = tmp_path / "runs"
+    slow = _clone(mnist_run, root, "tiny_mnist", "20260101-100000")  # a long epoch: nothing written for an hour
+    (slow / "summary.json").unlink()
+    _age(slow, 4 * RUNNING_WINDOW_S)
+    killed = _clone(mnist_run, root, "tiny_mnist", "20260101-110000")  # killed a moment ago
+    (killed / "summary.json").unlink()
+    resumed = _clone(mnist_run, root, "tiny_mnist", "20260101-120000")  # resumed, then killed
+    summary = json.loads((resumed / "summary.json").read_text())
+    (resumed / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))
+    _age(resumed / "summary.json", 60)
+    code = "import sys; from dlcli.run_lock import acquire; acquire(sys.argv[1]); print('held', flush=True); input()"
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    holder = subprocess.Popen([sys.executable, "-c", code, str(slow)], env=env, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        status = {r["path"]: r["status"] for r in list_runs(root)}
+        assert status == {str(slow): "running", str(killed): "crashed", str(resumed): "crashed"}
+    finally:
+        holder.kill()
+        holder.wait()
+    assert {r["path"]: r["status"] for r in list_runs(root)}[str(slow)] == "crashed"
 
 
 def test_a_single_run_and_a_missing_folder(mnist_run, tmp_path, cli):

@@ -217,8 +217,10 @@ def test_a_resume_at_the_same_length_keeps_the_schedule_without_a_note(tiny_cfg)
 
 
 def _files(run_dir: Path) -> dict:
-    """Every file of a run with its bytes and modification time."""
-    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(run_dir.rglob("*")) if p.is_file()}
+    """Every file of a run with its bytes and modification time (but .lock, which names whoever
+    took the lock last: a refused resume holds it while it looks)."""
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(run_dir.rglob("*"))
+            if p.is_file() and p.name != ".lock"}
 
 
 def test_resuming_from_a_checkpoint_behind_last_pt_is_refused_and_changes_nothing(tiny_cfg):

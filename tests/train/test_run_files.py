@@ -17,8 +17,8 @@ def test_every_file_of_a_run_has_the_umask_mode(tiny_cfg):
         os.umask(old)
     files = {str(p.relative_to(run_dir)): stat.S_IMODE(p.stat().st_mode) for p in run_dir.rglob("*") if p.is_file()}
     # config, summary, checkpoints... are written atomically (a temporary file renamed), metrics.jsonl by appending
-    assert sorted(files) == ["checkpoints/best.pt", "checkpoints/last.pt", "config.yaml", "environment.json",
-                             "metrics.csv", "metrics.jsonl", "summary.json"]
+    assert sorted(files) == [".lock", "checkpoints/best.pt", "checkpoints/last.pt", "config.yaml",
+                             "environment.json", "metrics.csv", "metrics.jsonl", "summary.json"]
     assert files == dict.fromkeys(files, 0o640)
 
 
@@ -115,3 +115,23 @@ def test_metrics_csv_left_torn_by_a_crash_is_rebuilt_from_metrics_jsonl(tmp_path
     records.append(_step(6))
     MetricsLog(tmp_path).append(records[-1])
     assert csv_path.read_text() == _csv_of(tmp_path, records)
+
+
+def test_resume_removes_only_its_own_temporary_files(tiny_cfg):
+    """Leftovers of dlcli's atomic writes of the run's files go; a user's hidden .tmp files and a
+    concurrent `dlcli evaluate`'s temporary report stay."""
+    from dlcli.checkpoint import atomic_write_bytes
+    from dlcli.train import resume
+
+    run_dir = Path(train(tiny_cfg("trainer.epochs=1"))["run_dir"])
+    seen = []
+    atomic_write_bytes(run_dir / "notes.txt", lambda handle: seen.extend(p.name for p in run_dir.glob(".*.tmp")))
+    assert len(seen) == 1 and seen[0].startswith(".notes.txt.dlcli-") and seen[0].endswith(".tmp")
+    kept = [run_dir / ".notes.tmp", run_dir / "checkpoints" / ".my-backup.tmp", run_dir / ".last.pt.backup.tmp",
+            run_dir / ".eval_test.json.dlcli-k2j4x9ab.tmp", run_dir / "checkpoints" / ".last.pt.copy.tmp"]
+    removed = [run_dir / ".metrics.jsonl.dlcli-a1b2c3d4.tmp", run_dir / ".summary.json.dlcli-x.tmp",
+               run_dir / "checkpoints" / ".last.pt.dlcli-0f9e8d7c.tmp"]
+    for path in kept + removed:
+        path.write_text("x")
+    resume(run_dir, ["trainer.epochs=2"])
+    assert [p for p in kept + removed if p.exists()] == kept
