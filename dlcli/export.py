@@ -264,7 +264,7 @@ def sidecar_info(trained: TrainedModel, fmt: str) -> dict:
                  f"normalization applied inside: {normalization_formula(trained)}")
     return {
         "format": f"dlcli-export-{fmt}", "dlcli_version": dlcli.__version__, "torch_version": str(torch.__version__),
-        "checkpoint": str(trained.checkpoint), "epoch": trained.epoch,
+        "checkpoint": str(Path(trained.checkpoint).absolute()), "epoch": trained.epoch,
         "input": takes,
         "output": ("the model's forward outputs (logits for classifiers; apply output_activation for "
                    "probabilities)" if weights else OUTPUTS[trained.loss_task]),

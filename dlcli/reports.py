@@ -120,7 +120,7 @@ def evaluate_checkpoint(path: str | Path, split: str | None = None, data: str | 
                             batch_size or cfg["data"]["eval_batch_size"], _autocast(trained),
                             collect_outputs=True)
     outputs, targets = result.pop("outputs"), result.pop("targets")
-    report = {"checkpoint": str(trained.checkpoint), "epoch": trained.epoch, "split": label, "data": source,
+    report = {"checkpoint": str(Path(trained.checkpoint).absolute()), "epoch": trained.epoch, "split": label, "data": source,
               "samples": len(device_split), "task": trained.loss_task, **result}
     _add_details(report, trained, outputs, targets)
     return Evaluation(report, outputs, targets, trained, Path(data) if data is not None else None)

@@ -349,7 +349,7 @@ def _record_resume(run_dir: Path, trainer: Trainer, state: dict) -> None:
 
     record = read_environment(run_dir) or {}  # lost or damaged: this start's record stands for the run
     resumed = {**environment_record(str(trainer.device)), "from_epoch": state["epoch"] + 1,
-               "from_batch": (state.get("batch_in_epoch") or 0) + 1, "checkpoint": str(state["path"])}
+               "from_batch": (state.get("batch_in_epoch") or 0) + 1, "checkpoint": str(Path(state["path"]).absolute())}
     record["resumes"] = [*(record.get("resumes") if isinstance(record.get("resumes"), list) else []), resumed]
     write_text_atomic(run_dir / ENV_FILE, json.dumps(record, indent=2) + "\n")
 

@@ -38,6 +38,13 @@ def test_a_run_directory_means_its_best_checkpoint(mnist_run):
     assert evaluation.report["checkpoint"] == str(mnist_run / "checkpoints" / "best.pt")
 
 
+def test_the_report_names_its_checkpoint_by_an_absolute_path(mnist_run, monkeypatch):
+    """Given as typed (relative), it would point nowhere once the report is read from elsewhere."""
+    monkeypatch.chdir(mnist_run.parent)
+    evaluation = evaluate_checkpoint(Path(mnist_run.name) / "checkpoints" / "best.pt")
+    assert evaluation.report["checkpoint"] == str(mnist_run / "checkpoints" / "best.pt")
+
+
 def test_val_split_is_the_seeded_holdout_of_training(mnist_run):
     """best.pt was saved right after its epoch's validation: the same figures come back."""
     state = load_checkpoint(mnist_run / "checkpoints" / "best.pt")

@@ -311,17 +311,19 @@ def test_the_hints_quote_a_run_path_with_spaces_for_the_shell(tiny_cfg):
     assert _hint(kept, "dlcli train --resume") == ["dlcli", "train", "--resume", str(run_dir)]
 
 
-def test_each_resume_is_recorded_in_environment_json_beside_the_first_start(tiny_cfg):
+def test_each_resume_is_recorded_in_environment_json_beside_the_first_start(tiny_cfg, monkeypatch):
     first = train(tiny_cfg("scheduler=null", "trainer.epochs=1"))
     run_dir = Path(first["run_dir"])
     started = json.loads((run_dir / "environment.json").read_text())
     resume(run_dir, ["trainer.epochs=2"])
-    resume(run_dir, ["trainer.epochs=3"])
+    monkeypatch.chdir(run_dir.parent)
+    resume(Path(run_dir.name), ["trainer.epochs=3"])  # relative, as typed: recorded absolute
     record = json.loads((run_dir / "environment.json").read_text())
     assert {k: v for k, v in record.items() if k != "resumes"} == started  # the first start's record kept
     assert [(r["from_epoch"], r["from_batch"]) for r in record["resumes"]] == [(2, 1), (3, 1)]
     assert all(r["device"] == "cpu" and r["checkpoint"].endswith("last.pt") and "command" in r
                for r in record["resumes"])
+    assert all(Path(r["checkpoint"]).is_absolute() for r in record["resumes"])
 
 
 def test_a_resume_without_best_pt_labels_the_test_figures_with_the_weights_they_come_from(tiny_cfg):
