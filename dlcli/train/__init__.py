@@ -144,13 +144,13 @@ def _run_dir_to_resume(path: Path) -> Path | None:
     from dlcli.checkpoint import resolve_checkpoint_path
     from dlcli.runs import CONFIG_FILE
 
-    if (path / CONFIG_FILE).is_file():
-        return path
     try:
+        if (path / CONFIG_FILE).is_file():
+            return path
         run_dir = resolve_checkpoint_path(path, prefer="last.pt").parent.parent  # as resume finds it
-    except CheckpointError:
+        return run_dir if (run_dir / CONFIG_FILE).is_file() else None
+    except (CheckpointError, OSError):  # a path too long for the file system...: resume says what is wrong
         return None
-    return run_dir if (run_dir / CONFIG_FILE).is_file() else None
 
 
 @_holding_the_run_lock
