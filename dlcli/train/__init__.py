@@ -157,29 +157,29 @@ def _run_dir_to_resume(path: Path) -> Path | None:
 def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback] = (),
            handle: RunHandle | None = None) -> dict:
     """Continue a run from its last.pt (or a given checkpoint) in the same directory."""
-    from dlcli.checkpoint import checkpoint_config, load_checkpoint, load_model_from_checkpoint
-    from dlcli.config import resolve_config
-    from dlcli.runs import CONFIG_FILE, MetricsLog, read_metrics
+    overrides = list(overrides)
+    state, cfg, run_dir = _resumable(Path(path), overrides)  # every refusal that needs no data, first
+    trainer, _ = _setup(cfg, callbacks, handle, run_dir=run_dir)
+    _refuse_changed_data(run_dir, state, trainer)
+    _load_training_state(trainer, state, run_dir)
+    # nothing in the run directory changes before the state has loaded and the data checked
+    _update_run_records(run_dir, state, cfg, trainer, overrides)
+    return _fit(trainer, run_dir)
 
-    _refuse_run_without_checkpoint(Path(path))
+
+def _resumable(path: Path, overrides: list[str]) -> tuple[dict, dict, Path]:
+    """(checkpoint state, config with the overrides, run directory) of a run that can go on;
+    a run that cannot (no checkpoint, a rewind, nothing left to train, its data gone...) is
+    refused here, before anything is built or written."""
+    from dlcli.checkpoint import checkpoint_config, load_checkpoint, load_model_from_checkpoint
+    from dlcli.runs import CONFIG_FILE
+
+    _refuse_run_without_checkpoint(path)
     state = load_checkpoint(path, prefer="last.pt")
     cfg = checkpoint_config(state)
     planned = cfg["trainer"]["epochs"]  # what the run was training to, before any override
     load_model_from_checkpoint(state, "cpu", cfg)  # the weights fit the config, before anything else
-    if overrides:
-        # data paths too: the data they find must be the data the run trained on (_refuse_changed_data)
-        allowed = ("trainer.epochs=", "trainer.device=", "trainer.threads=", "trainer.progress=",
-                   "trainer.early_stopping=", "trainer.early_stopping.", *(f"data.{key}=" for key in DATA_PATHS))
-        bad = [o for o in overrides if not o.startswith(allowed)]
-        if bad:
-            raise RunError(f"--resume takes only overrides of trainer.epochs, trainer.early_stopping, trainer.device, "
-                           f"trainer.threads, trainer.progress and the data's place (data.path, data.test_path, "
-                           f"data.root; the rest must stay as trained); received: "
-                           f"{short_list(bad, lambda override: shorten(override, 100), sep=' ')}")
-        import copy
-
-        cfg = resolve_config(copy.deepcopy(cfg), {}, "command line", overrides, default_name=cfg["name"],
-                             guards=False)  # the checkpoint's model, as checkpoint_config took it
+    cfg = _with_resume_overrides(cfg, overrides)
     ckpt_path = Path(state["path"])
     run_dir = ckpt_path.parent.parent
     if not (run_dir / CONFIG_FILE).is_file():  # the mark of a run: resume writes its records there
@@ -190,7 +190,36 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
                               f"CONFIG (evaluate, predict and export take the checkpoint where it is)")
     _refuse_rewind(run_dir, state)
     _refuse_fewer_epochs(run_dir, state, cfg, planned)
-    # A run killed after its last checkpoint but before its summary is completed, not refused.
+    _refuse_nothing_to_train(run_dir, state, cfg, overrides)
+    _refuse_missing_data(run_dir, state, cfg, overrides)
+    return state, cfg, run_dir
+
+
+def _with_resume_overrides(cfg: dict, overrides: list[str]) -> dict:
+    """The checkpoint's config with the overrides a resume takes (how long, where and how it
+    trains on, where its data are now); any other is refused: the rest must stay as trained."""
+    if not overrides:
+        return cfg
+    import copy
+
+    from dlcli.config import resolve_config
+
+    # data paths too: the data they find must be the data the run trained on (_refuse_changed_data)
+    allowed = ("trainer.epochs=", "trainer.device=", "trainer.threads=", "trainer.progress=",
+               "trainer.early_stopping=", "trainer.early_stopping.", *(f"data.{key}=" for key in DATA_PATHS))
+    bad = [o for o in overrides if not o.startswith(allowed)]
+    if bad:
+        raise RunError(f"--resume takes only overrides of trainer.epochs, trainer.early_stopping, trainer.device, "
+                       f"trainer.threads, trainer.progress and the data's place (data.path, data.test_path, "
+                       f"data.root; the rest must stay as trained); received: "
+                       f"{short_list(bad, lambda override: shorten(override, 100), sep=' ')}")
+    return resolve_config(copy.deepcopy(cfg), {}, "command line", overrides, default_name=cfg["name"],
+                          guards=False)  # the checkpoint's model, as checkpoint_config took it
+
+
+def _refuse_nothing_to_train(run_dir: Path, state: dict, cfg: dict, overrides: list[str]) -> None:
+    """A finished run without more epochs, or one that stopped early and would stop again. A run
+    killed after its last checkpoint but before its summary is completed, not refused."""
     ended = _summary_at(run_dir, state) if not state.get("batch_in_epoch") else None
     if ended and ended.get("status") == "finished" and state["epoch"] >= cfg["trainer"]["epochs"]:
         done = (f"already trained {state['epoch']} epochs; trainer.epochs={cfg['trainer']['epochs']} is not more "
@@ -203,27 +232,34 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
         raise RunError(f"{run_dir}: the run stopped early at epoch {state['epoch']} ({ended.get('stop_reason')}), "
                        f"and would stop again before training; to train on: dlcli train --resume {quote(str(run_dir))} "
                        f"trainer.early_stopping.patience=N (a larger N) or trainer.early_stopping=null")
-    _refuse_missing_data(run_dir, state, cfg, overrides)
-    trainer, _ = _setup(cfg, callbacks, handle, run_dir=run_dir)
-    _refuse_changed_data(run_dir, state, trainer)
+
+
+def _load_training_state(trainer: Trainer, state: dict, run_dir: Path) -> None:
+    """The trainer takes up the checkpoint's state (weights, optimizer, RNGs, progress) and the
+    best epoch's weights, from best.pt, for the test evaluation at the end."""
     try:
         trainer.load_state_dict(state)
     except (KeyError, ValueError, RuntimeError, TypeError, IndexError) as err:
         raise CheckpointError(f"{state['path']}: the training state does not fit its config "
                               f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
                               f"evaluate and predict can still use its weights") from None
-    # nothing in the run directory changes before the state has loaded and the data checked
+    trainer.best_state = _best_weights(run_dir, state)
+
+
+def _update_run_records(run_dir: Path, state: dict, cfg: dict, trainer: Trainer, overrides: list[str]) -> None:
+    """The run's files as the resume continues it: config.yaml with the overrides (hand edits
+    kept aside, and noted), no leftover temporaries, this resume in environment.json, and the
+    logs cut back to what the checkpoint covers."""
+    from dlcli.config import dump_config
+    from dlcli.runs import CONFIG_FILE, MetricsLog, read_metrics, write_text_atomic
+
     edited = _hand_edits(run_dir, state)
     if edited is not None:
         trainer.notes.append(edited)
     if overrides:  # the run's record says what it now trains to (trainer.epochs=N...)
-        from dlcli.config import dump_config
-        from dlcli.runs import write_text_atomic
-
         if edited is not None:  # the user's text is kept beside it
             write_text_atomic(run_dir / EDITED_CONFIG_FILE, (run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
         write_text_atomic(run_dir / CONFIG_FILE, dump_config(cfg))
-    trainer.best_state = _best_weights(run_dir, state)
     _remove_temporary_files(run_dir)
     threads = _other_threads_note(run_dir, trainer)  # from environment.json, before this resume is added
     if threads:
@@ -234,7 +270,6 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
     log = MetricsLog(run_dir)
     steps = [r for r in read_metrics(log.jsonl)[0] if r.get("kind") == "step" and r.get("step", 0) <= state["step"]]
     log.rewrite(sorted(steps + list(state["history"]), key=lambda r: (r.get("step", 0), r.get("kind") == "epoch")))
-    return _fit(trainer, run_dir)
 
 
 EDITED_CONFIG_FILE = "config.edited.yaml"
