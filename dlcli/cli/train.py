@@ -32,7 +32,7 @@ def train(config: Optional[str] = typer.Argument(None, help="the YAML config (om
     cfg = load_config(config, overrides) if resume is None else None  # config errors before torch loads
 
     from dlcli.cli._progress import ProgressDisplay
-    from dlcli.train import RunHandle, TrainingInterrupted, resume as resume_run, train as train_run
+    from dlcli.train import RunHandle, SecondSignal, TrainingInterrupted, resume as resume_run, train as train_run
 
     handle = RunHandle()
     display = ProgressDisplay(console)  # trainer.progress of the run, as resolved (resume: its checkpoint's)
@@ -52,14 +52,15 @@ def train(config: Optional[str] = typer.Argument(None, help="the YAML config (om
         err_console.print(f"[yellow]stopped by {stop.signal_name}[/]: saved {escape(str(last))} ({at}).\n"
                           f"resume with: dlcli train --resume {escape(quote(str(handle.run_dir)))}", soft_wrap=True)
         raise typer.Exit(130) from None
-    except KeyboardInterrupt:  # a second signal: stopped at once, maybe before any checkpoint
+    except KeyboardInterrupt as stop:  # a second signal (SecondSignal), or a Ctrl-C outside the training loop
         if handle.run_dir is None:
             raise typer.Exit(130) from None  # nothing was written yet
         last = handle.run_dir / "checkpoints" / "last.pt"
         kept = (f"the last checkpoint is {escape(str(last))}.\nresume from it with: dlcli train --resume "
                 f"{escape(quote(str(handle.run_dir)))}" if last.exists() else
                 "no checkpoint had been saved; start the run again")
-        err_console.print(f"[yellow]stopped at once by a second signal[/]: {kept}", soft_wrap=True)
+        how = f"by a second {stop}" if isinstance(stop, SecondSignal) else "by SIGINT"
+        err_console.print(f"[yellow]stopped at once {how}[/]: {kept}", soft_wrap=True)
         raise typer.Exit(130) from None
     except DlcliError as err:
         if handle.run_dir is not None:

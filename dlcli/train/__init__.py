@@ -14,9 +14,9 @@ from shlex import quote
 
 from dlcli.errors import CheckpointError, DataError, RunError, short_list, short_repr, shorten
 from dlcli.train.callbacks import Callback, Checkpointer, EarlyStopping, MetricsLogger
-from dlcli.train.trainer import Trainer, TrainingInterrupted
+from dlcli.train.trainer import SecondSignal, Trainer, TrainingInterrupted
 
-__all__ = ["train", "resume", "Trainer", "TrainingInterrupted", "Callback", "RunHandle"]
+__all__ = ["train", "resume", "Trainer", "TrainingInterrupted", "SecondSignal", "Callback", "RunHandle"]
 
 
 # where a data set's files are (dataset arguments): a resume may find its data elsewhere
@@ -91,9 +91,10 @@ def _fit(trainer: Trainer, run_dir: Path) -> dict:
     except TrainingInterrupted as stop:
         _record_stop(run_dir, stopped("interrupted", signal=stop.signal_name))
         raise
-    except KeyboardInterrupt:  # a second SIGINT/SIGTERM while the first waited for the step to end
-        _record_stop(run_dir, stopped("interrupted", signal="a second signal: stopped at once, last.pt may be "
-                                                            "behind these counts"))
+    except KeyboardInterrupt as err:  # SecondSignal, or a Ctrl-C outside the training loop's handlers
+        why = (f"a second {err}: stopped at once" if isinstance(err, SecondSignal) else
+               "SIGINT outside the training loop: stopped at once")
+        _record_stop(run_dir, stopped("interrupted", signal=f"{why}, last.pt may be behind these counts"))
         raise
     except (RunError, DataError) as err:  # DataError: a streamed image that cannot be read
         _record_stop(run_dir, stopped("failed", error=str(err)))

@@ -42,6 +42,8 @@ class Checkpointer(Callback):
             self._save("best.pt", state)
 
     def on_interrupt(self, trainer) -> None:
+        if trainer.batch_in_epoch == 0 and self.saved_epoch == trainer.epoch:
+            return  # stopped between epochs: last.pt holds this state already (no second write in a grace period)
         self._save("last.pt", trainer.state_dict())
 
     def _save(self, name: str, state: dict) -> None:

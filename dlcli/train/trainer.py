@@ -28,6 +28,10 @@ from dlcli.optim import SCHEDULERS, build_optimizer
 from dlcli.train.cuda_graphs import GraphedStep, graph_blockers
 
 
+class SecondSignal(KeyboardInterrupt):
+    """A second SIGINT/SIGTERM while the first waited for the step to end: stopped at once."""
+
+
 class TrainingInterrupted(Exception):
     """SIGINT/SIGTERM: last.pt was saved; the run can be resumed."""
 
@@ -188,38 +192,39 @@ class Trainer:
         train = self.data.train
         started, self.first_epoch = time.perf_counter(), self.epoch + 1  # a resumed run starts later
         self._emit("on_fit_start")
-        # closing: a streamed split stops its workers; worker_failures: one that dies is a DataError
-        with self._signals(), contextlib.closing(train), train.worker_failures():
-            while self.epoch < t["epochs"] and self.stop_reason is None:
-                self._emit("on_epoch_start")
-                epoch_start, self._first_batch = time.perf_counter(), self.batch_in_epoch
-                perm = epoch_permutation(self.cfg["seed"], self.epoch, len(train)) if self.cfg["data"]["shuffle"] \
-                    else torch.arange(len(train))
-                perm = perm.to(train.home)
-                batches = range(self.batch_in_epoch, self.batches_per_epoch)
-                train.plan(perm, self.batch_size, batches)  # streamed data start reading ahead
-                self.model.train()
-                for batch in batches:
-                    idx = perm[batch * self.batch_size:(batch + 1) * self.batch_size]
-                    last_of_window = (batch + 1) % self.accum == 0 or batch + 1 == self.batches_per_epoch
-                    if self.graphed is not None and len(idx) == self.batch_size:
-                        self.graphed.step(idx, batch)  # the same step, replayed from a CUDA graph
-                    else:
-                        self.train_step(idx, batch, last_of_window)
-                    if last_of_window:
-                        self._after_optimizer_step()
-                    self.batch_in_epoch = batch + 1
-                    self._emit("on_train_batch_end", batch)
-                    if self._signal and last_of_window:
+        with self._signals():
+            # closing: a streamed split stops its workers; worker_failures: one that dies is a DataError
+            with contextlib.closing(train), train.worker_failures():
+                while self.epoch < t["epochs"] and self.stop_reason is None:
+                    self._emit("on_epoch_start")
+                    epoch_start, self._first_batch = time.perf_counter(), self.batch_in_epoch
+                    perm = epoch_permutation(self.cfg["seed"], self.epoch, len(train)) if self.cfg["data"]["shuffle"] \
+                        else torch.arange(len(train))
+                    perm = perm.to(train.home)
+                    batches = range(self.batch_in_epoch, self.batches_per_epoch)
+                    train.plan(perm, self.batch_size, batches)  # streamed data start reading ahead
+                    self.model.train()
+                    for batch in batches:
+                        idx = perm[batch * self.batch_size:(batch + 1) * self.batch_size]
+                        last_of_window = (batch + 1) % self.accum == 0 or batch + 1 == self.batches_per_epoch
+                        if self.graphed is not None and len(idx) == self.batch_size:
+                            self.graphed.step(idx, batch)  # the same step, replayed from a CUDA graph
+                        else:
+                            self.train_step(idx, batch, last_of_window)
+                        if last_of_window:
+                            self._after_optimizer_step()
+                        self.batch_in_epoch = batch + 1
+                        self._emit("on_train_batch_end", batch)
+                        if self._signal and last_of_window:
+                            self._emit("on_interrupt")
+                            raise TrainingInterrupted(self._signal)
+                    if self.device.type == "cuda":  # the epoch's time includes the GPU work it queued
+                        torch.cuda.synchronize(self.device)
+                    record = self._end_epoch(time.perf_counter() - epoch_start)
+                    self._emit("on_epoch_end", record)
+                    if self._signal:  # it came during the validation or the checkpoints: last.pt holds the epoch
                         self._emit("on_interrupt")
                         raise TrainingInterrupted(self._signal)
-                if self.device.type == "cuda":  # the epoch's time includes the GPU work it queued
-                    torch.cuda.synchronize(self.device)
-                record = self._end_epoch(time.perf_counter() - epoch_start)
-                self._emit("on_epoch_end", record)
-                if self._signal:  # it came during the validation or the checkpoints: last.pt holds the epoch
-                    self._emit("on_interrupt")
-                    raise TrainingInterrupted(self._signal)
             # the training is over: a first signal from here on lets the test evaluation finish, and the run
             summary = self._summary(time.perf_counter() - started)
         if self._signal:
@@ -480,7 +485,7 @@ class Trainer:
 
         def handler(signum, frame):
             if self._signal:
-                raise KeyboardInterrupt
+                raise SecondSignal(signal.Signals(signum).name)
             self._signal = signal.Signals(signum).name
 
         previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}

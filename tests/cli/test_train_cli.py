@@ -137,8 +137,9 @@ def test_the_stop_message_says_where_the_checkpoint_is(tmp_path, monkeypatch, ep
     assert err.getvalue().splitlines()[0] == f"stopped by SIGTERM: saved {last} ({said})."
 
 
-@pytest.mark.parametrize("saved", [True, False])
-def test_a_second_signal_stops_at_once_and_says_what_was_kept(tmp_path, monkeypatch, saved):
+@pytest.mark.parametrize("saved, second", [(True, True), (False, True), (True, False)])
+def test_a_hard_stop_says_what_was_kept(tmp_path, monkeypatch, saved, second):
+    """A second signal (SecondSignal), or a Ctrl-C outside the training loop's handlers."""
     import dlcli.train
     from tests.samples import TINY_MNIST
 
@@ -149,7 +150,7 @@ def test_a_second_signal_stops_at_once_and_says_what_was_kept(tmp_path, monkeypa
 
     def killed(cfg, callbacks=(), handle=None):
         handle.run_dir = run_dir
-        raise KeyboardInterrupt
+        raise dlcli.train.SecondSignal("SIGTERM") if second else KeyboardInterrupt
 
     monkeypatch.setattr(dlcli.train, "train", killed)
     err = io.StringIO()
@@ -163,7 +164,8 @@ def test_a_second_signal_stops_at_once_and_says_what_was_kept(tmp_path, monkeypa
     assert CliRunner().invoke(app, ["train", str(config)]).exit_code == 130
     kept = (f"the last checkpoint is {run_dir / 'checkpoints' / 'last.pt'}.\nresume from it with: dlcli train "
             f"--resume {run_dir}" if saved else "no checkpoint had been saved; start the run again")
-    assert err.getvalue() == f"stopped at once by a second signal: {kept}\n"
+    how = "by a second SIGTERM" if second else "by SIGINT"
+    assert err.getvalue() == f"stopped at once {how}: {kept}\n"
 
 
 def test_a_stop_request_inside_an_accumulation_window_is_acknowledged_once():

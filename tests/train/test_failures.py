@@ -240,15 +240,37 @@ def test_a_signal_during_the_test_evaluation_lets_the_finished_run_finish(tiny_c
                                     "finished first")
 
 
-class _SecondSignalAt(Callback):
+class _SignalsAt(Callback):
+    """Two real SIGINTs at batch 2 of epoch 2: the handler's flag, then its SecondSignal."""
+
     def on_train_batch_end(self, trainer, batch):
         if trainer.epoch == 1 and batch == 2:
-            raise KeyboardInterrupt  # what the handler raises on a second signal
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
 
 
-def test_a_second_signal_records_an_interrupted_run_not_a_crash(tiny_cfg):
+class _CtrlCAtFitStart(Callback):
+    def on_fit_start(self, trainer):
+        raise KeyboardInterrupt  # a Ctrl-C before the training loop's handlers are in place
+
+
+@pytest.mark.parametrize("callback, said", [(_SignalsAt(), "a second SIGINT: stopped at once"),
+                                            (_CtrlCAtFitStart(), "SIGINT outside the training loop: stopped at once")])
+def test_a_hard_stop_records_an_interrupted_run_not_a_crash(tiny_cfg, callback, said):
     handle = RunHandle()
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_cfg("trainer.epochs=2"), callbacks=[_SecondSignalAt()], handle=handle)
+        train(tiny_cfg("trainer.epochs=2"), callbacks=[callback], handle=handle)
     summary = json.loads((handle.run_dir / "summary.json").read_text())
-    assert summary["status"] == "interrupted" and summary["signal"].startswith("a second signal: stopped at once")
+    assert summary["status"] == "interrupted" and summary["signal"] == f"{said}, last.pt may be behind these counts"
+
+
+def test_a_stop_between_epochs_writes_last_pt_once(tiny_cfg, monkeypatch):
+    """The epoch's checkpoint already holds the state: no second write inside a SIGTERM grace period."""
+    from dlcli.train.callbacks import Checkpointer
+
+    saves, real = [], Checkpointer._save
+    monkeypatch.setattr(Checkpointer, "_save", lambda self, name, state: (saves.append(name), real(self, name, state)))
+    _signal_during_evaluation(monkeypatch, 1)
+    with pytest.raises(TrainingInterrupted):
+        train(tiny_cfg("trainer.epochs=2"))
+    assert saves.count("last.pt") == 1
