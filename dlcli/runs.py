@@ -206,6 +206,13 @@ def run_dir_of(checkpoint: Path) -> Path | None:
     return None
 
 
+def is_run_directory(folder: Path) -> bool:
+    """Whether `folder` is a run directory: its config.yaml and its checkpoints/ folder (a run
+    has both from its start). A project folder with the user's own config.yaml is not one."""
+    folder = Path(folder)
+    return (folder / CONFIG_FILE).is_file() and (folder / CHECKPOINTS_DIR).is_dir()
+
+
 def owned_by_run(path: Path) -> str | None:
     """What `path` is to the run directory it lies in, when only that run may write it: a file
     inside its checkpoints/ folder or one of its records (config.yaml, metrics, summary...);
