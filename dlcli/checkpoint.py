@@ -61,12 +61,19 @@ def current_umask() -> int:
 TEMPORARY_MARK = ".dlcli-"  # in the temporary file's name: .<name>.dlcli-<random>.tmp
 
 
-def temporary_files(path: Path) -> list[Path]:
-    """The temporary files that atomic writes of `path` left behind (a killed process)."""
+LEGACY_RANDOM = "[a-z0-9_]" * 8  # mkstemp's random part: .<name>.<random>.tmp, the names dlcli gave before TEMPORARY_MARK
+
+
+def temporary_files(path: Path, legacy: bool = False) -> list[Path]:
+    """The temporary files that atomic writes of `path` left behind (a killed process). `legacy`:
+    also those of dlcli before TEMPORARY_MARK, which carry no mark (pass it only for a name that
+    nothing but dlcli writes)."""
     import glob
 
     path = Path(path)
-    return sorted(path.parent.glob(f".{glob.escape(path.name)}{TEMPORARY_MARK}*.tmp"))
+    name = glob.escape(path.name)
+    patterns = [f".{name}{TEMPORARY_MARK}*.tmp"] + ([f".{name}.{LEGACY_RANDOM}.tmp"] if legacy else [])
+    return sorted({temp for pattern in patterns for temp in path.parent.glob(pattern)})
 
 
 def atomic_write_bytes(path: Path, write) -> None:

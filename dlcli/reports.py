@@ -251,18 +251,23 @@ def _add_details(report: dict, trained: TrainedModel, outputs: torch.Tensor, tar
 # Files
 # ---------------------------------------------------------------------------
 
-def evaluation_dir(trained: TrainedModel) -> Path:
-    """Where reports go by default: the run directory, else the checkpoint's folder."""
-    return trained.run_dir if trained.run_dir is not None else trained.checkpoint.parent
+def evaluation_dir(checkpoint: Path) -> Path:
+    """Where reports go without --out: the checkpoint's run directory, else its folder."""
+    from dlcli.runs import run_dir_of
+
+    own = run_dir_of(checkpoint)
+    return own if own is not None else Path(checkpoint).parent
 
 
 def write_evaluation(evaluation: Evaluation, out_dir: str | Path | None = None, force: bool = False) -> list[Path]:
-    """eval_<split>.json, and for classifiers per_class_<split>.csv and confusion_<split>.csv.
-    Nothing is written unless every file may be (`check_report_folder`, `check_report_files`)."""
+    """eval_<split>.json, and for classifiers per_class_<split>.csv and confusion_<split>.csv, in
+    `out_dir` or else `evaluation_dir`. Nothing is written unless every file may be
+    (`check_report_folder`, `check_report_files`)."""
     from dlcli.runs import write_text_atomic
 
     report = evaluation.report
-    folder = Path(out_dir) if out_dir is not None else evaluation_dir(evaluation.trained)
+    checkpoint = evaluation.trained.checkpoint
+    folder = Path(out_dir) if out_dir is not None else evaluation_dir(checkpoint)
     label = report["split"]
     files = {folder / f"eval_{label}.json": json.dumps(report, indent=2) + "\n"}
     if "per_class" in report:
@@ -272,8 +277,8 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path | None = None, 
         names, matrix = report["confusion"]["labels"], report["confusion"]["matrix"]
         files[folder / f"confusion_{label}.csv"] = _csv([CONFUSION_CORNER, *names],
                                                         [[name, *row] for name, row in zip(names, matrix)])
-    check_report_folder(folder, evaluation.trained.checkpoint)
-    check_report_files(list(files), evaluation, force)
+    check_report_folder(folder, checkpoint, given=out_dir is not None)
+    check_report_files(list(files), evaluation, force, given=out_dir is not None)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -291,36 +296,46 @@ CONFUSION_CORNER = "true \\ predicted"
 REPORT_KEYS = {"checkpoint", "epoch", "split", "data", "samples", "task"}  # what every eval_<split>.json holds
 
 
-def check_report_folder(folder: Path, checkpoint: Path) -> None:
+def check_report_folder(folder: Path, checkpoint: Path, given: bool = True) -> None:
     """Refuse, even with --force, a folder in a run's checkpoints/ (only training writes there) or
-    another run's directory (its eval_*.json are its reports: `dlcli plot` draws them as its own)."""
+    another run's directory (its eval_*.json are its reports: `dlcli plot` draws them as its own).
+    `given`: the folder is --out; else it is `evaluation_dir(checkpoint)`, and the message says so."""
     from dlcli.errors import OutputError
-    from dlcli.runs import CHECKPOINTS_DIR, CONFIG_FILE, run_dir_of
+    from dlcli.runs import CHECKPOINTS_DIR, CONFIG_FILE, is_run_directory, run_dir_of
 
     folder, own = Path(folder), run_dir_of(checkpoint)
     instead = f", e.g. {own}" if own is not None else ""
     for spelling in dict.fromkeys((folder.absolute(), folder.resolve())):
         for inside in (spelling, *spelling.parents):
             if inside.name == CHECKPOINTS_DIR and (inside.parent / CONFIG_FILE).is_file():
+                if not given:
+                    raise OutputError(f"{checkpoint}: without --out its reports go to its folder {folder}, which "
+                                      f"is inside the run's checkpoints folder {inside}, where only training "
+                                      f"writes; HINT: give --out with a folder outside it")
                 raise OutputError(f"--out {folder} is inside the run's checkpoints folder {inside}; only training "
                                   f"writes there. Expected a folder outside it{instead} (--force never writes there)")
-    if (folder / CONFIG_FILE).is_file() and (own is None or not same_file(folder, own)):
+    if is_run_directory(folder) and (own is None or not same_file(folder, own)):
+        if not given:
+            raise OutputError(f"{checkpoint}: without --out its reports go to its folder {folder}, which is another "
+                              f"run's directory: its eval_*.json are that run's reports, and this checkpoint is not "
+                              f"one of its; HINT: give --out with a folder of no run")
         whose = f"the run of {checkpoint}" if own is None else f"{own}, the run of {checkpoint}"
         raise OutputError(f"--out {folder} is another run's directory: its eval_*.json are that run's reports, and "
                           f"this checkpoint is not one of its (expected {whose}, or a folder of no run); "
                           f"--force never writes there")
 
 
-def check_report_files(paths: list[Path], evaluation: Evaluation, force: bool = False) -> None:
+def check_report_files(paths: list[Path], evaluation: Evaluation, force: bool = False, given: bool = True) -> None:
     """Refuse a report file that is the checkpoint or the --data file (even with --force), or that
-    exists and is not an earlier report of dlcli evaluate (unless `force`)."""
+    exists and is not an earlier report of dlcli evaluate (unless `force`). `given`: as in
+    `check_report_folder`."""
     from dlcli.outputs import refuse_existing, refuse_inputs
 
     inputs = [(evaluation.trained.checkpoint, "the checkpoint")]
     if evaluation.data is not None:
         inputs.append((evaluation.data, "the --data file"))
     for path in paths:
-        label = f"--out {path.parent}: its report {path.name}"
+        label = f"{'--out ' if given else ''}{path.parent}: its report {path.name}"
         refuse_inputs(path, inputs, label=label)
         refuse_existing(path, is_evaluation_file, "an earlier report of dlcli evaluate", force, label=label)
 

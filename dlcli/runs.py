@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import platform
 import shlex
@@ -206,6 +207,13 @@ def run_dir_of(checkpoint: Path) -> Path | None:
     return None
 
 
+def is_run_directory(folder: Path) -> bool:
+    """Whether `folder` is a run directory: its config.yaml and its checkpoints/ folder (a run
+    has both from its start). A project folder with the user's own config.yaml is not one."""
+    folder = Path(folder)
+    return (folder / CONFIG_FILE).is_file() and (folder / CHECKPOINTS_DIR).is_dir()
+
+
 def owned_by_run(path: Path) -> str | None:
     """What `path` is to the run directory it lies in, when only that run may write it: a file
     inside its checkpoints/ folder or one of its records (config.yaml, metrics, summary...);
@@ -327,7 +335,8 @@ def best_of_run(summary: dict, config: dict, records: list[dict]) -> dict:
 def best_record(records: list[dict], monitor: str | None, mode: str | None) -> dict:
     """The best value of `monitor` in the epoch records, {"metric", "value", "epoch"} or {}: lowest
     or highest as `mode` ("min"/"max"; else the metric's own, as the trainer takes "auto").
-    Without a monitor, the val_loss, else the train_loss."""
+    Without a monitor, the val_loss, else the train_loss. A NaN or infinite value is never the
+    best, as the trainer never takes one."""
     if not isinstance(monitor, str):
         monitor = "val_loss" if any("val_loss" in r for r in records) else "train_loss"
     if mode not in ("min", "max"):
@@ -337,7 +346,8 @@ def best_record(records: list[dict], monitor: str | None, mode: str | None) -> d
 
             entry = METRICS.lookup(monitor.split("_", 1)[-1])
             mode = entry.meta.get("mode", "min") if entry is not None else "min"
-    values = [(r[monitor], r.get("epoch")) for r in records if _number(r.get(monitor)) is not None]
+    values = [(r[monitor], r.get("epoch")) for r in records
+              if _number(r.get(monitor)) is not None and math.isfinite(r[monitor])]
     if not values:
         return {}
     value, epoch = (min if mode == "min" else max)(values, key=lambda v: v[0])

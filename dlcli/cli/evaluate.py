@@ -21,7 +21,7 @@ def evaluate(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt) or a
              data: Optional[str] = typer.Option(None, "--data", help="other data of the same shape: an .npz, a "
                                                 "CSV or a folder of class folders"),
              out: Optional[str] = typer.Option(None, "--out", help="directory for the report files (default: "
-                                               "the run directory)"),
+                                               "the run directory, else the checkpoint's folder)"),
              force: bool = typer.Option(False, "--force", help="replace existing report files that are not earlier "
                                         "reports of dlcli evaluate (never the checkpoint, nor in a run's "
                                         "checkpoints/ or another run's directory)"),
@@ -34,8 +34,7 @@ def evaluate(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt) or a
     """Evaluate a checkpoint: loss, metrics, per-class table and confusion matrix, or MSE, MAE, R²."""
     from dlcli.reports import evaluate_checkpoint, write_evaluation
 
-    if out is not None:
-        _check_out_folder(out, checkpoint)  # before any work
+    _check_report_folder(out, checkpoint)  # before any work
     evaluation = evaluate_checkpoint(checkpoint, split=split, data=data, device=device, batch_size=batch_size)
     report = evaluation.report
     files = write_evaluation(evaluation, out, force)  # refused before anything is shown
@@ -59,19 +58,21 @@ def evaluate(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt) or a
                   soft_wrap=True)
 
 
-def _check_out_folder(out: str, checkpoint: str) -> None:
-    """--out in a run's checkpoints/ or another run's directory, refused before the evaluation."""
+def _check_report_folder(out: Optional[str], checkpoint: str) -> None:
+    """The report folder (--out, else the run directory or the checkpoint's folder) in a run's
+    checkpoints/ or another run's directory, refused before the evaluation."""
     from pathlib import Path
 
     from dlcli.checkpoint import resolve_checkpoint_path
     from dlcli.errors import CheckpointError
-    from dlcli.reports import check_report_folder
+    from dlcli.reports import check_report_folder, evaluation_dir
 
     try:
         path = resolve_checkpoint_path(checkpoint, prefer="best.pt")
     except CheckpointError:
         return  # loading it says what is wrong
-    check_report_folder(Path(out), path)
+    folder = Path(out) if out is not None else evaluation_dir(path)
+    check_report_folder(folder, path, given=out is not None)
 
 
 def figures_table(report: dict) -> Table:

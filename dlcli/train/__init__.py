@@ -505,10 +505,11 @@ def _best_weights(run_dir: Path, state: dict) -> dict | None:
 
 def _remove_temporary_files(run_dir: Path) -> None:
     """Temporary files that a killed process left behind writing the run's own files, by the
-    names dlcli's atomic writes give them; no other file (a user's, a `dlcli evaluate` at work)."""
+    names dlcli's atomic writes give them, now or before (a run of an older dlcli may hold
+    .last.pt.<random>.tmp); no other file (a user's, a `dlcli evaluate` at work)."""
     from dlcli.checkpoint import temporary_files
     from dlcli.runs import RUN_RECORDS
 
     owned = [run_dir / name for name in RUN_RECORDS] + [run_dir / "checkpoints" / n for n in ("last.pt", "best.pt")]
-    for leftover in [temp for path in owned for temp in temporary_files(path)]:
+    for leftover in [temp for path in owned for temp in temporary_files(path, legacy=True)]:
         leftover.unlink(missing_ok=True)

@@ -128,6 +128,39 @@ def test_out_never_writes_into_checkpoints_or_another_run(mnist_run, tmp_path, c
                                                                                          "best.pt")
 
 
+def test_a_checkpoint_beside_the_users_own_config_is_evaluated_into_its_folder(mnist_run, tmp_path, cli):
+    """A project folder with the user's config.yaml and a copied model.pt is no run: the reports go
+    there without --out. A copy in another run's directory is refused before the evaluation, in
+    words that do not speak of an --out the user never gave."""
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(mnist_run / "config.yaml", project / "config.yaml")
+    shutil.copy(mnist_run / "checkpoints" / "best.pt", project / "model.pt")
+    for args in ([], [], ["--out", project]):
+        result = cli("evaluate", project / "model.pt", *args)
+        assert result.exit_code == 0, result.output
+        assert json.loads((project / "eval_test.json").read_text())["checkpoint"] == str(project / "model.pt")
+    assert len(list(project.glob("eval_*.json"))) == 1
+
+    other = shutil.copytree(mnist_run, tmp_path / "other" / "20260101-120000")
+    shutil.copy(mnist_run / "checkpoints" / "best.pt", other / "model.pt")
+    before = _files(other)
+    for args in ([], ["--force"]):
+        result = cli("evaluate", other / "model.pt", *args)
+        assert result.exit_code == 2 and "Traceback" not in result.output
+        assert (f"{other / 'model.pt'}: without --out its reports go to its folder {other}, which is another run's "
+                f"directory") in " ".join(result.output.split())
+        assert "HINT: give --out" in " ".join(result.output.split())
+        assert "per class" not in result.output  # refused before the evaluation
+    assert _files(other) == before
+    (other / "checkpoints" / "sub").mkdir()
+    shutil.copy(mnist_run / "checkpoints" / "best.pt", other / "checkpoints" / "sub" / "model.pt")
+    result = cli("evaluate", other / "checkpoints" / "sub" / "model.pt")
+    assert result.exit_code == 2 and "per class" not in result.output
+    assert (f"without --out its reports go to its folder {other / 'checkpoints' / 'sub'}, which is inside the run's "
+            f"checkpoints folder {other / 'checkpoints'}") in " ".join(result.output.split())
+
+
 def test_classification_report_by_hand():
     predicted = torch.tensor([0, 0, 1, 1, 1, 2])
     targets = torch.tensor([0, 1, 1, 1, 2, 2])

@@ -8,7 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from dlcli.runs import RUNNING_WINDOW_S, list_runs
+import pytest
+
+from dlcli.runs import RUNNING_WINDOW_S, best_record, list_runs
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -120,3 +122,15 @@ def test_runs_of_several_seeds_are_told_apart_by_seed_and_test_figure(mnist_run,
     table = cli("runs", str(root)).stdout
     row = next(line for line in table.splitlines() if "20260101-100000" in line)
     assert "│    0 │" in row and f"accuracy {test['accuracy']:.4f}" in row
+
+
+@pytest.mark.parametrize("mode, bad", [("min", float("nan")), ("min", float("-inf")), ("max", float("inf")),
+                                       ("max", float("nan"))])
+def test_best_record_skips_values_the_trainer_never_takes(mode, bad):
+    """NaN and infinite epoch values are skipped, as the trainer's `_end_epoch` skips them."""
+    records = [{"epoch": 1, "val_loss": bad}, {"epoch": 2, "val_loss": 0.5}, {"epoch": 3, "val_loss": 0.4},
+               {"epoch": 4, "val_loss": bad}]
+    best = {"min": {"metric": "val_loss", "value": 0.4, "epoch": 3},
+            "max": {"metric": "val_loss", "value": 0.5, "epoch": 2}}[mode]
+    assert best_record(records, "val_loss", mode) == best
+    assert best_record([{"epoch": 1, "val_loss": bad}], "val_loss", mode) == {}

@@ -118,8 +118,9 @@ def test_metrics_csv_left_torn_by_a_crash_is_rebuilt_from_metrics_jsonl(tmp_path
 
 
 def test_resume_removes_only_its_own_temporary_files(tiny_cfg):
-    """Leftovers of dlcli's atomic writes of the run's files go; a user's hidden .tmp files and a
-    concurrent `dlcli evaluate`'s temporary report stay."""
+    """Leftovers of dlcli's atomic writes of the run's files go, also those an older dlcli named
+    .<name>.<8 random>.tmp; a user's hidden .tmp files and a concurrent `dlcli evaluate`'s
+    temporary report stay."""
     from dlcli.checkpoint import atomic_write_bytes
     from dlcli.train import resume
 
@@ -128,9 +129,12 @@ def test_resume_removes_only_its_own_temporary_files(tiny_cfg):
     atomic_write_bytes(run_dir / "notes.txt", lambda handle: seen.extend(p.name for p in run_dir.glob(".*.tmp")))
     assert len(seen) == 1 and seen[0].startswith(".notes.txt.dlcli-") and seen[0].endswith(".tmp")
     kept = [run_dir / ".notes.tmp", run_dir / "checkpoints" / ".my-backup.tmp", run_dir / ".last.pt.backup.tmp",
-            run_dir / ".eval_test.json.dlcli-k2j4x9ab.tmp", run_dir / "checkpoints" / ".last.pt.copy.tmp"]
+            run_dir / ".eval_test.json.dlcli-k2j4x9ab.tmp", run_dir / "checkpoints" / ".last.pt.copy.tmp",
+            run_dir / ".eval_test.json.k2j4x9ab.tmp", run_dir / "checkpoints" / ".model.pt.k2j4x9ab.tmp"]
     removed = [run_dir / ".metrics.jsonl.dlcli-a1b2c3d4.tmp", run_dir / ".summary.json.dlcli-x.tmp",
-               run_dir / "checkpoints" / ".last.pt.dlcli-0f9e8d7c.tmp"]
+               run_dir / "checkpoints" / ".last.pt.dlcli-0f9e8d7c.tmp",
+               run_dir / "checkpoints" / ".last.pt.0f9e8d7c.tmp", run_dir / "checkpoints" / ".best.pt.a_b2c3d4.tmp",
+               run_dir / ".metrics.jsonl.zz9y8x7w.tmp"]  # an older dlcli's
     for path in kept + removed:
         path.write_text("x")
     resume(run_dir, ["trainer.epochs=2"])
