@@ -63,7 +63,7 @@ def _check_report_folder(out: Optional[str], checkpoint: str) -> None:
     checkpoints/ or another run's directory, refused before the evaluation."""
     from pathlib import Path
 
-    from dlcli.checkpoint import resolve_checkpoint_path
+    from dlcli.checkpoint import file_kind, resolve_checkpoint_path
     from dlcli.errors import CheckpointError
     from dlcli.reports import check_report_folder, evaluation_dir
 
@@ -71,6 +71,8 @@ def _check_report_folder(out: Optional[str], checkpoint: str) -> None:
         path = resolve_checkpoint_path(checkpoint, prefer="best.pt")
     except CheckpointError:
         return  # loading it says what is wrong
+    if file_kind(path) not in (None, "a torch file"):
+        return  # a config, an export...: loading it names the kind of file
     folder = Path(out) if out is not None else evaluation_dir(path)
     check_report_folder(folder, path, given=out is not None)
 
