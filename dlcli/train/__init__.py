@@ -32,7 +32,7 @@ class RunHandle:
 
 
 def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None = None,
-           held: ExitStack | None = None):
+           held: ExitStack | None = None, normalization: dict | None | str = "compute"):
     from dlcli.config import dump_config
     from dlcli.data.prepare import load_splits, prepare_data
     from dlcli.model import build_meta_model, resolve_device
@@ -47,7 +47,7 @@ def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None 
         splits = load_splits(cfg)
     finally:
         warmup.join()
-    data = prepare_data(cfg, device, splits)  # bad data fails here, before a run directory exists
+    data = prepare_data(cfg, device, splits, normalization)  # bad data fails here, before a run directory exists
     trainer = Trainer(cfg, data, device)  # and settings that do not fit it (drop_last...)
     if warmup.note():
         trainer.notes.append(warmup.note())
@@ -160,12 +160,23 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
     """Continue a run from its last.pt (or a given checkpoint) in the same directory."""
     overrides = list(overrides)
     state, cfg, run_dir = _resumable(Path(path), overrides)  # every refusal that needs no data, first
-    trainer, _ = _setup(cfg, callbacks, handle, run_dir=run_dir)
+    trainer, _ = _setup(cfg, callbacks, handle, run_dir=run_dir, normalization=_kept_normalization(cfg, state))
     _refuse_changed_data(run_dir, state, trainer)
     _load_training_state(trainer, state, run_dir)
     # nothing in the run directory changes before the state has loaded and the data checked
     _update_run_records(run_dir, state, cfg, trainer, overrides)
     return _fit(trainer, run_dir)
+
+
+def _kept_normalization(cfg: dict, state: dict) -> dict | None | str:
+    """The checkpoint's normalization for image files, which are normalized over every image when
+    held in memory and over a sample of them when streamed, a choice data.in_memory: auto makes by
+    the memory free when a process starts: a resume must not see "other data" in that. "compute"
+    for other data sets (and checkpoints without one), whose statistics the resume checks."""
+    from dlcli.data import DATASETS
+
+    images = DATASETS.get(cfg["data"]["dataset"]).meta.get("images")
+    return state["normalization"] if images and "normalization" in state else "compute"
 
 
 def _resumable(path: Path, overrides: list[str]) -> tuple[dict, dict, Path]:
@@ -319,6 +330,8 @@ def _refuse_missing_data(run_dir: Path, state: dict, cfg: dict, overrides: list[
     given = {override.split("=", 1)[0] for override in overrides}
     for key in DATA_PATHS:
         value = cfg["data"].get(key)
+        if key == "root" and cfg["data"].get("download"):
+            continue  # a cache folder that was cleaned: the data set downloads again
         if value and f"data.{key}" not in given and not Path(value).exists():
             again = " ".join(["dlcli train --resume", quote(str(run_dir)), *map(quote, overrides),
                               f"data.{key}=NEW_PATH"])

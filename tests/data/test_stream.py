@@ -222,6 +222,20 @@ def test_interrupt_mid_epoch_then_resume_streamed_is_exact(stream_cfg):
     assert _records(straight["run_dir"]) == _records(handle.run_dir)
 
 
+def test_a_resume_that_streams_what_the_run_held_in_memory_keeps_its_normalization(stream_cfg, monkeypatch):
+    """data.in_memory: auto decides by the memory free when a process starts: in memory the
+    statistics come from every image, streamed from a sample. A resume on the same folder with
+    less memory free is the same data, not refused as changed, and trains on with the run's own
+    normalization."""
+    monkeypatch.setattr(stream, "NORMALIZATION_SAMPLE", 10)  # stands for 10,000: the folder is larger
+    first = train(stream_cfg("trainer.epochs=1", "data.workers=0"))  # auto: held in memory
+    saved = load_checkpoint(Path(first["run_dir"]) / "checkpoints" / "last.pt")["normalization"]
+    monkeypatch.setattr(stream, "available_memory", lambda: 1000)  # auto now streams
+    resumed = resume(first["run_dir"], ["trainer.epochs=2"])
+    assert resumed["status"] == "finished"
+    assert load_checkpoint(Path(first["run_dir"]) / "checkpoints" / "last.pt")["normalization"] == saved
+
+
 def test_evaluate_and_predict_a_checkpoint_trained_on_streamed_data(stream_cfg, image_tree, cli):
     from dlcli.predict import predict
     from dlcli.reports import evaluate_checkpoint

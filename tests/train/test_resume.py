@@ -535,3 +535,19 @@ def test_a_hand_edited_run_config_is_named_and_kept_when_a_resume_rewrites_it(ti
     assert "lr: 0.003" in config.read_text() and "# my notes" not in config.read_text()
     again = resume(first["run_dir"], ["trainer.epochs=3"])  # config.yaml is the run's own again
     assert again["notes"] == []
+
+
+@pytest.mark.parametrize("download", [True, False])
+def test_a_missing_download_cache_is_no_reason_to_refuse_a_resume_that_may_download(tmp_path, download):
+    from dlcli.config import config_from_text
+    from dlcli.errors import DataError
+    from dlcli.train import _refuse_missing_data
+
+    cfg = config_from_text(f"model: {{input_shape: [1, 28, 28], layers: [flatten, dense: 10]}}\n"
+                           f"data: {{dataset: fashion_mnist, root: {tmp_path / 'gone'}, download: {download}}}\n")
+    state = {"path": str(tmp_path / "run" / "checkpoints" / "last.pt")}
+    if download:
+        _refuse_missing_data(tmp_path / "run", state, cfg, [])  # the loader downloads it again
+    else:
+        with pytest.raises(DataError, match="data.root comes from the run's checkpoint"):
+            _refuse_missing_data(tmp_path / "run", state, cfg, [])
