@@ -54,6 +54,14 @@ def create_run_dir(out_dir: str | Path, name: str) -> Path:
     raise RunError(f"{parent}: too many runs started in the same second")  # pragma: no cover
 
 
+def text_sha256(text: str) -> str:
+    """The sha256 of a text's UTF-8 bytes, in hex: how environment.json names the config.yaml
+    texts dlcli wrote, to tell them from a hand edit."""
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     try:
         atomic_write_bytes(path, lambda handle: handle.write(text.encode("utf-8")))

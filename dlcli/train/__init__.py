@@ -37,7 +37,7 @@ def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None 
     from dlcli.data.prepare import load_splits, prepare_data
     from dlcli.model import build_meta_model, resolve_device
     from dlcli.run_lock import run_lock
-    from dlcli.runs import ENV_FILE, CONFIG_FILE, create_run_dir, environment_record, write_text_atomic
+    from dlcli.runs import ENV_FILE, CONFIG_FILE, create_run_dir, environment_record, text_sha256, write_text_atomic
     from dlcli.train.warmup import DeviceWarmup
 
     build_meta_model(cfg)  # refuses absurd sizes before allocating anything
@@ -54,8 +54,10 @@ def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None 
     if run_dir is None:
         run_dir = create_run_dir(cfg["trainer"]["out_dir"], cfg["name"])
         held.enter_context(run_lock(run_dir))  # the run's, from its first file to the process's end
-        write_text_atomic(run_dir / CONFIG_FILE, dump_config(cfg))
-        write_text_atomic(run_dir / ENV_FILE, json.dumps(environment_record(str(device)), indent=2) + "\n")
+        text = dump_config(cfg)
+        write_text_atomic(run_dir / CONFIG_FILE, text)
+        record = {**environment_record(str(device)), "config_sha256": text_sha256(text)}  # what dlcli wrote
+        write_text_atomic(run_dir / ENV_FILE, json.dumps(record, indent=2) + "\n")
     if handle is not None:
         handle.run_dir = run_dir
     t = cfg["trainer"]
@@ -265,13 +267,14 @@ def _update_run_records(run_dir: Path, state: dict, cfg: dict, trainer: Trainer,
     from dlcli.config import dump_config
     from dlcli.runs import CONFIG_FILE, MetricsLog, read_metrics, write_text_atomic
 
-    edited = _hand_edits(run_dir, state)
+    edited, text, current = _hand_edits(run_dir, state), dump_config(cfg), _read_text(run_dir / CONFIG_FILE)
+    if current != text:  # the run's record says what it now trains to (trainer.epochs=N...)
+        if edited is not None and current and current.strip():  # the user's text is kept beside it
+            write_text_atomic(run_dir / EDITED_CONFIG_FILE, current)
+            edited += f"; config.yaml now shows the run's config, and the edited text is in {EDITED_CONFIG_FILE}"
+        write_text_atomic(run_dir / CONFIG_FILE, text)
     if edited is not None:
         trainer.notes.append(edited)
-    if overrides:  # the run's record says what it now trains to (trainer.epochs=N...)
-        if edited is not None:  # the user's text is kept beside it
-            write_text_atomic(run_dir / EDITED_CONFIG_FILE, (run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
-        write_text_atomic(run_dir / CONFIG_FILE, dump_config(cfg))
     _remove_temporary_files(run_dir)
     threads = _other_threads_note(run_dir, trainer)  # from environment.json, before this resume is added
     if threads:
@@ -294,7 +297,7 @@ def _hand_edits(run_dir: Path, state: dict) -> str | None:
 
     from dlcli.config import dump_config
     from dlcli.errors import format_path
-    from dlcli.runs import CONFIG_FILE
+    from dlcli.runs import CONFIG_FILE, text_sha256
 
     path = run_dir / CONFIG_FILE
     written = dump_config(state["config"])
@@ -302,8 +305,8 @@ def _hand_edits(run_dir: Path, state: dict) -> str | None:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return None
-    if text == written:
-        return None
+    if text == written or text_sha256(text) in _written_configs(run_dir):
+        return None  # dlcli's own text (a resume that wrote it may have died before its first checkpoint)
     try:
         changed = [format_path(key) or "the whole file" for key in _differences(yaml.safe_load(text),
                                                                                 yaml.safe_load(written))]
@@ -312,7 +315,24 @@ def _hand_edits(run_dir: Path, state: dict) -> str | None:
     what = f" ({short_list(changed, limit=6)})" if changed else " (comments or layout)" if text.strip() else ""
     return (f"{path} was edited since the run wrote it{what}: a resume trains on the config in its checkpoint; "
             f"--resume takes overrides of trainer.epochs, trainer.early_stopping, trainer.threads and the data's "
-            f"place" + (f"; with overrides, the edited file is kept as {EDITED_CONFIG_FILE}" if text.strip() else ""))
+            f"place")
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _written_configs(run_dir: Path) -> set[str]:
+    """The sha256 of each config.yaml text dlcli wrote for the run (environment.json: the start's
+    and each resume's)."""
+    from dlcli.runs import read_environment
+
+    record = read_environment(run_dir) or {}
+    resumes = record.get("resumes") if isinstance(record.get("resumes"), list) else []
+    return {r.get("config_sha256") for r in [record, *resumes] if isinstance(r, dict)} - {None}
 
 
 def _differences(a, b, path: tuple = ()) -> list[tuple]:
@@ -394,11 +414,13 @@ def _normalization_change(now: dict | None, then: dict | None) -> str:
 def _record_resume(run_dir: Path, trainer: Trainer, state: dict) -> None:
     """environment.json keeps the first start's record and gains one per resume (its command,
     directory, device and versions may differ): what ran, where, for each part of the run."""
-    from dlcli.runs import ENV_FILE, environment_record, read_environment, write_text_atomic
+    from dlcli.config import dump_config
+    from dlcli.runs import ENV_FILE, environment_record, read_environment, text_sha256, write_text_atomic
 
     record = read_environment(run_dir) or {}  # lost or damaged: this start's record stands for the run
     resumed = {**environment_record(str(trainer.device)), "from_epoch": state["epoch"] + 1,
-               "from_batch": (state.get("batch_in_epoch") or 0) + 1, "checkpoint": str(Path(state["path"]).absolute())}
+               "from_batch": (state.get("batch_in_epoch") or 0) + 1, "checkpoint": str(Path(state["path"]).absolute()),
+               "config_sha256": text_sha256(dump_config(trainer.cfg))}  # config.yaml as this resume wrote it
     record["resumes"] = [*(record.get("resumes") if isinstance(record.get("resumes"), list) else []), resumed]
     write_text_atomic(run_dir / ENV_FILE, json.dumps(record, indent=2) + "\n")
 

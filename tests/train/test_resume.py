@@ -529,8 +529,8 @@ def test_a_hand_edited_run_config_is_named_and_kept_when_a_resume_rewrites_it(ti
     resumed = resume(first["run_dir"], ["trainer.epochs=2"])
     assert resumed["notes"] == [f"{config} was edited since the run wrote it (optimizer.lr): a resume trains on the "
                                 f"config in its checkpoint; --resume takes overrides of trainer.epochs, "
-                                f"trainer.early_stopping, trainer.threads and the data's place; with overrides, the "
-                                f"edited file is kept as config.edited.yaml"]
+                                f"trainer.early_stopping, trainer.threads and the data's place; config.yaml now shows "
+                                f"the run's config, and the edited text is in config.edited.yaml"]
     assert (config.parent / "config.edited.yaml").read_text() == edited
     assert "lr: 0.003" in config.read_text() and "# my notes" not in config.read_text()
     again = resume(first["run_dir"], ["trainer.epochs=3"])  # config.yaml is the run's own again
@@ -551,3 +551,23 @@ def test_a_missing_download_cache_is_no_reason_to_refuse_a_resume_that_may_downl
     else:
         with pytest.raises(DataError, match="data.root comes from the run's checkpoint"):
             _refuse_missing_data(tmp_path / "run", state, cfg, [])
+
+
+def test_a_config_written_by_a_resume_that_died_early_is_no_hand_edit(tiny_cfg):
+    """A resume rewrites config.yaml with its overrides, then dies before its first checkpoint:
+    the text is dlcli's own (environment.json keeps its sha256), so the next resume makes no
+    'edited' note and keeps no copy, and config.yaml shows what that resume trains to."""
+    from dlcli.train import Callback
+
+    class _DiesAtOnce(Callback):
+        def on_train_batch_end(self, trainer, batch):
+            raise RuntimeError("killed")
+
+    first = train(tiny_cfg("trainer.epochs=1", "scheduler=null"))
+    run_dir = Path(first["run_dir"])
+    with pytest.raises(RuntimeError):
+        resume(run_dir, ["trainer.epochs=3"], callbacks=[_DiesAtOnce()])
+    assert "epochs: 3" in (run_dir / "config.yaml").read_text()
+    again = resume(run_dir, ["trainer.epochs=2"])
+    assert again["notes"] == [] and not (run_dir / "config.edited.yaml").exists()
+    assert "epochs: 2" in (run_dir / "config.yaml").read_text()
