@@ -115,7 +115,6 @@ def test_the_stop_message_says_where_the_checkpoint_is(tmp_path, monkeypatch, ep
     from types import SimpleNamespace
 
     import dlcli.train
-    from tests.samples import TINY_MNIST
 
     run_dir = tmp_path / "runs" / "tiny" / "1"
 
@@ -123,25 +122,15 @@ def test_the_stop_message_says_where_the_checkpoint_is(tmp_path, monkeypatch, ep
         handle.run_dir, handle.trainer = run_dir, SimpleNamespace(epoch=epoch, batch_in_epoch=batch)
         raise dlcli.train.TrainingInterrupted("SIGTERM")
 
-    monkeypatch.setattr(dlcli.train, "train", interrupted)
-    err = io.StringIO()
-    monkeypatch.setattr(train_cli, "err_console", Console(file=err, width=300))
-    config = tmp_path / "tiny.yaml"
-    config.write_text(TINY_MNIST)
-    from typer.testing import CliRunner
-
-    from dlcli.cli import app
-
-    assert CliRunner().invoke(app, ["train", str(config)]).exit_code == 130
     last = run_dir / "checkpoints" / "last.pt"
-    assert err.getvalue().splitlines()[0] == f"stopped by SIGTERM: saved {last} ({said})."
+    assert _stopped_train(tmp_path, monkeypatch, interrupted).splitlines()[0] == \
+        f"stopped by SIGTERM: saved {last} ({said})."
 
 
 @pytest.mark.parametrize("saved, second", [(True, True), (False, True), (True, False)])
 def test_a_hard_stop_says_what_was_kept(tmp_path, monkeypatch, saved, second):
     """A second signal (SecondSignal), or a Ctrl-C outside the training loop's handlers."""
     import dlcli.train
-    from tests.samples import TINY_MNIST
 
     run_dir = tmp_path / "runs" / "tiny" / "1"
     (run_dir / "checkpoints").mkdir(parents=True)
@@ -152,20 +141,11 @@ def test_a_hard_stop_says_what_was_kept(tmp_path, monkeypatch, saved, second):
         handle.run_dir = run_dir
         raise dlcli.train.SecondSignal("SIGTERM") if second else KeyboardInterrupt
 
-    monkeypatch.setattr(dlcli.train, "train", killed)
-    err = io.StringIO()
-    monkeypatch.setattr(train_cli, "err_console", Console(file=err, width=300))
-    config = tmp_path / "tiny.yaml"
-    config.write_text(TINY_MNIST)
-    from typer.testing import CliRunner
-
-    from dlcli.cli import app
-
-    assert CliRunner().invoke(app, ["train", str(config)]).exit_code == 130
+    err = _stopped_train(tmp_path, monkeypatch, killed)
     kept = (f"the last checkpoint is {run_dir / 'checkpoints' / 'last.pt'}.\nresume from it with: dlcli train "
             f"--resume {run_dir}" if saved else "no checkpoint had been saved; start the run again")
     how = "by a second SIGTERM" if second else "by SIGINT"
-    assert err.getvalue() == f"stopped at once {how}: {kept}\n"
+    assert err == f"stopped at once {how}: {kept}\n"
 
 
 def test_a_stop_request_inside_an_accumulation_window_is_acknowledged_once():
@@ -183,3 +163,20 @@ def test_a_stop_request_inside_an_accumulation_window_is_acknowledged_once():
     display.on_train_batch_end(trainer, 3)  # the window's end: the trainer stops and says so itself
     assert out.getvalue() == ("SIGINT: stopping at the end of the accumulation window (trainer.grad_accum), with a "
                               "checkpoint; again to stop at once\n")
+
+
+def _stopped_train(tmp_path, monkeypatch, fake_train) -> str:
+    """What `dlcli train` prints on stderr when the run (`fake_train`) stops it; exit status 130."""
+    import dlcli.train
+    from typer.testing import CliRunner
+
+    from dlcli.cli import app
+    from tests.samples import TINY_MNIST
+
+    monkeypatch.setattr(dlcli.train, "train", fake_train)
+    err = io.StringIO()
+    monkeypatch.setattr(train_cli, "err_console", Console(file=err, width=300))
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_MNIST)
+    assert CliRunner().invoke(app, ["train", str(config)]).exit_code == 130
+    return err.getvalue()
