@@ -21,6 +21,15 @@ __all__ = ["train", "resume", "Trainer", "TrainingInterrupted", "SecondSignal", 
 
 # where a data set's files are (dataset arguments): a resume may find its data elsewhere
 DATA_PATHS = ("path", "test_path", "root")
+# what a resume may change: how long, where and how fast it trains on, what it shows and logs, where its
+# data are now (the data found there must be the data the run trained on: _refuse_changed_data); nothing
+# that changes what the run computes
+RESUME_OVERRIDES = ("trainer.epochs", "trainer.early_stopping", "trainer.device", "trainer.threads",
+                    "trainer.progress", "trainer.log_every_steps", "trainer.evaluate_test", "data.workers",
+                    *(f"data.{key}" for key in DATA_PATHS))
+RESUME_OVERRIDES_SAID = ("trainer.epochs, trainer.early_stopping, trainer.device, trainer.threads, trainer.progress, "
+                         "trainer.log_every_steps, trainer.evaluate_test, data.workers and the data's place "
+                         "(data.path, data.test_path, data.root)")
 
 
 class RunHandle:
@@ -219,14 +228,11 @@ def _with_resume_overrides(cfg: dict, overrides: list[str]) -> dict:
     from dlcli.config import resolve_config
 
     # data paths too: the data they find must be the data the run trained on (_refuse_changed_data)
-    allowed = ("trainer.epochs=", "trainer.device=", "trainer.threads=", "trainer.progress=",
-               "trainer.early_stopping=", "trainer.early_stopping.", *(f"data.{key}=" for key in DATA_PATHS))
+    allowed = tuple(f"{key}=" for key in RESUME_OVERRIDES) + ("trainer.early_stopping.",)
     bad = [o for o in overrides if not o.startswith(allowed)]
     if bad:
-        raise RunError(f"--resume takes only overrides of trainer.epochs, trainer.early_stopping, trainer.device, "
-                       f"trainer.threads, trainer.progress and the data's place (data.path, data.test_path, "
-                       f"data.root; the rest must stay as trained); received: "
-                       f"{short_list(bad, lambda override: shorten(override, 100), sep=' ')}")
+        raise RunError(f"--resume takes only overrides of {RESUME_OVERRIDES_SAID} (the rest must stay as trained); "
+                       f"received: {short_list(bad, lambda override: shorten(override, 100), sep=' ')}")
     return resolve_config(copy.deepcopy(cfg), {}, "command line", overrides, default_name=cfg["name"],
                           guards=False)  # the checkpoint's model, as checkpoint_config took it
 
@@ -314,8 +320,7 @@ def _hand_edits(run_dir: Path, state: dict) -> str | None:
         changed = []
     what = f" ({short_list(changed, limit=6)})" if changed else " (comments or layout)" if text.strip() else ""
     return (f"{path} was edited since the run wrote it{what}: a resume trains on the config in its checkpoint; "
-            f"--resume takes overrides of trainer.epochs, trainer.early_stopping, trainer.threads and the data's "
-            f"place")
+            f"--resume takes overrides of {RESUME_OVERRIDES_SAID} only")
 
 
 def _read_text(path: Path) -> str | None:

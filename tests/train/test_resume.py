@@ -81,9 +81,20 @@ def test_resume_refuses_other_overrides_and_cuts_what_it_echoes(tiny_cfg):
     with pytest.raises(RunError) as info:
         resume(run_dir, ["trainer.epochs=2", "seed=1", huge])
     assert str(info.value) == ("--resume takes only overrides of trainer.epochs, trainer.early_stopping, "
-                               "trainer.device, trainer.threads, trainer.progress and the data's place (data.path, data.test_path, "
-                               "data.root; the rest must stay as trained); received: "
+                               "trainer.device, trainer.threads, trainer.progress, trainer.log_every_steps, "
+                               "trainer.evaluate_test, data.workers and the data's place (data.path, data.test_path, "
+                               "data.root) (the rest must stay as trained); received: "
                                f"seed=1 {huge[:97]}... (100,024 characters)")
+
+
+def test_a_resume_may_change_what_it_logs_and_evaluates_but_not_what_it_computes(tiny_cfg):
+    """log_every_steps and evaluate_test change the records, not the weights: taken on --resume."""
+    straight = train(tiny_cfg("trainer.epochs=2", "scheduler=null"))
+    first = train(tiny_cfg("trainer.epochs=1", "scheduler=null"))
+    resumed = resume(first["run_dir"], ["trainer.epochs=2", "trainer.log_every_steps=3", "trainer.evaluate_test=false"])
+    assert "test" not in resumed and resumed["last"]["val_loss"] == straight["last"]["val_loss"]
+    steps = [r["step"] for r in read_metrics(Path(first["run_dir"]) / "metrics.jsonl")[0] if r["kind"] == "step"]
+    assert steps and all(step % 3 == 0 and step > first["steps"] for step in steps)  # epoch 1 logged none
 
 
 def test_a_run_that_stopped_early_is_resumed_only_with_other_early_stopping(tiny_cfg):
@@ -529,7 +540,9 @@ def test_a_hand_edited_run_config_is_named_and_kept_when_a_resume_rewrites_it(ti
     resumed = resume(first["run_dir"], ["trainer.epochs=2"])
     assert resumed["notes"] == [f"{config} was edited since the run wrote it (optimizer.lr): a resume trains on the "
                                 f"config in its checkpoint; --resume takes overrides of trainer.epochs, "
-                                f"trainer.early_stopping, trainer.threads and the data's place; config.yaml now shows "
+                                f"trainer.early_stopping, trainer.device, trainer.threads, trainer.progress, "
+                                f"trainer.log_every_steps, trainer.evaluate_test, data.workers and the data's place "
+                                f"(data.path, data.test_path, data.root) only; config.yaml now shows "
                                 f"the run's config, and the edited text is in config.edited.yaml"]
     assert (config.parent / "config.edited.yaml").read_text() == edited
     assert "lr: 0.003" in config.read_text() and "# my notes" not in config.read_text()
