@@ -175,7 +175,7 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
     _refuse_changed_data(run_dir, state, trainer)
     _load_training_state(trainer, state, run_dir)
     # nothing in the run directory changes before the state has loaded and the data checked
-    _update_run_records(run_dir, state, cfg, trainer, overrides)
+    _update_run_records(run_dir, state, cfg, trainer)
     return _fit(trainer, run_dir)
 
 
@@ -266,7 +266,7 @@ def _load_training_state(trainer: Trainer, state: dict, run_dir: Path) -> None:
     trainer.best_state = _best_weights(run_dir, state)
 
 
-def _update_run_records(run_dir: Path, state: dict, cfg: dict, trainer: Trainer, overrides: list[str]) -> None:
+def _update_run_records(run_dir: Path, state: dict, cfg: dict, trainer: Trainer) -> None:
     """The run's files as the resume continues it: config.yaml with the overrides (hand edits
     kept aside, and noted), no leftover temporaries, this resume in environment.json, and the
     logs cut back to what the checkpoint covers."""
