@@ -12,6 +12,8 @@ caught too.
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 from pathlib import Path
 from typing import Callable, Iterable
@@ -66,6 +68,21 @@ def refuse_existing(out: Path, is_earlier_output: Callable[[Path], bool], what: 
         return
     raise OutputError(f"{label or f'--out {out}'} exists and is not {what}; expected a new file name, or --force "
                       f"to replace it")
+
+
+def read_output_head(path: Path, opening_json: bool):
+    """What tells an earlier output of a command apart: the parsed JSON (`opening_json`: a .json
+    output, read whole only when it starts with '{'), else the CSV's header row; None when the
+    file cannot be read as that."""
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            if opening_json:
+                if handle.read(1) != "{":
+                    return None  # not the JSON the command writes: do not read on
+                return json.loads("{" + handle.read())
+            return next(csv.reader([handle.readline(2**20)]), [])
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error):
+        return None
 
 
 def _example(instead: Path | None) -> str:

@@ -203,19 +203,17 @@ def _beside_run(out: Path) -> Path:
 
 def is_predictions_file(path: Path) -> bool:
     """Whether `path` holds what write_predictions writes: a CSV with its header row, or its JSON."""
-    try:
-        with open(path, encoding="utf-8", newline="") as handle:
-            if path.suffix.lower() == ".json":
-                if handle.read(1) != "{":
-                    return False  # not the JSON predict writes: do not read on
-                value = json.loads("{" + handle.read())
-                return (isinstance(value, dict) and set(value) == {"checkpoint", "kind", "predictions"}
-                        and value["kind"] in KINDS and isinstance(value["predictions"], list))
-            header = next(csv.reader([handle.readline(2**20)]), [])
-    except (OSError, UnicodeDecodeError, ValueError, csv.Error):
+    from dlcli.outputs import read_output_head
+
+    is_json = path.suffix.lower() == ".json"
+    head = read_output_head(path, is_json)
+    if is_json:
+        return (isinstance(head, dict) and set(head) == {"checkpoint", "kind", "predictions"}
+                and head["kind"] in KINDS and isinstance(head["predictions"], list))
+    if head is None:
         return False
-    width = len(header) - 1
-    return width >= 1 and any(header == _csv_header(kind, width // 3 if kind == "classes" else width)
+    width = len(head) - 1
+    return width >= 1 and any(head == _csv_header(kind, width // 3 if kind == "classes" else width)
                               for kind in KINDS)
 
 

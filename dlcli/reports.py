@@ -343,15 +343,12 @@ def check_report_files(paths: list[Path], evaluation: Evaluation, force: bool = 
 def is_evaluation_file(path: Path) -> bool:
     """Whether `path` holds what write_evaluation writes: an eval_*.json report (its fields), or a
     per_class_*.csv or confusion_*.csv (their header row)."""
-    try:
-        with open(path, encoding="utf-8", newline="") as handle:
-            if path.suffix == ".json":
-                if handle.read(1) != "{":
-                    return False  # not the JSON evaluate writes: do not read on
-                value = json.loads("{" + handle.read())
-                return isinstance(value, dict) and REPORT_KEYS <= set(value)
-            header = next(csv.reader([handle.readline(2**20)]), [])
-    except (OSError, UnicodeDecodeError, ValueError, csv.Error):
+    from dlcli.outputs import read_output_head
+
+    header = read_output_head(path, path.suffix == ".json")
+    if path.suffix == ".json":
+        return isinstance(header, dict) and REPORT_KEYS <= set(header)
+    if header is None:
         return False
     if path.name.startswith("per_class_"):
         return header == PER_CLASS_HEADER
