@@ -301,19 +301,18 @@ def check_report_folder(folder: Path, checkpoint: Path, given: bool = True) -> N
     another run's directory (its eval_*.json are its reports: `dlcli plot` draws them as its own).
     `given`: the folder is --out; else it is `evaluation_dir(checkpoint)`, and the message says so."""
     from dlcli.errors import OutputError
-    from dlcli.runs import CHECKPOINTS_DIR, CONFIG_FILE, is_run_directory, run_dir_of
+    from dlcli.runs import is_run_directory, run_checkpoints_folder, run_dir_of
 
     folder, own = Path(folder), run_dir_of(checkpoint)
     instead = f", e.g. {own}" if own is not None else ""
-    for spelling in dict.fromkeys((folder.absolute(), folder.resolve())):
-        for inside in (spelling, *spelling.parents):
-            if inside.name == CHECKPOINTS_DIR and (inside.parent / CONFIG_FILE).is_file():
-                if not given:
-                    raise OutputError(f"{checkpoint}: without --out its reports go to its folder {folder}, which "
-                                      f"is inside the run's checkpoints folder {inside}, where only training "
-                                      f"writes; HINT: give --out with a folder outside it")
-                raise OutputError(f"--out {folder} is inside the run's checkpoints folder {inside}; only training "
-                                  f"writes there. Expected a folder outside it{instead} (--force never writes there)")
+    inside = run_checkpoints_folder(folder)
+    if inside is not None:
+        if not given:
+            raise OutputError(f"{checkpoint}: without --out its reports go to its folder {folder}, which is inside "
+                              f"the run's checkpoints folder {inside}, where only training writes; HINT: give --out "
+                              f"with a folder outside it")
+        raise OutputError(f"--out {folder} is inside the run's checkpoints folder {inside}; only training writes "
+                          f"there. Expected a folder outside it{instead} (--force never writes there)")
     if is_run_directory(folder) and (own is None or not same_file(folder, own)):
         if not given:
             raise OutputError(f"{checkpoint}: without --out its reports go to its folder {folder}, which is another "

@@ -227,12 +227,23 @@ def owned_by_run(path: Path) -> str | None:
     inside its checkpoints/ folder or one of its records (config.yaml, metrics, summary...);
     else None. Checked as given and with symlinks resolved."""
     path = Path(path)
+    folder = run_checkpoints_folder(path)
+    if folder is not None:
+        return f"inside the run's checkpoints folder {folder}"
     for spelling in dict.fromkeys((path.absolute(), path.resolve())):
-        for folder in spelling.parents:
-            if folder.name == CHECKPOINTS_DIR and (folder.parent / CONFIG_FILE).is_file():
-                return f"inside the run's checkpoints folder {folder}"
         if spelling.name in RUN_RECORDS and (spelling.parent / CONFIG_FILE).is_file():
             return f"the run record {spelling} (written only by its run)"
+    return None
+
+
+def run_checkpoints_folder(path: Path) -> Path | None:
+    """The checkpoints/ folder of a run that `path` is or lies in, as given or with symlinks
+    resolved; None when there is none."""
+    path = Path(path)
+    for spelling in dict.fromkeys((path.absolute(), path.resolve())):
+        for folder in (spelling, *spelling.parents):
+            if folder.name == CHECKPOINTS_DIR and (folder.parent / CONFIG_FILE).is_file():
+                return folder
     return None
 
 
