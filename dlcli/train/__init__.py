@@ -271,9 +271,11 @@ def _update_run_records(run_dir: Path, state: dict, cfg: dict, trainer: Trainer)
     kept aside, and noted), no leftover temporaries, this resume in environment.json, and the
     logs cut back to what the checkpoint covers."""
     from dlcli.config import dump_config
-    from dlcli.runs import CONFIG_FILE, MetricsLog, read_metrics, write_text_atomic
+    from dlcli.runs import CONFIG_FILE, MetricsLog, read_environment, read_metrics, write_text_atomic
 
-    edited, text, current = _hand_edits(run_dir, state), dump_config(cfg), _read_text(run_dir / CONFIG_FILE)
+    environment = read_environment(run_dir) or {}  # lost or damaged: this resume's record stands for the run
+    current, text = _read_text(run_dir / CONFIG_FILE), dump_config(cfg)
+    edited = _hand_edits(run_dir, state, current, {start.get("config_sha256") for start in _starts(environment)})
     if current != text:  # the run's record says what it now trains to (trainer.epochs=N...)
         if edited is not None and current and current.strip():  # the user's text is kept beside it
             write_text_atomic(run_dir / EDITED_CONFIG_FILE, current)
@@ -282,10 +284,10 @@ def _update_run_records(run_dir: Path, state: dict, cfg: dict, trainer: Trainer)
     if edited is not None:
         trainer.notes.append(edited)
     _remove_temporary_files(run_dir)
-    threads = _other_threads_note(run_dir, trainer)  # from environment.json, before this resume is added
+    threads = _other_threads_note(_starts(environment)[-1], trainer)  # before this resume is added
     if threads:
         trainer.notes.append(threads)
-    _record_resume(run_dir, trainer, state)
+    _record_resume(run_dir, environment, trainer, state, text)
     # The logs may run ahead of the checkpoint (killed between the two writes) or
     # end in a torn line: keep what the checkpoint covers, from its own history.
     log = MetricsLog(run_dir)
@@ -296,9 +298,10 @@ def _update_run_records(run_dir: Path, state: dict, cfg: dict, trainer: Trainer)
 EDITED_CONFIG_FILE = "config.edited.yaml"
 
 
-def _hand_edits(run_dir: Path, state: dict) -> str | None:
-    """A note when the run's config.yaml is not what the run wrote (edited by hand): a resume
-    trains on the checkpoint's config, which the edits do not change."""
+def _hand_edits(run_dir: Path, state: dict, text: str | None, written: set) -> str | None:
+    """A note when the run's config.yaml (its `text`; None: unreadable) is not what the run wrote
+    (edited by hand): a resume trains on the checkpoint's config, which the edits do not change.
+    `written`: the sha256 of each config.yaml text dlcli wrote for the run (environment.json)."""
     import yaml
 
     from dlcli.config import dump_config
@@ -306,16 +309,14 @@ def _hand_edits(run_dir: Path, state: dict) -> str | None:
     from dlcli.runs import CONFIG_FILE, text_sha256
 
     path = run_dir / CONFIG_FILE
-    written = dump_config(state["config"])
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+    saved = dump_config(state["config"])
+    if text is None:
         return None
-    if text == written or text_sha256(text) in _written_configs(run_dir):
+    if text == saved or text_sha256(text) in written:
         return None  # dlcli's own text (a resume that wrote it may have died before its first checkpoint)
     try:
         changed = [format_path(key) or "the whole file" for key in _differences(yaml.safe_load(text),
-                                                                                yaml.safe_load(written))]
+                                                                                yaml.safe_load(saved))]
     except yaml.YAMLError:
         changed = []
     what = f" ({short_list(changed, limit=6)})" if changed else " (comments or layout)" if text.strip() else ""
@@ -330,14 +331,10 @@ def _read_text(path: Path) -> str | None:
         return None
 
 
-def _written_configs(run_dir: Path) -> set[str]:
-    """The sha256 of each config.yaml text dlcli wrote for the run (environment.json: the start's
-    and each resume's)."""
-    from dlcli.runs import read_environment
-
-    record = read_environment(run_dir) or {}
-    resumes = record.get("resumes") if isinstance(record.get("resumes"), list) else []
-    return {r.get("config_sha256") for r in [record, *resumes] if isinstance(r, dict)} - {None}
+def _starts(environment: dict) -> list[dict]:
+    """environment.json's records of the run's processes: its start's, then each resume's."""
+    resumes = environment.get("resumes") if isinstance(environment.get("resumes"), list) else []
+    return [environment, *(resume for resume in resumes if isinstance(resume, dict))]
 
 
 def _differences(a, b, path: tuple = ()) -> list[tuple]:
@@ -416,30 +413,25 @@ def _normalization_change(now: dict | None, then: dict | None) -> str:
     return "normalization differs"
 
 
-def _record_resume(run_dir: Path, trainer: Trainer, state: dict) -> None:
-    """environment.json keeps the first start's record and gains one per resume (its command,
-    directory, device and versions may differ): what ran, where, for each part of the run."""
-    from dlcli.config import dump_config
-    from dlcli.runs import ENV_FILE, environment_record, read_environment, text_sha256, write_text_atomic
+def _record_resume(run_dir: Path, environment: dict, trainer: Trainer, state: dict, config_text: str) -> None:
+    """environment.json (as read: `environment`) keeps the first start's record and gains one per
+    resume (its command, directory, device and versions may differ; `config_text`: the
+    config.yaml it left): what ran, where, for each part of the run."""
+    from dlcli.runs import ENV_FILE, environment_record, text_sha256, write_text_atomic
 
-    record = read_environment(run_dir) or {}  # lost or damaged: this start's record stands for the run
     resumed = {**environment_record(str(trainer.device)), "from_epoch": state["epoch"] + 1,
                "from_batch": (state.get("batch_in_epoch") or 0) + 1, "checkpoint": str(Path(state["path"]).absolute()),
-               "config_sha256": text_sha256(dump_config(trainer.cfg))}  # config.yaml as this resume wrote it
-    record["resumes"] = [*(record.get("resumes") if isinstance(record.get("resumes"), list) else []), resumed]
+               "config_sha256": text_sha256(config_text)}
+    record = {**environment, "resumes": [*_starts(environment)[1:], resumed]}
     write_text_atomic(run_dir / ENV_FILE, json.dumps(record, indent=2) + "\n")
 
 
-def _other_threads_note(run_dir: Path, trainer: Trainer) -> str | None:
+def _other_threads_note(last: dict, trainer: Trainer) -> str | None:
     """On the CPU, another thread count sums in another order: a note when the run last trained
-    (its start, or its latest resume, in environment.json) with other threads than this resume."""
+    (`last`: environment.json's record of its start, or of its latest resume) with other threads
+    than this resume."""
     import torch
 
-    from dlcli.runs import read_environment
-
-    record = read_environment(run_dir) or {}
-    resumes = record.get("resumes") if isinstance(record.get("resumes"), list) else []
-    last = resumes[-1] if resumes and isinstance(resumes[-1], dict) else record
     trained, now = last.get("cpu_threads"), torch.get_num_threads()
     on_cpu = trainer.device.type == "cpu" and str(last.get("device")).split(":")[0] == "cpu"
     if not on_cpu or type(trained) is not int or trained == now:
