@@ -21,6 +21,8 @@ from typing import Callable
 
 import pytest
 
+from tests.hang_guard import HANG_S
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # dlcli's rich consoles read these when they are created (at import): without them the CLI
@@ -102,11 +104,11 @@ def cli():
 
 @pytest.fixture(scope="session")
 def run_python(repo_root: Path) -> Callable[..., subprocess.CompletedProcess]:
-    """`run_python(*args, timeout=120)`: run `python ARGS...` in a fresh process with this
+    """`run_python(*args, timeout=HANG_S)`: run `python ARGS...` in a fresh process with this
     checkout first on the path (e.g. `run_python("-m", "dlcli", "validate", path)`)."""
     env = {**os.environ, "PYTHONPATH": str(repo_root)}
 
-    def run(*args: object, timeout: float = 120) -> subprocess.CompletedProcess:
+    def run(*args: object, timeout: float = HANG_S) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, *map(str, args)], cwd=repo_root, env=env, capture_output=True,
                               text=True, timeout=timeout)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def test_startup_benchmark_runs_and_reports_every_command(run_python, repo_root):
-    result = run_python(repo_root / "benchmarks" / "startup.py", "--repeats", "1", "--target", "1000", timeout=300)
+    result = run_python(repo_root / "benchmarks" / "startup.py", "--repeats", "1", "--target", "1000")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("start-up, 1 runs each")
@@ -22,7 +22,7 @@ def test_startup_benchmark_refuses_zero_repeats(run_python, repo_root):
 
 def test_first_epoch_breakdown_runs_and_times_every_set_up_phase(run_python, repo_root):
     result = run_python(repo_root / "benchmarks" / "first_epoch.py", "--epochs", "2", "--override",
-                        "data.subset=500", "--override", "data.test_subset=100", timeout=300)
+                        "data.subset=500", "--override", "data.test_subset=100")
     assert result.returncode == 0, result.stdout + result.stderr
     phases = [line[:36].strip() for line in result.stdout.splitlines()[2:-1]]
     assert phases == ["train() in all", "read the data", "wait for the warm-up", "prepare the data",
@@ -33,7 +33,7 @@ def test_first_epoch_breakdown_runs_and_times_every_set_up_phase(run_python, rep
 
 def test_config_speed_runs_and_reports_a_row_per_contestant(run_python, repo_root):
     result = run_python(repo_root / "benchmarks" / "config_speed.py", "--configs", "configs/mnist_cnn.yaml",
-                        "--epochs", "1", "--subset", "256", timeout=300)
+                        "--epochs", "1", "--subset", "256")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("config "))

@@ -11,6 +11,7 @@ import sys
 
 from rich.console import Console
 
+from tests.hang_guard import HANG_S
 from tests.samples import TINY_MNIST, tiny_mnist
 
 
@@ -25,7 +26,7 @@ def test_training_carries_on_when_the_reader_of_stdout_goes_away(repo_root, writ
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = proc.stdout.readline()
     proc.stdout.close()  # as `head -1` does; the epoch lines come after the data is loaded
-    _, stderr = proc.communicate(timeout=300)
+    _, stderr = proc.communicate(timeout=HANG_S)
     assert first.startswith("training tiny")
     assert proc.returncode == 0, stderr
     assert stderr == ""  # no "Exception ignored ... BrokenPipeError" at exit either

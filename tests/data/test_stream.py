@@ -300,12 +300,12 @@ def _dies_on(name: str):
 
 
 def test_a_worker_that_dies_stops_the_run_with_a_message(stream_cfg, monkeypatch):
+    """Told by the death itself ("exited unexpectedly"), not by the worker timeout ("timed out
+    after"), whatever the machine's load: the message, not a stopwatch, tells the two apart."""
     monkeypatch.setattr(stream, "decode_image", _dies_on("05.png"))  # forked workers see it
-    started = time.monotonic()
     with pytest.raises(DataError, match=r"a DataLoader worker failed \(DataLoader worker \(pid.*exited "
                                         r"unexpectedly.*HINT: data.workers=0"):
         prepare_data(stream_cfg("data.in_memory=false", "data.workers=1"), torch.device("cpu"))
-    assert time.monotonic() - started < 30
 
 
 def test_a_stuck_worker_times_out(stream_cfg, monkeypatch):

@@ -23,6 +23,8 @@ import pytest
 
 from config_mutations import make_case, shipped_configs
 
+from tests.hang_guard import HANG_S
+
 CI_CASES = 2_000
 CASES = int(os.environ.get("DLCLI_FUZZ_CASES", CI_CASES))
 BATCH = 100
@@ -123,7 +125,7 @@ def test_a_real_process_never_prints_a_traceback(tmp_path):
         runs.append((case, subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                             stderr=subprocess.PIPE)))
     for case, process in runs:
-        out, err = process.communicate(timeout=120)
+        out, err = process.communicate(timeout=HANG_S)
         stderr = err.decode("utf-8", "replace")
         assert process.returncode in (0, 2), f"{case.describe()}\n{stderr}"
         assert "Traceback" not in stderr, f"{case.describe()}\n{stderr}"

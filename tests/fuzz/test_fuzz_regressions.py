@@ -18,6 +18,7 @@ import pytest
 
 from dlcli.config import config_from_text
 from dlcli.errors import ConfigError
+from tests.hang_guard import HANG_S
 
 ROOT = Path(__file__).resolve().parents[2]
 MNIST_CNN = (ROOT / "configs" / "mnist_cnn.yaml").read_text()
@@ -90,8 +91,9 @@ def test_tags_on_lists_and_mappings_are_refused(old, new):
 
 def _load_in_child(text: str = "", path: Path | None = None, memory: int = 2**30, seconds: int = 30) -> str:
     """config_from_text(text), or load_config(path), in a child process held to 1 GiB and
-    30 s, so that a bomb that gets through again fails this test instead of exhausting
-    the machine. Returns what the child printed: the exception's type and message."""
+    30 s of CPU (not wall time: other jobs on the machine do not count), so that a bomb that
+    gets through again fails this test instead of exhausting the machine. Returns what the
+    child printed: the exception's type and message."""
     call = f"load_config({str(path)!r})" if path else "config_from_text(sys.stdin.read())"
     code = ("import sys\nfrom dlcli.config import config_from_text, load_config\n"
             f"try:\n    {call}\n    print('valid')\n"
@@ -99,9 +101,10 @@ def _load_in_child(text: str = "", path: Path | None = None, memory: int = 2**30
 
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1))  # then SIGXCPU, SIGKILL
 
     done = subprocess.run([sys.executable, "-c", code], input=text, capture_output=True, text=True,
-                          timeout=seconds, preexec_fn=limit, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          timeout=HANG_S, preexec_fn=limit, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     return done.stdout + done.stderr
 
 

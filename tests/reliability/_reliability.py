@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.hang_guard import HANG_S
+
 REPO = Path(__file__).resolve().parents[2]
 SERVER = Path(__file__).resolve().parent / "_cli_server.py"
 TIMING_FIELDS = ("seconds", "samples_per_s")
@@ -22,7 +24,7 @@ def cli_env() -> dict:
     return {**os.environ, "PYTHONPATH": str(REPO) + (os.pathsep + path if path else "")}
 
 
-def run_cli(argv: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(argv: list[str], cwd: Path, timeout: float = HANG_S) -> subprocess.CompletedProcess:
     """`python -m dlcli ARGV`, a fresh interpreter, to completion."""
     return subprocess.run([sys.executable, "-m", "dlcli", *argv], cwd=cwd, env=cli_env(), capture_output=True,
                           text=True, timeout=timeout)
@@ -53,7 +55,7 @@ class CliServer:
     def __init__(self):
         self.proc = subprocess.Popen([sys.executable, str(SERVER)], cwd=REPO, env=cli_env(), stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, bufsize=1)
-        assert self._reply(120) == {"ready": True}
+        assert self._reply(HANG_S) == {"ready": True}
 
     def _reply(self, timeout: float) -> dict:
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
@@ -71,15 +73,15 @@ class CliServer:
     def start(self, argv: list[str], cwd: Path, log: Path, **instruments) -> int:
         self._send({"argv": [str(a) for a in argv], "cwd": str(cwd), "out": f"{log}.out", "err": f"{log}.err",
                     **instruments})
-        return self._reply(30)["pid"]
+        return self._reply(HANG_S)["pid"]
 
-    def wait(self, pid: int, timeout: float = 120) -> int:
+    def wait(self, pid: int, timeout: float = HANG_S) -> int:
         self._send({"wait": pid})
         try:
             return self._reply(timeout)["rc"]
         except TimeoutError:
             os.kill(pid, signal.SIGKILL)  # not reaped yet: the pid is still this child's
-            self._reply(30)
+            self._reply(HANG_S)
             raise
 
     def run(self, argv: list[str], cwd: Path, log: Path, **instruments) -> int:

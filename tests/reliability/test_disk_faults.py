@@ -32,6 +32,8 @@ from dlcli.runs import create_run_dir
 from dlcli.train import resume, train
 from dlcli.train.callbacks import MetricsLogger
 
+from tests.hang_guard import HANG_S
+
 from ._reliability import REPO, cli_env, config_writer
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="finds files by /proc/self/fd")
@@ -338,12 +340,12 @@ print(dlcli.runs.create_run_dir(sys.argv[1], "same"))
 
 
 def test_run_directories_created_in_the_same_second_by_processes_are_distinct(tmp_path):
-    start = time.time() + 1.5  # all six are up by then
+    start = time.time() + 1.5  # most are up by then; a late one finds the same frozen second
     procs = [subprocess.Popen([sys.executable, "-c", _MAKE_AT, str(tmp_path), str(start)], cwd=REPO, env=cli_env(),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(6)]
     made = []
     for proc in procs:
-        out, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=HANG_S)
         assert proc.returncode == 0, err
         made.append(out.strip())
     assert len(set(made)) == 6, made

@@ -4,6 +4,8 @@ regression and an image-folder classifier."""
 
 import csv
 import json
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +90,17 @@ ANIMALS = ("cat", "dog", "fox")
 def _train(text: str, out: Path, data_path: Path | None = None) -> Path:
     text = text.replace("PATH", str(data_path)) if data_path is not None else text
     cfg = config_from_text(text, "tiny.yaml", [f"trainer.out_dir={out}"])
-    return Path(train(cfg)["run_dir"])
+    return trained_long_ago(Path(train(cfg)["run_dir"]))
+
+
+def trained_long_ago(run_dir: Path) -> Path:
+    """Backdate a session run's files by a day. On a busy machine a test can run many minutes
+    after the fixture trained; a test whose outcome depends on file times must set them
+    itself, and with this it fails on every machine, not only on a slow one."""
+    stamp = time.time() - 24 * 3600
+    for path in [run_dir, *run_dir.rglob("*")]:
+        os.utime(path, (stamp, stamp))
+    return run_dir
 
 
 def write_images(folder: Path, classes=ANIMALS, per_class: int = 4, size: int = 8, seed: int = 0) -> Path:
@@ -109,7 +121,7 @@ def write_images(folder: Path, classes=ANIMALS, per_class: int = 4, size: int = 
 def mnist_run(tmp_path_factory) -> Path:
     """The run directory of a 3-epoch MNIST CNN with a validation and a test split."""
     cfg = tiny_mnist(tmp_path_factory.mktemp("mnist"), "name=tiny_mnist", "scheduler=null", "trainer.epochs=3")
-    return Path(train(cfg)["run_dir"])
+    return trained_long_ago(Path(train(cfg)["run_dir"]))
 
 
 @pytest.fixture(scope="session")

@@ -16,14 +16,18 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _clone(run, root, name, run_id):
+    """A copy of the session's run, written "now": copytree keeps the fixture's file times, and a
+    status read from them would depend on how long ago the fixture trained (minutes on a busy
+    machine), not on what the test sets with `_age`."""
     target = root / name / run_id
     shutil.copytree(run, target)
+    _age(target, 0)
     return target
 
 
 def _age(path, seconds):
+    stamp = time.time() - seconds
     for p in [path, *path.rglob("*")]:
-        stamp = time.time() - seconds
         os.utime(p, (stamp, stamp))
 
 

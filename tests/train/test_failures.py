@@ -18,6 +18,7 @@ from dlcli.checkpoint import load_checkpoint, save_checkpoint
 from dlcli.config import config_from_text
 from dlcli.errors import CheckpointError, DataError, RunError
 from dlcli.train import Callback, RunHandle, TrainingInterrupted, train
+from tests.hang_guard import HANG_S
 from tests.samples import Payload
 
 REPO = Path(__file__).resolve().parents[2]
@@ -170,11 +171,11 @@ def test_signal_saves_last_checkpoint_and_says_how_to_resume(tmp_path, sig):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "dlcli", "train", str(config)], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
+    deadline = time.time() + HANG_S
     while time.time() < deadline and not list((tmp_path / "runs").glob("sig/*/metrics.jsonl")):
         time.sleep(0.2)
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=HANG_S)
     assert proc.returncode == 130, (out, err)
     assert f"stopped by {sig.name}" in err and "resume with: dlcli train --resume" in err
     assert "Traceback" not in err

@@ -13,6 +13,7 @@ import pytest
 from dlcli.errors import RunError
 from dlcli.run_lock import LOCK_FILE, acquire, release, run_is_locked
 from dlcli.train import Callback, RunHandle, resume, train
+from tests.hang_guard import HANG_S
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="no fcntl locks: runs are not guarded there")
 
@@ -59,7 +60,7 @@ class _ResumeFromAnotherProcess(Callback):
             run_dir = self.handle.run_dir
             second = _python("-m", "dlcli", "train", "--resume", str(run_dir), "trainer.epochs=5",
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            self.result = second.communicate(timeout=120), second.returncode
+            self.result = second.communicate(timeout=HANG_S), second.returncode
             self.locked = run_is_locked(run_dir)
 
 

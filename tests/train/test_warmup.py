@@ -12,6 +12,7 @@ import torch
 
 from dlcli.train import warmup as warmup_module
 from dlcli.train.warmup import DeviceWarmup, warm_up
+from tests.hang_guard import HANG_S
 
 CONFIGS = sorted(p.name for p in (Path(__file__).parents[2] / "configs").glob("*.yaml"))
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -144,16 +145,17 @@ def test_the_data_is_read_while_the_device_warms_up(tiny_cfg, warm_on_cpu, monke
     from dlcli.data import prepare
     from dlcli.train import train
 
-    events = {}
+    events, loading = {}, threading.Event()
     real_load = prepare.load_splits
 
-    def slow_warm_up(*args):
+    def slow_warm_up(*args):  # a warm-up that lasts until the data is being read (or a hang guard)
         events["warm_start"] = time.perf_counter()
-        time.sleep(0.3)
+        loading.wait(HANG_S)
         events["warm_end"] = time.perf_counter()
 
     def load(cfg):
         events["load_start"] = time.perf_counter()
+        loading.set()
         return real_load(cfg)
 
     monkeypatch.setattr(warmup_module, "warm_up", slow_warm_up)
