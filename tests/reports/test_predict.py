@@ -394,3 +394,13 @@ def test_predictions_of_each_loss_are_probabilities_or_values(loss, final, expec
         torch.testing.assert_close(out.sum(1), torch.ones(5))
     else:
         torch.testing.assert_close(out, model(x).detach())
+
+
+def test_the_readmes_sample_digit_predicts_as_evaluate_classifies_it(mnist_run, evaluated, cli, repo_root):
+    """docs/digit_7.png is MNIST test image 0: `dlcli predict RUN docs/digit_7.png` runs as the
+    README writes it and gives the class evaluate gives that sample."""
+    result = cli("predict", mnist_run, repo_root / "docs" / "digit_7.png", "--json")
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads(result.stdout)["predictions"]
+    assert record["input"].endswith("digit_7.png")
+    assert record["predictions"][0]["class"] == int(evaluated.outputs[0].argmax())
