@@ -442,7 +442,7 @@ def check_args(entry: Entry, given: dict[str, Any], reserved: Iterable[str] = ()
     """Check `given` against `entry.args`.
 
     Returns (normalized args with defaults filled, problems) where each problem is
-    (key or None, message). Keys in `reserved` are checked by the caller.
+    (key or None, message). Keys in `reserved` are checked by the caller, given or missing.
     """
     problems: list[tuple[Any, str]] = []
     out: dict[str, Any] = {}
@@ -464,7 +464,7 @@ def check_args(entry: Entry, given: dict[str, Any], reserved: Iterable[str] = ()
         except KindError as err:
             problems.append((key, f"{err}; received: {short_repr(value)}"))
     for arg in entry.args:
-        if arg.name in given:
+        if arg.name in given or arg.name in reserved:
             continue
         if arg.required:
             problems.append((None, f"missing required argument '{arg.name}' ({arg.kind}) for {entry.name}"))
