@@ -10,8 +10,6 @@ paste every example into a config and validate it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
 from dlcli.activations import ACTIVATIONS
 from dlcli.config._validate import NAMED_SECTIONS
 from dlcli.data import DATASETS
@@ -43,13 +41,11 @@ class Example:
         return "\n".join(self.lines)
 
 
-def flow(value: Any) -> str:
-    """A value as YAML flow text, keys in their order: {units: 10, activation: relu}, [30, 60]."""
+def flow(mapping: dict) -> str:
+    """A mapping as one line of YAML, keys in their order: {units: 64, activation: relu}."""
     import yaml
 
-    if isinstance(value, (dict, list)):
-        return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10_000).strip()
-    return yaml.safe_dump([value], default_flow_style=True, width=10_000).strip()[1:-1]
+    return yaml.safe_dump(mapping, default_flow_style=True, sort_keys=False, width=10_000).strip()
 
 
 def _layer_line(entry: Entry, extra: dict | None = None) -> str:
