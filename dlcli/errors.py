@@ -34,6 +34,15 @@ class OutputError(DlcliError):
     records, or a file that is not an earlier output of the same command."""
 
 
+def install_hint(packages: Iterable[str], extra: str | None = None) -> str:
+    """How to install what a command needs. An extra of dlcli's installs from its checkout
+    (`pip install -e '.[onnx]'`): the name dlcli on the public index is another project's package."""
+    packages = " ".join(packages)
+    if extra is None:
+        return f"pip install {packages}"
+    return f"pip install -e '.[{extra}]' in the dlcli checkout (or pip install {packages})"
+
+
 def closest(name: object, choices: Iterable[str]) -> str | None:
     """The choice closest to `name` (case aside), or None when none is close."""
     if not isinstance(name, str):

@@ -2,7 +2,7 @@
 
     torchscript  a traced `PredictModule`: raw samples in, predict-time outputs out
     onnx         the same module as ONNX, through torch's torch.export-based exporter (needs
-                 the onnx and onnxscript packages: pip install 'dlcli[onnx]'); the batch axis is
+                 the onnx and onnxscript packages, the `onnx` extra); the batch axis is
                  dynamic
     state_dict   the model's weights as a plain dict of tensors (`torch.save`), to load
                  into `dlcli.model.build_model(config)`
@@ -39,7 +39,7 @@ import torch
 import torch.nn as nn
 
 from dlcli.data.prepare import affine
-from dlcli.errors import DataError, DlcliError, short_repr
+from dlcli.errors import DataError, DlcliError, install_hint, short_repr
 from dlcli.inference import TrainedModel, load_trained
 from dlcli.layers import takes_ids
 
@@ -54,9 +54,9 @@ OUTPUTS = {"classification": "class probabilities (B, classes): softmax of the l
 STATE_DICT_RECIPE = ("import torch, dlcli.model; model = dlcli.model.build_model(sidecar['config']); "
                      "model.load_state_dict(torch.load(path, weights_only=True)); model.eval()")
 REQUIRES = {"torchscript": "torch only",
-            "onnx": "an ONNX runtime (e.g. pip install onnxruntime)",
-            "state_dict": "dlcli installed (pip install dlcli), which builds the model from the config; "
-                          "for plain PyTorch use dlcli export --format torchscript"}
+            "onnx": f"an ONNX runtime (e.g. {install_hint(['onnxruntime'])})",
+            "state_dict": "dlcli installed (from its checkout: pip install -e .), which builds the model from the "
+                          "config; for plain PyTorch use dlcli export --format torchscript"}
 ONNX_PACKAGES = ("onnx", "onnxscript")  # torch.onnx's exporter imports both
 ONNX_INLINE_LIMIT = 1536 * 2**20  # weights past this go to <file>.data (torch's threshold; protobuf stops at 2 GiB)
 
@@ -357,7 +357,7 @@ def _require_onnx() -> None:
     if missing:
         raise DlcliError(f"--format onnx needs the {' and '.join(missing)} package{'s' * (len(missing) > 1)}, "
                          f"which {'are' if len(missing) > 1 else 'is'} not installed (optional for dlcli): "
-                         f"pip install 'dlcli[onnx]' (or pip install {' '.join(ONNX_PACKAGES)}); "
+                         f"{install_hint(ONNX_PACKAGES, 'onnx')}; "
                          f"or export --format torchscript")
 
 

@@ -142,7 +142,7 @@ def build_adagrad(args, params):
 # ("min" or "max": which way that metric improves), which the trainer knows.
 
 @SCHEDULERS.register("step", help="multiply the LR by gamma every step_size epochs", aliases=("StepLR",),
-                     args=(Arg("step_size", Int(min=1), help="epochs between decays"),
+                     args=(Arg("step_size", Int(min=1), help="epochs between decays", example=10),
                            Arg("gamma", Float(min=0.0, min_open=True), 0.1, "decay factor")), interval="epoch")
 def build_step(args, optimizer, steps_per_epoch, epochs):
     import torch
@@ -152,7 +152,8 @@ def build_step(args, optimizer, steps_per_epoch, epochs):
 
 @SCHEDULERS.register("multistep", help="multiply the LR by gamma at each milestone epoch",
                      aliases=("MultiStepLR",),
-                     args=(Arg("milestones", IntList(min_len=1, max_len=100), help="epochs at which to decay"),
+                     args=(Arg("milestones", IntList(min_len=1, max_len=100), help="epochs at which to decay",
+                               example=[30, 60]),
                            Arg("gamma", Float(min=0.0, min_open=True), 0.1, "decay factor")), interval="epoch")
 def build_multistep(args, optimizer, steps_per_epoch, epochs):
     import torch
@@ -161,7 +162,7 @@ def build_multistep(args, optimizer, steps_per_epoch, epochs):
 
 
 @SCHEDULERS.register("exponential", help="multiply the LR by gamma every epoch", aliases=("ExponentialLR",),
-                     args=(Arg("gamma", Float(min=0.0, min_open=True), help="decay factor per epoch"),),
+                     args=(Arg("gamma", Float(min=0.0, min_open=True), help="decay factor per epoch", example=0.95),),
                      interval="epoch")
 def build_exponential(args, optimizer, steps_per_epoch, epochs):
     import torch
@@ -194,7 +195,7 @@ def build_cosine(args, optimizer, steps_per_epoch, epochs):
 
 @SCHEDULERS.register("one_cycle", help="one-cycle policy: warm up to max_lr, then anneal",
                      aliases=("OneCycleLR",),
-                     args=(Arg("max_lr", Float(min=0.0, min_open=True), help="peak learning rate"),
+                     args=(Arg("max_lr", Float(min=0.0, min_open=True), help="peak learning rate", example=0.01),
                            Arg("pct_start", Float(min=0.0, max=1.0, min_open=True, max_open=True), 0.3,
                                "fraction of the steps spent warming up")), interval="step",
                      length_dependent=True)
@@ -224,7 +225,7 @@ def build_plateau(args, optimizer, steps_per_epoch, epochs, *, mode: str):
 
 @SCHEDULERS.register("linear_warmup", help="raise the LR linearly from start_factor x LR over warmup_steps, "
                                            "then keep it", aliases=("LinearLR",),
-                     args=(Arg("warmup_steps", Int(min=1), help="optimizer steps of warmup"),
+                     args=(Arg("warmup_steps", Int(min=1), help="optimizer steps of warmup", example=500),
                            Arg("start_factor", Float(min=0.0, max=1.0, min_open=True), 0.1, "initial LR fraction")),
                      interval="step")
 def build_linear_warmup(args, optimizer, steps_per_epoch, epochs):

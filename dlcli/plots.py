@@ -1,8 +1,8 @@
 """PNG plots of a run: learning curves from metrics.jsonl and, where `dlcli
 evaluate` wrote one, the confusion matrix as a heat map.
 
-matplotlib is an optional extra (`pip install 'dlcli[plot]'`), imported only
-here and only when plotting; figures are drawn on the Agg canvas directly, so no
+matplotlib is a dependency of dlcli, imported only here and only when plotting
+(so `dlcli --help` and the listings do not wait for it); figures are drawn on the Agg canvas directly, so no
 GUI backend and no pyplot global state are involved.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from shlex import quote
 
-from dlcli.errors import DataError, DlcliError, RunError
+from dlcli.errors import DataError, DlcliError, RunError, install_hint
 
 CURVES_FILE = "learning_curves.png"
 NOT_CURVES = {"epoch", "step", "kind", "lr", "seconds", "samples_per_s"}
@@ -26,13 +26,14 @@ class Plots:
 
 
 def _matplotlib():
-    """(Figure, FigureCanvasAgg), or a DlcliError naming the extra to install."""
+    """(Figure, FigureCanvasAgg), or a DlcliError saying how to install matplotlib again."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as err:
-        raise DlcliError(f"dlcli plot needs matplotlib, which cannot be imported ({err}); install it with: "
-                         f"pip install 'dlcli[plot]'") from None
+        raise DlcliError(f"dlcli plot needs matplotlib, a dependency of dlcli, which cannot be imported ({err}); "
+                         f"install dlcli's dependencies again: pip install -e . in the dlcli checkout (or "
+                         f"{install_hint(['matplotlib'])})") from None
     return Figure, FigureCanvasAgg
 
 
@@ -42,7 +43,7 @@ def plot_run(run_dir: str | Path) -> Plots:
     if not run_dir.is_dir():
         raise RunError(f"{run_dir}: {'not a directory' if run_dir.exists() else 'no such directory'}; expected a "
                        f"run directory (runs/<name>/<id>)")
-    _matplotlib()  # a missing extra is reported before anything else
+    _matplotlib()  # a broken matplotlib install is reported before anything else
     plots = Plots()
     plots.files.append(plot_learning_curves(run_dir, run_dir / CURVES_FILE))
     for label, (labels, matrix, title) in sorted(_confusions(run_dir, plots.notes).items()):

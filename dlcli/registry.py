@@ -308,13 +308,15 @@ class StrList(Kind):
 @dataclass(frozen=True)
 class Arg:
     """One declared argument: validation, listings and docs all read this. `known_as`: names other
-    libraries give it (Keras' learning_rate for lr), answered with a did-you-mean, not accepted."""
+    libraries give it (Keras' learning_rate for lr), answered with a did-you-mean, not accepted.
+    `example`: a value a required argument takes, for the example `dlcli list` derives."""
 
     name: str
     kind: Kind
     default: Any = REQUIRED
     help: str = ""
     known_as: tuple[str, ...] = ()
+    example: Any = None
 
     @property
     def required(self) -> bool:
@@ -341,6 +343,10 @@ class Entry:
 
     def defaults(self) -> dict[str, Any]:
         return {a.name: a.default for a in self.args if not a.required}
+
+    def example_args(self) -> dict[str, Any]:
+        """The least a config writes for this entry: each required argument with its example value."""
+        return {a.name: a.example for a in self.args if a.required}
 
 
 class Registry:
@@ -379,6 +385,11 @@ class Registry:
         if unknown:
             raise ValueError(f"{self.kind} {entry.name!r}: unknown meta {', '.join(unknown)}; a {self.kind} "
                              f"declares {', '.join(sorted(self.meta_keys)) or 'none'}")
+        unshown = [a.name for a in entry.args if a.required and a.example is None]
+        if unshown and not entry.example:
+            raise ValueError(f"{self.kind} {entry.name!r}: required argument {', '.join(unshown)} declares no "
+                             f"example value, so `dlcli list` could not show a working example; give Arg(example=...) "
+                             f"or the entry an example")
         for key in (entry.name, *entry.aliases):
             if key in self._entries or key in self._aliases:
                 raise ValueError(f"{self.kind} {key!r} is registered twice")
@@ -431,7 +442,7 @@ def check_args(entry: Entry, given: dict[str, Any], reserved: Iterable[str] = ()
     """Check `given` against `entry.args`.
 
     Returns (normalized args with defaults filled, problems) where each problem is
-    (key or None, message). Keys in `reserved` are checked by the caller.
+    (key or None, message). Keys in `reserved` are checked by the caller, given or missing.
     """
     problems: list[tuple[Any, str]] = []
     out: dict[str, Any] = {}
@@ -453,7 +464,7 @@ def check_args(entry: Entry, given: dict[str, Any], reserved: Iterable[str] = ()
         except KindError as err:
             problems.append((key, f"{err}; received: {short_repr(value)}"))
     for arg in entry.args:
-        if arg.name in given:
+        if arg.name in given or arg.name in reserved:
             continue
         if arg.required:
             problems.append((None, f"missing required argument '{arg.name}' ({arg.kind}) for {entry.name}"))

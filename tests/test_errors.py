@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
+import dlcli
 from dlcli.errors import (MAX_PROBLEMS_SHOWN, CheckpointError, ConfigError, DataError, DlcliError, Problem, RunError,
-                          did_you_mean, format_path, short_list, short_repr, short_size, shorten)
+                          did_you_mean, format_path, install_hint, short_list, short_repr, short_size, shorten)
 
 
 @pytest.mark.parametrize("cls", [ConfigError, DataError, CheckpointError, RunError])
@@ -88,3 +92,29 @@ def test_config_error_shows_the_first_problems_and_counts_the_rest():
                                           (5000 * 2**30, "5,000.0 GiB")])
 def test_short_size(nbytes, text):
     assert short_size(nbytes) == text
+
+
+# --- install hints -----------------------------------------------------------------------------
+
+# `pip install dlcli` / `pip install 'dlcli[plot]'` fetch an unrelated package of that name from the public index
+OTHERS_PACKAGE = re.compile(r"""pip install\s+(?:-\S+\s+)*["']?dlcli\b|["']dlcli\[""")
+
+
+def test_an_extra_is_installed_from_the_checkout():
+    assert install_hint(["onnx", "onnxscript"], "onnx") == \
+        "pip install -e '.[onnx]' in the dlcli checkout (or pip install onnx onnxscript)"
+    assert install_hint(["onnxruntime"]) == "pip install onnxruntime"
+
+
+@pytest.mark.parametrize("text", ["pip install dlcli", "pip install 'dlcli[plot]'", "pip install -U dlcli",
+                                  'use "dlcli[onnx]"'])
+def test_the_hint_check_sees_an_install_of_the_public_dlcli(text):
+    assert OTHERS_PACKAGE.search(text)
+
+
+def test_no_message_in_the_package_installs_someone_elses_dlcli():
+    files = sorted(Path(dlcli.__file__).parent.rglob("*.py"))
+    assert len(files) > 40, files  # the whole package was read
+    found = [f"{path.name}:{text.count(chr(10), 0, match.start()) + 1}: {match.group()}"
+             for path in files for text in [path.read_text(encoding="utf-8")] for match in OTHERS_PACKAGE.finditer(text)]
+    assert not found, "install hints must say pip install -e '.[EXTRA]' (from the checkout): " + "; ".join(found)

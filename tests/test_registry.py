@@ -42,6 +42,16 @@ def test_a_fact_the_registry_does_not_declare_is_refused_at_registration():
     assert reg.names() == ["thing"]
 
 
+def test_a_required_argument_without_an_example_value_is_refused_at_registration():
+    """`dlcli list` derives each entry's example from its required arguments' example values."""
+    reg = Registry("widget")
+    with pytest.raises(ValueError, match="widget 'thing': required argument size declares no example value"):
+        reg.register("thing", help="a thing", args=(Arg("size", Int(min=1)),))(_noop)
+    reg.register("thing", help="a thing", args=(Arg("size", Int(min=1), example=3),))(_noop)
+    reg.register("other", help="x", args=(Arg("size", Int(min=1)),), example="- other: {size: 3}")(_noop)
+    assert reg.get("thing").example_args() == {"size": 3}
+
+
 def test_every_registry_declares_its_entries_facts():
     from dlcli.activations import ACTIVATIONS
     from dlcli.data import DATASETS

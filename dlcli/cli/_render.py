@@ -83,8 +83,9 @@ def entry_table(entry: Entry, kind: str) -> Table:
     return table
 
 
-def entry_json(entry: Entry) -> dict:
+def entry_json(entry: Entry, example) -> dict:
+    """`example`: the entry's `dlcli.config.Example` (its lines, and the key path they go under)."""
     return {"name": entry.name, "aliases": list(entry.aliases), "family": entry.family or None,
-            "help": entry.help, "example": entry.example or None,
+            "help": entry.help, "example": example.text, "example_under": ".".join(example.under),
             "args": [{"name": a.name, "kind": str(a.kind), "required": a.required,
                       "default": None if a.required else a.default, "help": a.help} for a in entry.args]}

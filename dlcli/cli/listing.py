@@ -38,25 +38,26 @@ def _registry(kind: str):
 
 def show(kind: str, name: Optional[str], as_json: bool) -> None:
     from dlcli.cli._render import entry_json, entry_table, registry_table
+    from dlcli.config import entry_example
 
     registry = _registry(kind)
     if name is None:
         if as_json:
-            console.print_json(json.dumps([entry_json(e) for e in registry]))
+            console.print_json(json.dumps([entry_json(e, entry_example(registry, e)) for e in registry]))
         else:
             console.print(registry_table(registry, f"{len(registry)} {kind}"))
         return
     entry = registry.lookup(name)
     if entry is None:
         raise DlcliError(registry.unknown_message(name))
+    example = entry_example(registry, entry)
     if as_json:
-        console.print_json(json.dumps(entry_json(entry)))
+        console.print_json(json.dumps(entry_json(entry, example)))
         return
     console.print(entry_table(entry, registry.kind))
     if entry.aliases:
         console.print(f"aliases: {', '.join(entry.aliases)}")
-    example = entry.example or f"{registry.kind}: {{type: {entry.name}}}"
-    console.print("\nexample:\n  " + example, markup=False)
+    console.print(f"\n{example.heading}\n" + "\n".join("  " + line for line in example.lines), markup=False)
 
 
 @app.command("list-layers")

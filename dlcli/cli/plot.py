@@ -10,7 +10,7 @@ from dlcli.cli._app import app, console, escape, report_errors
 @app.command(short_help="Learning curves and confusion matrices as PNG.")
 @report_errors
 def plot(run_dir: str = typer.Argument(..., help="a run directory (runs/<name>/<id>)")) -> None:
-    """Plot a run's learning curves and confusion matrices as PNG files (needs the plot extra)."""
+    """Plot a run's learning curves and confusion matrices as PNG files."""
     from dlcli.plots import plot_run
 
     plots = plot_run(run_dir)

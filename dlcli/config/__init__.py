@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from dlcli.config._examples import Example, entry_example
 from dlcli.config._load import parse_yaml, read_config_file
 from dlcli.config._overrides import apply_overrides
 from dlcli.config._validate import (canonicalize_layers, canonicalize_sections, data_view_fits, infer_shapes,
@@ -18,7 +19,7 @@ from dlcli.config._validate import (canonicalize_layers, canonicalize_sections, 
 from dlcli.errors import ConfigError
 
 __all__ = ["load_config", "resolve_config", "config_from_text", "dump_config", "infer_shapes",
-           "data_view_fits", "looks_channels_last", "ConfigError"]
+           "data_view_fits", "looks_channels_last", "ConfigError", "Example", "entry_example"]
 
 
 def resolve_config(data: Any, lines: dict, source: str, overrides: list[str] = (), default_name: str = "run",

@@ -159,8 +159,22 @@ def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, Lines]:
     return data, lines
 
 
+_FLOW = {"while parsing a flow mapping": ("{", "}"), "while parsing a flow sequence": ("[", "]")}
+
+
+def _open_bracket(err: yaml.YAMLError) -> tuple[str, str, Any, Any] | None:
+    """For an error inside `{...}` or `[...]`: (opening, closing, where it opened, where the parser
+    gave up). A bracket left open is found only lines later, where the next key's ':' arrives."""
+    brackets = _FLOW.get(getattr(err, "context", None))
+    opened, gave_up = getattr(err, "context_mark", None), getattr(err, "problem_mark", None)
+    if brackets is None or opened is None or gave_up is None:
+        return None
+    return (*brackets, opened, gave_up)
+
+
 def _yaml_where(err: yaml.YAMLError, source: str) -> str:
-    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    bracket = _open_bracket(err)
+    mark = bracket[2] if bracket else getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
     return f"{source}:{mark.line + 1}" if mark is not None else source
 
 
@@ -169,6 +183,16 @@ def _yaml_message(err: yaml.YAMLError) -> str:
     context = getattr(err, "context", None)
     # PyYAML's problem may quote the input (`found undefined alias 'a...'`)
     text = f"invalid YAML: {shorten(problem, 200)}" + (f" ({shorten(context, 200)})" if context else "")
+    bracket = _open_bracket(err)
+    if bracket:
+        opening, closing, opened, gave_up = bracket
+        if gave_up.line > opened.line:
+            text = (f"invalid YAML: the '{opening}' opened at line {opened.line + 1}, column {opened.column + 1} is "
+                    f"not closed before line {gave_up.line + 1}, column {gave_up.column + 1}, where the parser "
+                    f"{shorten(problem, 200)}; close it with '{closing}' (or add the missing ',')")
+        else:
+            text = (f"invalid YAML: {shorten(problem, 200)} at column {gave_up.column + 1}, inside the "
+                    f"'{opening}' opened at column {opened.column + 1}")
     if "could not determine a constructor" in str(err):
         text = OBJECT_TAGS
     return text

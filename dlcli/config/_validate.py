@@ -268,8 +268,11 @@ def _model(check: _Checker, value: Any, guards: bool) -> dict | None:
     model = check.mapping(value, ("model",), "input_shape and layers")
     if model is None:
         return None
-    resolved = check.args(MODEL, model, ("model",), reserved=())
     layers = model.get("layers")
+    # Keras's way, input_shape on the first layer: answered there (_keras_only_arguments), not twice
+    in_a_layer = "input_shape" not in model and isinstance(layers, list) and any(
+        isinstance(layer, dict) and "input_shape" in layer for layer in layers)
+    resolved = check.args(MODEL, model, ("model",), reserved=("input_shape",) if in_a_layer else ())
     if "layers" in model and not (isinstance(layers, list) and layers):
         check.add(("model", "layers"), f"expected a non-empty list of layers, received {short_repr(layers)}")
         return None
@@ -468,6 +471,12 @@ def _cross_checks(check: _Checker, cfg: dict, guards: bool) -> None:
     if classes and loss.meta["task"] == "classification" and len(out_shape) == 1 and out_shape[0] != classes:
         check.add(last, f"{dataset.name} has {classes} classes but the model outputs {out_shape[0]} values; "
                         f"set the last layer's units to {classes}")
+    if classes and classes > 2 and loss.meta["task"] == "binary":  # its targets are class ids, never all 0/1
+        instead = next(e.name for e in LOSSES if e.meta["task"] == "classification" and e.meta["logits_of"])
+        also = f" ({loss.aliases[0]})" if loss.aliases else ""  # binary_crossentropy, as Keras calls it
+        check.add(("loss", "type"), f"{loss.name}{also} takes 0/1 labels, one output "
+                                    f"per label, but {dataset.name}'s targets are class ids of {classes} classes; "
+                                    f"use loss: {instead}, with a last layer of {classes} units")
     sample = dataset.meta.get("sample_shape")
     if sample and not data_view_fits(tuple(sample), tuple(model["input_shape"])):
         rows = tuple(sample[1:])  # offered only where it fits: one-channel images

@@ -43,7 +43,12 @@ def cache_dir(root: str | None) -> Path:
 
 _ROOT = Arg("root", Optional(FilePath()), None, "cache directory (default: $DLCLI_DATA or ~/.cache/dlcli)")
 _DOWNLOAD = Arg("download", Bool(), False, "download into root when missing (needs the internet)")
-_PATH = Arg("path", FilePath(), help="file or directory with the training data")
+
+
+def _path(example: str) -> Arg:
+    return Arg("path", FilePath(), help="file or directory with the training data", example=example)
+
+
 _TEST_PATH = Arg("test_path", Optional(FilePath()), None, "file or directory with the test data")
 _TASK = Arg("task", Str(("auto", "classification", "regression")), "auto",
             "auto: integer targets are classes, others values")
@@ -85,7 +90,7 @@ _torchvision("cifar100", "CIFAR100", "CIFAR-100, 32x32 colour images, 100 classe
 
 
 @DATASETS.register("npz", help="a NumPy .npz file with arrays x and y (and optionally x_test, y_test; x_val, y_val)",
-                   args=(_PATH, _TEST_PATH, _TASK),
+                   args=(_path("data/train.npz"), _TEST_PATH, _TASK),
                    may_name_val_split=True)  # x_val, y_val: which a config cannot tell before reading the file
 def load_npz(args, input_shape):
     from dlcli.data._sources import load_npz_file
@@ -94,8 +99,8 @@ def load_npz(args, input_shape):
 
 
 @DATASETS.register("csv", help="a CSV file: feature columns and a target column; `window` makes sequences",
-                   args=(_PATH, _TEST_PATH, _TASK,
-                         Arg("target", Str(), help="name of the target column"),
+                   args=(_path("data/train.csv"), _TEST_PATH, _TASK,
+                         Arg("target", Str(), help="name of the target column", example="label"),
                          Arg("features", Optional(StrList()), None, "feature columns (default: all but target)"),
                          Arg("window", Optional(Int(min=1)), None,
                              "sequence mode: each sample is `window` consecutive rows, the target is the "
@@ -113,7 +118,7 @@ def load_csv(args, input_shape):
 
 @DATASETS.register("image_folder", help="images in class folders (root/class_x/*.png), as torchvision's "
                                         "ImageFolder; resized to the model's input shape",
-                   args=(_PATH, _TEST_PATH, _IN_MEMORY, _WORKERS), stored_by_class=True,
+                   args=(_path("data/train_images"), _TEST_PATH, _IN_MEMORY, _WORKERS), stored_by_class=True,
                    images=True)  # of any size (predict reads image files; an input_shape [H, W] reads rows as steps)
 def load_image_folder(args, input_shape):
     from dlcli.data._sources import load_image_folder_dir

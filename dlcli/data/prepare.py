@@ -254,7 +254,21 @@ def check_fits(cfg: dict, split: Split, name: str, source: str) -> None:
         per_sample = math.prod(split.y.shape[1:]) if split.y.dim() > 1 else 1
         if per_sample != math.prod(out_shape):
             raise DataError(f"{source}: {name} targets have {per_sample} value(s) per sample but the model "
-                            f"outputs {fmt_shape(out_shape)}")
+                            f"outputs {fmt_shape(out_shape)}; HINT: {_targets_hint(loss_task, split, out_shape)}")
+
+
+def _targets_hint(loss, split: Split, out_shape: tuple) -> str:
+    """The fix for targets that do not fit a binary or regression loss's outputs: one integer per
+    sample and one output per class are class ids, which cross_entropy takes."""
+    per_sample = math.prod(split.y.shape[1:]) if split.y.dim() > 1 else 1
+    fit = f"set the last layer's units to {per_sample}" if per_sample > 1 or len(out_shape) == 1 else \
+        f"make the model output {per_sample} value(s) per sample"
+    takes = "0/1 labels, one output per label" if loss.meta["task"] == "binary" else "values"
+    if per_sample == 1 and len(out_shape) == 1 and out_shape[0] > 1 and not split.y.is_floating_point():
+        return (f"for class ids (one of {out_shape[0]} classes per sample) use loss: cross_entropy ({loss.name} "
+                f"takes {takes}); for one {'0/1 label' if loss.meta['task'] == 'binary' else 'value'} per "
+                f"sample, {fit}")
+    return f"{fit} ({loss.name} takes {takes}, one output per target value)"
 
 
 def input_shape_for(sample: tuple, cfg: dict) -> list:

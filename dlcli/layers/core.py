@@ -19,7 +19,7 @@ def _dense_shape(args, shape):
 @LAYERS.register(
     "dense", help="fully connected layer on the last axis: units outputs", family="core",
     aliases=("Dense", "linear_layer"), infer=_dense_shape,
-    args=(Arg("units", Int(min=1), help="number of outputs"),
+    args=(Arg("units", Int(min=1), help="number of outputs", example=64),
           activation_arg(),
           Arg("use_bias", Bool(), True, "add a learned bias")),
     example="- dense: {units: 10, activation: softmax}", layout=KEEPS_LAYOUT)

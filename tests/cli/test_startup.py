@@ -49,6 +49,12 @@ def test_command_runs_without_importing_torch(run_python, tmp_path, args):
     assert result.stdout.splitlines()[-1] == f"exit {expected_code} torch False", result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("args", [["--help"], ["list-layers"], ["plot", "--help"]], ids=lambda args: " ".join(args))
+def test_matplotlib_a_dependency_is_imported_only_to_plot(run_python, args):
+    result = run_python("-c", CLI_THEN_REPORT.replace("'torch'", "'matplotlib'"), *args)
+    assert result.stdout.splitlines()[-1] == "exit 0 matplotlib False", result.stdout + result.stderr
+
+
 def test_config_error_through_python_m_dlcli_does_not_import_torch(run_python, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(BAD_CONFIG)

@@ -49,9 +49,30 @@ def test_invalid_yaml_names_the_file_and_line(write_config):
     assert len(info.value.problems) == 1 and info.value.problems[0].where == f"{path}:3"
 
 
-def test_unclosed_bracket_names_the_file_and_a_line(write_config):
+def test_unclosed_bracket_names_the_line_and_column_it_opened_at(write_config):
     path = write_config("name: a\nmodel:\n  input_shape: [1, 28, 28\n  layers: [flatten]\n")
-    with pytest.raises(ConfigError, match=rf"{_at(path)}:\d+: .*invalid YAML: .*flow sequence"):
+    with pytest.raises(ConfigError, match=rf"{_at(path)}:3: .*invalid YAML: the '\[' opened at line 3, column 16 is "
+                                          r"not closed before line 4, column 9, .*; close it with '\]'"):
+        load_config(path)
+
+
+def test_an_unclosed_brace_lines_above_where_the_parser_gave_up_is_the_line_reported(write_config):
+    """Issue 13: the error pointed at line 6, where the next ':' arrived, not at the '{' left open on line 4."""
+    path = write_config("model:\n  input_shape: [1, 28, 28]\n  layers:\n    - conv2d: {filters: 32, kernel_size: 3\n"
+                        "    - flatten\n    - dense: 10\ndata: mnist\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    (problem,) = info.value.problems
+    assert problem.where == f"{path}:4"
+    assert problem.message == ("invalid YAML: the '{' opened at line 4, column 15 is not closed before line 6, column "
+                               "12, where the parser expected ',' or '}', but got ':'; close it with '}' (or add the "
+                               "missing ',')")
+
+
+def test_an_error_inside_a_bracket_closed_on_its_line_says_both_columns(write_config):
+    path = write_config("optimizer: {type: adam, lr: 0.1 0.2: 3}\n")
+    with pytest.raises(ConfigError, match=rf"{_at(path)}:1: .*invalid YAML: expected ',' or '\}}', but got ':' at "
+                                          r"column 36, inside the '\{' opened at column 12"):
         load_config(path)
 
 

@@ -136,8 +136,7 @@ def test_a_layer_input_shape_says_to_set_model_input_shape(write_config):
     text = ("model:\n  layers:\n    - conv2d: {filters: 8, kernel_size: 3, input_shape: [28, 28, 1]}\n"
             "    - flatten\n    - dense: 10\ndata: mnist\n")
     path, problems = problems_of(write_config, text)
-    assert [p.render() for p in problems] == [
-        f"{path}:1: model: missing required argument 'input_shape' ([int, ...]) for model",
+    assert [p.render() for p in problems] == [  # only the hint: not also "missing required argument 'input_shape'"
         f"{path}:3: model.layers[0].input_shape: unknown argument 'input_shape' for conv2d: dlcli takes the input shape once, "
         "for the whole model: set model.input_shape instead, e.g. model.input_shape: [1, 28, 28] (channels first); "
         "received: [28, 28, 1]"]
@@ -347,6 +346,24 @@ def test_unknown_dataset_optimizer_and_loss(write_config):
         "unknown dataset 'mnits'", "unknown optimizer 'adamm'", "unknown loss 'crossentropy'"]
     assert [p.where for p in problems] == [f"{path}:6", f"{path}:7", f"{path}:8"]
     assert "did you mean 'cross_entropy'? valid losses: cross_entropy," in problems[2].message
+
+
+def test_a_model_without_input_shape_anywhere_is_told_it_is_missing(write_config):
+    path, problems = problems_of(write_config, "model:\n  layers:\n    - flatten\n    - dense: 10\ndata: mnist\n")
+    assert [p.render() for p in problems] == [
+        f"{path}:1: model: missing required argument 'input_shape' ([int, ...]) for model"]
+
+
+@pytest.mark.parametrize("loss", ["binary_crossentropy", "bce_with_logits"])
+def test_a_binary_loss_on_a_dataset_of_classes_names_cross_entropy(write_config, tiny_config_text, loss):
+    """Issue 13: binary_crossentropy on a 10-class model was refused only once training read the data."""
+    path = write_config(tiny_config_text.replace("loss: cross_entropy", f"loss: {loss}")
+                        .replace("metrics: [accuracy]", "metrics: [binary_accuracy]"))
+    line = tiny_config_text.splitlines().index("loss: cross_entropy") + 1
+    with pytest.raises(ConfigError, match=_at(path, line) + re.escape(
+            "loss.type: bce_with_logits (binary_crossentropy) takes 0/1 labels, one output per label, but mnist's "
+            "targets are class ids of 10 classes; use loss: cross_entropy, with a last layer of 10 units")):
+        load_config(path)
 
 
 def test_metric_that_does_not_fit_the_loss(write_config, tiny_config_text):

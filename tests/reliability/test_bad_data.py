@@ -181,3 +181,36 @@ def test_image_folder_converts_channels_and_size_to_the_model_input(tmp_path):
     assert tuple(rgb.train.x.shape) == (5, 3, 8, 8)
     dog = rgb.train.x[rgb.train.y == 1]
     assert (dog == 200).all()  # a grey image becomes three equal channels
+
+
+@pytest.mark.parametrize("loss, takes, fix", [
+    ("binary_crossentropy", "0/1 labels, one output per label",
+     "for one 0/1 label per sample, set the last layer's units to 1"),
+    ("mse", "values", "for one value per sample, set the last layer's units to 1"),
+])
+def test_class_ids_for_a_binary_or_regression_loss_name_cross_entropy(tmp_path, loss, takes, fix):
+    """Issue 13: binary_crossentropy on a 10-class model said only 'training targets have 1 value(s)
+    per sample but the model outputs (10,)'."""
+    path, data = npz("digits.npz", x=_images(), y=np.arange(20) % 10)(tmp_path)
+    config = tmp_path / "bad.yaml"
+    config.write_text(f"name: bad\nmodel: {IMAGE_MODEL}\ndata: {data}\nloss: {loss}\nmetrics: []\n"
+                      f"trainer: {{epochs: 1, device: cpu, progress: none, out_dir: {tmp_path / 'runs'}}}\n")
+    result = CliRunner().invoke(app, ["train", str(config)])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split("error: ", 1)[1].split())
+    canonical = {"binary_crossentropy": "bce_with_logits"}.get(loss, loss)
+    assert (f"{path}: training targets have 1 value(s) per sample but the model outputs (10,); HINT: for class ids "
+            f"(one of 10 classes per sample) use loss: cross_entropy ({canonical} takes {takes}); {fix}") in message
+
+
+def test_targets_of_several_values_name_the_units_they_need(tmp_path):
+    path, data = npz("pairs.npz", x=_images(), y=np.random.default_rng(0).random((20, 3), dtype=np.float32))(tmp_path)
+    config = tmp_path / "bad.yaml"
+    config.write_text(f"name: bad\nmodel: {IMAGE_MODEL.replace('dense: 10', 'dense: 2')}\n"
+                      f"data: {data}\nloss: mse\nmetrics: []\n"
+                      f"trainer: {{epochs: 1, device: cpu, progress: none, out_dir: {tmp_path / 'runs'}}}\n")
+    result = CliRunner().invoke(app, ["train", str(config)])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split("error: ", 1)[1].split())
+    assert ("training targets have 3 value(s) per sample but the model outputs (2,); HINT: set the last layer's "
+            "units to 3 (mse takes values, one output per target value)") in message

@@ -246,8 +246,8 @@ def test_onnx_without_its_packages_is_a_clear_error(missing, says, mnist_run, tm
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
     message = " ".join(result.output.split())
-    assert f"--format onnx {says} (optional for dlcli): pip install 'dlcli[onnx]' (or pip install onnx " \
-           f"onnxscript); or export --format torchscript" in message
+    assert f"--format onnx {says} (optional for dlcli): pip install -e '.[onnx]' in the dlcli checkout (or pip " \
+           f"install onnx onnxscript); or export --format torchscript" in message
     assert not out.exists()
 
 
