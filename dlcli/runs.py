@@ -388,12 +388,32 @@ def describe_run(path: Path, now: float) -> dict:
     best = best_of_run(summary, config, records)
     test = summary.get("test") if isinstance(summary.get("test"), dict) else {}
     seed = config.get("seed")
+    environment, _ = _read_json(path / ENV_FILE)
     return {"name": str(name), "id": path.name, "path": str(path), "date": _run_date(path),
+            "overrides": recorded_overrides(environment or {}),
             "seed": seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
             "epochs": epochs, "planned": planned, "monitor": best.get("metric"),
             "best": _number(best.get("value")), "best_epoch": best.get("epoch"),
             "test": {k: _number(v) for k, v in test.items() if isinstance(k, str) and _number(v) is not None},
             "status": _status(path, summary, summary_ok, records, now)}
+
+
+def recorded_overrides(environment: dict) -> list[str] | None:
+    """The key.path=value overrides the run was started with (`dlcli train CONFIG OVERRIDES...`):
+    environment.json's record, else (a run of an older dlcli) read from the command it kept;
+    None when neither says."""
+    overrides = environment.get("overrides")
+    if isinstance(overrides, list) and all(isinstance(o, str) for o in overrides):
+        return overrides
+    command = environment.get("command")
+    try:
+        words = shlex.split(command) if isinstance(command, str) else []
+    except ValueError:
+        return None
+    if words[:2] != ["dlcli", "train"] or "--resume" in words:
+        return None
+    positional = [word for word in words[2:] if not word.startswith("-")]
+    return [word for word in positional[1:] if "=" in word]  # the first: the config
 
 
 def epoch_records(run_dir: Path) -> list[dict]:
