@@ -150,8 +150,8 @@ def test_two_runs_on_other_subsets_differ_by_their_overrides(cli, write_config, 
     assert sorted(by_subset) == ["data.subset=160", "data.subset=320"]
     table = cli("runs", tmp_path / "runs").stdout
     for subset, run in by_subset.items():
-        (row,) = [line for line in table.splitlines() if run["path"] in line]
-        assert f"trainer.epochs=1 {subset} trainer.out_dir={tmp_path / 'runs'}" in row, table
+        path, *overrides = _run_cell(table, run["path"])  # the overrides wrap to the path's width
+        assert " ".join(overrides) == f"trainer.epochs=1 {subset} trainer.out_dir={tmp_path / 'runs'}", table
         assert run["path"].startswith(str(tmp_path / "runs" / "tiny") + os.sep)
     listed = json.loads(cli("runs", tmp_path / "runs", "--json").stdout)
     assert {run["path"]: run["overrides"] for run in listed} == {run["path"]: run["overrides"] for run in found}
@@ -169,6 +169,18 @@ def test_overrides_of_older_runs_are_read_from_their_command(mnist_run, tmp_path
     (run / "environment.json").write_text(json.dumps(environment))
     (found,) = list_runs(tmp_path / "runs")
     assert found["overrides"] == shown
-    row = next(line for line in cli("runs", tmp_path / "runs").stdout.splitlines() if str(run) in line)
-    said = "?" if shown is None else " ".join(shown) or "-"
-    assert row.rstrip(" │").endswith(said)
+    said = "(overrides not recorded)" if shown is None else " ".join(shown)
+    assert _run_cell(cli("runs", tmp_path / "runs").stdout, str(run)) == [str(run), *([said] if said else [])]
+
+
+def _run_cell(table: str, path: str) -> list[str]:
+    """The lines of the run column of `dlcli runs` for the run at `path`: its path, then its overrides."""
+    lines = table.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"│ {path} "))
+    cell = [path]
+    for line in lines[start + 1:]:
+        cells = [c.strip() for c in line.split("│")[1:-1]]
+        if not cells or cells[1]:  # the border, or the next run's row
+            break
+        cell.append(cells[0])
+    return cell
