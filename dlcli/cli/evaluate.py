@@ -15,7 +15,8 @@ MAX_CONFUSION_SHOWN = 20  # larger matrices are only written to the CSV
 
 @app.command(short_help="Loss, metrics and per-class figures of a checkpoint.")
 @report_errors
-def evaluate(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt), a run directory (its best.pt), or runs/NAME (its newest run)"),
+def evaluate(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt), a run directory (its best.pt), "
+                                                   "or runs/NAME (its newest run)"),
              split: Optional[str] = typer.Option(None, "--split", help="train | val | test (default: test; "
                                                  "with --data: the file's test part if it has one)"),
              data: Optional[str] = typer.Option(None, "--data", help="other data of the same shape: an .npz, a "

@@ -11,7 +11,8 @@ from dlcli.cli._app import app, console, escape, report_errors, run_argument
 
 @app.command(short_help="Export a model: TorchScript, ONNX or state_dict.")
 @report_errors
-def export(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt), a run directory (its best.pt), or runs/NAME (its newest run)"),
+def export(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt), a run directory (its best.pt), "
+                                                 "or runs/NAME (its newest run)"),
            fmt: str = typer.Option("torchscript", "--format", help="torchscript | onnx | state_dict"),
            out: Optional[str] = typer.Option(None, "--out", help="the file to write (default: "
                                              "<run>/export/<checkpoint>.<format>)"),

@@ -9,7 +9,8 @@ from dlcli.cli._app import app, console, escape, report_errors, run_argument
 
 @app.command(short_help="Learning curves and confusion matrices as PNG.")
 @report_errors
-def plot(run_dir: str = typer.Argument(..., help="a run directory (runs/<name>/<id>), or runs/NAME or runs/ (the newest run)")) -> None:
+def plot(run_dir: str = typer.Argument(..., help="a run directory (runs/<name>/<id>), or runs/NAME or runs/ "
+                                                  "(the newest run)")) -> None:
     """Plot a run's learning curves and confusion matrices as PNG files (needs the plot extra)."""
     from dlcli.plots import plot_run
 

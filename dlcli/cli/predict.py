@@ -15,7 +15,8 @@ MAX_ROWS_SHOWN = 50
 
 @app.command(short_help="Predict classes or values for new inputs.")
 @report_errors
-def predict(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt), a run directory (its best.pt), or runs/NAME (its newest run)"),
+def predict(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt), a run directory (its best.pt), "
+                                                  "or runs/NAME (its newest run)"),
             inputs: List[str] = typer.Argument(..., help="image files, an image folder, an .npz (array x) or a "
                                                          ".csv (the training features)"),
             top_k: int = typer.Option(3, "--top-k", min=1, help="classes shown per input (classification)"),

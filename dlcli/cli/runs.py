@@ -55,7 +55,7 @@ def runs_table(found: list[dict], directory: str) -> Table:
 
 
 def overrides_text(overrides: list[str] | None) -> str:
-    """The run's overrides as typed (shell-quoted); '' for none."""
+    """The run's overrides as typed (shell-quoted), '' for none; said when an older run did not record them."""
     from shlex import join
 
     return "(overrides not recorded)" if overrides is None else join(overrides)

@@ -41,7 +41,8 @@ class RunHandle:
 
 
 def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None = None,
-           held: ExitStack | None = None, normalization: dict | None | str = "compute", overrides=()):
+           held: ExitStack | None = None, normalization: dict | None | str = "compute",
+           overrides: list[str] = ()):
     from dlcli.config import dump_config
     from dlcli.data.prepare import load_splits, prepare_data
     from dlcli.model import build_meta_model, resolve_device

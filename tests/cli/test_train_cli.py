@@ -260,5 +260,6 @@ def test_the_banner_names_the_gpu_and_a_resume_after_the_last_epoch(gpu, resumed
              "samples": {"train": 10, "val": 0, "test": 5}, "resumed": resumed}
     assert start_banner(start) == [
         "run directory: runs/x/1",
-        f"device: {'cuda:0 (NVIDIA H100)' if gpu else 'cpu'}, 8 CPU threads (torch's default; trainer.threads=N sets it)",
+        f"device: {'cuda:0 (NVIDIA H100)' if gpu else 'cpu'}, 8 CPU threads (torch's default; "
+        f"trainer.threads=N sets it)",
         "parameters: 1,234 (1,000 trainable)", "samples: 10 train, 0 val, 5 test", said]

@@ -142,7 +142,8 @@ def test_two_runs_on_other_subsets_differ_by_their_overrides(cli, write_config, 
 
     config = write_config(TINY_MNIST)
     for subset in (160, 320):
-        result = cli("train", config, "trainer.epochs=1", f"data.subset={subset}", f"trainer.out_dir={tmp_path / 'runs'}")
+        result = cli("train", config, "trainer.epochs=1", f"data.subset={subset}",
+                     f"trainer.out_dir={tmp_path / 'runs'}")
         assert result.exit_code == 0, result.output
     found = list_runs(tmp_path / "runs")
     assert len(found) == 2
