@@ -14,13 +14,13 @@ IDS = ("20260101-120000", "20251231-235959", "20260101-090000")  # the newest fi
 
 
 def _runs(run, root: Path, name: str = "tiny_table", ids=IDS) -> list[Path]:
-    """Copies of `run` as root/name/<id>, each copied later given an older file time than the
-    one before: the newest by run id is the oldest on disk."""
+    """Copies of `run` as root/name/<id>, each copied later given a later file time than the
+    one before: the newest by run id (IDS[0]) is the oldest on disk."""
     copies = []
     for age, run_id in enumerate(ids):
         target = Path(shutil.copytree(run, root / name / run_id))
         for path in [target, *target.rglob("*")]:
-            os.utime(path, (1e9 - age, 1e9 - age))  # a fixed time: nothing depends on the clock
+            os.utime(path, (1e9 + age, 1e9 + age))  # a fixed time: nothing depends on the clock
         copies.append(target)
     return copies
 
@@ -57,6 +57,8 @@ def test_a_name_folder_gives_its_newest_run_and_says_which(table_run, tmp_path, 
 
 
 @pytest.mark.parametrize("command, needs, lacking", [("evaluate", "checkpoint", "a checkpoint"),
+                                                     ("predict", "checkpoint", "a checkpoint"),
+                                                     ("export", "checkpoint", "a checkpoint"),
                                                      ("plot", "epochs", "a finished epoch")])
 def test_newer_runs_without_a_checkpoint_are_skipped_with_a_note(table_run, tmp_path, cli, command, needs, lacking):
     newest, older, oldest = _runs(table_run, tmp_path / "runs")
@@ -65,7 +67,9 @@ def test_newer_runs_without_a_checkpoint_are_skipped_with_a_note(table_run, tmp_
     assert chosen == oldest  # IDS: 20260101-090000 is the newest after 20260101-120000
     assert note == (f"using the newest run of 3: {oldest} (skipped 1 newer run without {lacking} yet, still in or "
                     f"crashed in its first epoch: {newest})")
-    result = cli(command, tmp_path / "runs" / "tiny_table", *(["--split", "train"] if command == "evaluate" else []))
+    args = {"evaluate": ["--split", "train"], "predict": [table_run.parents[2] / "table.csv"],
+            "export": ["--format", "state_dict"], "plot": []}[command]
+    result = cli(command, tmp_path / "runs" / "tiny_table", *args)
     assert result.exit_code == 0, result.output
     assert f"skipped 1 newer run without {lacking} yet" in " ".join(result.stderr.split())
 
