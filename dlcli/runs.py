@@ -11,6 +11,7 @@ import json
 import math
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from dlcli.checkpoint import atomic_write_bytes
-from dlcli.errors import RunError
+from dlcli.errors import RunError, short_list
 
 CONFIG_FILE = "config.yaml"
 METRICS_JSONL = "metrics.jsonl"
@@ -248,6 +249,70 @@ def run_checkpoints_folder(path: Path) -> Path | None:
 
 
 # ---------------------------------------------------------------------------
+# The newest run of a name folder (`dlcli evaluate runs/NAME`, `dlcli plot runs/`)
+# ---------------------------------------------------------------------------
+
+RUN_ID = re.compile(r"(\d{8}-\d{6})(?:-(\d+))?")  # create_run_dir's names: a second's second run gets -1
+
+
+def run_id_key(name: str) -> tuple:
+    """How run ids sort by start: the timestamp, then create_run_dir's -N suffix; a folder
+    named otherwise (renamed by hand) sorts before every timestamped one, by name."""
+    match = RUN_ID.fullmatch(name)
+    return (1, match.group(1), int(match.group(2) or 0), name) if match else (0, "", 0, name)
+
+
+def resolve_run_argument(path: str | Path, needs: str) -> tuple[Path, str | None]:
+    """The path a report command works on, and a note saying which run it took (else None).
+
+    A run directory, a file or a path that does not exist comes back as it is (the command says
+    what is wrong with it). A folder of runs (runs/NAME, holding NAME/<YYYYmmdd-HHMMSS>/) or of
+    name folders (runs/) gives its newest run by run id (not file times), skipping newer runs
+    that do not have what the command `needs` yet: "checkpoint" (evaluate, predict, export) or
+    "epochs", an epoch record (plot)."""
+    path = Path(path)
+    if not path.is_dir() or _is_run_dir(path) or _holds_checkpoint(path):
+        return path, None
+    children = _subdirs(path)
+    runs = [p for p in children if _is_run_dir(p)]
+    names = [] if runs else [p for p in children if any(_is_run_dir(q) for q in _subdirs(p))]
+    runs += [q for p in names for q in _subdirs(p) if _is_run_dir(q)]
+    if not runs:
+        raise RunError(f"{path}: no runs in it; expected a run directory (runs/<name>/<id>), a folder of runs "
+                       f"(runs/<name>) or of name folders (runs/), as dlcli train writes them (trainer.out_dir)")
+    runs.sort(key=lambda run: run_id_key(run.name), reverse=True)
+    usable = [run for run in runs if _has(run, needs)]
+    lacking = "a checkpoint" if needs == "checkpoint" else "a finished epoch"
+    if not usable:
+        shown = short_list(runs, str, limit=5)
+        raise RunError(f"{path}: none of its {_count(len(runs), 'run')} has {lacking} yet ({shown}); expected a run "
+                       f"that finished at least one epoch (it then has checkpoints/last.pt and epoch records)")
+    chosen = usable[0]
+    of = f"{_count(len(runs), 'run')} in {_count(len(names), 'name folder')}" if names else str(len(runs))
+    note = f"using the newest run of {of}: {chosen}"
+    skipped = runs[:runs.index(chosen)]
+    if skipped:
+        note += (f" (skipped {_count(len(skipped), 'newer run')} without {lacking} yet, still in or crashed in its "
+                 f"first epoch: {short_list(skipped, str, limit=3)})")
+    return chosen, note
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'' if n == 1 else 's'}"
+
+
+def _holds_checkpoint(folder: Path) -> bool:
+    """A folder holding best.pt or last.pt itself (a run's checkpoints/, or a copy)."""
+    return any((folder / name).is_file() for name in ("best.pt", "last.pt"))
+
+
+def _has(run: Path, needs: str) -> bool:
+    if needs == "checkpoint":
+        return _holds_checkpoint(run / CHECKPOINTS_DIR)
+    return bool(epoch_records(run))
+
+
+# ---------------------------------------------------------------------------
 # Listing runs (`dlcli runs`): every file may be missing, torn or garbage
 # ---------------------------------------------------------------------------
 
@@ -323,12 +388,32 @@ def describe_run(path: Path, now: float) -> dict:
     best = best_of_run(summary, config, records)
     test = summary.get("test") if isinstance(summary.get("test"), dict) else {}
     seed = config.get("seed")
+    environment, _ = _read_json(path / ENV_FILE)
     return {"name": str(name), "id": path.name, "path": str(path), "date": _run_date(path),
+            "overrides": recorded_overrides(environment or {}),
             "seed": seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
             "epochs": epochs, "planned": planned, "monitor": best.get("metric"),
             "best": _number(best.get("value")), "best_epoch": best.get("epoch"),
             "test": {k: _number(v) for k, v in test.items() if isinstance(k, str) and _number(v) is not None},
             "status": _status(path, summary, summary_ok, records, now)}
+
+
+def recorded_overrides(environment: dict) -> list[str] | None:
+    """The key.path=value overrides the run was started with (`dlcli train CONFIG OVERRIDES...`):
+    environment.json's record, else (a run of an older dlcli) read from the command it kept;
+    None when neither says."""
+    overrides = environment.get("overrides")
+    if isinstance(overrides, list) and all(isinstance(o, str) for o in overrides):
+        return overrides
+    command = environment.get("command")
+    try:
+        words = shlex.split(command) if isinstance(command, str) else []
+    except ValueError:
+        return None
+    if words[:2] != ["dlcli", "train"] or "--resume" in words:
+        return None
+    positional = [word for word in words[2:] if not word.startswith("-")]
+    return [word for word in positional[1:] if "=" in word]  # the first: the config
 
 
 def epoch_records(run_dir: Path) -> list[dict]:

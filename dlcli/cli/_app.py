@@ -108,3 +108,15 @@ def escape(text: str) -> str:
 
 def is_terminal() -> bool:
     return sys.stdout.isatty()
+
+
+def run_argument(path: str, needs: str) -> str:
+    """The path a report command takes: a name folder (runs/NAME) or the runs folder gives its
+    newest run, said on stderr (stdout stays the report: --json output is parsed)."""
+    from dlcli.runs import resolve_run_argument
+
+    chosen, note = resolve_run_argument(path, needs)
+    if note is None:
+        return path
+    err_console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
+    return str(chosen)

@@ -22,6 +22,27 @@ def format_record(record: dict, epochs: int) -> str:
     return "  ".join(parts)
 
 
+def start_banner(start: dict) -> list[str]:
+    """The lines `dlcli train` prints before the first epoch (dlcli.train.run_start's record);
+    the run directory first: it is all that trainer.progress=none shows."""
+    threads = f"{start['threads']} CPU thread{'' if start['threads'] == 1 else 's'}"
+    chosen = "trainer.threads" if start["threads_set_by"] == "trainer.threads" else \
+        "torch's default; trainer.threads=N sets it"
+    gpu = f" ({start['gpu']})" if start.get("gpu") else ""
+    samples = start["samples"]
+    lines = [f"run directory: {start['run_dir']}",
+             f"device: {start['device']}{gpu}, {threads} ({chosen})",
+             f"parameters: {start['parameters']:,} ({start['trainable']:,} trainable)",
+             f"samples: {samples['train']:,} train, {samples['val']:,} val, {samples['test']:,} test"]
+    resumed = start.get("resumed")
+    if resumed:
+        at = f", batch {resumed['batch'] + 1} of {resumed['batches']}" if resumed["batch"] else ""
+        lines.append(f"resuming: at epoch {resumed['epoch']} of {resumed['epochs']}{at}" if
+                     resumed["epoch"] <= resumed["epochs"] else
+                     f"resuming: after its last epoch ({resumed['epochs']}), to finish the run")
+    return lines
+
+
 class ProgressDisplay(Callback):
     plain_every_s = 30.0  # plain mode: a line this often within an epoch, so a long one shows signs of life
 
@@ -44,6 +65,9 @@ class ProgressDisplay(Callback):
     def on_fit_start(self, trainer) -> None:
         if self.mode is None:
             self.mode = self._resolved(trainer.cfg["trainer"]["progress"])
+        lines = start_banner(trainer.start) if trainer.start else []
+        for line in lines if self.mode != "none" else lines[:1]:  # none: where the run writes, no more
+            self.console.print(line, highlight=False, markup=False, soft_wrap=True)  # a path cut cannot be copied
         for note in trainer.notes:
             self.console.print(f"[yellow]note:[/] {note}")
 

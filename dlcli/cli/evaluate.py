@@ -8,14 +8,15 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from dlcli.cli._app import app, console, err_console, escape, report_errors
+from dlcli.cli._app import app, console, err_console, escape, report_errors, run_argument
 
 MAX_CONFUSION_SHOWN = 20  # larger matrices are only written to the CSV
 
 
 @app.command(short_help="Loss, metrics and per-class figures of a checkpoint.")
 @report_errors
-def evaluate(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt) or a run directory (its best.pt)"),
+def evaluate(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt), a run directory (its best.pt), "
+                                                   "or runs/NAME (its newest run)"),
              split: Optional[str] = typer.Option(None, "--split", help="train | val | test (default: test; "
                                                  "with --data: the file's test part if it has one)"),
              data: Optional[str] = typer.Option(None, "--data", help="other data of the same shape: an .npz, a "
@@ -34,6 +35,7 @@ def evaluate(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt) or a
     """Evaluate a checkpoint: loss, metrics, per-class table and confusion matrix, or MSE, MAE, R²."""
     from dlcli.reports import evaluate_checkpoint, write_evaluation
 
+    checkpoint = run_argument(checkpoint, needs="checkpoint")
     _check_report_folder(out, checkpoint)  # before any work
     evaluation = evaluate_checkpoint(checkpoint, split=split, data=data, device=device, batch_size=batch_size)
     report = evaluation.report

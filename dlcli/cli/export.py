@@ -6,12 +6,13 @@ from typing import Optional
 
 import typer
 
-from dlcli.cli._app import app, console, escape, report_errors
+from dlcli.cli._app import app, console, escape, report_errors, run_argument
 
 
 @app.command(short_help="Export a model: TorchScript, ONNX or state_dict.")
 @report_errors
-def export(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt) or a run directory (its best.pt)"),
+def export(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt), a run directory (its best.pt), "
+                                                 "or runs/NAME (its newest run)"),
            fmt: str = typer.Option("torchscript", "--format", help="torchscript | onnx | state_dict"),
            out: Optional[str] = typer.Option(None, "--out", help="the file to write (default: "
                                              "<run>/export/<checkpoint>.<format>)"),
@@ -21,6 +22,7 @@ def export(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt) or a r
     """Export a model as TorchScript or ONNX (raw samples in, predictions out) or a plain state_dict."""
     from dlcli.export import export_checkpoint
 
+    checkpoint = run_argument(checkpoint, needs="checkpoint")
     result = export_checkpoint(checkpoint, fmt, out, force=force)
     console.print(f"wrote {escape(str(result.path))} ({result.format})", soft_wrap=True)
     console.print(f"  input:  {escape(result.info['input'])}", soft_wrap=True)

@@ -8,14 +8,15 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from dlcli.cli._app import app, console, err_console, escape, report_errors
+from dlcli.cli._app import app, console, err_console, escape, report_errors, run_argument
 
 MAX_ROWS_SHOWN = 50
 
 
 @app.command(short_help="Predict classes or values for new inputs.")
 @report_errors
-def predict(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt) or a run directory (its best.pt)"),
+def predict(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt), a run directory (its best.pt), "
+                                                  "or runs/NAME (its newest run)"),
             inputs: List[str] = typer.Argument(..., help="image files, an image folder, an .npz (array x) or a "
                                                          ".csv (the training features)"),
             top_k: int = typer.Option(3, "--top-k", min=1, help="classes shown per input (classification)"),
@@ -31,6 +32,7 @@ def predict(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt) or a 
     """Predict with a checkpoint: the top-k classes with probabilities, or the values."""
     from dlcli.predict import check_output, predict as run_predict, predictions_json, write_predictions
 
+    checkpoint = run_argument(checkpoint, needs="checkpoint")
     if out is not None:
         check_output(out, checkpoint, inputs, force)  # before any work
     predictions = run_predict(checkpoint, inputs, top_k=top_k, device=device, batch_size=batch_size)

@@ -40,7 +40,7 @@ def train(config: Optional[str] = typer.Argument(None, help="the YAML config (om
         if cfg is not None:
             console.print(f"training [bold]{escape(shorten(cfg['name'], 300))}[/] ({escape(shorten(config, 300))})",
                           soft_wrap=True)
-            summary = train_run(cfg, callbacks=[display], handle=handle)
+            summary = train_run(cfg, callbacks=[display], handle=handle, overrides=overrides)
         else:
             console.print(f"resuming {escape(shorten(resume, 300))}", soft_wrap=True)
             summary = resume_run(resume, overrides, callbacks=[display], handle=handle)

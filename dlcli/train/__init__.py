@@ -16,7 +16,7 @@ from dlcli.errors import CheckpointError, DataError, RunError, short_list, short
 from dlcli.train.callbacks import Callback, Checkpointer, EarlyStopping, MetricsLogger
 from dlcli.train.trainer import SecondSignal, Trainer, TrainingInterrupted
 
-__all__ = ["train", "resume", "Trainer", "TrainingInterrupted", "SecondSignal", "Callback", "RunHandle"]
+__all__ = ["train", "resume", "run_start", "Trainer", "TrainingInterrupted", "SecondSignal", "Callback", "RunHandle"]
 
 
 # where a data set's files are (dataset arguments): a resume may find its data elsewhere
@@ -41,7 +41,8 @@ class RunHandle:
 
 
 def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None = None,
-           held: ExitStack | None = None, normalization: dict | None | str = "compute"):
+           held: ExitStack | None = None, normalization: dict | None | str = "compute",
+           overrides: list[str] = ()):
     from dlcli.config import dump_config
     from dlcli.data.prepare import load_splits, prepare_data
     from dlcli.model import build_meta_model, resolve_device
@@ -65,7 +66,8 @@ def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None 
         held.enter_context(run_lock(run_dir))  # the run's, from its first file to the process's end
         text = dump_config(cfg)
         write_text_atomic(run_dir / CONFIG_FILE, text)
-        record = {**environment_record(str(device)), "config_sha256": text_sha256(text)}  # what dlcli wrote
+        record = {**environment_record(str(device)), "cpu_threads_set_by": threads_set_by(cfg),
+                  "overrides": list(overrides), "config_sha256": text_sha256(text)}  # what dlcli wrote
         write_text_atomic(run_dir / ENV_FILE, json.dumps(record, indent=2) + "\n")
     if handle is not None:
         handle.run_dir = run_dir
@@ -129,11 +131,38 @@ def _record_stop(run_dir: Path, summary: dict) -> None:
         pass
 
 
-def train(cfg: dict, callbacks: list[Callback] = (), handle: RunHandle | None = None) -> dict:
-    """Train a resolved config in a new run directory; returns the summary."""
+def train(cfg: dict, callbacks: list[Callback] = (), handle: RunHandle | None = None,
+          overrides: list[str] = ()) -> dict:
+    """Train a resolved config in a new run directory; returns the summary. `overrides`: the
+    key.path=value overrides `cfg` was resolved with, recorded in environment.json."""
     with ExitStack() as held:  # the run's lock
-        trainer, run_dir = _setup(cfg, callbacks, handle, held=held)
+        trainer, run_dir = _setup(cfg, callbacks, handle, held=held, overrides=overrides)
+        trainer.start = run_start(trainer, run_dir)
         return _fit(trainer, run_dir)
+
+
+def threads_set_by(cfg: dict) -> str:
+    """Who chose the CPU thread count: "trainer.threads", or "default" (torch's choice)."""
+    return "trainer.threads" if cfg["trainer"]["threads"] else "default"
+
+
+def run_start(trainer: Trainer, run_dir: Path, resumed: bool = False) -> dict:
+    """What the run starts training with, before its first epoch: device, CPU threads (and who
+    chose them), parameters, samples per split, run directory, and where a resume starts."""
+    import torch
+
+    params = list(trainer.model.parameters())
+    device = trainer.device
+    start = {"run_dir": str(run_dir), "device": str(device),
+             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+             "threads": torch.get_num_threads(), "threads_set_by": threads_set_by(trainer.cfg),
+             "parameters": sum(p.numel() for p in params),
+             "trainable": sum(p.numel() for p in params if p.requires_grad),
+             "samples": trainer.sample_counts(), "resumed": None}
+    if resumed:
+        start["resumed"] = {"epoch": trainer.epoch + 1, "batch": trainer.batch_in_epoch,
+                            "batches": trainer.batches_per_epoch, "epochs": trainer.cfg["trainer"]["epochs"]}
+    return start
 
 
 def _holding_the_run_lock(resume_run):
@@ -175,7 +204,8 @@ def resume(path: str | Path, overrides: list[str] = (), callbacks: list[Callback
     _refuse_changed_data(run_dir, state, trainer)
     _load_training_state(trainer, state, run_dir)
     # nothing in the run directory changes before the state has loaded and the data checked
-    _update_run_records(run_dir, state, cfg, trainer)
+    _update_run_records(run_dir, state, cfg, trainer, overrides)
+    trainer.start = run_start(trainer, run_dir, resumed=True)
     return _fit(trainer, run_dir)
 
 
@@ -266,7 +296,7 @@ def _load_training_state(trainer: Trainer, state: dict, run_dir: Path) -> None:
     trainer.best_state = _best_weights(run_dir, state)
 
 
-def _update_run_records(run_dir: Path, state: dict, cfg: dict, trainer: Trainer) -> None:
+def _update_run_records(run_dir: Path, state: dict, cfg: dict, trainer: Trainer, overrides: list[str]) -> None:
     """The run's files as the resume continues it: config.yaml with the overrides (hand edits
     kept aside, and noted), no leftover temporaries, this resume in environment.json, and the
     logs cut back to what the checkpoint covers."""
@@ -287,7 +317,7 @@ def _update_run_records(run_dir: Path, state: dict, cfg: dict, trainer: Trainer)
     threads = _other_threads_note(_starts(environment)[-1], trainer)  # before this resume is added
     if threads:
         trainer.notes.append(threads)
-    _record_resume(run_dir, environment, trainer, state, text)
+    _record_resume(run_dir, environment, trainer, state, text, overrides)
     # The logs may run ahead of the checkpoint (killed between the two writes) or
     # end in a torn line: keep what the checkpoint covers, from its own history.
     log = MetricsLog(run_dir)
@@ -413,13 +443,15 @@ def _normalization_change(now: dict | None, then: dict | None) -> str:
     return "normalization differs"
 
 
-def _record_resume(run_dir: Path, environment: dict, trainer: Trainer, state: dict, config_text: str) -> None:
+def _record_resume(run_dir: Path, environment: dict, trainer: Trainer, state: dict, config_text: str,
+                   overrides: list[str]) -> None:
     """environment.json (as read: `environment`) keeps the first start's record and gains one per
     resume (its command, directory, device and versions may differ; `config_text`: the
     config.yaml it left): what ran, where, for each part of the run."""
     from dlcli.runs import ENV_FILE, environment_record, text_sha256, write_text_atomic
 
-    resumed = {**environment_record(str(trainer.device)), "from_epoch": state["epoch"] + 1,
+    resumed = {**environment_record(str(trainer.device)), "cpu_threads_set_by": threads_set_by(trainer.cfg),
+               "overrides": list(overrides), "from_epoch": state["epoch"] + 1,
                "from_batch": (state.get("batch_in_epoch") or 0) + 1, "checkpoint": str(Path(state["path"]).absolute()),
                "config_sha256": text_sha256(config_text)}
     record = {**environment, "resumes": [*_starts(environment)[1:], resumed]}

@@ -78,6 +78,7 @@ class Trainer:
         t = cfg["trainer"]
         self.cfg, self.data, self.device, self.callbacks = cfg, data, device, list(callbacks)
         self.notes: list[str] = []
+        self.start: dict = {}  # what the run starts with (dlcli.train.run_start), for the CLI's start banner
         seed_everything(cfg["seed"])
         if t["threads"]:
             torch.set_num_threads(t["threads"])

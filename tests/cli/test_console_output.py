@@ -92,7 +92,9 @@ def _plain_training(tmp_path, monkeypatch, every_s: float | None) -> tuple[list[
     out = io.StringIO()
     display = ProgressDisplay(Console(file=out, width=200), "plain")
     train(tiny_mnist(tmp_path, "trainer.epochs=2"), callbacks=[display])
-    return out.getvalue().splitlines(), len(asked) - 2
+    lines = out.getvalue().splitlines()
+    assert [line.split(":")[0] for line in lines[:4]] == ["run directory", "device", "parameters", "samples"]
+    return lines[4:], len(asked) - 2  # after the start banner
 
 
 def test_plain_progress_prints_a_line_every_period_within_an_epoch(tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 """The summary `dlcli train` prints when a run ends."""
 
 import io
+import json
 
 import pytest
 from rich.console import Console
@@ -55,7 +56,7 @@ def test_the_resume_hint_after_a_signal_is_quoted_for_the_shell(tmp_path, monkey
 
     run_dir = tmp_path / "my run [x]" / "20261127-063602"
 
-    def interrupted(cfg, callbacks=(), handle=None):  # a run that SIGINT stopped in epoch 2
+    def interrupted(cfg, callbacks=(), handle=None, overrides=()):  # a run that SIGINT stopped in epoch 2
         handle.run_dir, handle.trainer = run_dir, SimpleNamespace(epoch=1, batch_in_epoch=3)
         raise dlcli.train.TrainingInterrupted("SIGINT")
 
@@ -98,7 +99,7 @@ def test_an_error_after_the_run_directory_exists_names_it(cli, write_config, tmp
     from dlcli.errors import ConfigError, Problem, RunError
     from tests.samples import TINY_MNIST
 
-    def failing(cfg, callbacks, handle):
+    def failing(cfg, callbacks, handle, overrides):
         handle.run_dir = tmp_path / "runs" / "tiny" / "1"
         raise RunError("the disk is full") if error == "run" else ConfigError([Problem(("data",), "bad")], "x.yaml")
 
@@ -118,7 +119,7 @@ def test_the_stop_message_says_where_the_checkpoint_is(tmp_path, monkeypatch, ep
 
     run_dir = tmp_path / "runs" / "tiny" / "1"
 
-    def interrupted(cfg, callbacks=(), handle=None):
+    def interrupted(cfg, callbacks=(), handle=None, overrides=()):
         handle.run_dir, handle.trainer = run_dir, SimpleNamespace(epoch=epoch, batch_in_epoch=batch)
         raise dlcli.train.TrainingInterrupted("SIGTERM")
 
@@ -137,7 +138,7 @@ def test_a_hard_stop_says_what_was_kept(tmp_path, monkeypatch, saved, second):
     if saved:
         (run_dir / "checkpoints" / "last.pt").write_bytes(b"")
 
-    def killed(cfg, callbacks=(), handle=None):
+    def killed(cfg, callbacks=(), handle=None, overrides=()):
         handle.run_dir = run_dir
         raise dlcli.train.SecondSignal("SIGTERM") if second else KeyboardInterrupt
 
@@ -180,3 +181,85 @@ def _stopped_train(tmp_path, monkeypatch, fake_train) -> str:
     config.write_text(TINY_MNIST)
     assert CliRunner().invoke(app, ["train", str(config)]).exit_code == 130
     return err.getvalue()
+
+
+# TINY_MNIST's parameters: conv 4*9+4, dense 676*16+16, batchnorm 2*16, dense 16*10+10
+TINY_PARAMETERS = 40 + 10_832 + 32 + 170
+# subset 320, val_split 0.25, test_subset 200
+TINY_SAMPLES = "samples: 240 train, 80 val, 200 test"
+
+
+@pytest.mark.parametrize("progress", ["plain", "bar", "auto", "none"])
+def test_the_start_banner_comes_before_the_first_epoch(cli, write_config, tmp_path, progress):
+    """Device, threads and who chose them, parameters, samples per split and the run directory;
+    trainer.progress=none (no progress lines) shows only where the run writes."""
+    from tests.samples import TINY_MNIST
+
+    result = cli("train", write_config(TINY_MNIST), "trainer.epochs=1", f"trainer.progress={progress}",
+                 f"trainer.out_dir={tmp_path}")
+    assert result.exit_code == 0, result.output
+    (run_dir,) = tmp_path.glob("tiny/*")
+    threads = json.loads((run_dir / "environment.json").read_text())["cpu_threads"]
+    banner = [f"run directory: {tmp_path / 'tiny' / run_dir.name}",
+              f"device: cpu, {threads} CPU thread{'' if threads == 1 else 's'} (torch's default; "
+              f"trainer.threads=N sets it)",
+              f"parameters: {TINY_PARAMETERS:,} ({TINY_PARAMETERS:,} trainable)", TINY_SAMPLES]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("training tiny")
+    if progress == "none":
+        assert lines[1:2] == banner[:1] and not any(line.startswith(("device:", "samples:")) for line in lines)
+    else:
+        assert lines[1:5] == banner, result.stdout  # then the epoch (a bar leaves a blank line where it was)
+        assert [line for line in lines[5:] if line][0].startswith("epoch 1/1"), result.stdout
+
+
+def test_the_banner_says_when_trainer_threads_chose_the_threads(cli, write_config, tmp_path):
+    from tests.samples import TINY_MNIST
+
+    result = cli("train", write_config(TINY_MNIST), "trainer.epochs=1", "trainer.threads=1", "trainer.progress=plain",
+                 f"trainer.out_dir={tmp_path}")
+    assert result.exit_code == 0, result.output
+    assert "device: cpu, 1 CPU thread (trainer.threads)\n" in result.stdout
+    (run_dir,) = tmp_path.glob("tiny/*")
+    environment = json.loads((run_dir / "environment.json").read_text())
+    assert (environment["cpu_threads"], environment["cpu_threads_set_by"]) == (1, "trainer.threads")
+    assert environment["overrides"] == ["trainer.epochs=1", "trainer.threads=1", "trainer.progress=plain",
+                                        f"trainer.out_dir={tmp_path}"]
+
+
+def test_a_resume_prints_the_banner_with_where_it_resumes(cli, tmp_path):
+    from dlcli.train import RunHandle, TrainingInterrupted, train
+    from tests.samples import InterruptAt, tiny_mnist
+
+    handle = RunHandle()
+    with pytest.raises(TrainingInterrupted):  # stopped after batch 6 of epoch 2 (8 batches of 32 in 240)
+        train(tiny_mnist(tmp_path, "trainer.epochs=2", "trainer.progress=plain"), callbacks=[InterruptAt(1, 5)],
+              handle=handle)
+    result = cli("train", "--resume", handle.run_dir, "trainer.threads=1")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[1:6] == [f"run directory: {handle.run_dir}", "device: cpu, 1 CPU thread (trainer.threads)",
+                          f"parameters: {TINY_PARAMETERS:,} ({TINY_PARAMETERS:,} trainable)", TINY_SAMPLES,
+                          "resuming: at epoch 2 of 2, batch 7 of 8"], result.stdout
+    assert lines.index("resuming: at epoch 2 of 2, batch 7 of 8") < \
+        next(i for i, line in enumerate(lines) if line.startswith("epoch 2/2"))
+    resumed = json.loads((handle.run_dir / "environment.json").read_text())["resumes"][-1]
+    assert (resumed["overrides"], resumed["cpu_threads_set_by"]) == (["trainer.threads=1"], "trainer.threads")
+
+
+@pytest.mark.parametrize("gpu, resumed, said", [
+    (None, {"epoch": 3, "batch": 0, "batches": 8, "epochs": 5}, "resuming: at epoch 3 of 5"),
+    ("NVIDIA H100", {"epoch": 5, "batch": 0, "batches": 8, "epochs": 4},
+     "resuming: after its last epoch (4), to finish the run")])
+def test_the_banner_names_the_gpu_and_a_resume_after_the_last_epoch(gpu, resumed, said):
+    """A resume of a run killed after its last checkpoint, before its summary, trains no epoch."""
+    from dlcli.cli._progress import start_banner
+
+    start = {"run_dir": "runs/x/1", "device": "cuda:0" if gpu else "cpu", "gpu": gpu, "threads": 8,
+             "threads_set_by": "default", "parameters": 1234, "trainable": 1000,
+             "samples": {"train": 10, "val": 0, "test": 5}, "resumed": resumed}
+    assert start_banner(start) == [
+        "run directory: runs/x/1",
+        f"device: {'cuda:0 (NVIDIA H100)' if gpu else 'cpu'}, 8 CPU threads (torch's default; "
+        f"trainer.threads=N sets it)",
+        "parameters: 1,234 (1,000 trainable)", "samples: 10 train, 0 val, 5 test", said]

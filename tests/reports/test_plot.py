@@ -70,10 +70,15 @@ def test_missing_matplotlib_says_how_to_install_it_from_the_checkout(mnist_run, 
 
 
 def test_run_without_metrics_is_a_clear_error(tmp_path, cli):
-    (tmp_path / "empty").mkdir()
-    result = cli("plot", tmp_path / "empty")
+    run = tmp_path / "run"  # started, stopped before its first epoch ended
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("name: run\n")
+    result = cli("plot", run)
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "no epoch records yet" in " ".join(result.output.split())
+    (tmp_path / "empty").mkdir()  # not a run, nor a folder of runs
+    result = cli("plot", tmp_path / "empty")
+    assert result.exit_code == 2 and "empty: no runs in it" in " ".join(result.output.split())
     result = cli("plot", tmp_path / "nowhere")
     assert result.exit_code == 2 and "no such directory" in result.output
 

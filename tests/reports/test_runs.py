@@ -138,3 +138,54 @@ def test_best_record_skips_values_the_trainer_never_takes(mode, bad):
             "max": {"metric": "val_loss", "value": 0.5, "epoch": 2}}[mode]
     assert best_record(records, "val_loss", mode) == best
     assert best_record([{"epoch": 1, "val_loss": bad}], "val_loss", mode) == {}
+
+
+def test_two_runs_on_other_subsets_differ_by_their_overrides(cli, write_config, tmp_path):
+    """The table shows each run's path and the overrides it was started with; --json has both."""
+    from tests.samples import TINY_MNIST
+
+    config = write_config(TINY_MNIST)
+    for subset in (160, 320):
+        result = cli("train", config, "trainer.epochs=1", f"data.subset={subset}",
+                     f"trainer.out_dir={tmp_path / 'runs'}")
+        assert result.exit_code == 0, result.output
+    found = list_runs(tmp_path / "runs")
+    assert len(found) == 2
+    by_subset = {run["overrides"][1]: run for run in found}
+    assert sorted(by_subset) == ["data.subset=160", "data.subset=320"]
+    table = cli("runs", tmp_path / "runs").stdout
+    for subset, run in by_subset.items():
+        path, *overrides = _run_cell(table, run["path"])  # the overrides wrap to the path's width
+        assert " ".join(overrides) == f"trainer.epochs=1 {subset} trainer.out_dir={tmp_path / 'runs'}", table
+        assert run["path"].startswith(str(tmp_path / "runs" / "tiny") + os.sep)
+    listed = json.loads(cli("runs", tmp_path / "runs", "--json").stdout)
+    assert {run["path"]: run["overrides"] for run in listed} == {run["path"]: run["overrides"] for run in found}
+
+
+@pytest.mark.parametrize("environment, shown", [
+    ({"command": "dlcli train 'my cfg.yaml' data.subset=500 'trainer.device=cuda:0'"},  # an older dlcli's run
+     ["data.subset=500", "trainer.device=cuda:0"]),
+    ({"command": "dlcli train cfg.yaml", "overrides": ["data.subset=9"]}, ["data.subset=9"]),
+    ({"command": "dlcli train cfg.yaml"}, []),
+    ({"command": "python my_script.py data.subset=3"}, None),  # dlcli called from a program: not told
+    ({}, None)])
+def test_overrides_of_older_runs_are_read_from_their_command(mnist_run, tmp_path, cli, environment, shown):
+    run = _clone(mnist_run, tmp_path / "runs", "tiny_mnist", "20260101-100000")
+    (run / "environment.json").write_text(json.dumps(environment))
+    (found,) = list_runs(tmp_path / "runs")
+    assert found["overrides"] == shown
+    said = "(overrides not recorded)" if shown is None else " ".join(shown)
+    assert _run_cell(cli("runs", tmp_path / "runs").stdout, str(run)) == [str(run), *([said] if said else [])]
+
+
+def _run_cell(table: str, path: str) -> list[str]:
+    """The lines of the run column of `dlcli runs` for the run at `path`: its path, then its overrides."""
+    lines = table.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"│ {path} "))
+    cell = [path]
+    for line in lines[start + 1:]:
+        cells = [c.strip() for c in line.split("│")[1:-1]]
+        if not cells or cells[1]:  # the border, or the next run's row
+            break
+        cell.append(cells[0])
+    return cell
