@@ -99,11 +99,13 @@ def _npz_split_shapes(path: Path, cfg: dict, found: _Found, key: str, inline_ok:
             if split != "train" and x_name not in names and y_name not in names:
                 continue
             absent = [n for n in (x_name, y_name) if n not in names]
-            if absent:
-                together = f" ({x_name} and {y_name} go together)" if split != "train" else ""
-                found.add(("data", key), f"{path}: expected an array named {absent[0]!r}{together};"
+            if absent and split != "train":  # the loaders' words for each case
+                found.add(("data", key), f"{path}: expected {x_name} and {y_name} together, {absent[0]} is missing")
+            elif absent:
+                found.add(("data", key), f"{path}: expected an array named {absent[0]!r};"
                                          f"{did_you_mean(absent[0], names)} the file has: "
                                          f"{short_list(names) or 'no arrays'}")
+            if absent:
                 continue
             with found.about(key):
                 x, y = _npz_array_header(npz, x_name, path), _npz_array_header(npz, y_name, path)
@@ -176,12 +178,12 @@ def inspect_image_folder(cfg: dict) -> list[tuple[tuple, str]]:
 
     found = _Found()
     with found.about("path"):
-        _, _, classes, source = sources.scan_image_folder(cfg["data"], cfg["model"]["input_shape"])
+        _, _, classes, _ = sources.scan_image_folder(cfg["data"], cfg["model"]["input_shape"])
         layers = cfg["model"]["layers"]
         out_shape = infer_shapes(cfg["model"]["input_shape"], layers)[-1][3]
         classifies = LOSSES.get(cfg["loss"]["type"]).meta["task"] == "classification"
         if classifies and len(out_shape) == 1 and len(classes) > out_shape[0]:
             found.add(("model", "layers", len(layers) - 1),
-                      f"{source}: has {len(classes)} class folders ({short_list(classes, limit=10)}) but the model "
+                      f"{cfg['data']['path']}: has {len(classes)} class folders ({short_list(classes, limit=10)}) but the model "
                       f"outputs {out_shape[0]} values; set the last layer's units to {len(classes)}")
     return found.problems
