@@ -11,7 +11,7 @@ import contextlib
 from pathlib import Path
 
 from dlcli.data import _sources as sources
-from dlcli.errors import DataError, did_you_mean, short_list
+from dlcli.errors import DataError, did_you_mean, short_list, shorten
 
 CSV_ROWS_CHECKED = 100  # the first data rows of a CSV validate reads; train reads them all
 
@@ -25,10 +25,13 @@ class _Found:
 
     @contextlib.contextmanager
     def about(self, key: str | tuple):
+        key = ("data", key) if isinstance(key, str) else key
         try:
             yield
         except DataError as err:
-            self.add(err.key or (("data", key) if isinstance(key, str) else key), str(err))
+            self.add(err.key or key, str(err))
+        except OSError as err:  # a folder that cannot be listed, a name too long for the file system
+            self.add(key, f"{shorten(str(err.filename), 300)}: cannot read: {err.strerror}")
 
     def add(self, key: tuple, message: str) -> None:
         self.problems.append((tuple(key), message))

@@ -364,3 +364,8 @@ def test_device_and_data_problems_are_reported_together(cli, write_config, tmp_p
     assert_refused(cli("validate", config, "trainer.device=cuda"), re.escape(f"{config}: 2 problems"),
                    re.escape("override 'trainer.device=cuda': trainer.device: cuda was asked for"),
                    located(config, 8, "data.path"))
+
+
+def test_a_path_the_file_system_refuses_is_a_problem_at_its_key(cli, write_config, tmp_path):
+    config = csv_config(write_config, tmp_path, tmp_path / ("a" * 300) / "x.csv")  # a name longer than NAME_MAX
+    assert_refused(cli("validate", config), located(config, 8, "data.path"), "File name too long")
