@@ -81,9 +81,7 @@ def inspect_npz(cfg: dict) -> list[tuple[tuple, str]]:
         inline = _npz_split_shapes(Path(data["path"]), cfg, found, "path", inline_ok=True)
     if data["test_path"]:
         if "test" in inline:
-            found.add(("data", "test_path"), f"{data['path']}: holds x_test and y_test, and data.test_path="
-                                             f"{data['test_path']} is given too; expected one test split: remove "
-                                             f"test_path or the x_test/y_test arrays")
+            found.add(("data", "test_path"), sources.two_test_splits(Path(data["path"]), data["test_path"]))
         with found.about("test_path"):
             _npz_split_shapes(Path(data["test_path"]), cfg, found, "test_path")
     return found.problems

@@ -34,6 +34,7 @@ from dlcli.data._tensors import ImageFiles, Split, Splits
 from dlcli.errors import DataError, did_you_mean, short_list, short_repr, short_size, shorten
 from dlcli.registry import NUMBER_RE
 
+
 @contextlib.contextmanager
 def about_key(key: str | tuple):
     """DataErrors raised inside are about config key `key` (`"test_path"`: data.test_path),
@@ -339,8 +340,7 @@ def load_npz_file(args: dict, input_shape: list | None) -> Splits:
     if inline_val is not None:
         arrays["val"], where["val"] = inline_val, f"{path} (x_val, y_val)"
     if inline_test is not None and test_path:
-        raise DataError(f"{path}: holds x_test and y_test, and data.test_path={test_path} is given too; "
-                        f"expected one test split: remove test_path or the x_test/y_test arrays")
+        raise DataError(two_test_splits(path, test_path), key=("data", "test_path"))
     if inline_test is not None:
         arrays["test"], where["test"] = inline_test, f"{path} (x_test, y_test)"
     elif test_path:
@@ -360,6 +360,11 @@ def load_npz_file(args: dict, input_shape: list | None) -> Splits:
     return Splits(train=splits["train"], test=splits.get("test"), val=splits.get("val"), task=task,
                   num_classes=num_classes, class_names=[str(c) for c in range(num_classes)] if num_classes else None,
                   source=source, meta={"val_arrays": "x_val, y_val"} if "val" in splits else {})
+
+
+def two_test_splits(path: Path, test_path: str) -> str:
+    return (f"{path}: holds x_test and y_test, and data.test_path={test_path} is given too; expected one test "
+            f"split: remove test_path or the x_test/y_test arrays")
 
 
 def _describe(x: torch.Tensor) -> str:

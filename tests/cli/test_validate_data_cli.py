@@ -207,6 +207,17 @@ def test_npz_problems_are_reported_at_their_keys_all_at_once(cli, write_config, 
                    located(config, 10, "data.test_path") + re.escape(f"{test}: file not found"))
 
 
+def test_npz_with_a_test_split_inside_and_a_test_path_names_data_test_path(cli, write_config, tmp_path):
+    path, test = tmp_path / "d.npz", tmp_path / "t.npz"
+    arrays = dict(x=np.zeros((6, 4), np.float32), y=np.arange(6) % 3)
+    np.savez(path, **arrays, x_test=arrays["x"], y_test=arrays["y"])
+    np.savez(test, **arrays)
+    config = npz_config(write_config, tmp_path, path, extra=f"\n  test_path: {test}")
+    for command in ("validate", "train"):
+        assert_refused(cli(command, config), located(config, 10, "data.test_path")
+                       + re.escape(f"{path}: holds x_test and y_test, and data.test_path={test} is given too"))
+
+
 def test_npz_with_too_few_targets_or_no_x_is_refused(cli, write_config, tmp_path):
     path = tmp_path / "d.npz"
     np.savez(path, x=np.zeros((6, 4), np.float32), y=np.arange(5))
