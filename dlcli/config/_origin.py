@@ -74,12 +74,9 @@ class ConfigOrigin:
         looked = os.path.abspath(written)
         if os.path.exists(looked):
             return ""
-        message_names_it = looked in message
-        note = (f" (looked for {looked}: a relative {format_path(path)}, {shorten(written, quote=True)}, is read "
-                f"from the current directory {cwd})")
-        if message_names_it:
-            note = (f" (a relative {format_path(path)}, {shorten(written, quote=True)}, is read from the current "
-                    f"directory {cwd})")
+        looked_for = "" if looked in message else f"looked for {looked}: "  # the loaders' messages start with it
+        note = (f" ({looked_for}a relative {format_path(path)}, {shorten(written, quote=True)}, is read from the "
+                f"current directory {cwd})")
         beside = Path(self.source).resolve().parent / written
         if os.path.exists(beside) and str(beside) != looked:
             note += f"; HINT: {beside} exists next to the config: set {format_path(path)}: {beside}"
