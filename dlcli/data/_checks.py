@@ -120,7 +120,7 @@ def _npz_split_shapes(path: Path, cfg: dict, found: _Found, key: str, inline_ok:
 
 def _npz_array_header(npz, name: str, path: Path) -> tuple:
     """The shape of array `name`, from its .npy header: numbers only, as train reads them."""
-    header = sources._npz_header(npz, name)
+    header = sources.npz_header(npz, name)
     if header is None:
         raise DataError(f"{path}: cannot read the header of array {name!r}; expected an array saved by np.savez")
     shape, dtype = header

@@ -428,7 +428,7 @@ def read_npz_arrays(npz, names: list[str], path: Path) -> dict[str, np.ndarray]:
     return {name: _npz_array(npz, name, path) for name in names}
 
 
-def _npz_header(npz, name: str) -> tuple[tuple, np.dtype] | None:
+def npz_header(npz, name: str) -> tuple[tuple, np.dtype] | None:
     """The shape and dtype of array `name`, read from its .npy header without its data
     (None when the header is not one numpy's public readers take)."""
     readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
@@ -450,7 +450,7 @@ def _check_memory_for(npz, names: list[str], path: Path) -> None:
 
     need = 0
     for name in names:
-        header = _npz_header(npz, name)
+        header = npz_header(npz, name)
         if header is not None:
             need += math.prod(header[0]) * (header[1].itemsize + 4)
     available = available_memory()

@@ -207,6 +207,15 @@ def test_npz_problems_are_reported_at_their_keys_all_at_once(cli, write_config, 
                    located(config, 10, "data.test_path") + re.escape(f"{test}: file not found"))
 
 
+def test_train_reports_samples_that_do_not_fit_at_model_input_shape(cli, write_config, tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.zeros((6, 5), np.float32), y=np.arange(6) % 3)
+    config = npz_config(write_config, tmp_path, path)
+    assert_refused(cli("train", config), located(config, 3, "model.input_shape")
+                   + re.escape(f"training samples have shape (5,) but model.input_shape is [4]; set "
+                               f"model.input_shape to [5]"))
+
+
 def test_npz_with_a_test_split_inside_and_a_test_path_names_data_test_path(cli, write_config, tmp_path):
     path, test = tmp_path / "d.npz", tmp_path / "t.npz"
     arrays = dict(x=np.zeros((6, 4), np.float32), y=np.arange(6) % 3)
