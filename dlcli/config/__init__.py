@@ -18,7 +18,8 @@ from dlcli.config._validate import (canonicalize_layers, canonicalize_sections, 
                                     looks_channels_last, section_defaults, validate)
 from dlcli.errors import ConfigError
 
-__all__ = ["load_config", "load_config_with_origin", "ConfigOrigin", "resolve_config", "config_from_text", "dump_config", "infer_shapes",
+__all__ = ["load_config", "load_config_with_origin", "ConfigOrigin", "resolve_config", "config_from_text",
+           "dump_config", "infer_shapes",
            "data_view_fits", "looks_channels_last", "ConfigError"]
 
 

@@ -77,7 +77,8 @@ _WORKERS = Arg("workers", Optional(Int(min=0, max=256)), None,
 
 
 @DATASETS.register("mnist", help="MNIST digits, 60,000/10,000 28x28 grey images (shipped with dlcli, offline)",
-                   sample_shape=(1, 28, 28), num_classes=10, task="classification", inspect=_inspected_by("inspect_mnist"))
+                   sample_shape=(1, 28, 28), num_classes=10, task="classification",
+                   inspect=_inspected_by("inspect_mnist"))
 def load_mnist(args, input_shape):
     from dlcli.data._sources import load_mnist_idx
 
@@ -103,7 +104,8 @@ _torchvision("cifar100", "CIFAR100", "CIFAR-100, 32x32 colour images, 100 classe
 
 @DATASETS.register("npz", help="a NumPy .npz file with arrays x and y (and optionally x_test, y_test; x_val, y_val)",
                    args=(_PATH, _TEST_PATH, _TASK),
-                   may_name_val_split=True, inspect=_inspected_by("inspect_npz"))  # x_val, y_val: which a config cannot tell before reading the file
+                   inspect=_inspected_by("inspect_npz"),
+                   may_name_val_split=True)  # x_val, y_val: which a config cannot tell before reading the file
 def load_npz(args, input_shape):
     from dlcli.data._sources import load_npz_file
 
@@ -131,7 +133,8 @@ def load_csv(args, input_shape):
 @DATASETS.register("image_folder", help="images in class folders (root/class_x/*.png), as torchvision's "
                                         "ImageFolder; resized to the model's input shape",
                    args=(_PATH, _TEST_PATH, _IN_MEMORY, _WORKERS), stored_by_class=True,
-                   images=True, inspect=_inspected_by("inspect_image_folder"))  # of any size (predict reads image files; an input_shape [H, W] reads rows as steps)
+                   inspect=_inspected_by("inspect_image_folder"),
+                   images=True)  # of any size (predict reads image files; an input_shape [H, W] reads rows as steps)
 def load_image_folder(args, input_shape):
     from dlcli.data._sources import load_image_folder_dir
 

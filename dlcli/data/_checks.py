@@ -185,6 +185,6 @@ def inspect_image_folder(cfg: dict) -> list[tuple[tuple, str]]:
         classifies = LOSSES.get(cfg["loss"]["type"]).meta["task"] == "classification"
         if classifies and len(out_shape) == 1 and len(classes) > out_shape[0]:
             found.add(("model", "layers", len(layers) - 1),
-                      f"{cfg['data']['path']}: has {len(classes)} class folders ({short_list(classes, limit=10)}) but the model "
-                      f"outputs {out_shape[0]} values; set the last layer's units to {len(classes)}")
+                      f"{cfg['data']['path']}: has {len(classes)} class folders ({short_list(classes, limit=10)}) "
+                      f"but the model outputs {out_shape[0]} values; set the last layer's units to {len(classes)}")
     return found.problems

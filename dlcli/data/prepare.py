@@ -214,7 +214,8 @@ def model_ids(cfg: dict, x: torch.Tensor, where: str) -> torch.Tensor:
         if bool(fraction.any()):
             at = _first_position(fraction)
             raise DataError(f"{where}: model.layers[0] ({first['type']}) takes integer ids, received "
-                            f"{x[at].item():g} {_at(at)}; expected whole numbers", key=("data", data_key(cfg["data"]["dataset"])))
+                            f"{x[at].item():g} {_at(at)}; expected whole numbers",
+                            key=("data", data_key(cfg["data"]["dataset"])))
         x = x.long()
     limit = first[bound]
     outside = (x < 0) | (x >= limit)

@@ -212,7 +212,7 @@ def test_train_reports_samples_that_do_not_fit_at_model_input_shape(cli, write_c
     np.savez(path, x=np.zeros((6, 5), np.float32), y=np.arange(6) % 3)
     config = npz_config(write_config, tmp_path, path)
     assert_refused(cli("train", config), located(config, 3, "model.input_shape")
-                   + re.escape(f"training samples have shape (5,) but model.input_shape is [4]; set "
+                   + re.escape(f"npz {path}: training samples have shape (5,) but model.input_shape is [4]; set "
                                f"model.input_shape to [5]"))
 
 
