@@ -12,9 +12,25 @@ from typing import Callable, Iterable, Sequence
 
 
 class DlcliError(Exception):
-    """Bad input: reported to the user as a message, exit status 2."""
+    """Bad input: reported to the user as a message, exit status 2.
+
+    `key`: the config key the problem is about (`('data', 'path')`), where it is known: a
+    command that read the config file reports the error at that key's file and line
+    (`dlcli.config.ConfigOrigin.located`). The message reads on its own without it."""
 
     exit_code = 2
+    key: tuple | None = None
+
+    def __init__(self, *args: object, key: tuple | None = None):
+        super().__init__(*args)
+        if key is not None:
+            self.key = tuple(key)
+
+    def at_key(self, key: tuple) -> "DlcliError":
+        """This error, about config key `key` unless it already names one."""
+        if self.key is None:
+            self.key = tuple(key)
+        return self
 
 
 class DataError(DlcliError):

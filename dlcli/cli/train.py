@@ -17,7 +17,7 @@ def train(config: Optional[str] = typer.Argument(None, help="the YAML config (om
           resume: Optional[str] = typer.Option(None, "--resume", help="continue a run: its directory or a checkpoint"),
           ) -> None:
     """Train a model; writes runs/<name>/<id>/ with config, metrics, checkpoints and summary."""
-    from dlcli.config import load_config
+    from dlcli.config import load_config_with_origin
     from dlcli.errors import DlcliError, short_repr, shorten
 
     overrides = list(overrides or [])
@@ -29,7 +29,8 @@ def train(config: Optional[str] = typer.Argument(None, help="the YAML config (om
                              f"--resume {shorten(resume, 300)})")
     if resume is None and config is None:
         raise DlcliError("missing CONFIG: dlcli train CONFIG [key.path=value ...] or dlcli train --resume RUN_DIR")
-    cfg = load_config(config, overrides) if resume is None else None  # config errors before torch loads
+    # config errors before torch loads; the origin reports later data and device errors at their keys' lines
+    cfg, origin = load_config_with_origin(config, overrides) if resume is None else (None, None)
 
     from dlcli.cli._progress import ProgressDisplay
     from dlcli.train import RunHandle, SecondSignal, TrainingInterrupted, resume as resume_run, train as train_run
@@ -63,11 +64,13 @@ def train(config: Optional[str] = typer.Argument(None, help="the YAML config (om
         err_console.print(f"[yellow]stopped at once {how}[/]: {kept}", soft_wrap=True)
         raise typer.Exit(130) from None
     except DlcliError as err:
+        if origin is not None:
+            err = origin.located(err)  # `cfg.yaml:12: data.path: ...` for an error about a config key
         if handle.run_dir is not None:
             last = handle.run_dir / "checkpoints" / "last.pt"
             kept = f"; last good checkpoint: {last}" if last.exists() else ""
             err.args = (f"{err}\nrun directory: {handle.run_dir}{kept}",)  # any DlcliError, whatever its arguments
-        raise
+        raise err from None
     report(summary)
 
 

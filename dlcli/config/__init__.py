@@ -13,13 +13,15 @@ from typing import Any
 
 from dlcli.config._examples import Example, entry_example
 from dlcli.config._load import parse_yaml, read_config_file
+from dlcli.config._origin import ConfigOrigin
 from dlcli.config._overrides import apply_overrides
 from dlcli.config._validate import (canonicalize_layers, canonicalize_sections, data_view_fits, infer_shapes,
                                     looks_channels_last, section_defaults, validate)
 from dlcli.errors import ConfigError
 
-__all__ = ["load_config", "resolve_config", "config_from_text", "dump_config", "infer_shapes",
-           "data_view_fits", "looks_channels_last", "ConfigError", "Example", "entry_example"]
+__all__ = ["load_config", "load_config_with_origin", "ConfigOrigin", "resolve_config", "config_from_text",
+           "dump_config", "infer_shapes", "data_view_fits", "looks_channels_last", "ConfigError", "Example",
+           "entry_example"]
 
 
 def resolve_config(data: Any, lines: dict, source: str, overrides: list[str] = (), default_name: str = "run",
@@ -46,6 +48,14 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
     """Read, override and validate a config file."""
     data, lines, source = read_config_file(path)
     return resolve_config(data, lines, source, overrides, default_name=Path(path).stem)
+
+
+def load_config_with_origin(path: str | Path, overrides: list[str] = ()) -> tuple[dict, ConfigOrigin]:
+    """`load_config`, and where each key came from: for the problems found later (in the data
+    the config names, on its device), reported at the key's file and line as config problems are."""
+    data, lines, source = read_config_file(path)
+    cfg = resolve_config(data, lines, source, overrides, default_name=Path(path).stem)
+    return cfg, ConfigOrigin(source, lines, data)
 
 
 def config_from_text(text: str, source: str = "<config>", overrides: list[str] = ()) -> dict:

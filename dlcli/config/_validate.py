@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from dlcli.config._origin import where_in
 from dlcli.config._schema import DATA, EARLY_STOPPING, MODEL, TOP, TRAINER
 from dlcli.data import DATASETS
 from dlcli.errors import ConfigError, Problem, did_you_mean, format_path, short_list, short_repr
@@ -91,11 +92,7 @@ class _Checker:
         self.problems: list[Problem] = []
 
     def where(self, path: tuple) -> str:
-        for cut in range(len(path), -1, -1):
-            found = self.lines.get(tuple(path[:cut]))
-            if found is not None:
-                return found if isinstance(found, str) else f"{self.source}:{found}"
-        return self.source
+        return where_in(self.lines, self.source, path)
 
     def add(self, path: tuple, message: str) -> None:
         self.problems.append(Problem(tuple(path), message, self.where(path)))

@@ -17,7 +17,7 @@ from pathlib import Path
 from dlcli.errors import DataError
 from dlcli.registry import Arg, AutoBool, Bool, FilePath, Int, Optional, Registry, Str, StrList, check_args
 
-DATASETS = Registry("dataset", meta_keys=("images", "may_name_val_split", "num_classes", "sample_shape",
+DATASETS = Registry("dataset", meta_keys=("images", "inspect", "may_name_val_split", "num_classes", "sample_shape",
                                                  "sequence_arg", "sliding_window_arg", "stored_by_class", "task"))
 
 
@@ -29,6 +29,22 @@ def load_dataset(name: str, given: dict, input_shape: list | tuple | None = None
     if problems:
         raise DataError(f"data set {entry.name}: " + "; ".join(message for _, message in problems))
     return entry.build(args, None if input_shape is None else list(input_shape))
+
+def check_data(cfg: dict) -> list[tuple[tuple, str]]:
+    """`dlcli validate`'s look at the data a resolved config names, without reading whole data
+    sets: [(config key, message)] for every problem found (the data set's declared `inspect`)."""
+    return DATASETS.get(cfg["data"]["dataset"]).meta["inspect"](cfg)
+
+
+def _inspected_by(check: str, *first):
+    """A data set's `inspect`: `check` of dlcli.data._checks, imported when data is checked."""
+    def inspect(cfg: dict) -> list[tuple[tuple, str]]:
+        from dlcli.data import _checks
+
+        return getattr(_checks, check)(*first, cfg)
+
+    return inspect
+
 
 MNIST_DIR = Path(__file__).resolve().parent / "mnist"
 
@@ -66,7 +82,8 @@ _WORKERS = Arg("workers", Optional(Int(min=0, max=256)), None,
 
 
 @DATASETS.register("mnist", help="MNIST digits, 60,000/10,000 28x28 grey images (shipped with dlcli, offline)",
-                   sample_shape=(1, 28, 28), num_classes=10, task="classification")
+                   sample_shape=(1, 28, 28), num_classes=10, task="classification",
+                   inspect=_inspected_by("inspect_mnist"))
 def load_mnist(args, input_shape):
     from dlcli.data._sources import load_mnist_idx
 
@@ -80,7 +97,8 @@ def _torchvision(name: str, cls: str, help: str, shape: tuple, classes: int):
         return load_torchvision(name, cls, args)
 
     DATASETS.register(name, help=help + " (torchvision; downloads when download: true)", args=(_ROOT, _DOWNLOAD),
-                      sample_shape=shape, num_classes=classes, task="classification")(load)
+                      sample_shape=shape, num_classes=classes, task="classification",
+                      inspect=_inspected_by("inspect_torchvision", name, cls))(load)
 
 
 _torchvision("fashion_mnist", "FashionMNIST", "Fashion-MNIST, 28x28 grey clothing images", (1, 28, 28), 10)
@@ -91,6 +109,7 @@ _torchvision("cifar100", "CIFAR100", "CIFAR-100, 32x32 colour images, 100 classe
 
 @DATASETS.register("npz", help="a NumPy .npz file with arrays x and y (and optionally x_test, y_test; x_val, y_val)",
                    args=(_path("data/train.npz"), _TEST_PATH, _TASK),
+                   inspect=_inspected_by("inspect_npz"),
                    may_name_val_split=True)  # x_val, y_val: which a config cannot tell before reading the file
 def load_npz(args, input_shape):
     from dlcli.data._sources import load_npz_file
@@ -109,7 +128,7 @@ def load_npz(args, input_shape):
                    sequence_arg="window",
                    # with it, samples are windows of that many rows sliding over rows in time order:
                    # data.val_split holds out the last ones (see validation_split)
-                   sliding_window_arg="window")
+                   sliding_window_arg="window", inspect=_inspected_by("inspect_csv"))
 def load_csv(args, input_shape):
     from dlcli.data._sources import load_csv_file
 
@@ -119,6 +138,7 @@ def load_csv(args, input_shape):
 @DATASETS.register("image_folder", help="images in class folders (root/class_x/*.png), as torchvision's "
                                         "ImageFolder; resized to the model's input shape",
                    args=(_path("data/train_images"), _TEST_PATH, _IN_MEMORY, _WORKERS), stored_by_class=True,
+                   inspect=_inspected_by("inspect_image_folder"),
                    images=True)  # of any size (predict reads image files; an input_shape [H, W] reads rows as steps)
 def load_image_folder(args, input_shape):
     from dlcli.data._sources import load_image_folder_dir

@@ -16,6 +16,7 @@ the defaults), so loaders index them.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import hashlib
@@ -32,6 +33,17 @@ import torch
 from dlcli.data._tensors import ImageFiles, Split, Splits
 from dlcli.errors import DataError, did_you_mean, short_list, short_repr, short_size, shorten
 from dlcli.registry import NUMBER_RE
+
+
+@contextlib.contextmanager
+def about_key(key: str | tuple):
+    """DataErrors raised inside are about config key `key` (`"test_path"`: data.test_path),
+    unless they name one already; `dlcli.data.prepare.load_splits` gives the rest data.path."""
+    try:
+        yield
+    except DataError as err:
+        raise err.at_key(("data", key) if isinstance(key, str) else key)
+
 
 # ---------------------------------------------------------------------------
 # MNIST, shipped as the four original gzip IDX files
@@ -176,11 +188,29 @@ def _open_torchvision(name: str, dataset_cls: type, root: Path, download: bool, 
         if download:
             raise DataError(f"{name}: the download into {root} failed (offline?): {reason}. {hint}") from None
         if reason.startswith("Dataset not found"):  # torchvision's words for "files missing"
-            problem = f"the data set is not in {root}"
-        else:
-            problem = f"the data set in {root} cannot be read ({reason})"
-        raise DataError(f"{name}: {problem}. Set data.download=true to download it (needs the internet), or "
-                        f"data.root to where it is. {hint}") from None
+            raise DataError(torchvision_missing(name, dataset_cls, root)) from None
+        raise DataError(f"{name}: the data set in {root} cannot be read ({reason}). Set data.download=true to "
+                        f"download it (needs the internet), or data.root to where it is. {hint}") from None
+
+
+def torchvision_missing(name: str, dataset_cls: type, root: Path) -> str:
+    """What to do when torchvision's `dataset_cls` has no files in `root`."""
+    return (f"{name}: the data set is not in {root}. Set data.download=true to download it (needs the internet), "
+            f"or data.root to where it is. {_torchvision_files_hint(dataset_cls, root)}")
+
+
+def torchvision_files(dataset_cls: type, root: Path) -> list[Path] | None:
+    """The files torchvision's `dataset_cls` reads from `root` (the MNIST family's unpacked raw
+    files, CIFAR's batches), to look for without reading them; None for a class laid out otherwise."""
+    resources = getattr(dataset_cls, "resources", None)
+    if resources:  # MNIST family: root/<class>/raw/<file without .gz>
+        raw = root / dataset_cls.__name__ / "raw"
+        return [raw / Path(str(url)).name.removesuffix(".gz") for url, _ in resources]
+    base = getattr(dataset_cls, "base_folder", None)
+    batches = [*getattr(dataset_cls, "train_list", []), *getattr(dataset_cls, "test_list", [])]
+    if base and batches:  # CIFAR: root/<base_folder>/<batch>
+        return [root / base / str(batch[0]) for batch in batches]
+    return None
 
 
 def _torchvision_files_hint(dataset_cls: type, root: Path) -> str:
@@ -310,12 +340,12 @@ def load_npz_file(args: dict, input_shape: list | None) -> Splits:
     if inline_val is not None:
         arrays["val"], where["val"] = inline_val, f"{path} (x_val, y_val)"
     if inline_test is not None and test_path:
-        raise DataError(f"{path}: holds x_test and y_test, and data.test_path={test_path} is given too; "
-                        f"expected one test split: remove test_path or the x_test/y_test arrays")
+        raise DataError(two_test_splits(path, test_path), key=("data", "test_path"))
     if inline_test is not None:
         arrays["test"], where["test"] = inline_test, f"{path} (x_test, y_test)"
     elif test_path:
-        arrays["test"], where["test"] = _read_npz_split(Path(test_path), "x", "y"), str(test_path)
+        with about_key("test_path"):
+            arrays["test"], where["test"] = _read_npz_split(Path(test_path), "x", "y"), str(test_path)
 
     xs = {}
     for split, pair in arrays.items():
@@ -330,6 +360,11 @@ def load_npz_file(args: dict, input_shape: list | None) -> Splits:
     return Splits(train=splits["train"], test=splits.get("test"), val=splits.get("val"), task=task,
                   num_classes=num_classes, class_names=[str(c) for c in range(num_classes)] if num_classes else None,
                   source=source, meta={"val_arrays": "x_val, y_val"} if "val" in splits else {})
+
+
+def two_test_splits(path: Path, test_path: str) -> str:
+    return (f"{path}: holds x_test and y_test, and data.test_path={test_path} is given too; expected one test "
+            f"split: remove test_path or the x_test/y_test arrays")
 
 
 def _describe(x: torch.Tensor) -> str:
@@ -393,7 +428,7 @@ def read_npz_arrays(npz, names: list[str], path: Path) -> dict[str, np.ndarray]:
     return {name: _npz_array(npz, name, path) for name in names}
 
 
-def _npz_header(npz, name: str) -> tuple[tuple, np.dtype] | None:
+def npz_header(npz, name: str) -> tuple[tuple, np.dtype] | None:
     """The shape and dtype of array `name`, read from its .npy header without its data
     (None when the header is not one numpy's public readers take)."""
     readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
@@ -415,7 +450,7 @@ def _check_memory_for(npz, names: list[str], path: Path) -> None:
 
     need = 0
     for name in names:
-        header = _npz_header(npz, name)
+        header = npz_header(npz, name)
         if header is not None:
             need += math.prod(header[0]) * (header[1].itemsize + 4)
     available = available_memory()
@@ -441,18 +476,36 @@ def _npz_array(npz, name: str, path: Path) -> np.ndarray:
 
 
 def _check_pair(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str, where: str) -> None:
-    if x.ndim == 0 or y.ndim == 0:
-        scalar = x_name if x.ndim == 0 else y_name
-        raise DataError(f"{where}: expected {scalar} to hold one entry per sample, received a single number")
-    if len(x) != len(y):
-        raise DataError(f"{where}: expected as many targets as samples, received {x_name} with {len(x)} "
-                        f"samples and {y_name} with {len(y)}")
-    if len(x) == 0 or x.size == 0:
-        raise DataError(f"{where}: expected at least one sample, {x_name} is empty (shape {x.shape})")
-    if y.size == 0:
-        raise DataError(f"{where}: expected at least one target per sample, {y_name} is empty (shape {y.shape})")
+    check_pair_shapes(x.shape, y.shape, x_name, y_name, where)
     check_finite(x, x_name, where)
     check_finite(y, y_name, where)
+
+
+def check_pair_shapes(x: tuple, y: tuple, x_name: str, y_name: str, where: str) -> None:
+    """Samples `x` and targets `y`, by their shapes alone (validate reads no more): one target
+    per sample, and at least one of each."""
+    if len(x) == 0 or len(y) == 0:
+        scalar = x_name if len(x) == 0 else y_name
+        raise DataError(f"{where}: expected {scalar} to hold one entry per sample, received a single number")
+    if x[0] != y[0]:
+        raise DataError(f"{where}: expected as many targets as samples, received {x_name} with {x[0]} "
+                        f"samples and {y_name} with {y[0]}")
+    if x[0] == 0 or math.prod(x) == 0:
+        raise DataError(f"{where}: expected at least one sample, {x_name} is empty (shape {x})")
+    if math.prod(y) == 0:
+        raise DataError(f"{where}: expected at least one target per sample, {y_name} is empty (shape {y})")
+
+
+def npz_sample_shape(sample: tuple, input_shape=None) -> tuple:
+    """The shape of one sample of an npz `x` as `npz_inputs` hands it to the model, from the
+    shape stored (validate reads no more)."""
+    sample = tuple(sample) or (1,)  # a flat (N,) x: one feature per sample
+    layout = _image_layout(sample, input_shape)
+    if layout == "add_channel":
+        return (1, *sample)
+    if layout == "channels_last":
+        return (sample[2], sample[0], sample[1])
+    return sample
 
 
 def npz_inputs(x: np.ndarray, where: str, name: str, input_shape=None) -> torch.Tensor:
@@ -473,15 +526,26 @@ def npz_inputs(x: np.ndarray, where: str, name: str, input_shape=None) -> torch.
 def images_channels_first(x: np.ndarray, input_shape) -> np.ndarray:
     """(N, H, W) or (N, H, W, C) arrays as (N, C, H, W), where `input_shape` is that
     (C, H, W) and the samples are not already stored as it is."""
-    shape, sample = tuple(input_shape or ()), tuple(x.shape[1:])
-    if len(shape) != 3 or sample == shape:
-        return x
-    channels, height, width = shape
-    if sample == (height, width) and channels == 1:
+    layout = _image_layout(tuple(x.shape[1:]), input_shape)
+    if layout == "add_channel":
         return x[:, None]
-    if sample == (height, width, channels):
+    if layout == "channels_last":
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
     return x
+
+
+def _image_layout(sample: tuple, input_shape) -> str:
+    """How stored samples become the model's (C, H, W) `input_shape`: "as_is", "add_channel"
+    ((H, W) grey images) or "channels_last" ((H, W, C), as Keras keeps images)."""
+    shape = tuple(input_shape or ())
+    if len(shape) != 3 or sample == shape:
+        return "as_is"
+    channels, height, width = shape
+    if sample == (height, width) and channels == 1:
+        return "add_channel"
+    if sample == (height, width, channels):
+        return "channels_last"
+    return "as_is"
 
 
 # ---------------------------------------------------------------------------
@@ -494,9 +558,10 @@ _INT_RE = re.compile(r"^\s*[-+]?\d+\s*$")
 class CsvTable:
     """A CSV read as strings: header names, columns, and each row's line number."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, limit: int | None = None):
+        """`limit`: read the header and at most that many data rows (validate's look)."""
         self.path = path
-        self.header, rows, self.lines = _read_csv_rows(path)
+        self.header, rows, self.lines = _read_csv_rows(path, limit)
         self.columns = {name: [row[i] for row in rows] for i, name in enumerate(self.header)}
 
     def require(self, names: list[str], like: str | None = None) -> None:
@@ -531,7 +596,7 @@ class CsvTable:
                          f"{expected}, received {received}")
 
 
-def _read_csv_rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
+def _read_csv_rows(path: Path, limit: int | None = None) -> tuple[list[str], list[list[str]], list[int]]:
     if not path.exists():
         raise DataError(f"{path}: file not found; expected a CSV file with a header row")
     if path.is_dir():
@@ -553,6 +618,8 @@ def _read_csv_rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
                                     f"received {len(row)}")
                 rows.append(row)
                 lines.append(reader.line_num)
+                if limit is not None and len(rows) >= limit:
+                    break
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: expected UTF-8 text, cannot decode: {err}") from None
     except csv.Error as err:
@@ -586,19 +653,16 @@ def load_csv_file(args: dict) -> Splits:
     path, test_path = Path(args["path"]), args["test_path"]
     target, window, task = args["target"], args["window"], args["task"]
     tables = {"train": CsvTable(path)}
-    header = tables["train"].header
-    if target not in header:
-        raise DataError(f"{path}: target column {short_repr(target)} not found;{did_you_mean(target, header)} "
-                        f"the file has columns: {short_list(header)}")
-    features = _feature_names(path, header, target, args["features"], window)
+    features = csv_columns(tables["train"], target, args["features"], window)
     if test_path:
-        tables["test"] = CsvTable(Path(test_path))
-        tables["test"].require([*features, target], like=str(path))
+        with about_key("test_path"):
+            tables["test"] = CsvTable(Path(test_path))
+            tables["test"].require([*features, target], like=str(path))
     where = {s: str(t.path) for s, t in tables.items()}
 
     xs = {s: np.stack([t.numbers(name) for name in features], axis=1).astype(np.float32)  # (rows, F)
           for s, t in tables.items()}
-    task, ys, class_names = _csv_targets(tables, target, task)
+    task, ys, class_names = csv_targets(tables, target, task)
     if window:
         for split in list(xs):
             xs[split], ys[split] = _windows(xs[split], ys[split], window, where[split])
@@ -614,7 +678,19 @@ def load_csv_file(args: dict) -> Splits:
                   meta={"features": features, "target": target, "window": window})
 
 
-def _feature_names(path: Path, header: list[str], target: str, features: list[str] | None,
+def csv_columns(table: CsvTable, target: str, features: list[str] | None, window: int | None) -> list[str]:
+    """The feature columns of a CSV config, once its header has the target and them."""
+    check_target_column(table, target)
+    return feature_names(table.path, table.header, target, features, window)
+
+
+def check_target_column(table: CsvTable, target: str) -> None:
+    if target not in table.header:
+        raise DataError(f"{table.path}: target column {short_repr(target)} not found;"
+                        f"{did_you_mean(target, table.header)} the file has columns: {short_list(table.header)}")
+
+
+def feature_names(path: Path, header: list[str], target: str, features: list[str] | None,
                    window: int | None) -> list[str]:
     if features is None:
         features = [h for h in header if h != target]
@@ -640,7 +716,7 @@ def _feature_names(path: Path, header: list[str], target: str, features: list[st
     return list(features)
 
 
-def _csv_targets(tables: dict[str, CsvTable], target: str, task: str) -> tuple[str, dict, list[str] | None]:
+def csv_targets(tables: dict[str, CsvTable], target: str, task: str) -> tuple[str, dict, list[str] | None]:
     """({split: numpy targets per row}, class names) for the target column.
 
     Integer cells are class ids (auto), decimals are values, text cells are class
@@ -730,7 +806,7 @@ def load_image_folder_dir(args: dict, input_shape: list | None) -> Splits:
     """
     from dlcli.data.stream import holds_in_memory
 
-    shape, folders, classes, source = _scan_image_folder(args, input_shape)
+    shape, folders, classes, source = scan_image_folder(args, input_shape)
     pixels = sum(len(files) for found in folders.values() for files in found.values()) * math.prod(shape)
     if holds_in_memory(args["in_memory"], pixels):
         splits = {split: _read_images(found, classes, shape) for split, found in folders.items()}
@@ -740,10 +816,11 @@ def load_image_folder_dir(args: dict, input_shape: list | None) -> Splits:
                   num_classes=len(classes), class_names=classes, source=source)
 
 
-def _scan_image_folder(args: dict, input_shape: list | None) -> tuple[tuple[int, int, int], dict, list[str], str]:
+def scan_image_folder(args: dict, input_shape: list | None) -> tuple[tuple[int, int, int], dict, list[str], str]:
     """(sample shape, {split: {class: files}}, class names, source) of an image folder config."""
     path, test_path = Path(args["path"]), args["test_path"]
-    shape = _image_shape(path, input_shape)
+    with about_key(("model", "input_shape")):
+        shape = _image_shape(path, input_shape)
     if not path.is_dir():
         raise DataError(f"{path}: {'not found' if not path.exists() else 'not a directory'}; expected a folder "
                         f"of class folders (path/<class>/*.png) or with train/ and test/ inside")
@@ -759,7 +836,8 @@ def _scan_image_folder(args: dict, input_shape: list | None) -> tuple[tuple[int,
     classes = sorted(train)
     folders = {"train": train}
     if test_dir is not None:
-        test = _scan_class_folders(test_dir)
+        with about_key("test_path" if test_path else "path"):
+            test = _scan_class_folders(test_dir)
         if sorted(test) != classes:
             missing, extra = sorted(set(classes) - set(test)), sorted(set(test) - set(classes))
             parts = ([f"missing {short_list(missing)}"] if missing else []) + \

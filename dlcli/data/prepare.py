@@ -104,12 +104,23 @@ class PreparedData:
 
 
 def load_splits(cfg: dict) -> Splits:
+    """The data set of a config. Its errors name the config key they are about (`DataError.key`):
+    the loader's own, else the data set's main file (data.path), folder (data.root) or name."""
     data = cfg["data"]
     entry = DATASETS.get(data["dataset"])
-    splits = load_dataset(entry.name, {a.name: data[a.name] for a in entry.args}, cfg["model"]["input_shape"])
+    try:
+        splits = load_dataset(entry.name, {a.name: data[a.name] for a in entry.args}, cfg["model"]["input_shape"])
+    except DataError as err:
+        raise err.at_key(("data", data_key(entry.name)))
     if len(splits.train) == 0:
-        raise DataError(f"{splits.source or entry.name}: the training set is empty")
+        raise DataError(f"{splits.source or entry.name}: the training set is empty", key=("data", data_key(entry.name)))
     return splits
+
+
+def data_key(dataset: str) -> str:
+    """The data.KEY that says where data set `dataset` is: path, root, or (shipped) its name."""
+    entry = DATASETS.get(dataset)
+    return next((name for name in ("path", "root") if entry.arg(name) is not None), "dataset")
 
 
 def subset_of(split: Split | ImageFiles, n: int | None, by_class: bool, seed: int) -> Split | ImageFiles:
@@ -140,7 +151,8 @@ def validation_split(train: Split | ImageFiles, data: dict, seed: int) -> tuple:
         dropped = (f" (after dropping the {gap} windows between them, which share rows with both: "
                    f"data.{arg}: {window})" if gap else "")
         raise DataError(f"data.val_split: {fraction} of {n} samples leaves {n_val} for validation and "
-                        f"{max(n - n_val - gap, 0)} for training{dropped}; both need at least 1")
+                        f"{max(n - n_val - gap, 0)} for training{dropped}; both need at least 1",
+                        key=("data", "val_split"))
     if window:
         return train.take(slice(None, n - n_val - gap)), train.take(slice(n - n_val, None))
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
@@ -202,7 +214,8 @@ def model_ids(cfg: dict, x: torch.Tensor, where: str) -> torch.Tensor:
         if bool(fraction.any()):
             at = _first_position(fraction)
             raise DataError(f"{where}: model.layers[0] ({first['type']}) takes integer ids, received "
-                            f"{x[at].item():g} {_at(at)}; expected whole numbers")
+                            f"{x[at].item():g} {_at(at)}; expected whole numbers",
+                            key=("data", data_key(cfg["data"]["dataset"])))
         x = x.long()
     limit = first[bound]
     outside = (x < 0) | (x >= limit)
@@ -210,7 +223,8 @@ def model_ids(cfg: dict, x: torch.Tensor, where: str) -> torch.Tensor:
         at = _first_position(outside)
         raise DataError(f"{where}: model.layers[0] ({first['type']}) takes ids 0 to {limit - 1} "
                         f"({bound}: {limit}), received {x[at].item()} {_at(at)}; HINT: set "
-                        f"model.layers[0].{bound} to at least {int(x.max()) + 1}, the largest id plus one")
+                        f"model.layers[0].{bound} to at least {int(x.max()) + 1}, the largest id plus one",
+                        key=("model", "layers", 0, bound))
     return x
 
 
@@ -230,18 +244,19 @@ def check_fits(cfg: dict, split: Split, name: str, source: str) -> None:
     from dlcli.config import infer_shapes
 
     input_shape = tuple(cfg["model"]["input_shape"])
-    sample = split.sample_shape
-    if not data_view_fits(sample, input_shape):
-        raise DataError(f"{source}: {name} samples have shape {fmt_shape(sample)} but model.input_shape is "
-                        f"{list(input_shape)}; set model.input_shape to {input_shape_for(sample, cfg)}")
-    out_shape = infer_shapes(input_shape, cfg["model"]["layers"])[-1][3]
+    misfit = sample_misfit(split.sample_shape, cfg, name, source)
+    if misfit:
+        raise DataError(misfit, key=("model", "input_shape"))
+    layers = cfg["model"]["layers"]
+    last = ("model", "layers", len(layers) - 1)
+    out_shape = infer_shapes(input_shape, layers)[-1][3]
     from dlcli.losses import LOSSES
 
     loss_task = LOSSES.get(cfg["loss"]["type"])
     if loss_task.meta["task"] == "classification":
         if split.y.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
             raise DataError(f"{source}: {name} targets are {split.y.dtype} values but {loss_task.name} needs "
-                            f"integer class ids; use a regression loss (mse, mae) for values")
+                            f"integer class ids; use a regression loss (mse, mae) for values", key=("loss", "type"))
         if len(split.y):
             low, high = int(split.y.min()), int(split.y.max())
             classes = out_shape[0]
@@ -249,12 +264,13 @@ def check_fits(cfg: dict, split: Split, name: str, source: str) -> None:
                 bad = high if high >= classes else low
                 raise DataError(f"{source}: {name} labels must be class ids in [0, {classes - 1}] for a model "
                                 f"with {classes} outputs; found label {bad}. HINT: set the last layer's units to "
-                                f"the number of classes ({high + 1}?)")
+                                f"the number of classes ({high + 1}?)", key=last)
     else:  # values (integer targets of a regression are cast to float)
         per_sample = math.prod(split.y.shape[1:]) if split.y.dim() > 1 else 1
         if per_sample != math.prod(out_shape):
             raise DataError(f"{source}: {name} targets have {per_sample} value(s) per sample but the model "
-                            f"outputs {fmt_shape(out_shape)}; HINT: {_targets_hint(loss_task, split, out_shape)}")
+                            f"outputs {fmt_shape(out_shape)}; HINT: {_targets_hint(loss_task, split, out_shape)}",
+                            key=last)
 
 
 def _targets_hint(loss, split: Split, out_shape: tuple) -> str:
@@ -269,6 +285,16 @@ def _targets_hint(loss, split: Split, out_shape: tuple) -> str:
                 f"takes {takes}); for one {'0/1 label' if loss.meta['task'] == 'binary' else 'value'} per "
                 f"sample, {fit}")
     return f"{fit} ({loss.name} takes {takes}, one output per target value)"
+
+
+def sample_misfit(sample: tuple, cfg: dict, name: str, source: str) -> str | None:
+    """Why samples of shape `sample` do not fit model.input_shape (None when they do): train checks
+    the samples it loaded, validate the shapes stored in the files."""
+    input_shape = tuple(cfg["model"]["input_shape"])
+    if data_view_fits(tuple(sample), input_shape):
+        return None
+    return (f"{source}: {name} samples have shape {fmt_shape(tuple(sample))} but model.input_shape is "
+            f"{list(input_shape)}; set model.input_shape to {input_shape_for(tuple(sample), cfg)}")
 
 
 def input_shape_for(sample: tuple, cfg: dict) -> list:
@@ -386,7 +412,8 @@ def prepare_data(cfg: dict, device: torch.device, splits: Splits | None = None,
             named = splits.meta.get("val_arrays", "named by the data set")
             raise DataError(f"{source}: holds a validation split ({named}), and data.val_split: "
                             f"{data['val_split']} asks to hold out another from the training samples; expected "
-                            f"one validation split: set data.val_split: 0 to validate on {named}, or remove them")
+                            f"one validation split: set data.val_split: 0 to validate on {named}, or remove them",
+                            key=("data", "val_split"))
         train, val = validation_split(train, data, split_seed(cfg))
     if test is not None:
         test = subset_of(test, data["test_subset"], by_class, split_seed(cfg) + 1)

@@ -130,7 +130,7 @@ def canary_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def warm_cli():
-    """Import torch and build one model before any case is timed or measured."""
+    """Import torch (and torchvision) and build one model before any case is timed or measured."""
     from typer.testing import CliRunner
 
     from dlcli.cli import app
@@ -139,6 +139,10 @@ def warm_cli():
     config = Path(__file__).resolve().parents[2] / "configs" / "mnist_cnn.yaml"
     result = runner.invoke(app, ["validate", str(config)])
     assert result.exit_code == 0, result.output
+    try:  # validate looks for a torchvision data set's files with torchvision's own lists (cifar10...)
+        import torchvision.datasets  # noqa: F401
+    except ImportError:
+        pass
     return runner, app
 
 
