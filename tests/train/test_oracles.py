@@ -9,7 +9,10 @@ hand-written side reads exactly the tensors the trainer trains on.
 from __future__ import annotations
 
 import copy
+import gzip
 import math
+import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,9 +20,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dlcli.checkpoint import load_checkpoint
 from dlcli.config import config_from_text
 from dlcli.data.prepare import prepare_data
-from dlcli.train import Callback
+from dlcli.train import Callback, train
 from dlcli.train.trainer import Trainer
 
 CPU = torch.device("cpu")
@@ -263,3 +267,37 @@ def test_per_step_schedulers_step_once_per_optimizer_step_under_grad_accum(tmp_p
     assert [step for step, _ in rates.seen] == [0, 1, 1, 2, 3] + [3, 4, 4, 5, 6]
     assert start_lr == pytest.approx(expected[0], rel=1e-12)
     assert [lr for _, lr in rates.seen] == pytest.approx([expected[step] for step, _ in rates.seen], rel=1e-12)
+
+
+# ---- the headline: the seed config learns MNIST ------------------------------------------
+
+def _idx(path: Path) -> np.ndarray:
+    """An MNIST idx file (gzip): a magic number whose last byte is the rank, the sizes, the bytes."""
+    with gzip.open(path, "rb") as handle:
+        raw = handle.read()
+    shape = struct.unpack(f">{raw[3]}I", raw[4:4 + 4 * raw[3]])
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * raw[3]).reshape(shape)
+
+
+def test_the_seed_config_learns_mnist_in_one_epoch_on_6000_samples(tmp_path, repo_root, tiny_config_text):
+    """1 epoch on 6,000 training images; the first 2,000 test images, read from the idx files and
+    classified by the hand-written model with the run's weights and normalization. Measured:
+    0.857 to 0.869 over seeds 0-7 (dlcli 0.1, torch 2.14, CPU); the bound leaves 5 binomial
+    standard deviations below the worst of them."""
+    cfg = config_from_text(tiny_config_text, "seed.yaml", ["data.subset=6000", "data.test_subset=2000",
+                                                            "trainer.progress=none", f"trainer.out_dir={tmp_path}"])
+    summary = train(cfg)
+    state = load_checkpoint(Path(summary["run_dir"]) / "checkpoints" / "best.pt")
+    nn_ = torch.nn
+    hand = nn_.Sequential(nn_.Conv2d(1, 4, 3), nn_.ReLU(), nn_.MaxPool2d(2), nn_.Flatten(), nn_.Linear(4 * 13 * 13, 10))
+    hand.load_state_dict(dict(zip(hand.state_dict(), state["model"].values())))
+    mnist = repo_root / "dlcli" / "data" / "mnist"
+    images = torch.from_numpy(_idx(mnist / "t10k-images-idx3-ubyte.gz")[:2000].copy()).float()  # (2000, 28, 28)
+    labels = torch.from_numpy(_idx(mnist / "t10k-labels-idx1-ubyte.gz")[:2000].astype(np.int64))
+    (mean,), (std,) = state["normalization"]["mean"], state["normalization"]["std"]
+    with torch.no_grad():
+        logits = hand(((images - mean) / std).unsqueeze(1))  # (2000, 10)
+    accuracy = float((logits.argmax(1) == labels).double().mean())
+    assert accuracy >= 0.82
+    assert summary["test"]["accuracy"] == pytest.approx(accuracy, abs=1.5 / 2000)
+    assert summary["test"]["loss"] == pytest.approx(float(F.cross_entropy(logits, labels)), rel=1e-4)
