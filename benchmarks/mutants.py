@@ -102,6 +102,11 @@ MUTANTS = [
     Mutant("min_delta_sign_in_max_mode", "early stopping's min_delta lowers the bar in max mode",
            "dlcli/train/trainer.py", "value > best + min_delta", "value > best - min_delta",
            ("tests/train/test_callbacks.py",)),
+    Mutant("plateau_mode_of_trainer_monitor", "reduce_on_plateau judges its own metric by trainer.monitor's "
+           "direction", "dlcli/train/trainer.py",
+           'watching["mode"] = self.mode if watched == self.monitor else self._mode_of(watched)',
+           'watching["mode"] = self.mode',
+           (f"{ORACLES}::test_reduce_on_plateau_steps_with_its_own_metric_in_its_direction",)),
     Mutant("traceback_on_refusal", "a refused input prints a traceback before its error (exit 2 still)",
            "dlcli/cli/_app.py",
            "            message = str(err) if isinstance(err, DlcliError)",

@@ -301,3 +301,27 @@ def test_the_seed_config_learns_mnist_in_one_epoch_on_6000_samples(tmp_path, rep
     assert accuracy >= 0.82
     assert summary["test"]["accuracy"] == pytest.approx(accuracy, abs=1.5 / 2000)
     assert summary["test"]["loss"] == pytest.approx(float(F.cross_entropy(logits, labels)), rel=1e-4)
+
+
+def test_reduce_on_plateau_steps_with_its_own_metric_in_its_direction(tmp_path):
+    """Watching train_accuracy (higher is better) while trainer.monitor is train_loss: the lr of
+    each epoch is what torch's ReduceLROnPlateau in max mode gives, stepped by hand with the
+    accuracies the epochs recorded."""
+    path, _, _ = _data(tmp_path, 12)
+    trainer = _trainer(_cfg(path, "trainer.epochs=6", "trainer.monitor=train_loss", optimizer="{type: sgd, lr: 0.5}",
+                            scheduler="{type: reduce_on_plateau, monitor: train_accuracy, patience: 0, factor: 0.5}"))
+    trainer.fit()
+    accuracies = [record["train_accuracy"] for record in trainer.history]
+
+    def lrs(mode: str) -> list[float]:
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.5)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=0.5, patience=0)
+        seen = []
+        for value in accuracies:
+            seen.append(opt.param_groups[0]["lr"])
+            scheduler.step(value)
+        return seen + [opt.param_groups[0]["lr"]]
+
+    expected = lrs("max")
+    assert expected != lrs("min") and len(set(expected)) > 1  # the direction matters on this history
+    assert [record["lr"] for record in trainer.history] + [trainer.lr] == pytest.approx(expected, rel=1e-12)
