@@ -288,8 +288,7 @@ def test_the_seed_config_learns_mnist_in_one_epoch_on_6000_samples(tmp_path, rep
                                                             "trainer.progress=none", f"trainer.out_dir={tmp_path}"])
     summary = train(cfg)
     state = load_checkpoint(Path(summary["run_dir"]) / "checkpoints" / "best.pt")
-    nn_ = torch.nn
-    hand = nn_.Sequential(nn_.Conv2d(1, 4, 3), nn_.ReLU(), nn_.MaxPool2d(2), nn_.Flatten(), nn_.Linear(4 * 13 * 13, 10))
+    hand = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 13 * 13, 10))
     hand.load_state_dict(dict(zip(hand.state_dict(), state["model"].values())))
     mnist = repo_root / "dlcli" / "data" / "mnist"
     images = torch.from_numpy(_idx(mnist / "t10k-images-idx3-ubyte.gz")[:2000].copy()).float()  # (2000, 28, 28)
