@@ -41,3 +41,36 @@ def test_config_speed_runs_and_reports_a_row_per_contestant(run_python, repo_roo
     assert [row[:3] for row in rows] == [["mnist_cnn.yaml", "plain", "256"], ["mnist_cnn.yaml", "dlcli", "256"]]
     assert float(rows[1][-1]) > 0  # the ratio dlcli/plain, on the dlcli row
     assert lines[-1].startswith("timed: the training batches of each epoch")
+
+
+def test_mutants_list_names_every_mutant_and_each_still_applies(run_python, repo_root):
+    result = run_python(repo_root / "benchmarks" / "mutants.py", "--list")
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [line.split() for line in result.stdout.splitlines() if not line.startswith(" ")]
+    assert len(rows) == 11, result.stdout
+    assert all(row[2] == "applies" for row in rows), result.stdout
+    assert {"train_metric_count", "fuse_avgpool", "traceback_on_refusal"} <= {row[0] for row in rows}
+
+
+def test_mutants_runs_one_mutant_in_a_copy_and_reports_it_killed(run_python, repo_root):
+    before = (repo_root / "dlcli" / "model.py").read_text()
+    result = run_python(repo_root / "benchmarks" / "mutants.py", "--only", "non_trainable_counts_step_counter",
+                        "--no-baseline")
+    assert result.returncode == 0, result.stdout + result.stderr
+    row = next(line for line in result.stdout.splitlines() if line.startswith("non_trainable_counts_step_counter"))
+    assert row.split()[1] == "killed" and "test_batchnorm_counts_as_keras_does" in row, result.stdout
+    assert (repo_root / "dlcli" / "model.py").read_text() == before  # patched in the copy only
+
+
+def test_mutants_refuses_a_patch_that_no_longer_applies(run_python, repo_root, monkeypatch):
+    result = run_python(repo_root / "benchmarks" / "mutants.py", "--only", "no_such_mutant")
+    assert result.returncode != 0 and "unknown mutant no_such_mutant; known: train_metric_count" in result.stderr
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("mutants", repo_root / "benchmarks" / "mutants.py")
+    mutants = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "mutants", mutants)  # dataclasses look their module up there
+    spec.loader.exec_module(mutants)
+    stale = mutants.Mutant("stale", "text that is not there", "dlcli/model.py", "no such text", "x", ("tests",))
+    assert stale.applies_to(repo_root) == "dlcli/model.py: the old text occurs 0 times (expected once)"

@@ -203,3 +203,56 @@ def test_a_missing_gpu_is_named_where_it_was_asked_for(monkeypatch):
         resolve_device("cuda")
     with pytest.raises(DlcliError, match=r"^--device: cuda:1 was asked for .*; HINT: --device cpu$"):
         inference_device("cuda:1", {"trainer": {"device": "cpu"}})
+
+
+def test_batchnorm_counts_as_keras_does_scale_and_shift_trainable_running_stats_not(write_config):
+    """Keras: BatchNormalization(C) has 2C trainable parameters (gamma, beta) and 2C non-trainable
+    ones (moving mean and variance); torch's step counter (num_batches_tracked) is no parameter."""
+    cfg = load_config(write_config("""
+        model:
+          input_shape: [3, 8, 8]
+          layers:
+            - conv2d: {filters: 6, kernel_size: 3}
+            - batchnorm
+            - flatten
+            - dense: 4
+            - batchnorm
+        data: {dataset: npz, path: unused.npz}
+    """))
+    summary = summarize(cfg, build_model(cfg))
+    conv, dense = 6 * 3 * 3 * 3 + 6, 6 * 6 * 6 * 4 + 4
+    assert summary["trainable"] == conv + 2 * 6 + dense + 2 * 4
+    assert summary["non_trainable"] == 2 * 6 + 2 * 4
+    assert summary["total"] == summary["trainable"] + 2 * 6 + 2 * 4
+    assert [row.params for row in summary["rows"]] == [conv, 2 * 6, 0, dense, 2 * 4]
+
+
+def _seed_model_in_torch() -> torch.nn.Sequential:
+    """The seed config (tests/conftest.py TINY_CONFIG) written by hand in torch."""
+    nn = torch.nn
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 13 * 13, 10))
+
+
+@pytest.mark.parametrize("fuse", [False, True])
+def test_the_seed_model_is_the_hand_written_torch_model(write_config, tiny_config_text, fuse):
+    """Same parameter shapes in the same order, and with the same weights the same outputs and
+    gradients, whether or not trainer.fuse rewrites it."""
+    cfg = load_config(write_config(tiny_config_text))
+    torch.manual_seed(0)
+    model = build_model(cfg, fuse=fuse)
+    hand = _seed_model_in_torch()
+    assert [(k, tuple(v.shape)) for k, v in model.state_dict().items()] == [
+        ("conv2d.weight", (4, 1, 3, 3)), ("conv2d.bias", (4,)), ("dense.weight", (10, 676)), ("dense.bias", (10,))]
+    assert [tuple(v.shape) for v in model.state_dict().values()] == [tuple(v.shape) for v in hand.state_dict().values()]
+    hand.load_state_dict(dict(zip(hand.state_dict(), model.state_dict().values())))
+    x, y = torch.randn(6, 1, 28, 28), torch.tensor([0, 1, 2, 3, 4, 5])
+    outputs = []
+    for net in (model, hand):
+        net.zero_grad()
+        out = net(x)
+        torch.nn.functional.cross_entropy(out, y).backward()
+        outputs.append((out.detach(), [p.grad.clone() for p in net.parameters()]))
+    (out_a, grads_a), (out_b, grads_b) = outputs
+    torch.testing.assert_close(out_a, out_b, rtol=1e-5, atol=1e-6)
+    for a, b in zip(grads_a, grads_b, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

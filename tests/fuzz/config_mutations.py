@@ -61,6 +61,12 @@ class Case:
         return Case(self.index, self.kind, content, overrides, self.same_as, self.stem, self.size)
 
     @property
+    def must_be_rejected(self) -> bool:
+        """Its one change is a key that no part of a config declares: accepting it would ignore
+        what the user wrote (a typo of a setting the run then trains without)."""
+        return self.kind == "tree:unknown_key" and not self.overrides
+
+    @property
     def filename(self) -> str:
         return f"{self.stem or f'case_{self.index}'}.yaml"
 
@@ -241,11 +247,40 @@ def m_wrong_type(t: _Tree) -> str:
 
 
 def m_unknown_key(t: _Tree) -> str:
+    """A key added to a mapping: "unknown_key" when no registry or section declares that name
+    (a config holding it must be rejected), "extra_key" when one does (it may be valid there)."""
     path = t.rng.choice([()] + [p for p in _paths(t.data) if isinstance(_get(t.data, p), dict)])
     target = _get(t.data, path)
-    if isinstance(target, dict):
-        target[_random_key(t.rng)] = _other_type(t.rng, None)
-    return "unknown_key"
+    if not isinstance(target, dict):
+        return "noop"
+    key = _random_key(t.rng)
+    known = key in target or key in _declared_names() or key == "<<"  # `<<` is YAML's merge key
+    target[key] = _other_type(t.rng, None)
+    return "extra_key" if known else "unknown_key"
+
+
+_DECLARED: set = set()
+
+
+def _declared_names() -> set:
+    """Every name a config may hold as a key: the sections' arguments, and each registered
+    entry's name, aliases and arguments."""
+    if not _DECLARED:
+        from dlcli.activations import ACTIVATIONS
+        from dlcli.config._schema import DATA, EARLY_STOPPING, MODEL, SECTIONS, TOP, TRAINER
+        from dlcli.data import DATASETS
+        from dlcli.layers import LAYERS
+        from dlcli.losses import LOSSES
+        from dlcli.metrics import METRICS
+        from dlcli.optim import OPTIMIZERS, SCHEDULERS
+
+        entries = [TOP, MODEL, DATA, EARLY_STOPPING, TRAINER]
+        for registry in (ACTIVATIONS, DATASETS, LAYERS, LOSSES, METRICS, OPTIMIZERS, SCHEDULERS):
+            entries += list(registry)
+        _DECLARED.update(SECTIONS, ("type",))
+        for entry in entries:
+            _DECLARED.update((entry.name, *entry.aliases, *(arg.name for arg in entry.args)))
+    return _DECLARED
 
 
 def m_misspell(t: _Tree) -> str:

@@ -228,6 +228,9 @@ class FuzzRunner:
             failures.append(f"{case.describe()}\n  resolves differently from {case.same_as}, which it restates")
         if b"python/" in case.content:
             failures.append(f"{case.describe()}\n  resolved, though it carries a python/ object tag")
+        if case.must_be_rejected:
+            failures.append(f"{case.describe()}\n  resolved, though it holds a key that no section or registry "
+                            f"declares: an unknown key must be an error")
         self.stats.valid += 1
         return "valid"
 

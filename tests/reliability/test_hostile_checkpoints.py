@@ -112,7 +112,8 @@ def test_hostile_checkpoint_is_refused(kind, command, run_dir, image, tmp_path):
     ckpt = _hostile(kind, run_dir, tmp_path, marker)
     result = CliRunner().invoke(app, COMMANDS[command](ckpt, image, tmp_path))
     assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     import re
 
     assert re.search(EXPECTED[kind], result.output), result.output

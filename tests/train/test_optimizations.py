@@ -7,6 +7,7 @@ import torch
 
 from dlcli.activations import ACTIVATIONS
 from dlcli.config import config_from_text
+from dlcli.layers import LAYERS
 from dlcli.layers._modules import ActivatedPool
 from dlcli.model import build_model, build_training_model, uses_channels_last
 
@@ -57,6 +58,38 @@ def test_activation_moved_after_max_pool_is_bit_identical(activation, rank, padd
     assert torch.equal(out_a, out_b)
     for name in grads_a:
         assert torch.equal(grads_a[name], grads_b[name]), name
+
+
+WINDOW_POOLS = [e.name for e in LAYERS if e.family == "pool" and not e.name.startswith("global_")]
+TORCH_POOLS = {"maxpool1d": torch.nn.MaxPool1d, "maxpool2d": torch.nn.MaxPool2d, "avgpool1d": torch.nn.AvgPool1d,
+               "avgpool2d": torch.nn.AvgPool2d}
+
+
+def test_every_windowed_pool_has_a_torch_twin_below():
+    assert sorted(WINDOW_POOLS) == sorted(TORCH_POOLS)
+
+
+@pytest.mark.parametrize("pool", WINDOW_POOLS)
+def test_the_fused_model_equals_conv_relu_pool_written_in_torch(pool):
+    """Whatever the rewrite does (an average pool must keep the activation before it), the model
+    trainer.fuse builds computes what conv -> relu -> pool -> flatten -> dense does in plain torch."""
+    rank = int(pool[-2])
+    cfg = _cfg("relu", rank).copy()
+    cfg["model"] = {**cfg["model"], "layers": [dict(layer) for layer in cfg["model"]["layers"]]}
+    cfg["model"]["layers"][1] = {**cfg["model"]["layers"][1], "type": pool}
+    torch.manual_seed(0)
+    fused = build_model(cfg, fuse=True)
+    conv = (torch.nn.Conv1d if rank == 1 else torch.nn.Conv2d)(cfg["model"]["input_shape"][0], 5, 3)
+    width = 5 * (9 if rank == 1 else 25)  # 12x12 -> conv 10x10 -> pool 5x5; length 20 -> 18 -> 9
+    hand = torch.nn.Sequential(conv, torch.nn.ReLU(), TORCH_POOLS[pool](2), torch.nn.Flatten(),
+                               torch.nn.Linear(width, 3))
+    hand.load_state_dict(dict(zip(hand.state_dict(), fused.state_dict().values())))
+    x = torch.randn(7, *cfg["model"]["input_shape"]) * 3
+    out_hand, grads_hand = _outputs_and_grads(hand, x)
+    out_fused, grads_fused = _outputs_and_grads(fused, x)
+    torch.testing.assert_close(out_fused, out_hand, rtol=1e-5, atol=1e-5)
+    for (name, grad), expected in zip(grads_fused.items(), grads_hand.values()):
+        torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-5, msg=name)
 
 
 @pytest.mark.parametrize("activation", NOT_MONOTONE)
