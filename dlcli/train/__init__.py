@@ -211,6 +211,7 @@ def _resumable(path: Path, overrides: list[str]) -> tuple[dict, dict, Path]:
                               f"this run, put the checkpoint at DIR/checkpoints/last.pt beside the run's "
                               f"DIR/config.yaml, then: dlcli train --resume DIR; to train a new run: dlcli train "
                               f"CONFIG (evaluate, predict and export take the checkpoint where it is)")
+    _refuse_linked_files(run_dir)
     _refuse_rewind(run_dir, state)
     _refuse_fewer_epochs(run_dir, state, cfg, planned)
     _refuse_nothing_to_train(run_dir, state, cfg, overrides)
@@ -438,6 +439,26 @@ def _other_threads_note(last: dict, trainer: Trainer) -> str | None:
         return None
     return (f"trained with {trained} CPU thread{'s' if trained != 1 else ''}, resuming with {now}: results will not "
             f"be bit-identical to an uninterrupted run; trainer.threads={trained} to match")
+
+
+def _refuse_linked_files(run_dir: Path) -> None:
+    """The run's own files and checkpoints/ as a resume will write them: a symbolic link, a FIFO
+    or a folder in the place of one (a run received from someone else: `metrics.jsonl ->
+    ~/.bashrc`) is refused before anything is written, rather than written through or halfway."""
+    from dlcli.checkpoint import refuse_irregular_target
+    from dlcli.runs import CHECKPOINTS_DIR, RUN_RECORDS
+
+    folder = run_dir / CHECKPOINTS_DIR
+    if folder.is_symlink():
+        raise RunError(f"{folder}: it is a symbolic link, and a resume writes the run's checkpoints there; dlcli "
+                       f"never writes through a link: make it a folder of the run (a run copied from elsewhere?) "
+                       f"and try again (nothing in the run was changed)")
+    for path in [run_dir / name for name in RUN_RECORDS] + [folder / "last.pt", folder / "best.pt"]:
+        try:
+            refuse_irregular_target(path)
+        except OSError as err:
+            raise RunError(f"{path}: a resume rewrites this file of the run, but {err.strerror} (nothing in the "
+                           f"run was changed)") from None
 
 
 def _refuse_rewind(run_dir: Path, state: dict) -> None:
