@@ -301,6 +301,7 @@ def load_checkpoint(path: str | Path, prefer: str = "best.pt", map_location: Any
     if names is not None and not (isinstance(names, list) and names and all(isinstance(n, str) and n for n in names)
                                   and len(set(names)) == len(names)):
         problems.append(f"feature_names: expected a list of distinct column names, received {short_repr(names)}")
+    problems += _field_problems(state)
     if problems:
         raise CheckpointError(f"{path}: damaged checkpoint: {'; '.join(problems)}")
     state["path"] = str(path)
@@ -311,20 +312,155 @@ def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
+# The schema of a checkpoint's other fields. Each is checked before anything uses it, as a config
+# is: a damaged or hand-made checkpoint is refused with what is wrong, never run into a traceback
+# or into outputs of NaN. A field an older dlcli did not write may be missing.
+MAX_CONFIG_DEPTH = 50  # a config file's own limit (dlcli.config._load.MAX_DEPTH)
+MAX_CONFIG_VALUES = 50_000
+MAX_STATISTICS = 1 << 20  # per-channel or per-feature means and stds: a CSV's columns at most
+TASKS = ("classification", "regression")
+
+
+def _field_problems(state: dict) -> list[str]:
+    """What is wrong with the fields that `evaluate`, `predict`, `export` and `--resume` read."""
+    problems = []
+    config_problem = _plain_data_problem(state["config"])
+    if not isinstance(state["config"], dict):
+        problems.append(f"config: expected a mapping (the run's config), received {type(state['config']).__name__}")
+    elif config_problem:
+        problems.append(f"config: {config_problem}")
+    if "normalization" in state:
+        problems += [f"normalization{p}" for p in _normalization_problems(state["normalization"])]
+    names = state.get("class_names")
+    if names is not None and not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+        problems.append(f"class_names: expected a list of class names (strings), received {short_repr(names)}")
+    classes = state.get("num_classes")
+    if classes is not None and not (_is_count(classes) and classes >= 1):
+        problems.append(f"num_classes: expected an integer >= 1, received {short_repr(classes)}")
+    if state.get("task") is not None and state["task"] not in TASKS:
+        problems.append(f"task: expected {' or '.join(TASKS)}, received {short_repr(state['task'])}")
+    history = state.get("history")
+    if history is not None and not (isinstance(history, list) and all(
+            isinstance(r, dict) and all(isinstance(k, str) for k in r) for r in history)):
+        problems.append(f"history: expected a list of epoch records (mappings), received {short_repr(history)}")
+    for key in ("best", "samples", "partial_sums"):
+        if state.get(key) is not None and not isinstance(state[key], dict):
+            problems.append(f"{key}: expected a mapping, received {short_repr(state[key])}")
+    samples = state.get("samples")
+    if isinstance(samples, dict) and not all(_is_count(n) for n in samples.values()):
+        problems.append(f"samples: expected sample counts (integers >= 0), received {short_repr(samples)}")
+    problems += _weight_problems(state["model"])
+    return problems
+
+
+def _plain_data_problem(value: Any) -> str | None:
+    """Why `value` is not a config's kind of data (mappings with string keys, lists, strings,
+    numbers, booleans, null, at most MAX_CONFIG_DEPTH deep), walked without recursion: a config
+    nested 3,000 deep must not exhaust the stack of copy.deepcopy or of the validator."""
+    pending, seen = [(value, 0)], 0
+    while pending:
+        item, depth = pending.pop()
+        seen += 1
+        if depth > MAX_CONFIG_DEPTH:
+            return f"nested more than {MAX_CONFIG_DEPTH} levels deep; a config file is at most that"
+        if seen > MAX_CONFIG_VALUES:
+            return f"more than {MAX_CONFIG_VALUES:,} keys and values; a config is small"
+        if isinstance(item, dict):
+            bad = next((k for k in item if not isinstance(k, str)), None)
+            if bad is not None:
+                return f"keys must be names (strings), received {short_repr(bad)}"
+            pending += [(v, depth + 1) for v in item.values()]
+        elif isinstance(item, list):
+            pending += [(v, depth + 1) for v in item]
+        elif not (item is None or isinstance(item, (str, int, float, bool))):
+            return f"expected plain data (mappings, lists, strings, numbers), received a {type(item).__name__}"
+    return None
+
+
+def _normalization_problems(norm: Any) -> list[str]:
+    """`{axis, mean, std}` as training stores it: a positive axis, as many finite means as finite,
+    positive stds (training never stores a std of 0: it would divide by 0), or None (no
+    normalization). Problems start with the key they are about."""
+    import math
+
+    if norm is None:
+        return []
+    if not isinstance(norm, dict):
+        return [f": expected a mapping with axis, mean and std, or null, received {short_repr(norm)}"]
+    problems = []
+    axis = norm.get("axis")
+    if not (_is_count(axis) and 1 <= axis <= 8):
+        problems.append(f".axis: expected an integer from 1 to 8 (a dimension of a batch), received {short_repr(axis)}")
+    lists = {}
+    for key, rule, one in (("mean", "finite numbers", "a finite number"),
+                           ("std", "finite numbers > 0", "a finite number > 0")):
+        values = norm.get(key)
+        if not (isinstance(values, list) and 1 <= len(values) <= MAX_STATISTICS):
+            problems.append(f".{key}: expected a list of 1 to {MAX_STATISTICS:,} {rule}, received {short_repr(values)}")
+            continue
+        bad = next((i for i, v in enumerate(values) if isinstance(v, bool) or not isinstance(v, (int, float))
+                    or not math.isfinite(v) or (key == "std" and v <= 0)), None)
+        if bad is not None:
+            problems.append(f".{key}[{bad}]: expected {one}, received "
+                            f"{short_repr(values[bad])}" + (" (a division by zero)" if key == "std" and
+                                                             values[bad] == 0 else ""))
+            continue
+        lists[key] = values
+    if len(lists) == 2 and len(lists["mean"]) != len(lists["std"]):
+        problems.append(f": expected as many stds as means, received {len(lists['mean']):,} means and "
+                        f"{len(lists['std']):,} stds")
+    return problems
+
+
+def _weight_problems(weights: Any) -> list[str]:
+    """Weights that are not all finite (NaN, inf) would make every output NaN."""
+    import torch
+
+    if not isinstance(weights, dict):
+        return []
+    for name, tensor in weights.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not tensor.is_meta \
+                and not bool(torch.isfinite(tensor).all()):
+            count = int((~torch.isfinite(tensor)).sum())
+            return [f"model: the weights {shorten(str(name))} hold {count:,} NaN or infinite value"
+                    f"{'s' if count != 1 else ''} (a run that diverged?); every output would be NaN"]
+    return []
+
+
 def checkpoint_config(state: dict) -> dict:
     """The checkpoint's embedded config, validated again (an invalid one is a CheckpointError)."""
     from dlcli.config import resolve_config
     from dlcli.errors import ConfigError
 
     config = state.get("config")
+    problem = _plain_data_problem(config)  # load_checkpoint checked it; a state built otherwise, here
+    if problem:
+        raise CheckpointError(f"{state.get('path', 'checkpoint')}: damaged checkpoint: config: {problem}")
     try:
         import copy
 
-        return resolve_config(copy.deepcopy(config), {}, f"{state.get('path', 'checkpoint')} (embedded config)",
-                              default_name=(config or {}).get("name", "run") if isinstance(config, dict) else "run",
-                              guards=False)  # a model trained before the check keeps working
+        cfg = resolve_config(copy.deepcopy(config), {}, f"{state.get('path', 'checkpoint')} (embedded config)",
+                             default_name=(config or {}).get("name", "run") if isinstance(config, dict) else "run",
+                             guards=False)  # a model trained before the check keeps working
     except ConfigError as err:
         raise CheckpointError(f"the checkpoint's embedded config is invalid:\n{err}") from None
+    _refuse_normalization_of_another_shape(state, cfg)
+    return cfg
+
+
+def _refuse_normalization_of_another_shape(state: dict, cfg: dict) -> None:
+    """Per-channel (per-feature) statistics come in a number that divides the values of a sample
+    (C of C*H*W, F of T*F): any other count belongs to no sample the model takes."""
+    import math
+
+    from dlcli.layers import fmt_shape
+
+    norm, shape = state.get("normalization"), tuple(cfg["model"]["input_shape"])
+    count, size = (len(norm["mean"]) if isinstance(norm, dict) else 1), math.prod(shape)
+    if count > 1 and size % count:
+        raise CheckpointError(f"{state.get('path', 'checkpoint')}: damaged checkpoint: normalization holds {count:,} "
+                              f"per-channel or per-feature statistics, which do not line up with the model's input "
+                              f"{fmt_shape(shape)} ({size:,} values a sample)")
 
 
 def load_model_from_checkpoint(state: dict, device: Any = "cpu", cfg: dict | None = None):
@@ -333,9 +469,14 @@ def load_model_from_checkpoint(state: dict, device: Any = "cpu", cfg: dict | Non
     its weights; a mismatch is a CheckpointError."""
     import torch
 
-    from dlcli.model import build_training_model
+    from dlcli.errors import DlcliError
+    from dlcli.model import build_meta_model, build_training_model
 
     cfg = cfg or checkpoint_config(state)
+    try:  # the parameter guard of a training config, before any memory is taken
+        build_meta_model(cfg)
+    except DlcliError as err:
+        raise CheckpointError(f"{state.get('path', 'checkpoint')}: the checkpoint's config: {err}") from None
     model = build_training_model(cfg, torch.device(device))
     try:
         model.load_state_dict(state["model"])

@@ -113,6 +113,16 @@ def fitted_normalization(normalization: dict | None, sample: tuple, where: str) 
                     f"of each batch); expected samples stored like the training data")
 
 
+def normalization_for(normalization: dict | None, splits, where: str) -> dict | None:
+    """A checkpoint's normalization checked (fitted_normalization) against the data its config
+    loads again (`splits`, the first part with samples): a checkpoint whose statistics do not
+    line up with its own data is refused before any batch is normalized."""
+    for split in (splits.train, splits.val, splits.test):
+        if split is not None and len(split):
+            return fitted_normalization(normalization, tuple(split.sample_shape), where)
+    return normalization
+
+
 def prediction_activation(cfg: dict, model) -> torch.nn.Module:
     """What turns the model's forward outputs into probabilities or values."""
     import torch.nn as nn

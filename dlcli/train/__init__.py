@@ -56,6 +56,10 @@ def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None 
         splits = load_splits(cfg)
     finally:
         warmup.join()
+    if isinstance(normalization, dict):  # a checkpoint's (resume): it must line up with the data read again
+        from dlcli.inference import normalization_for
+
+        normalization = normalization_for(normalization, splits, splits.source or cfg["data"]["dataset"])
     data = prepare_data(cfg, device, splits, normalization)  # bad data fails here, before a run directory exists
     trainer = Trainer(cfg, data, device)  # and settings that do not fit it (drop_last...)
     if warmup.note():
