@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from contextlib import ExitStack
 from pathlib import Path
 from shlex import quote
@@ -283,8 +284,10 @@ def _update_run_records(run_dir: Path, state: dict, cfg: dict, trainer: Trainer)
     edited = _hand_edits(run_dir, state, current, {start.get("config_sha256") for start in _starts(environment)})
     if current != text:  # the run's record says what it now trains to (trainer.epochs=N...)
         if edited is not None and current and current.strip():  # the user's text is kept beside it
-            write_text_atomic(run_dir / EDITED_CONFIG_FILE, current)
-            edited += f"; config.yaml now shows the run's config, and the edited text is in {EDITED_CONFIG_FILE}"
+            kept = _edited_config_path(run_dir, current)
+            if not kept.exists():
+                write_text_atomic(kept, current)
+            edited += f"; config.yaml now shows the run's config, and the edited text is in {kept.name}"
         write_text_atomic(run_dir / CONFIG_FILE, text)
     if edited is not None:
         trainer.notes.append(edited)
@@ -300,7 +303,21 @@ def _update_run_records(run_dir: Path, state: dict, cfg: dict, trainer: Trainer)
     log.rewrite(sorted(steps + list(state["history"]), key=lambda r: (r.get("step", 0), r.get("kind") == "epoch")))
 
 
-EDITED_CONFIG_FILE = "config.edited.yaml"
+EDITED_CONFIG_FILE = "config.edited.yaml"  # then config.edited.1.yaml, config.edited.2.yaml...
+
+
+def _edited_config_path(run_dir: Path, text: str) -> Path:
+    """Where a hand-edited config.yaml (`text`) is kept: the copy of an earlier resume that holds
+    this very text, else the first free name of config.edited.yaml, config.edited.1.yaml, ...:
+    each edit is kept, none overwritten."""
+    import itertools
+
+    for n in itertools.count():
+        path = run_dir / (EDITED_CONFIG_FILE if n == 0 else EDITED_CONFIG_FILE.replace(".yaml", f".{n}.yaml"))
+        if not os.path.lexists(path):  # a dangling link too is somebody's: not written through, skipped
+            return path
+        if not path.is_symlink() and _read_text(path) == text:
+            return path
 
 
 def _hand_edits(run_dir: Path, state: dict, text: str | None, written: set) -> str | None:
