@@ -145,11 +145,24 @@ class _Exp(torch.nn.Module):
         return x.exp()
 
 
+def check_device_name(name: str) -> None:
+    """--device takes the devices trainer.device does: torch knows more kinds (meta, xla, hpu...)
+    that dlcli cannot run a model on, and `meta` would give outputs without values."""
+    from dlcli.config._schema import Device
+    from dlcli.registry import KindError
+
+    try:
+        Device().check(name)
+    except KindError as err:
+        raise DlcliError(f"--device: {err} (the devices dlcli runs models on), received {short_repr(name)}") from None
+
+
 def inference_device(name: str | None, cfg: dict) -> torch.device:
     """--device, else the config's trainer.device (a missing GPU says how to override)."""
     from dlcli.model import resolve_device
 
     if name is not None:
+        check_device_name(name)
         return resolve_device(name, "--device")
     try:
         return resolve_device(cfg["trainer"]["device"])
@@ -165,6 +178,8 @@ def load_trained(path: str | Path, device: str | None = None) -> TrainedModel:
     from dlcli.losses import LOSSES, target_kind
     from dlcli.runs import run_dir_of
 
+    if device is not None:
+        check_device_name(device)  # before the checkpoint is read
     state = load_checkpoint(path, prefer="best.pt")
     if "normalization" not in state:
         raise CheckpointError(f"{state['path']}: incomplete checkpoint: missing normalization (the statistics "

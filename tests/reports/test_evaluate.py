@@ -467,3 +467,27 @@ def test_an_image_folder_too_large_to_hold_is_refused_before_decoding(images_run
                                         r"holds them in memory \(100 bytes available; .*HINT: evaluate the folder "
                                         r"in parts$"):
         evaluate_checkpoint(images_run, data=folder)
+
+
+@pytest.mark.parametrize("device", ["meta", "xla", "cuda:x", "cpu:0"])
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_a_device_dlcli_cannot_run_on_is_refused_before_the_checkpoint_is_read(command, device, mnist_run,
+                                                                                tmp_path, cli):
+    """Issue 15 #14: --device meta (a device torch knows, with no values) gave a traceback."""
+    digits = tmp_path / "digits.npz"
+    np.savez(digits, x=np.zeros((2, 1, 28, 28), np.uint8))
+    args = [mnist_run, "--out", tmp_path / "out"] if command == "evaluate" else [mnist_run, digits]
+    result = cli(command, *args, "--device", device)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert f"--device: expected auto, cpu, cuda, cuda:N or mps (the devices dlcli runs models on), received " \
+           f"'{device}'" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("how", ["train", "resume"])
+def test_a_device_dlcli_cannot_run_on_is_refused_by_train_and_resume(how, mnist_run, tmp_path, cli):
+    config = mnist_run / "config.yaml"
+    args = [config, f"trainer.out_dir={tmp_path}"] if how == "train" else ["--resume", mnist_run]
+    result = cli("train", *args, "trainer.device=meta")
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "trainer.device: expected auto, cpu, cuda, cuda:N or mps" in result.output
