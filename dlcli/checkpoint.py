@@ -264,16 +264,18 @@ def load_checkpoint(path: str | Path, prefer: str = "best.pt", map_location: Any
             reason = next((line.strip() for line in lines if "Unsupported" in line), lines[0] if lines else "")
             hint = checkpoint_hint(path)
             raise CheckpointError(f"{path}: not a readable checkpoint" + (hint or (
-                f" (corrupt or not a torch file?): {shorten(reason.replace('WeightsUnpickler error: ', ''), 200)}"))
+                f" ({_why_unreadable(path)}): {shorten(reason.replace('WeightsUnpickler error: ', ''), 200)}"))
             ) from None
         detail = refused.replace("WeightsUnpickler error: ", "").split(" was not an allowed")[0].rstrip(".")
         raise CheckpointError(f"{path}: refused to load: the file holds Python objects or code that a "
                               f"checkpoint never contains (loaded with weights_only=True: nothing in it was run). "
                               f"{shorten(detail, 200)}".rstrip()) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError) as err:
+        if isinstance(err, OSError):  # the file could not be read at all: say why, not what it might be
+            raise CheckpointError(f"{path}: cannot read the checkpoint: {err.strerror or err}") from None
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint" + (checkpoint_hint(path) or (
-            f" (truncated or not a torch file?): {shorten(reason, 200)}"))) from None
+            f" ({_why_unreadable(path)}): {shorten(reason, 200)}"))) from None
     except Exception as err:  # torch raises assorted errors on garbage input
         raise CheckpointError(f"{path}: not a readable checkpoint: {type(err).__name__}: "
                               f"{shorten(str(err), 200)}") from None
@@ -306,6 +308,27 @@ def load_checkpoint(path: str | Path, prefer: str = "best.pt", map_location: Any
         raise CheckpointError(f"{path}: damaged checkpoint: {'; '.join(problems)}")
     state["path"] = str(path)
     return state
+
+
+ZIP_MAGIC = b"PK\x03\x04"  # how a zip archive, and so a torch file, starts
+
+
+def _why_unreadable(path: Path) -> str:
+    """What a file torch could not load is: empty, a zip archive cut short (a copy or a download
+    that stopped), a damaged zip archive, or no zip archive (not a torch file)."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as file:
+            head = file.read(len(ZIP_MAGIC))
+    except OSError as err:
+        return f"cannot read it: {err.strerror or err}"
+    if size == 0:
+        return "the file is empty"
+    if head != ZIP_MAGIC:
+        return "not a torch file: torch files are zip archives, and this one does not start like one"
+    if not zipfile.is_zipfile(path):
+        return f"truncated: a zip archive whose end is missing ({size:,} bytes; an interrupted copy or download?)"
+    return "a damaged zip archive"
 
 
 def _is_count(value: Any) -> bool:

@@ -325,12 +325,21 @@ def _checkpoint_errors(mnist_run, tmp_path):
     text.write_text("these are not weights\n")
     cut = tmp_path / "cut.pt"
     cut.write_bytes((mnist_run / "checkpoints" / "best.pt").read_bytes()[:2000])
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(bytes(range(256)) * 8)
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
     return {"missing": (tmp_path / "nope.pt", "no such file or directory"),
             "not a checkpoint": (text, "not a readable checkpoint"),
-            "truncated": (cut, "not a readable checkpoint \\(truncated or not a torch file\\?\\)")}
+            # issue 15 #15: these three said "truncated or not a torch file?"; now which one
+            "truncated": (cut, "not a readable checkpoint \\(truncated: a zip archive whose end is missing "
+                               "\\(2,000 bytes; an interrupted copy or download\\?\\)\\)"),
+            "not a zip": (garbage, "not a readable checkpoint \\(not a torch file: torch files are zip archives, "
+                                   "and this one does not start like one\\)"),
+            "empty": (empty, "not a readable checkpoint \\(the file is empty\\)")}
 
 
-@pytest.mark.parametrize("case", ["missing", "not a checkpoint", "truncated"])
+@pytest.mark.parametrize("case", ["missing", "not a checkpoint", "truncated", "not a zip", "empty"])
 @pytest.mark.parametrize("command", ["evaluate", "predict", "export"])
 def test_broken_checkpoints_are_clear_errors(case, command, mnist_run, tmp_path, cli):
     import re
@@ -491,3 +500,15 @@ def test_a_device_dlcli_cannot_run_on_is_refused_by_train_and_resume(how, mnist_
     result = cli("train", *args, "trainer.device=meta")
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert "trainer.device: expected auto, cpu, cuda, cuda:N or mps" in result.output
+
+
+def test_a_checkpoint_that_cannot_be_read_says_why(mnist_run, tmp_path, monkeypatch, cli):
+    """Issue 15 #15: an unreadable checkpoint (permissions) was "truncated or not a torch file?"."""
+    def denied(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(torch, "load", denied)  # as an unprivileged user meets a root-owned 0600 file
+    result = cli("evaluate", mnist_run / "checkpoints" / "best.pt", "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"{mnist_run / 'checkpoints' / 'best.pt'}: cannot read the checkpoint: Permission denied" \
+        in " ".join(result.output.split())
