@@ -286,6 +286,13 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path | None = None, 
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise DlcliError(f"{folder}: cannot create the output directory: {err.strerror or err}") from None
+    from dlcli.checkpoint import refuse_irregular_target
+
+    try:
+        for path in files:  # a link or a FIFO in the place of one file: none is written, not the first ones
+            refuse_irregular_target(path)
+    except OSError as err:
+        raise DlcliError(f"{err.filename}: cannot write: {err.strerror} (no report file was written)") from None
     try:
         for path, text in files.items():
             write_text_atomic(path, text)

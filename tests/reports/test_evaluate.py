@@ -512,3 +512,22 @@ def test_a_checkpoint_that_cannot_be_read_says_why(mnist_run, tmp_path, monkeypa
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert f"{mnist_run / 'checkpoints' / 'best.pt'}: cannot read the checkpoint: Permission denied" \
         in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("name", ["eval_test.json", "confusion_test.csv"])
+def test_a_report_file_that_is_a_link_is_not_written_through(name, mnist_run, tmp_path, cli):
+    """Issue 15 #1: reports too are written only as regular files, never through a link; and
+    #8: a report is written whole or not at all (not eval_test.json without its CSVs)."""
+    run = tmp_path / "run"
+    shutil.copytree(mnist_run, run)
+    for leftover in run.glob("*_test.*"):
+        leftover.unlink()
+    victim = tmp_path / "victim"
+    victim.write_text("kept\n")
+    (run / name).symlink_to(victim)
+    result = cli("evaluate", run, "--force")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"{run / name}: cannot write: it is a symbolic link, and dlcli never writes through a link" \
+        in " ".join(result.output.split())
+    assert victim.read_text() == "kept\n" and (run / name).is_symlink()
+    assert [p.name for p in run.glob("*_test.*")] == [name]  # no other file of the report
