@@ -56,9 +56,11 @@ def _weights(state: dict, rng: random.Random) -> str:
     import torch
 
     weights = state.get("model")
-    if not isinstance(weights, dict) or not weights:
+    tensors = sorted(name for name, value in weights.items() if isinstance(name, str)
+                     and isinstance(value, torch.Tensor)) if isinstance(weights, dict) else []
+    if not tensors:  # an earlier damage replaced them
         return "weights: none"
-    name = rng.choice(sorted(weights))
+    name = rng.choice(tensors)
     tensor = weights[name]
     how = rng.choice(["nan", "inf", "shape", "dtype"])
     if how in ("nan", "inf") and tensor.is_floating_point() and tensor.numel():
