@@ -113,6 +113,16 @@ def fitted_normalization(normalization: dict | None, sample: tuple, where: str) 
                     f"of each batch); expected samples stored like the training data")
 
 
+def normalization_for(normalization: dict | None, splits, where: str) -> dict | None:
+    """A checkpoint's normalization checked (fitted_normalization) against the data its config
+    loads again (`splits`, the first part with samples): a checkpoint whose statistics do not
+    line up with its own data is refused before any batch is normalized."""
+    for split in (splits.train, splits.val, splits.test):
+        if split is not None and len(split):
+            return fitted_normalization(normalization, tuple(split.sample_shape), where)
+    return normalization
+
+
 def prediction_activation(cfg: dict, model) -> torch.nn.Module:
     """What turns the model's forward outputs into probabilities or values."""
     import torch.nn as nn
@@ -135,11 +145,24 @@ class _Exp(torch.nn.Module):
         return x.exp()
 
 
+def check_device_name(name: str) -> None:
+    """--device takes the devices trainer.device does: torch knows more kinds (meta, xla, hpu...)
+    that dlcli cannot run a model on, and `meta` would give outputs without values."""
+    from dlcli.config._schema import Device
+    from dlcli.registry import KindError
+
+    try:
+        Device().check(name)
+    except KindError as err:
+        raise DlcliError(f"--device: {err} (the devices dlcli runs models on), received {short_repr(name)}") from None
+
+
 def inference_device(name: str | None, cfg: dict) -> torch.device:
     """--device, else the config's trainer.device (a missing GPU says how to override)."""
     from dlcli.model import resolve_device
 
     if name is not None:
+        check_device_name(name)
         return resolve_device(name, "--device")
     try:
         return resolve_device(cfg["trainer"]["device"])
@@ -155,6 +178,8 @@ def load_trained(path: str | Path, device: str | None = None) -> TrainedModel:
     from dlcli.losses import LOSSES, target_kind
     from dlcli.runs import run_dir_of
 
+    if device is not None:
+        check_device_name(device)  # before the checkpoint is read
     state = load_checkpoint(path, prefer="best.pt")
     if "normalization" not in state:
         raise CheckpointError(f"{state['path']}: incomplete checkpoint: missing normalization (the statistics "

@@ -129,13 +129,16 @@ def evaluate_checkpoint(path: str | Path, split: str | None = None, data: str | 
 def _trained_split(trained: TrainedModel, split: str):
     """A split of the training data, re-loaded from the embedded config and normalized
     with the checkpoint's statistics; the val split is the same seeded hold-out."""
-    from dlcli.data.prepare import prepare_data
+    from dlcli.data.prepare import load_splits, prepare_data
+    from dlcli.inference import normalization_for
 
     cfg = trained.cfg
     if cfg["data"]["dataset"] == "csv":  # its columns by name, as training read them, should the file be reordered
         cfg = {**cfg, "data": {**cfg["data"], "features": trained.csv_features}}
     try:
-        prepared = prepare_data(cfg, trained.device, normalization=trained.normalization)
+        splits = load_splits(cfg)
+        normalization = normalization_for(trained.normalization, splits, splits.source or cfg["data"]["dataset"])
+        prepared = prepare_data(cfg, trained.device, splits, normalization)
     except DataError as err:
         raise DataError(f"{err}\n(this is the data the checkpoint was trained on, from its config; evaluate "
                         f"other data with --data PATH)") from None
@@ -283,6 +286,13 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path | None = None, 
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise DlcliError(f"{folder}: cannot create the output directory: {err.strerror or err}") from None
+    from dlcli.checkpoint import refuse_irregular_target
+
+    try:
+        for path in files:  # a link or a FIFO in the place of one file: none is written, not the first ones
+            refuse_irregular_target(path)
+    except OSError as err:
+        raise DlcliError(f"{err.filename}: cannot write: {err.strerror} (no report file was written)") from None
     try:
         for path, text in files.items():
             write_text_atomic(path, text)

@@ -70,11 +70,14 @@ def acquire(run_dir: Path) -> int | None:
     descriptor for `release` (None where locks are not supported)."""
     if fcntl is None:
         return None
+    from dlcli.checkpoint import open_regular_file
+
     path = Path(run_dir) / LOCK_FILE
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:  # never through a link: a run from elsewhere may hold `.lock -> ~/.bashrc`
+        fd = open_regular_file(path, os.O_RDWR | os.O_CREAT)
     except OSError as err:  # a read-only folder, a full disk: the run could not write there either
-        raise RunError(f"{path}: cannot create the run's lock file: {err.strerror or err}") from None
+        raise RunError(f"{path}: cannot open the run's lock file: {err.strerror or err} (nothing in the run "
+                       f"was changed)") from None
     deadline = time.monotonic() + WAIT_S
     while True:
         try:
@@ -109,8 +112,10 @@ def run_is_locked(run_dir: Path) -> bool | None:
     creating or writing anything."""
     if fcntl is None:
         return None
-    try:
-        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY)
+    from dlcli.checkpoint import open_regular_file
+
+    try:  # a link or a FIFO in its place: not followed, not waited on
+        fd = open_regular_file(Path(run_dir) / LOCK_FILE, os.O_RDONLY)
     except OSError:
         return None
     try:

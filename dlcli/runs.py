@@ -18,7 +18,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from dlcli.checkpoint import atomic_write_bytes
+from dlcli.checkpoint import atomic_write_bytes, open_regular_file
 from dlcli.errors import RunError, short_list
 
 CONFIG_FILE = "config.yaml"
@@ -147,7 +147,8 @@ class MetricsLog:
 
     def _append(self, path: Path, text: str) -> None:
         try:
-            with open(path, "a", encoding="utf-8", newline="") as handle:
+            fd = open_regular_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)  # never through a link
+            with os.fdopen(fd, "a", encoding="utf-8", newline="") as handle:
                 handle.write(text)
                 handle.flush()
                 os.fsync(handle.fileno())

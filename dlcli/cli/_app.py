@@ -79,8 +79,9 @@ def root(debug: bool = typer.Option(False, "--debug", help="show a traceback for
 
 
 def report_errors(fn: Callable) -> Callable:
-    """Turn a DlcliError into `error: ...` on stderr and its exit code. A path argument
-    too long for the file system (ENAMETOOLONG, wherever it is first used) is bad input too."""
+    """Turn a DlcliError into `error: ...` on stderr and its exit code. An OSError no command
+    turned into a message of its own (a path too long, a folder this user may not read) is
+    reported too, naming the path: exit status 2, no traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -89,13 +90,27 @@ def report_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except (DlcliError, OSError) as err:
-            if state["debug"] or (isinstance(err, OSError) and err.errno != errno.ENAMETOOLONG):
+            if state["debug"]:
                 raise
-            message = str(err) if isinstance(err, DlcliError) else f"{shorten(str(err.filename), 300)}: {err.strerror}"
+            message = str(err) if isinstance(err, DlcliError) else os_error_message(err)
             err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
             raise typer.Exit(getattr(err, "exit_code", 2)) from None
 
     return wrapper
+
+
+def os_error_message(err: OSError) -> str:
+    """An OSError that no command turned into a message of its own (a folder it may not read, a
+    path too long): the path, what the system refused and why, instead of a traceback."""
+    from dlcli.errors import shorten
+
+    what = {errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+            errno.ENAMETOOLONG: None}.get(err.errno, "cannot access it")
+    paths = " -> ".join(shorten(str(p), 300) for p in (err.filename, err.filename2) if p is not None)
+    reason = err.strerror or type(err).__name__
+    detail = f"{what}: {reason}" if what and what.lower() != reason.lower() else reason
+    return f"{paths or 'a file'}: {detail}" + (" (as this user; check the permissions of the file and of the "
+                                               "folders above it)" if err.errno in (errno.EACCES, errno.EPERM) else "")
 
 
 def escape(text: str) -> str:

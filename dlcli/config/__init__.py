@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dlcli.config._examples import Example, entry_example
-from dlcli.config._load import parse_yaml, read_config_file
+from dlcli.config._load import dump_yaml, parse_yaml, read_config_file
 from dlcli.config._origin import ConfigOrigin
 from dlcli.config._overrides import apply_overrides
 from dlcli.config._validate import (canonicalize_layers, canonicalize_sections, data_view_fits, infer_shapes,
@@ -64,6 +64,6 @@ def config_from_text(text: str, source: str = "<config>", overrides: list[str] =
 
 
 def dump_config(cfg: dict) -> str:
-    import yaml
-
-    return yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None, width=100)
+    """The config as YAML that load_config reads back as the same config (the loader's own rules
+    decide what is quoted: `name: '1e3'` stays a string)."""
+    return dump_yaml(cfg)

@@ -88,11 +88,20 @@ def _merged_size(node: yaml.MappingNode, sizes: dict) -> int:
     return sizes[id(node)]
 
 
-_SafeLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
+class _SafeDumper(yaml.SafeDumper):
+    """The safe dumper with the loader's own rules: a string that _SafeLoader would read as
+    something else (`'1e3'`, a float to it) is written quoted, so a dump reads back the same."""
+
+
+_EXPONENT_FLOAT = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+for _rules in (_SafeLoader, _SafeDumper):
+    _rules.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789"))
+
+
+def dump_yaml(data: Any) -> str:
+    """YAML text of plain data that `parse_yaml` reads back as the same data."""
+    return yaml.dump(data, Dumper=_SafeDumper, sort_keys=False, default_flow_style=None, width=100,
+                     allow_unicode=False)
 
 Lines = dict  # path tuple -> 1-based line number
 OBJECT_TAGS = ("invalid YAML: tags that create objects are not allowed; a config holds plain data "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from contextlib import ExitStack
 from pathlib import Path
 from shlex import quote
@@ -57,6 +58,10 @@ def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None 
         splits = load_splits(cfg)
     finally:
         warmup.join()
+    if isinstance(normalization, dict):  # a checkpoint's (resume): it must line up with the data read again
+        from dlcli.inference import normalization_for
+
+        normalization = normalization_for(normalization, splits, splits.source or cfg["data"]["dataset"])
     data = prepare_data(cfg, device, splits, normalization)  # bad data fails here, before a run directory exists
     trainer = Trainer(cfg, data, device)  # and settings that do not fit it (drop_last...)
     if warmup.note():
@@ -241,6 +246,7 @@ def _resumable(path: Path, overrides: list[str]) -> tuple[dict, dict, Path]:
                               f"this run, put the checkpoint at DIR/checkpoints/last.pt beside the run's "
                               f"DIR/config.yaml, then: dlcli train --resume DIR; to train a new run: dlcli train "
                               f"CONFIG (evaluate, predict and export take the checkpoint where it is)")
+    _refuse_linked_files(run_dir)
     _refuse_rewind(run_dir, state)
     _refuse_fewer_epochs(run_dir, state, cfg, planned)
     _refuse_nothing_to_train(run_dir, state, cfg, overrides)
@@ -308,8 +314,10 @@ def _update_run_records(run_dir: Path, state: dict, cfg: dict, trainer: Trainer,
     edited = _hand_edits(run_dir, state, current, {start.get("config_sha256") for start in _starts(environment)})
     if current != text:  # the run's record says what it now trains to (trainer.epochs=N...)
         if edited is not None and current and current.strip():  # the user's text is kept beside it
-            write_text_atomic(run_dir / EDITED_CONFIG_FILE, current)
-            edited += f"; config.yaml now shows the run's config, and the edited text is in {EDITED_CONFIG_FILE}"
+            kept = _edited_config_path(run_dir, current)
+            if not kept.exists():
+                write_text_atomic(kept, current)
+            edited += f"; config.yaml now shows the run's config, and the edited text is in {kept.name}"
         write_text_atomic(run_dir / CONFIG_FILE, text)
     if edited is not None:
         trainer.notes.append(edited)
@@ -325,7 +333,21 @@ def _update_run_records(run_dir: Path, state: dict, cfg: dict, trainer: Trainer,
     log.rewrite(sorted(steps + list(state["history"]), key=lambda r: (r.get("step", 0), r.get("kind") == "epoch")))
 
 
-EDITED_CONFIG_FILE = "config.edited.yaml"
+EDITED_CONFIG_FILE = "config.edited.yaml"  # then config.edited.1.yaml, config.edited.2.yaml...
+
+
+def _edited_config_path(run_dir: Path, text: str) -> Path:
+    """Where a hand-edited config.yaml (`text`) is kept: the copy of an earlier resume that holds
+    this very text, else the first free name of config.edited.yaml, config.edited.1.yaml, ...:
+    each edit is kept, none overwritten."""
+    import itertools
+
+    for n in itertools.count():
+        path = run_dir / (EDITED_CONFIG_FILE if n == 0 else EDITED_CONFIG_FILE.replace(".yaml", f".{n}.yaml"))
+        if not os.path.lexists(path):  # a dangling link too is somebody's: not written through, skipped
+            return path
+        if not path.is_symlink() and _read_text(path) == text:
+            return path
 
 
 def _hand_edits(run_dir: Path, state: dict, text: str | None, written: set) -> str | None:
@@ -470,6 +492,26 @@ def _other_threads_note(last: dict, trainer: Trainer) -> str | None:
         return None
     return (f"trained with {trained} CPU thread{'s' if trained != 1 else ''}, resuming with {now}: results will not "
             f"be bit-identical to an uninterrupted run; trainer.threads={trained} to match")
+
+
+def _refuse_linked_files(run_dir: Path) -> None:
+    """The run's own files and checkpoints/ as a resume will write them: a symbolic link, a FIFO
+    or a folder in the place of one (a run received from someone else: `metrics.jsonl ->
+    ~/.bashrc`) is refused before anything is written, rather than written through or halfway."""
+    from dlcli.checkpoint import refuse_irregular_target
+    from dlcli.runs import CHECKPOINTS_DIR, RUN_RECORDS
+
+    folder = run_dir / CHECKPOINTS_DIR
+    if folder.is_symlink():
+        raise RunError(f"{folder}: it is a symbolic link, and a resume writes the run's checkpoints there; dlcli "
+                       f"never writes through a link: make it a folder of the run (a run copied from elsewhere?) "
+                       f"and try again (nothing in the run was changed)")
+    for path in [run_dir / name for name in RUN_RECORDS] + [folder / "last.pt", folder / "best.pt"]:
+        try:
+            refuse_irregular_target(path)
+        except OSError as err:
+            raise RunError(f"{path}: a resume rewrites this file of the run, but {err.strerror} (nothing in the "
+                           f"run was changed)") from None
 
 
 def _refuse_rewind(run_dir: Path, state: dict) -> None:

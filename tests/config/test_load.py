@@ -158,3 +158,27 @@ def test_deep_nesting_is_refused():
 def test_keys_must_be_names():
     with pytest.raises(ConfigError, match=r"<string>:2: .*keys must be names \(strings\), received 3"):
         parse_yaml("a: 1\n3: x\n")
+
+
+@pytest.mark.parametrize("config", ["mnist_cnn.yaml", "mnist_cnn_keras.yaml", "mnist_deep_cnn.yaml",
+                                    "mnist_lstm.yaml"])
+def test_a_written_config_reads_back_as_the_same_config(config, configs_dir, tmp_path):
+    """What dlcli writes as RUN/config.yaml is read back (`dlcli train RUN/config.yaml`) as the
+    very config it was written from."""
+    from dlcli.config import dump_config
+
+    cfg = load_config(configs_dir / config)
+    written = tmp_path / "config.yaml"
+    written.write_text(dump_config(cfg), encoding="utf-8")
+    assert parse_yaml(written.read_text(encoding="utf-8"))[0] == cfg
+    assert load_config(written) == cfg
+
+
+@pytest.mark.parametrize("name", ["1e3", "1E-3", "+2.5e10", "1_000e3", "yes", "null", "0x1f", "1:20", "~", "- a"])
+def test_a_string_the_loader_reads_as_a_number_is_written_quoted(name, tiny_config_text, tmp_path):
+    """Issue 15 #13: `name: '1e3'` was written unquoted, and read back as the float 1000.0."""
+    from dlcli.config import config_from_text, dump_config
+
+    cfg = config_from_text(tiny_config_text.replace("name: tiny", f"name: '{name}'"))
+    assert cfg["name"] == name
+    assert parse_yaml(dump_config(cfg))[0] == cfg

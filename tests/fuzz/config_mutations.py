@@ -327,12 +327,18 @@ def m_number_text(t: _Tree) -> str:
     return "number_text"
 
 
+# quoted strings that dlcli's loader, unlike PyYAML's, would read as numbers unquoted: a valid run
+# name that a config.yaml written without the loader's rules turns into a float
+NUMBER_LIKE = ["'1e3'", "'1E-3'", '"+2.5e10"', "'1_000e3'"]
+
+
 def m_name(t: _Tree) -> str:
     """The run name, which the CLI prints: markup, escapes, control characters, invalid Unicode."""
     if not isinstance(t.data, dict):
         return "noop"
-    value = t.rng.choice(UNICODE + [s for s in RAW_VALUES if s.startswith(('"', "'"))] + ["x" * 100_000])
-    t.data["name"] = t.raw_token(value) if value in RAW_VALUES else value
+    value = t.rng.choice(UNICODE + [s for s in RAW_VALUES if s.startswith(('"', "'"))] + NUMBER_LIKE
+                         + ["x" * 100_000])
+    t.data["name"] = t.raw_token(value) if value in RAW_VALUES or value in NUMBER_LIKE else value
     return "name"
 
 

@@ -53,6 +53,7 @@ class FuzzStats:
     max_seconds: float = 0.0
     max_case: str = ""
     max_message: int = 0
+    round_trips: int = 0  # valid configs written with dump_config and read back
     seconds: float = 0.0  # wall time spent in the cases (writing, loading, validating)
 
     def time(self, seconds: float, what: str) -> None:
@@ -66,6 +67,17 @@ class FuzzStats:
                 f"exit 2: {self.cli_exit[2]:,})",
                 f"  slowest step: {self.max_seconds:.3f} CPU s ({self.max_case}); longest error message: "
                 f"{self.max_message:,} characters"]
+
+
+def _comparable(value):
+    """Plain data with NaN made equal to itself (nan != nan), for comparing configs."""
+    if isinstance(value, dict):
+        return {k: _comparable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_comparable(v) for v in value]
+    if isinstance(value, float) and value != value:
+        return "nan"
+    return value
 
 
 _STATS = pytest.StashKey[FuzzStats]()
@@ -231,8 +243,27 @@ class FuzzRunner:
         if case.must_be_rejected:
             failures.append(f"{case.describe()}\n  resolved, though it holds a key that no section or registry "
                             f"declares: an unknown key must be an error")
+        if isinstance(resolved, dict):
+            failures += self._round_trip(case, resolved)
         self.stats.valid += 1
         return "valid"
+
+    def _round_trip(self, case, resolved: dict) -> list[str]:
+        """A valid config, written as dlcli writes RUN/config.yaml, reads back as the same config."""
+        from dlcli.config import dump_config, parse_yaml, resolve_config
+
+        self.stats.round_trips += 1
+        try:
+            text = dump_config(resolved)
+            back = parse_yaml(text)[0]
+            if _comparable(back) != _comparable(resolved):
+                return [f"{case.describe()}\n  dump_config does not read back as the same config:\n{text[:2000]}"]
+            if _comparable(resolve_config(back, {}, "config.yaml")) != _comparable(resolved):
+                return [f"{case.describe()}\n  dump_config reads back, but resolves to another config:\n{text[:2000]}"]
+        except Exception as err:  # noqa: BLE001 - a dump that does not load back is the bug looked for
+            return [f"{case.describe()}\n  the written config.yaml does not load back: {type(err).__name__}:\n"
+                    f"{format_exception(err)}"]
+        return []
 
     def _cli(self, case, path: Path, outcome: str | None, failures: list[str]) -> None:
         limits = Limits()

@@ -155,5 +155,6 @@ def test_fuzz_summary(fuzz_stats, record_property):
     assert fuzz_stats.cases == CASES
     assert fuzz_stats.valid + fuzz_stats.rejected == CASES
     assert fuzz_stats.valid >= CASES // 20, "too few cases stay valid: the mutations never reach the model"
+    assert fuzz_stats.round_trips == fuzz_stats.valid  # every valid config was written and read back
     assert fuzz_stats.rejected >= CASES // 2
     assert fuzz_stats.cli_runs >= CASES // CLI_EVERY

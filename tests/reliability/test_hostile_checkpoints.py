@@ -5,6 +5,7 @@ import copy
 import pickle
 import random
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,15 @@ def _hostile(kind: str, run_dir: Path, where: Path, marker: Path) -> Path:
         state = copy.deepcopy(good)
         state.update(WRONG_TYPES[kind])
         torch.save(state, path)
+    elif kind in DAMAGED:
+        state = copy.deepcopy(good)
+        DAMAGED[kind](state)
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(20_000)  # pickling a config nested 3,000 deep recurses that deep
+        try:
+            torch.save(state, path)
+        finally:
+            sys.setrecursionlimit(limit)
     elif kind == "directory_without_checkpoints":
         shutil.rmtree(target / "checkpoints")
         (target / "checkpoints").mkdir()
@@ -84,7 +94,62 @@ WRONG_TYPES = {
     "negative_step": {"step": -1},
     "model_not_tensors": {"model": {"conv2d.weight": [1.0, 2.0]}},
 }
+
+
+def _nested(depth: int) -> dict:
+    config: dict = {}
+    for _ in range(depth):
+        config = {"a": config}
+    return config
+
+
+def _set(path: tuple, value):
+    """A damage: `value` put at `path` in the checkpoint (a callable: applied to what is there)."""
+    def apply(state: dict) -> None:
+        *parents, last = path
+        for key in parents:
+            state = state[key]
+        state[last] = value(state[last]) if callable(value) else value
+    return apply
+
+
+def _nan_weight(weight):
+    weight = weight.clone()
+    weight.view(-1)[0] = float("nan")
+    return weight
+
+
+# Issue 15 #5: fields whose damage gave tracebacks (TypeError, RuntimeError, IndexError, RecursionError,
+# AttributeError after resume had rewritten the run's records) or NaN outputs with exit 0
+DAMAGED = {
+    "normalization_std_text": _set(("normalization", "std"), "abc"),
+    "normalization_1000_values": _set(("normalization",), {"axis": 1, "mean": [0.0] * 1000, "std": [1.0] * 1000}),
+    "normalization_axis_99": _set(("normalization", "axis"), 99),
+    "normalization_nan": _set(("normalization", "mean"), [float("nan")]),
+    "normalization_zero_std": _set(("normalization", "std"), [0.0]),
+    "class_names_mixed": _set(("class_names",), ["0", 1, None, "3", "4", "5", "6", "7", "8", "9"]),
+    "history_text": _set(("history",), "nope"),
+    "config_nested_3000": _set(("config", "data", "deep"), _nested(3000)),
+    "config_huge_layer": _set(("config", "model", "layers"),
+                              lambda layers: [*layers[:3], {"dense": {"units": 100_000_000}}, *layers[3:]]),
+    "nan_weights": _set(("model", "dense.weight"), _nan_weight),
+}
 EXPECTED = {
+    "normalization_std_text": r"damaged checkpoint: normalization\.std: expected a list of 1 to 1,048,576 finite "
+                              r"numbers > 0, received 'abc'",
+    "normalization_1000_values": r"damaged checkpoint: normalization holds 1,000 per-channel or per-feature "
+                                 r"statistics, which do not line up with the model's input .* \(784 values a sample\)",
+    "normalization_axis_99": r"damaged checkpoint: normalization\.axis: expected an integer from 1 to 8 .*received 99",
+    "normalization_nan": r"damaged checkpoint: normalization\.mean\[0\]: expected a finite number, received nan",
+    "normalization_zero_std": r"normalization\.std\[0\]: expected a finite number > 0, received 0\.0 \(a division "
+                              r"by zero\)",
+    "class_names_mixed": r"damaged checkpoint: class_names: expected a list of class names \(strings\)",
+    "history_text": r"damaged checkpoint: history: expected a list of epoch records \(mappings\), received 'nope'",
+    "config_nested_3000": r"damaged checkpoint: config: nested more than 50 levels deep",
+    "config_huge_layer": r"the checkpoint's config: model: [\d,]+ parameters .* is more than dlcli builds",
+    "nan_weights": r"damaged checkpoint: model: the weights dense\.weight hold 1 NaN or infinite value \(a run "
+                   r"that diverged\?\); every output would be NaN",
+
     "torch_pickle_payload": "refused to load",
     "raw_pickle_payload": "refused to load|not a readable checkpoint",
     "truncated": "not a readable checkpoint",
@@ -101,7 +166,7 @@ COMMANDS = {
     "evaluate": lambda ckpt, image, out: ["evaluate", str(ckpt), "--out", str(out)],
     "predict": lambda ckpt, image, out: ["predict", str(ckpt), str(image)],
     "export": lambda ckpt, image, out: ["export", str(ckpt), "--format", "torchscript", "--out", str(out / "m.pt")],
-    "resume": lambda ckpt, image, out: ["train", "--resume", str(ckpt)],
+    "resume": lambda ckpt, image, out: ["train", "--resume", str(ckpt), "trainer.epochs=2"],
 }
 
 
@@ -116,5 +181,9 @@ def test_hostile_checkpoint_is_refused(kind, command, run_dir, image, tmp_path):
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     import re
 
-    assert re.search(EXPECTED[kind], result.output), result.output
+    assert re.search(EXPECTED[kind], " ".join(result.output.split())), result.output
     assert not marker.exists(), "the payload ran"
+    if command == "resume" and kind in DAMAGED:  # refused before the run's records were touched
+        run = ckpt.parent.parent
+        for name in ("config.yaml", "environment.json", "metrics.jsonl", "summary.json"):
+            assert (run / name).read_bytes() == (run_dir / name).read_bytes(), name

@@ -332,12 +332,21 @@ def _checkpoint_errors(mnist_run, tmp_path):
     text.write_text("these are not weights\n")
     cut = tmp_path / "cut.pt"
     cut.write_bytes((mnist_run / "checkpoints" / "best.pt").read_bytes()[:2000])
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(bytes(range(256)) * 8)
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
     return {"missing": (tmp_path / "nope.pt", "no such file or directory"),
             "not a checkpoint": (text, "not a readable checkpoint"),
-            "truncated": (cut, "not a readable checkpoint \\(truncated or not a torch file\\?\\)")}
+            # issue 15 #15: these three said "truncated or not a torch file?"; now which one
+            "truncated": (cut, "not a readable checkpoint \\(truncated: a zip archive whose end is missing "
+                               "\\(2,000 bytes; an interrupted copy or download\\?\\)\\)"),
+            "not a zip": (garbage, "not a readable checkpoint \\(not a torch file: torch files are zip archives, "
+                                   "and this one does not start like one\\)"),
+            "empty": (empty, "not a readable checkpoint \\(the file is empty\\)")}
 
 
-@pytest.mark.parametrize("case", ["missing", "not a checkpoint", "truncated"])
+@pytest.mark.parametrize("case", ["missing", "not a checkpoint", "truncated", "not a zip", "empty"])
 @pytest.mark.parametrize("command", ["evaluate", "predict", "export"])
 def test_broken_checkpoints_are_clear_errors(case, command, mnist_run, tmp_path, cli):
     import re
@@ -474,3 +483,58 @@ def test_an_image_folder_too_large_to_hold_is_refused_before_decoding(images_run
                                         r"holds them in memory \(100 bytes available; .*HINT: evaluate the folder "
                                         r"in parts$"):
         evaluate_checkpoint(images_run, data=folder)
+
+
+@pytest.mark.parametrize("device", ["meta", "xla", "cuda:x", "cpu:0"])
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_a_device_dlcli_cannot_run_on_is_refused_before_the_checkpoint_is_read(command, device, mnist_run,
+                                                                                tmp_path, cli):
+    """Issue 15 #14: --device meta (a device torch knows, with no values) gave a traceback."""
+    digits = tmp_path / "digits.npz"
+    np.savez(digits, x=np.zeros((2, 1, 28, 28), np.uint8))
+    args = [mnist_run, "--out", tmp_path / "out"] if command == "evaluate" else [mnist_run, digits]
+    result = cli(command, *args, "--device", device)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert f"--device: expected auto, cpu, cuda, cuda:N or mps (the devices dlcli runs models on), received " \
+           f"'{device}'" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("how", ["train", "resume"])
+def test_a_device_dlcli_cannot_run_on_is_refused_by_train_and_resume(how, mnist_run, tmp_path, cli):
+    config = mnist_run / "config.yaml"
+    args = [config, f"trainer.out_dir={tmp_path}"] if how == "train" else ["--resume", mnist_run]
+    result = cli("train", *args, "trainer.device=meta")
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "trainer.device: expected auto, cpu, cuda, cuda:N or mps" in result.output
+
+
+def test_a_checkpoint_that_cannot_be_read_says_why(mnist_run, tmp_path, monkeypatch, cli):
+    """Issue 15 #15: an unreadable checkpoint (permissions) was "truncated or not a torch file?"."""
+    def denied(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(torch, "load", denied)  # as an unprivileged user meets a root-owned 0600 file
+    result = cli("evaluate", mnist_run / "checkpoints" / "best.pt", "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"{mnist_run / 'checkpoints' / 'best.pt'}: cannot read the checkpoint: Permission denied" \
+        in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("name", ["eval_test.json", "confusion_test.csv"])
+def test_a_report_file_that_is_a_link_is_not_written_through(name, mnist_run, tmp_path, cli):
+    """Issue 15 #1: reports too are written only as regular files, never through a link; and
+    #8: a report is written whole or not at all (not eval_test.json without its CSVs)."""
+    run = tmp_path / "run"
+    shutil.copytree(mnist_run, run)
+    for leftover in run.glob("*_test.*"):
+        leftover.unlink()
+    victim = tmp_path / "victim"
+    victim.write_text("kept\n")
+    (run / name).symlink_to(victim)
+    result = cli("evaluate", run, "--force")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"{run / name}: cannot write: it is a symbolic link, and dlcli never writes through a link" \
+        in " ".join(result.output.split())
+    assert victim.read_text() == "kept\n" and (run / name).is_symlink()
+    assert [p.name for p in run.glob("*_test.*")] == [name]  # no other file of the report

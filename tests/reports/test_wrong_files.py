@@ -26,7 +26,8 @@ def test_random_bytes_are_still_reported_as_unreadable(tmp_path, cli):
     path = tmp_path / "noise.pt"
     path.write_bytes(bytes(range(7, 256)) * 4)
     result = cli("evaluate", path)
-    assert result.exit_code == 2 and "not a readable checkpoint (corrupt or not a torch file?)" in result.stderr
+    assert result.exit_code == 2 and "not a readable checkpoint (not a torch file: torch files are zip archives, " \
+        "and this one does not start like one)" in " ".join(result.stderr.split())
 
 
 def test_train_given_a_run_or_its_checkpoint_points_to_resume(mnist_run, cli):

@@ -550,6 +550,22 @@ def test_a_hand_edited_run_config_is_named_and_kept_when_a_resume_rewrites_it(ti
     assert again["notes"] == []
 
 
+def test_each_hand_edit_is_kept_in_its_own_numbered_file(tiny_cfg):
+    """Issue 15 #12: a second hand-edited resume overwrote config.edited.yaml, losing the first edit."""
+    run_dir = Path(train(tiny_cfg("trainer.epochs=1", "scheduler=null"))["run_dir"])
+    config, edits = run_dir / "config.yaml", []
+    for epochs in (2, 3, 4):
+        edits.append(config.read_text() + f"# edit before epoch {epochs}\n")
+        config.write_text(edits[-1])
+        notes = resume(run_dir, [f"trainer.epochs={epochs}"])["notes"]
+        kept = ["config.edited.yaml", "config.edited.1.yaml", "config.edited.2.yaml"][len(edits) - 1]
+        assert notes[0].endswith(f"the edited text is in {kept}")
+    assert [(run_dir / name).read_text() for name in ("config.edited.yaml", "config.edited.1.yaml",
+                                                      "config.edited.2.yaml")] == edits
+    assert sorted(p.name for p in run_dir.glob("config.edited*")) == ["config.edited.1.yaml", "config.edited.2.yaml",
+                                                                      "config.edited.yaml"]
+
+
 @pytest.mark.parametrize("download", [True, False])
 def test_a_missing_download_cache_is_no_reason_to_refuse_a_resume_that_may_download(tmp_path, download):
     from dlcli.config import config_from_text

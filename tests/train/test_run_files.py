@@ -3,8 +3,11 @@ record, and the metrics log, whose appends stay cheap however long the run."""
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
+
+import pytest
 
 from dlcli.train import train
 
@@ -139,3 +142,75 @@ def test_resume_removes_only_its_own_temporary_files(tiny_cfg):
         path.write_text("x")
     resume(run_dir, ["trainer.epochs=2"])
     assert [p for p in kept + removed if p.exists()] == kept
+
+
+def _snapshot(folder: Path) -> dict:
+    """Every file but the lock, which records who holds it"""
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != ".lock"}
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "environment.json", "metrics.jsonl", "metrics.csv", "summary.json",
+                                  "checkpoints/best.pt"])
+def test_a_resume_refuses_a_run_file_that_is_a_link_before_writing_anything(name, tiny_cfg, tmp_path, cli):
+    """Issue 15 #1: a run received from someone else may hold `metrics.jsonl -> ~/.bashrc`."""
+    run_dir = Path(train(tiny_cfg("trainer.epochs=1"))["run_dir"])
+    record = run_dir / name
+    victim = tmp_path / "victim"
+    victim.write_bytes(record.read_bytes())  # what the link points to reads as the record
+    record.unlink()
+    record.symlink_to(victim)
+    before, kept = _snapshot(run_dir), victim.read_bytes()
+    result = cli("train", "--resume", run_dir, "trainer.epochs=2")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert re.search(rf"{re.escape(str(record))}: a resume rewrites this file of the run, but it is a symbolic link, "
+                     rf"and dlcli never writes through a link.*nothing in the run was changed",
+                     " ".join(result.output.split()))
+    assert victim.read_bytes() == kept and _snapshot(run_dir) == before
+
+
+def test_a_resume_refuses_a_checkpoints_folder_that_is_a_link(tiny_cfg, tmp_path, cli):
+    run_dir = Path(train(tiny_cfg("trainer.epochs=1"))["run_dir"])
+    elsewhere = tmp_path / "elsewhere"
+    (run_dir / "checkpoints").rename(elsewhere)
+    (run_dir / "checkpoints").symlink_to(elsewhere)
+    before = _snapshot(elsewhere)
+    result = cli("train", "--resume", run_dir, "trainer.epochs=2")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"{run_dir / 'checkpoints'}: it is a symbolic link, and a resume writes the run's checkpoints there" \
+        in " ".join(result.output.split())
+    assert _snapshot(elsewhere) == before
+
+
+@pytest.mark.parametrize("kind", ["symlink", "hardlink", "fifo"])
+def test_metrics_appends_never_write_through_a_link_or_into_a_fifo(kind, tmp_path):
+    from dlcli.errors import RunError
+    from dlcli.runs import MetricsLog
+
+    victim = tmp_path / "victim"
+    victim.write_text("kept\n")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    log = MetricsLog(run_dir)
+    {"symlink": lambda: log.jsonl.symlink_to(victim), "hardlink": lambda: os.link(victim, log.jsonl),
+     "fifo": lambda: os.mkfifo(log.jsonl)}[kind]()
+    with pytest.raises(RunError, match=rf"{re.escape(str(log.jsonl))}: cannot append the metrics: it is a "
+                                       rf"(symbolic link|hard link|FIFO)"):
+        log.append({"kind": "epoch", "epoch": 1})
+    assert victim.read_text() == "kept\n"
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "directory"])
+def test_an_atomic_write_refuses_a_target_that_is_not_a_regular_file(kind, tmp_path):
+    from dlcli.errors import RunError
+    from dlcli.runs import write_text_atomic
+
+    victim = tmp_path / "victim"
+    victim.write_text("kept\n")
+    target = tmp_path / "summary.json"
+    {"symlink": lambda: target.symlink_to(victim), "fifo": lambda: os.mkfifo(target),
+     "directory": lambda: target.mkdir()}[kind]()
+    with pytest.raises(RunError, match=rf"{re.escape(str(target))}: cannot write: it is a "
+                                       rf"(symbolic link|FIFO|directory)"):
+        write_text_atomic(target, "{}\n")
+    assert victim.read_text() == "kept\n" and sorted(p.name for p in tmp_path.iterdir()) == ["summary.json", "victim"]

@@ -2,6 +2,7 @@
 process before it touches anything, and never outlives its holder."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -99,3 +100,42 @@ def test_a_forked_child_does_not_keep_the_lock(tmp_path):
 def test_a_run_without_a_lock_file_cannot_be_told(tmp_path):
     assert run_is_locked(tmp_path) is None
     assert not (tmp_path / LOCK_FILE).exists()  # looking writes nothing
+
+
+def _victim(tmp_path: Path) -> Path:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("the user's own file\n")
+    return victim
+
+
+@pytest.mark.parametrize("kind", ["symlink", "hardlink", "fifo"])
+def test_a_lock_file_that_is_a_link_or_a_fifo_is_refused_and_nothing_is_written(kind, tiny_cfg, tmp_path, cli):
+    """Issue 15 #1: --resume opened RUN/.lock following links and truncated whatever it pointed to."""
+    run_dir = Path(train(tiny_cfg("trainer.epochs=1"))["run_dir"])
+    lock, victim = run_dir / LOCK_FILE, _victim(tmp_path)
+    lock.unlink()
+    if kind == "symlink":
+        lock.symlink_to(victim)
+    elif kind == "hardlink":
+        os.link(victim, lock)
+    else:
+        os.mkfifo(lock)  # opened as it was, a FIFO would hang the resume
+    before = _snapshot(run_dir)
+    result = cli("train", "--resume", run_dir, "trainer.epochs=2")
+    says = {"symlink": "it is a symbolic link, and dlcli never writes through a link",
+            "hardlink": r"it is a hard link \(2 names for one file\)", "fifo": "it is a FIFO, not a regular file"}[kind]
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert re.search(rf"{re.escape(str(lock))}: cannot open the run's lock file: {says}.*nothing in the run was "
+                     rf"changed", " ".join(result.output.split()))
+    assert victim.read_text() == "the user's own file\n"
+    assert _snapshot(run_dir) == before
+    assert run_is_locked(run_dir) is None  # `dlcli runs` does not follow it or wait on it either
+
+
+def test_the_lock_file_is_created_without_following_a_dangling_link(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / LOCK_FILE).symlink_to(tmp_path / "created-elsewhere")
+    with pytest.raises(RunError, match="symbolic link"):
+        acquire(run_dir)
+    assert not (tmp_path / "created-elsewhere").exists()
