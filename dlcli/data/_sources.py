@@ -296,12 +296,26 @@ def _finish_targets(ys: dict[str, np.ndarray], task: str, where: dict[str, str])
                                 f"{y[i].item()} at sample {i}; use task: regression (or auto) for values")
         if y.dtype.kind == "b":
             y = y.astype(np.int64)
+        if len(y) and y.max() > _MAX_CLASS_ID:  # before int64 wraps it round (2**64 - 1 -> -1)
+            i = int(np.argmax(y))
+            raise DataError(f"{where[split]}: expected class ids from 0 to {_MAX_CLASS_ID}, received "
+                            f"{_exact(y[i])} at sample {i}")
         if len(y) and y.min() < 0:
             i = int(np.argmin(y))
             raise DataError(f"{where[split]}: expected class ids >= 0, received {y[i]} at sample {i}")
         out[split] = torch.from_numpy(y.astype(np.int64))
     num_classes = max(int(max(int(t.max()) for t in out.values() if len(t))) + 1, one_hot_classes)
     return task, out, num_classes
+
+
+# Class ids beyond this are no class of any model (a float64 cell holds integers exactly up to it);
+# the model's output count bounds them further (dlcli.data.prepare), before anything per class is built.
+_MAX_CLASS_ID = 2 ** 53
+
+
+def _exact(value) -> str:
+    """A label as stored: 18446744073709551615, not 1.8446744073709552e+19 or -1."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def _one_hot(y: np.ndarray) -> bool:
@@ -358,7 +372,7 @@ def load_npz_file(args: dict, input_shape: list | None) -> Splits:
     splits = {s: Split(xs[s], ys[s]) for s in xs}
     source = f"npz {path}" + (f" (test: {test_path})" if test_path else "")
     return Splits(train=splits["train"], test=splits.get("test"), val=splits.get("val"), task=task,
-                  num_classes=num_classes, class_names=[str(c) for c in range(num_classes)] if num_classes else None,
+                  num_classes=num_classes, class_names=None,  # ids name themselves: see prepare_data
                   source=source, meta={"val_arrays": "x_val, y_val"} if "val" in splits else {})
 
 
@@ -670,7 +684,7 @@ def load_csv_file(args: dict) -> Splits:
         _, ys_t, num_classes = _finish_targets(ys, "regression", where)
     else:
         ys_t = {s: torch.from_numpy(y.astype(np.int64)) for s, y in ys.items()}
-        num_classes = len(class_names)
+        num_classes = len(class_names) if class_names else int(max(int(y.max()) for y in ys_t.values())) + 1
     splits = {s: Split(torch.from_numpy(np.ascontiguousarray(xs[s])), ys_t[s]) for s in xs}
     source = f"csv {path}" + (f" (test: {test_path})" if test_path else "")
     return Splits(train=splits["train"], test=splits.get("test"), task=task, num_classes=num_classes,
@@ -720,7 +734,7 @@ def csv_targets(tables: dict[str, CsvTable], target: str, task: str) -> tuple[st
     """({split: numpy targets per row}, class names) for the target column.
 
     Integer cells are class ids (auto), decimals are values, text cells are class
-    names (sorted unique strings of the training file).
+    names (sorted unique strings of the training file); ids and values have no names (None).
     """
     train = tables["train"]
     cells = train.columns[target]
@@ -754,8 +768,10 @@ def csv_targets(tables: dict[str, CsvTable], target: str, task: str) -> tuple[st
         table = tables[split]
         for i in np.flatnonzero((y != np.round(y)) | (y < 0)):
             raise table.cell_error(int(i), target, "a class id (an integer >= 0)", table.columns[target][i])
-    num_classes = int(max(y.max() for y in ys.values())) + 1
-    return task, {s: y.astype(np.int64) for s, y in ys.items()}, [str(c) for c in range(num_classes)]
+        for i in np.flatnonzero(y > _MAX_CLASS_ID):
+            raise table.cell_error(int(i), target, f"a class id from 0 to {_MAX_CLASS_ID}", table.columns[target][i])
+    # class ids name themselves; names as many as the ids are made once the model's outputs bound them
+    return task, {s: y.astype(np.int64) for s, y in ys.items()}, None
 
 
 def _text_classes(tables: dict[str, CsvTable], target: str) -> tuple[dict, list[str]]:

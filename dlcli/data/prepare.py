@@ -450,5 +450,22 @@ def prepare_data(cfg: dict, device: torch.device, splits: Splits | None = None,
         placed = [place(split) for split in (train, val, test)]
     # classes of integer targets a regression loss reads as values (prices in whole dollars) are no classes
     values = LOSSES.get(cfg["loss"]["type"]).meta["task"] == "regression"
+    names = None if values else class_names(splits, task, out_shape, source, cfg)
     return PreparedData(*placed, task, None if values else splits.num_classes,
-                        None if values else splits.class_names, normalization, source, splits.meta.get("features"))
+                        names, normalization, source, splits.meta.get("features"))
+
+
+def class_names(splits: Splits, task: str, out_shape: tuple, source: str, cfg: dict) -> list[str] | None:
+    """The data's class names; class ids ("0", "1", ...) are named only once the model's outputs
+    bound them, so a label of 10**12 is refused here rather than building 10**12 names."""
+    if splits.class_names is not None or not splits.num_classes:
+        return splits.class_names
+    outputs = max(out_shape[0] if out_shape else 1, 2)  # a binary loss's single output reads 0/1 labels
+    if splits.num_classes > outputs:
+        if task != "classification":
+            return None  # 0/1 labels read as values: no classes to name
+        last = ("model", "layers", len(cfg["model"]["layers"]) - 1)
+        raise DataError(f"{source}: labels must be class ids in [0, {outputs - 1}] for a model with {outputs} "
+                        f"outputs; found label {splits.num_classes - 1} (in a sample data.subset leaves out)",
+                        key=last)
+    return [str(c) for c in range(splits.num_classes)]

@@ -354,6 +354,7 @@ def test_broken_checkpoints_are_clear_errors(case, command, mnist_run, tmp_path,
 @pytest.mark.parametrize("case, message", [
     ("shape", r"samples have shape \(1, 8, 8\) but the model takes \(1, 28, 28\)"),
     ("classes", r"labels must be class ids 0..9 for this model \(10 classes\); found label 12"),
+    ("huge_label", r"other.npz: labels must be class ids 0..9 for this model \(10 classes\); found label 10{12}"),
     ("targets", r"task classification expects integer class ids, received 0\.\d+ at sample 0"),
     ("kind", r"expected an .npz file, a .csv file or a folder of class folders"),
 ])
@@ -366,6 +367,8 @@ def test_data_that_does_not_fit_is_a_clear_error(case, message, mnist_run, tmp_p
         np.savez(path, x=rng.random((5, 1, 8, 8)).astype(np.float32), y=np.zeros(5, np.int64))
     elif case == "classes":
         np.savez(path, x=rng.random((5, 1, 28, 28)).astype(np.float32), y=np.array([0, 1, 2, 12, 3]))
+    elif case == "huge_label":  # once 10**12 class names before the check: a MemoryError
+        np.savez(path, x=rng.random((5, 1, 28, 28)).astype(np.float32), y=np.array([0, 1, 2, 10 ** 12, 3]))
     elif case == "targets":
         np.savez(path, x=rng.random((5, 1, 28, 28)).astype(np.float32), y=rng.random(5))
     else:
