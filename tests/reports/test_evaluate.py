@@ -459,7 +459,10 @@ def test_evaluate_json_prints_the_report_alone_on_stdout(mnist_run, tmp_path, cl
     result = cli("evaluate", mnist_run, "--json", "--out", tmp_path)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report == json.loads((tmp_path / "eval_test.json").read_text())
+    written = json.loads((tmp_path / "eval_test.json").read_text())
+    assert written.pop("written_by").startswith("dlcli evaluate ") and set(written.pop("files")) == {
+        "per_class_test.csv", "confusion_test.csv"}  # the file's proof that it and its CSVs are evaluate's
+    assert report == written
     assert report["accuracy"] == json.loads((mnist_run / "summary.json").read_text())["test"]["accuracy"]
     assert "wrote eval_test.json" in result.stderr
 
@@ -477,3 +480,45 @@ def test_an_image_folder_too_large_to_hold_is_refused_before_decoding(images_run
                                         r"holds them in memory \(100 bytes available; .*HINT: evaluate the folder "
                                         r"in parts$"):
         evaluate_checkpoint(images_run, data=folder)
+
+
+@pytest.mark.parametrize("name, text", [
+    ("per_class_test.csv", "class,name,precision,recall,f1,support\n0,my,1,1,1,5\n"),  # the header evaluate writes
+    ("confusion_test.csv", "true \\ predicted,a,b\na,1,0\nb,0,1\n"),
+    ("eval_test.json", '{"checkpoint": "x", "epoch": 1, "split": "test", "data": "d", "samples": 5, "task": "t"}'),
+])
+def test_a_file_that_only_looks_like_a_report_needs_force(name, text, mnist_run, tmp_path, cli):
+    """Issue 15 #3: a header (or the report's keys: an older dlcli's report, unmarked) proves
+    nothing; only evaluate's mark and the hashes of its CSVs in eval_<split>.json do."""
+    from tests.samples import assert_refused
+
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / name).write_text(text)
+    result = cli("evaluate", mnist_run, "--out", reports)
+    assert_refused(result, rf"its report {name} exists and is not an earlier report of dlcli evaluate; expected a "
+                           rf"new file name, or --force to replace it \(written by an older dlcli, which marked no "
+                           rf"output\? use --force\)")
+    assert [p.name for p in reports.iterdir()] == [name] and (reports / name).read_text() == text
+
+
+def test_a_class_folder_name_that_is_not_utf8_is_written_escaped(tmp_path, cli):
+    """Issue 15 #8: a class folder named b'd\\xffg' (read as 'd\\udcffg') crashed the writers
+    after eval_*.json was written: now every file is written, the name escaped as \\udcff."""
+    from tests.reports.conftest import IMAGES, _train, write_images
+
+    folder = write_images(tmp_path / "train", classes=("cat", "d\udcffg", "fox"))
+    run = _train(IMAGES, tmp_path / "runs", folder)
+    reports = tmp_path / "reports"
+    result = cli("evaluate", run, "--data", folder, "--out", reports)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in reports.iterdir()) == ["confusion_data-train.csv", "eval_data-train.json",
+                                                         "per_class_data-train.csv"]
+    assert "d\\udcffg" in (reports / "per_class_data-train.csv").read_text(encoding="utf-8")
+    assert "d\\udcffg" in (reports / "confusion_data-train.csv").read_text(encoding="utf-8")
+    assert cli("evaluate", run, "--data", folder, "--out", reports).exit_code == 0  # its own: replaced
+    out = tmp_path / "p.csv"
+    image = folder / "d\udcffg" / "0.png"
+    result = cli("predict", run, image, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert str(image).replace("\udcff", "\\udcff") in out.read_text(encoding="utf-8")

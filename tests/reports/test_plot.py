@@ -10,8 +10,9 @@ def _copy_without_evaluations(run_dir, tmp_path):
     """A copy of a session-wide run to change, without the eval_*.json other tests left in it."""
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
-    for stale in run.glob("eval_*"):
-        stale.unlink()
+    for pattern in ("eval_*", "per_class_*", "confusion_*"):  # a CSV without its eval_*.json is no report's
+        for stale in run.glob(pattern):
+            stale.unlink()
     return run
 
 
