@@ -130,13 +130,14 @@ def evaluate_checkpoint(path: str | Path, split: str | None = None, data: str | 
 def _trained_split(trained: TrainedModel, split: str):
     """A split of the training data, re-loaded from the embedded config and normalized
     with the checkpoint's statistics; the val split is the same seeded hold-out."""
-    from dlcli.data.prepare import prepare_data
+    from dlcli.data.prepare import load_splits, prepare_data
 
     cfg = trained.cfg
     if cfg["data"]["dataset"] == "csv":  # its columns by name, as training read them, should the file be reordered
         cfg = {**cfg, "data": {**cfg["data"], "features": trained.csv_features}}
     try:
-        prepared = prepare_data(cfg, trained.device, normalization=trained.normalization)
+        splits = load_splits(cfg, from_checkpoint=True)  # nothing downloaded where a checkpoint says
+        prepared = prepare_data(cfg, trained.device, splits, normalization=trained.normalization)
     except DataError as err:
         raise DataError(f"{err}\n(this is the data the checkpoint was trained on, from its config; evaluate "
                         f"other data with --data PATH)") from None

@@ -199,6 +199,27 @@ def torchvision_missing(name: str, dataset_cls: type, root: Path) -> str:
             f"or data.root to where it is. {_torchvision_files_hint(dataset_cls, root)}")
 
 
+def torchvision_missing_offline(name: str, cls: str, root: Path) -> str | None:
+    """What a command that reads a checkpoint says when torchvision data set `cls` is not in `root`:
+    such a command never downloads (whatever the checkpoint's data.download says) and creates no
+    folder, as a checkpoint from elsewhere must not choose where dlcli writes. None when the files
+    are all there (or torchvision lays this one out in a way dlcli cannot list)."""
+    try:
+        import torchvision.datasets
+    except ImportError as err:
+        return f"{name} needs torchvision, which cannot be imported: {err}"
+    dataset_cls = getattr(torchvision.datasets, cls, None)
+    files = None if dataset_cls is None else torchvision_files(dataset_cls, root)
+    missing = [f for f in files or [] if not f.is_file()]
+    if not missing:
+        return None
+    more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+    return (f"{name}: the data set is not in {root} (missing {missing[0]}{more}); commands that read a checkpoint "
+            f"(evaluate, train --resume) never download it and create no folders, whatever the checkpoint's "
+            f"data.download and data.root say. Put the files there, e.g. with dlcli train of a config of yours "
+            f"with data.download: true and data.root: {root}")
+
+
 def torchvision_files(dataset_cls: type, root: Path) -> list[Path] | None:
     """The files torchvision's `dataset_cls` reads from `root` (the MNIST family's unpacked raw
     files, CIFAR's batches), to look for without reading them; None for a class laid out otherwise."""

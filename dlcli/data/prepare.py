@@ -103,13 +103,26 @@ class PreparedData:
         return self.train.streamed
 
 
-def load_splits(cfg: dict) -> Splits:
+def load_splits(cfg: dict, from_checkpoint: bool = False) -> Splits:
     """The data set of a config. Its errors name the config key they are about (`DataError.key`):
-    the loader's own, else the data set's main file (data.path), folder (data.root) or name."""
+    the loader's own, else the data set's main file (data.path), folder (data.root) or name.
+    `from_checkpoint`: the config is a checkpoint's (evaluate, --resume), which may come from
+    anyone: nothing is downloaded and no folder created, whatever its data section says."""
     data = cfg["data"]
     entry = DATASETS.get(data["dataset"])
+    args = {a.name: data[a.name] for a in entry.args}
+    if from_checkpoint and "download" in args:
+        args["download"] = False
+        cls = entry.meta.get("torchvision_class")
+        if cls:
+            from dlcli.data import cache_dir
+            from dlcli.data._sources import torchvision_missing_offline
+
+            missing = torchvision_missing_offline(entry.name, cls, cache_dir(args.get("root")))
+            if missing:
+                raise DataError(missing, key=("data", "root"))
     try:
-        splits = load_dataset(entry.name, {a.name: data[a.name] for a in entry.args}, cfg["model"]["input_shape"])
+        splits = load_dataset(entry.name, args, cfg["model"]["input_shape"])
     except DataError as err:
         raise err.at_key(("data", data_key(entry.name)))
     if len(splits.train) == 0:
@@ -393,7 +406,8 @@ def prepare_data(cfg: dict, device: torch.device, splits: Splits | None = None,
                  normalization: dict | None | str = "compute") -> PreparedData:
     """Load (unless given), check, split, normalize and place the data of a config.
     `normalization`: "compute" takes the training set's statistics; a checkpoint's
-    (a dict, or None) makes evaluation see exactly what training saw."""
+    (a dict, or None) makes evaluation see exactly what training saw (give the splits of a
+    checkpoint's config, loaded with `load_splits(cfg, from_checkpoint=True)`)."""
     from dlcli.config import infer_shapes
     from dlcli.losses import LOSSES, target_kind
 

@@ -54,7 +54,7 @@ def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None 
     device = resolve_device(cfg["trainer"]["device"])
     warmup = DeviceWarmup.start(cfg, device)  # the GPU loads its libraries while the CPU reads the data
     try:
-        splits = load_splits(cfg)
+        splits = load_splits(cfg, from_checkpoint=run_dir is not None)  # a resumed run's: never downloads
     finally:
         warmup.join()
     data = prepare_data(cfg, device, splits, normalization)  # bad data fails here, before a run directory exists

@@ -3,6 +3,7 @@ data, the per-class and regression figures, the files, and every error."""
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -522,3 +523,22 @@ def test_a_class_folder_name_that_is_not_utf8_is_written_escaped(tmp_path, cli):
     result = cli("predict", run, image, "--out", out)
     assert result.exit_code == 0, result.output
     assert str(image).replace("\udcff", "\\udcff") in out.read_text(encoding="utf-8")
+
+
+def test_a_checkpoint_that_asks_to_download_is_not_obeyed(mnist_run, tmp_path, cli):
+    """Issue 15 #10: the checkpoint's config chooses a torchvision data set, download: true and a
+    root of its own: evaluate downloads nothing, creates no folder and says what is missing."""
+    from tests.samples import assert_refused
+
+    run = tmp_path / "run"
+    shutil.copytree(mnist_run, run)
+    root = tmp_path / "attacker" / "root"
+    for path in (run / "checkpoints").glob("*.pt"):
+        state = torch.load(path, weights_only=True)
+        state["config"]["data"].update({"dataset": "fashion_mnist", "root": str(root), "download": True})
+        torch.save(state, path)
+    result = cli("evaluate", run, "--out", tmp_path / "reports")
+    assert_refused(result, rf"fashion_mnist: the data set is not in {re.escape(str(root))} \(missing .*\); commands "
+                           r"that read a checkpoint \(evaluate, train --resume\) never download it and create no "
+                           r"folders, whatever the checkpoint's data.download and data.root say")
+    assert not (tmp_path / "attacker").exists() and not (tmp_path / "reports").exists()
