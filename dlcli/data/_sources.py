@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from dlcli.data._tensors import ImageFiles, Split, Splits
-from dlcli.errors import DataError, did_you_mean, short_list, short_repr, short_size, shorten
+from dlcli.errors import CONTROL_CHARACTERS, DataError, did_you_mean, short_list, short_repr, short_size, shorten
 from dlcli.registry import NUMBER_RE
 
 
@@ -912,6 +912,9 @@ def _scan_class_folders(directory: Path) -> dict[str, list[Path]]:
                         f"received no sub-folders{found}")
     classes = {}
     for folder in folders:
+        if CONTROL_CHARACTERS.search(folder.name):  # the class name is printed and written in reports
+            raise DataError(f"{directory}: expected class folders named with printable characters, received "
+                            f"{short_repr(folder.name)}, which holds a control character; rename the folder")
         files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
         if not files:
             raise DataError(f"{folder}: expected images ({', '.join(IMAGE_EXTENSIONS)}) in class folder "

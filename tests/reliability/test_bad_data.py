@@ -144,6 +144,10 @@ CASES = {
     "image folder with an empty class": (
         image_folder({"cat": _RGB, "dog": []}), "{input_shape: [3, 8, 8], layers: [flatten, {dense: 2}]}", "",
         r"expected images \(.*\) in class folder 'dog', received none"),
+    "image folder with an escape sequence in a class name": (  # issue 15 #11: it reached the terminal raw
+        image_folder({"cat": _RGB, "d\x1b[31mog": _RGB}), "{input_shape: [3, 8, 8], layers: [flatten, {dense: 2}]}",
+        "", r"expected class folders named with printable characters, received 'd\\x1b\[31mog', which holds a "
+            r"control character; rename the folder"),
     "image folder with a broken image": (
         image_folder({"cat": _RGB, "dog": [b"not a png"]}), "{input_shape: [3, 8, 8], layers: [flatten, {dense: 2}]}",
         "", r"expected a readable image, cannot decode it"),
