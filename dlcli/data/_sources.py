@@ -499,7 +499,13 @@ def _check_memory_for(npz, names: list[str], path: Path) -> None:
 def _npz_array(npz, name: str, path: Path) -> np.ndarray:
     try:
         array = npz[name]
-    except ValueError as err:  # "Object arrays cannot be loaded when allow_pickle=False"
+    except ValueError as err:  # objects (allow_pickle=False), or fewer bytes than the header declares
+        header = npz_header(npz, name)
+        if header is not None and not header[1].hasobject:
+            shape, dtype = header
+            raise DataError(f"{path}: array {name!r} is truncated or damaged: its header declares {dtype} of shape "
+                            f"{shape} ({short_size(math.prod(shape) * dtype.itemsize)}), which its data do not "
+                            f"hold ({err}); expected the whole file as np.savez wrote it") from None
         raise DataError(f"{path}: array {name!r} holds Python objects, which dlcli does not load (that would "
                         f"unpickle code); expected a numeric array, e.g. save {name}.astype('float32') "
                         f"({err})") from None

@@ -416,6 +416,24 @@ def test_npz_object_arrays_are_refused(tmp_path):
         load_dataset("npz", {"path": str(path)})
 
 
+def test_a_truncated_npz_array_is_reported_as_truncated_not_as_objects(tmp_path):
+    """Issue 15 #15: an array with fewer bytes than its header declares was said to hold Python objects."""
+    import io
+    import zipfile
+
+    whole = io.BytesIO()
+    np.lib.format.write_array(whole, np.arange(40, dtype=np.float32).reshape(10, 4))
+    path = tmp_path / "cut.npz"
+    with zipfile.ZipFile(path, "w") as archive:  # a valid zip, whose x.npy lost its last 64 bytes
+        archive.writestr("x.npy", whole.getvalue()[:-64])
+        buffer = io.BytesIO()
+        np.lib.format.write_array(buffer, np.arange(10))
+        archive.writestr("y.npy", buffer.getvalue())
+    with pytest.raises(DataError, match=r"cut\.npz: array 'x' is truncated or damaged: its header declares float32 "
+                                        r"of shape \(10, 4\) \(160 bytes\), which its data do not hold"):
+        load_dataset("npz", {"path": str(path)})
+
+
 def test_npz_classification_needs_integer_targets(make_npz):
     path = make_npz(x=np.random.rand(3, 2), y=np.array([0.0, 0.5, 1.0]))
     with pytest.raises(DataError, match=r"task classification expects integer class ids, received 0\.5 at "
