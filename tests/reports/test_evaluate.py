@@ -542,3 +542,29 @@ def test_a_checkpoint_that_asks_to_download_is_not_obeyed(mnist_run, tmp_path, c
                            r"that read a checkpoint \(evaluate, train --resume\) never download it and create no "
                            r"folders, whatever the checkpoint's data.download and data.root say")
     assert not (tmp_path / "attacker").exists() and not (tmp_path / "reports").exists()
+
+
+def test_a_report_is_written_whole_or_not_at_all(mnist_run, tmp_path, monkeypatch):
+    """Issue 15 #8: a failure while writing (here the disk fills at the second file) leaves no
+    eval_*.json without its CSVs, and no staged temporaries."""
+    import errno
+    import tempfile
+
+    from dlcli.errors import DlcliError
+    from dlcli.reports import write_evaluation
+
+    evaluation = evaluate_checkpoint(mnist_run)
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    real, calls = tempfile.mkstemp, []
+
+    def fills_up(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", fills_up)
+    with pytest.raises(DlcliError, match=r"reports: cannot write the report: No space left on device"):
+        write_evaluation(evaluation, reports)
+    assert list(reports.iterdir()) == []
