@@ -194,8 +194,8 @@ def _run_cell(table: str, path: str) -> list[str]:
 DAMAGE = {  # what no run writes, as an attack on the records leaves it: (file, text, reason)
     "alias bomb": ("config.yaml", "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi")),
-        r"config\.yaml: .*(more than 50,000|alias bomb)"),
-    "deep config": ("config.yaml", "a: " + "[" * 100_000 + "]" * 100_000 + "\n", r"config\.yaml: .*nested"),
+        r"config\.yaml:1: the document has more than 50,000 values \(an alias bomb\?\)"),
+    "deep config": ("config.yaml", "a: " + "[" * 100_000 + "]" * 100_000 + "\n", r"config\.yaml[:\d]*: .*nested"),
     "huge integer in the summary": ("summary.json", '{"status": "finished", "epochs": ' + "9" * 5000 + "}",
                                     r"summary\.json: not a record a run writes"),
     "deep summary": ("summary.json", "[" * 100_000 + "]" * 100_000, r"summary\.json: nested too deeply"),
