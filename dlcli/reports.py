@@ -374,7 +374,7 @@ def check_report_files(paths: list[Path], evaluation: Evaluation, force: bool = 
 def is_evaluation_file(path: Path) -> bool:
     """Whether `path` is what write_evaluation wrote: an eval_*.json report with evaluate's mark,
     or a per_class_*.csv or confusion_*.csv whose bytes that report's "files" vouch for."""
-    from dlcli.outputs import is_marked, read_output_head, sha256_of
+    from dlcli.outputs import holds_sha256, is_marked, read_output_head
 
     if path.suffix == ".json":
         report = read_output_head(path, True)
@@ -384,11 +384,7 @@ def is_evaluation_file(path: Path) -> bool:
         return False
     report = read_output_head(path.with_name(f"eval_{split}.json"), True)
     hashes = report.get("files") if is_marked(report, "evaluate") else None
-    try:
-        return (isinstance(hashes, dict) and path.is_file() and path.stat().st_size < 2 ** 32
-                and hashes.get(path.name) == sha256_of(path.read_bytes()))
-    except OSError:
-        return False
+    return isinstance(hashes, dict) and holds_sha256(path, hashes.get(path.name))
 
 
 def _csv(header: list, rows: list[list]) -> str:
