@@ -211,7 +211,10 @@ def _note_if_stale(run_dir: Path, path: Path, report: dict, notes: list[str]) ->
     epoch) is plotted as it is, with a note saying so."""
     from dlcli.runs import read_summary
 
-    if Path(str(report.get("checkpoint", ""))).resolve() != (run_dir / "checkpoints" / "best.pt").resolve():
+    try:
+        if Path(str(report.get("checkpoint", ""))).resolve() != (run_dir / "checkpoints" / "best.pt").resolve():
+            return
+    except (OSError, ValueError, RuntimeError):  # a path no file system holds ('\ud800', NUL), a symlink loop
         return
     best = (read_summary(run_dir) or {}).get("best")
     best = best.get("epoch") if isinstance(best, dict) else None

@@ -165,3 +165,14 @@ def test_class_labels_and_records_that_would_break_matplotlib_are_drawn(mnist_ru
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
     assert sorted(p.name for p in run.glob("*.png")) == ["confusion_test.png", "learning_curves.png"]
+
+
+def test_an_evaluation_naming_no_possible_checkpoint_is_still_plotted(mnist_run, tmp_path, cli):
+    """Found by the run-record fuzzer: a checkpoint path with a lone surrogate ('\\ud800') made the
+    stale-evaluation note raise UnicodeEncodeError."""
+    run = _copy_without_evaluations(mnist_run, tmp_path)
+    (run / "eval_test.json").write_text('{"checkpoint": "\\ud800", "epoch": 1, "confusion": '
+                                        '{"labels": ["a", "b"], "matrix": [[1, 0], [0, 1]]}}')
+    result = cli("plot", run)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in run.glob("*.png")) == ["confusion_test.png", "learning_curves.png"]
