@@ -7,6 +7,7 @@ prints its message and exits with status 2, without a traceback.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
@@ -98,6 +99,12 @@ def shorten(text: str, limit: int = ECHO_LIMIT, quote: bool = False) -> str:
     if len(text) <= limit:
         return f"{q}{text}{q}"
     return f"{q}{text[:limit - 3]}...{q} ({len(text):,} characters)"
+
+
+# Characters a terminal acts on rather than shows: C0 controls, DEL, C1 controls (\x9b starts a
+# sequence as ESC [ does) and the bidirectional overrides that reorder what is shown. Names (a run's,
+# a class folder's) are refused with one; printed text has them made visible (dlcli.cli._app.visible).
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def short_repr(value: object, limit: int = ECHO_LIMIT) -> str:

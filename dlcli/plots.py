@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from shlex import quote
 
-from dlcli.errors import DataError, DlcliError, RunError, install_hint
+from dlcli.errors import DataError, DlcliError, RunError, install_hint, short_repr
 
 CURVES_FILE = "learning_curves.png"
 NOT_CURVES = {"epoch", "step", "kind", "lr", "seconds", "samples_per_s"}
@@ -55,6 +55,16 @@ def plot_run(run_dir: str | Path) -> Plots:
 # Learning curves
 # ---------------------------------------------------------------------------
 
+def _plottable(value) -> float | None:
+    """A record's value as a float to draw; None for no number, or an integer no float holds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
+
+
 def curve_names(records: list[dict]) -> list[str]:
     """'loss' first, then each metric logged for train or val."""
     names: list[str] = []
@@ -81,12 +91,14 @@ def plot_learning_curves(run_dir: Path, path: Path) -> Path:
     Figure, FigureCanvasAgg = _matplotlib()
     from dlcli.runs import METRICS_JSONL, epoch_records
 
-    records = epoch_records(run_dir)
+    records = [r for r in epoch_records(run_dir) if abs(r["epoch"]) <= MAX_COUNT]  # 10**400: no epoch to draw
     if not records:
         raise RunError(f"{run_dir / METRICS_JSONL}: no epoch records yet; expected the metrics of a run that "
                        f"finished at least one epoch")
     names = curve_names(records)
     best, monitor = best_epoch(run_dir, records)
+    if best is not None and abs(best) > MAX_COUNT:
+        best = None
     cols = min(len(names), 3)
     rows = -(-len(names) // cols)
     fig = Figure(figsize=(5 * cols, 3.8 * rows), dpi=100, layout="constrained")
@@ -94,8 +106,8 @@ def plot_learning_curves(run_dir: Path, path: Path) -> Path:
     for i, name in enumerate(names):
         ax = fig.add_subplot(rows, cols, i + 1)
         for prefix, style in (("train", "o-"), ("val", "s--")):
-            points = [(r["epoch"], r[f"{prefix}_{name}"]) for r in records
-                      if isinstance(r.get(f"{prefix}_{name}"), (int, float))]
+            points = [(r["epoch"], value) for r in records
+                      if (value := _plottable(r.get(f"{prefix}_{name}"))) is not None]
             if points:
                 ax.plot(*zip(*points), style, label=prefix, markersize=4)
                 at_best = [v for e, v in points if e == best]
@@ -103,14 +115,14 @@ def plot_learning_curves(run_dir: Path, path: Path) -> Path:
                     ax.plot([best], at_best, "*", color="crimson", markersize=13, zorder=5)
         if best is not None:
             ax.axvline(best, color="crimson", linestyle=":", linewidth=1,
-                       label=f"best epoch {best}" + (f" ({monitor})" if monitor else ""))
-        ax.set_title(name)
+                       label=plain_text(f"best epoch {best}" + (f" ({monitor})" if monitor else "")))
+        ax.set_title(plain_text(name))
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         if records[-1]["epoch"] <= 20:
             ax.set_xticks([r["epoch"] for r in records])
-    fig.suptitle(f"{run_dir.parent.name}/{run_dir.name}: learning curves")
+    fig.suptitle(plain_text(f"{run_dir.parent.name}/{run_dir.name}: learning curves"))
     _save(fig, path)
     return path
 
@@ -128,7 +140,7 @@ def _confusions(run_dir: Path, notes: list[str]) -> dict[str, tuple]:
         label = path.stem.removeprefix("eval_")
         try:
             report = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, RecursionError) as err:  # torn; 5,000 digits; nested 100,000 deep
             notes.append(f"{path}: skipped, not a readable evaluation ({type(err).__name__})")
             continue
         confusion = report.get("confusion") if isinstance(report, dict) else None
@@ -136,7 +148,7 @@ def _confusions(run_dir: Path, notes: list[str]) -> dict[str, tuple]:
             continue  # a regression report: no confusion matrix
         try:
             labels = [str(n) for n in confusion["labels"]]
-            matrix = [[int(v) for v in row] for row in confusion["matrix"]]
+            matrix = _counts(confusion["matrix"])
             if len(matrix) != len(labels) or any(len(row) != len(labels) for row in matrix):
                 raise ValueError("not square")
         except (KeyError, TypeError, ValueError) as err:
@@ -154,11 +166,44 @@ def _confusions(run_dir: Path, notes: list[str]) -> dict[str, tuple]:
             continue
         try:
             labels, matrix = read_confusion_csv(path)
+            matrix = _counts(matrix)
         except DataError as err:
             notes.append(f"skipped: {err}")
             continue
+        except ValueError as err:
+            notes.append(f"{path}: skipped, its confusion matrix is malformed ({err})")
+            continue
         found[label] = (labels, matrix, f"confusion matrix, {label}")
     return found
+
+
+# Sample counts beyond this are no evaluation's (and int64, which the heat map takes, ends soon after).
+MAX_COUNT = 2 ** 53
+
+
+def _counts(matrix) -> list[list[int]]:
+    """A confusion matrix's rows of sample counts, each a whole number from 0 to MAX_COUNT; a
+    ValueError naming the first that is not (a count of 1e20 overflowed the heat map)."""
+    rows = []
+    for row in matrix:
+        counts = []
+        for value in row:
+            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                raise ValueError(f"expected sample counts, received {short_repr(value)}")
+            try:
+                count = int(value)
+            except (ValueError, OverflowError):
+                raise ValueError(f"expected sample counts, received {short_repr(value)}") from None
+            if count != value and not isinstance(value, str) or not 0 <= count <= MAX_COUNT:
+                raise ValueError(f"expected sample counts from 0 to {MAX_COUNT}, received {short_repr(value)}")
+            counts.append(count)
+        rows.append(counts)
+    return rows
+
+
+def plain_text(text: str) -> str:
+    """`text` as matplotlib shows it literally: a class named 'a_$1_$' is no mathtext formula."""
+    return str(text).replace("$", r"\$")
 
 
 def _note_if_stale(run_dir: Path, path: Path, report: dict, notes: list[str]) -> None:
@@ -166,7 +211,10 @@ def _note_if_stale(run_dir: Path, path: Path, report: dict, notes: list[str]) ->
     epoch) is plotted as it is, with a note saying so."""
     from dlcli.runs import read_summary
 
-    if Path(str(report.get("checkpoint", ""))).resolve() != (run_dir / "checkpoints" / "best.pt").resolve():
+    try:
+        if Path(str(report.get("checkpoint", ""))).resolve() != (run_dir / "checkpoints" / "best.pt").resolve():
+            return
+    except (OSError, ValueError, RuntimeError):  # a path no file system holds ('\ud800', NUL), a symlink loop
         return
     best = (read_summary(run_dir) or {}).get("best")
     best = best.get("epoch") if isinstance(best, dict) else None
@@ -188,8 +236,9 @@ def plot_confusion(labels: list[str], matrix: list[list[int]], title: str, path:
     image = ax.imshow(counts, cmap="Blues", interpolation="nearest")
     fig.colorbar(image, ax=ax, shrink=0.8, label="samples")
     if k <= 40:
-        ax.set_xticks(range(k), labels, rotation=90 if max(map(len, labels), default=0) > 3 else 0)
-        ax.set_yticks(range(k), labels)
+        shown = [plain_text(label) for label in labels]
+        ax.set_xticks(range(k), shown, rotation=90 if max(map(len, labels), default=0) > 3 else 0)
+        ax.set_yticks(range(k), shown)
     if k <= 25:
         threshold = counts.max() / 2 if counts.size else 0
         for i in range(k):
@@ -198,7 +247,7 @@ def plot_confusion(labels: list[str], matrix: list[list[int]], title: str, path:
                         color="white" if counts[i, j] > threshold else "black")
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
-    ax.set_title(title)
+    ax.set_title(plain_text(title))
     _save(fig, path)
     return path
 

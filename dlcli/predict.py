@@ -169,7 +169,8 @@ def check_output(out: str | Path, checkpoint: str | Path, inputs: list[str | Pat
     """Refuse, before any work, an --out that is the checkpoint or a file predict reads, lies in a
     run's checkpoints/ or is one of its records (even with `force`), or exists and is not an
     earlier predictions file (unless `force`)."""
-    from dlcli.outputs import refuse_existing, refuse_inputs, refuse_run_files
+    from dlcli.outputs import (OLDER_OUTPUT_HINT, is_marker, marker_path, refuse_existing, refuse_inputs,
+                               refuse_run_files)
 
     out = Path(out)
     check_output_path(out)
@@ -178,7 +179,13 @@ def check_output(out: str | Path, checkpoint: str | Path, inputs: list[str | Pat
     instead = out.with_name(f"{out.stem}.predictions{out.suffix}")
     refuse_inputs(out, read, instead)
     refuse_run_files(out, _beside_run(out))
-    refuse_existing(out, is_predictions_file, "a dlcli predictions file", force)
+    refuse_existing(out, is_predictions_file, "a dlcli predictions file", force, hint=OLDER_OUTPUT_HINT)
+    if out.suffix.lower() == ".csv":
+        marker = marker_path(out)
+        refuse_inputs(marker, read, instead, f"--out {out}: its marker {marker}")
+        refuse_run_files(marker, _beside_run(out), f"--out {out}: its marker {marker}")
+        refuse_existing(marker, lambda path: is_marker(path, "predict"), "a dlcli marker file", force,
+                        f"--out {out}: its marker {marker}")
 
 
 def _checkpoint_file(checkpoint: str | Path) -> Path:
@@ -202,36 +209,36 @@ def _beside_run(out: Path) -> Path:
 
 
 def is_predictions_file(path: Path) -> bool:
-    """Whether `path` holds what write_predictions writes: a CSV with its header row, or its JSON."""
-    from dlcli.outputs import read_output_head
+    """Whether `path` is what write_predictions wrote: a JSON with predict's mark, or a CSV whose
+    marker file vouches for its exact bytes (a header alone proves nothing: a user's table may
+    share it)."""
+    from dlcli.outputs import is_marked, proved_by_marker, read_output_head
 
-    is_json = path.suffix.lower() == ".json"
-    head = read_output_head(path, is_json)
-    if is_json:
-        return (isinstance(head, dict) and set(head) == {"checkpoint", "kind", "predictions"}
+    if path.suffix.lower() == ".json":
+        head = read_output_head(path, True)
+        return (is_marked(head, "predict") and {"checkpoint", "kind", "predictions"} <= set(head)
                 and head["kind"] in KINDS and isinstance(head["predictions"], list))
-    if head is None:
-        return False
-    width = len(head) - 1
-    return width >= 1 and any(head == _csv_header(kind, width // 3 if kind == "classes" else width)
-                              for kind in KINDS)
+    return proved_by_marker(path, "predict")
 
 
 def write_predictions(predictions: Predictions, out: str | Path, force: bool = False) -> Path:
     """CSV (one row per input: classes and probabilities, or values) or JSON (the rows).
     Refuses an --out that would replace an input, the checkpoint or a file that is not an
     earlier predictions file (`check_output`)."""
+    from dlcli.outputs import marker_path, marker_text, utf8_text
     from dlcli.runs import write_text_atomic
 
     out = Path(out)
     check_output(out, predictions.checkpoint, predictions.inputs, force)
     if out.suffix.lower() == ".json":
-        text = predictions_json(predictions)
+        files = {out: predictions_json(predictions)}
     else:
-        text = _csv_text(predictions)
+        text = utf8_text(_csv_text(predictions))
+        files = {out: text, marker_path(out): marker_text(out, text.encode("utf-8"), "predict")}
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out, text)
+        for path, text in files.items():  # the CSV first: a marker never vouches for what is not there
+            write_text_atomic(path, text)
     except OSError as err:
         raise DlcliError(f"--out {out}: cannot write: {err.strerror or err}") from None
     return out
@@ -239,8 +246,10 @@ def write_predictions(predictions: Predictions, out: str | Path, force: bool = F
 
 def predictions_json(predictions: Predictions) -> str:
     """The predictions as a .json --out holds them (and `predict --json` prints them)."""
-    return json.dumps({"checkpoint": predictions.checkpoint, "kind": predictions.kind,
-                       "predictions": predictions.rows}, indent=2) + "\n"
+    from dlcli.outputs import WRITTEN_BY, written_by
+
+    return json.dumps({WRITTEN_BY: written_by("predict"), "checkpoint": predictions.checkpoint,
+                       "kind": predictions.kind, "predictions": predictions.rows}, indent=2) + "\n"
 
 
 def _csv_text(predictions: Predictions) -> str:

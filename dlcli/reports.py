@@ -13,6 +13,7 @@ the test figures of the run's summary.json to the last digit.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -136,7 +137,7 @@ def _trained_split(trained: TrainedModel, split: str):
     if cfg["data"]["dataset"] == "csv":  # its columns by name, as training read them, should the file be reordered
         cfg = {**cfg, "data": {**cfg["data"], "features": trained.csv_features}}
     try:
-        splits = load_splits(cfg)
+        splits = load_splits(cfg, from_checkpoint=True)  # nothing downloaded where a checkpoint says
         normalization = normalization_for(trained.normalization, splits, splits.source or cfg["data"]["dataset"])
         prepared = prepare_data(cfg, trained.device, splits, normalization)
     except DataError as err:
@@ -265,21 +266,28 @@ def evaluation_dir(checkpoint: Path) -> Path:
 def write_evaluation(evaluation: Evaluation, out_dir: str | Path | None = None, force: bool = False) -> list[Path]:
     """eval_<split>.json, and for classifiers per_class_<split>.csv and confusion_<split>.csv, in
     `out_dir` or else `evaluation_dir`. Nothing is written unless every file may be
-    (`check_report_folder`, `check_report_files`)."""
-    from dlcli.runs import write_text_atomic
+    (`check_report_folder`, `check_report_files`), and then all of them or none: each is staged
+    beside its place, and moved there once all are staged. The JSON carries evaluate's mark and
+    the CSVs' SHA-256, which is what proves them earlier reports to a re-run."""
+    from dlcli.outputs import WRITTEN_BY, sha256_of, utf8_text, written_by
 
     report = evaluation.report
     checkpoint = evaluation.trained.checkpoint
     folder = Path(out_dir) if out_dir is not None else evaluation_dir(checkpoint)
     label = report["split"]
-    files = {folder / f"eval_{label}.json": json.dumps(report, indent=2) + "\n"}
+    tables = {}
     if "per_class" in report:
-        files[folder / f"per_class_{label}.csv"] = _csv(
+        tables[f"per_class_{label}.csv"] = _csv(
             PER_CLASS_HEADER,
             [[r["class"], r["name"], r["precision"], r["recall"], r["f1"], r["support"]] for r in report["per_class"]])
         names, matrix = report["confusion"]["labels"], report["confusion"]["matrix"]
-        files[folder / f"confusion_{label}.csv"] = _csv([CONFUSION_CORNER, *names],
-                                                        [[name, *row] for name, row in zip(names, matrix)])
+        tables[f"confusion_{label}.csv"] = _csv([CONFUSION_CORNER, *names],
+                                                [[name, *row] for name, row in zip(names, matrix)])
+    tables = {name: utf8_text(text) for name, text in tables.items()}  # a class folder's name need not be UTF-8
+    hashes = {name: sha256_of(text.encode("utf-8")) for name, text in tables.items()}
+    marked = {WRITTEN_BY: written_by("evaluate"), **report, "files": hashes}
+    files = {folder / f"eval_{label}.json": json.dumps(marked, indent=2) + "\n",
+             **{folder / name: text for name, text in tables.items()}}
     check_report_folder(folder, checkpoint, given=out_dir is not None)
     check_report_files(list(files), evaluation, force, given=out_dir is not None)
     try:
@@ -293,12 +301,34 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path | None = None, 
             refuse_irregular_target(path)
     except OSError as err:
         raise DlcliError(f"{err.filename}: cannot write: {err.strerror} (no report file was written)") from None
+    _write_all_or_none(folder, files)
+    return list(files)
+
+
+def _write_all_or_none(folder: Path, files: dict[Path, str]) -> None:
+    """Stage every file (a new temporary beside it), then move each into place: a failure while
+    staging (a full disk) leaves the folder as it was."""
+    import os
+    import tempfile
+
+    from dlcli.checkpoint import current_umask
+
+    staged: dict[Path, str] = {}
     try:
         for path, text in files.items():
-            write_text_atomic(path, text)
+            fd, staged[path] = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".staged", dir=folder)
+            os.fchmod(fd, 0o666 & ~current_umask())
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(text.encode("utf-8"))
+                handle.flush()
+                os.fsync(handle.fileno())
+        for path, stage in staged.items():
+            os.replace(stage, path)
     except OSError as err:
+        for stage in staged.values():
+            with contextlib.suppress(OSError):
+                os.unlink(stage)
         raise DlcliError(f"{folder}: cannot write the report: {err.strerror or err}") from None
-    return list(files)
 
 
 PER_CLASS_HEADER = ["class", "name", "precision", "recall", "f1", "support"]
@@ -338,7 +368,7 @@ def check_report_files(paths: list[Path], evaluation: Evaluation, force: bool = 
     """Refuse a report file that is the checkpoint or the --data file (even with --force), or that
     exists and is not an earlier report of dlcli evaluate (unless `force`). `given`: as in
     `check_report_folder`."""
-    from dlcli.outputs import refuse_existing, refuse_inputs
+    from dlcli.outputs import OLDER_OUTPUT_HINT, refuse_existing, refuse_inputs
 
     inputs = [(evaluation.trained.checkpoint, "the checkpoint")]
     if evaluation.data is not None:
@@ -346,22 +376,24 @@ def check_report_files(paths: list[Path], evaluation: Evaluation, force: bool = 
     for path in paths:
         label = f"{'--out ' if given else ''}{path.parent}: its report {path.name}"
         refuse_inputs(path, inputs, label=label)
-        refuse_existing(path, is_evaluation_file, "an earlier report of dlcli evaluate", force, label=label)
+        refuse_existing(path, is_evaluation_file, "an earlier report of dlcli evaluate", force, label=label,
+                        hint=OLDER_OUTPUT_HINT)
 
 
 def is_evaluation_file(path: Path) -> bool:
-    """Whether `path` holds what write_evaluation writes: an eval_*.json report (its fields), or a
-    per_class_*.csv or confusion_*.csv (their header row)."""
-    from dlcli.outputs import read_output_head
+    """Whether `path` is what write_evaluation wrote: an eval_*.json report with evaluate's mark,
+    or a per_class_*.csv or confusion_*.csv whose bytes that report's "files" vouch for."""
+    from dlcli.outputs import holds_sha256, is_marked, read_output_head
 
-    header = read_output_head(path, path.suffix == ".json")
     if path.suffix == ".json":
-        return isinstance(header, dict) and REPORT_KEYS <= set(header)
-    if header is None:
+        report = read_output_head(path, True)
+        return is_marked(report, "evaluate") and REPORT_KEYS <= set(report)
+    split = path.stem.removeprefix("per_class_").removeprefix("confusion_")
+    if split == path.stem:
         return False
-    if path.name.startswith("per_class_"):
-        return header == PER_CLASS_HEADER
-    return path.name.startswith("confusion_") and header[:1] == [CONFUSION_CORNER]
+    report = read_output_head(path.with_name(f"eval_{split}.json"), True)
+    hashes = report.get("files") if is_marked(report, "evaluate") else None
+    return isinstance(hashes, dict) and holds_sha256(path, hashes.get(path.name))
 
 
 def _csv(header: list, rows: list[list]) -> str:

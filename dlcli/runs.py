@@ -182,7 +182,7 @@ def read_metrics(path: Path) -> tuple[list[dict], int]:
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # torn or garbled; an integer of 5,000 digits; [[[[...
             skipped += 1
             continue
         if isinstance(record, dict):
@@ -332,8 +332,25 @@ def list_runs(root: str | Path, now: float | None = None) -> list[dict]:
                        f"folder of runs (trainer.out_dir, default runs/)")
     now = time.time() if now is None else now
     found = [p for p in (root, *_subdirs(root), *(q for p in _subdirs(root) for q in _subdirs(p))) if _is_run_dir(p)]
-    runs = [describe_run(path, now) for path in found]
+    runs = [_described(path, now) for path in found]
     return sorted(runs, key=lambda r: (r["date"] or "", r["id"]), reverse=True)
+
+
+class DamagedRecord(ValueError):
+    """A run record that no run writes (a config.yaml alias bomb, an integer of 5,000 digits):
+    the run is listed as damaged, with this as the reason."""
+
+
+def _described(path: Path, now: float) -> dict:
+    """describe_run, or for a run whose records cannot be read as a run writes them, a row with
+    status `damaged` and the reason: one damaged run does not hide the others."""
+    try:
+        return describe_run(path, now)
+    except (DamagedRecord, ValueError, TypeError, OverflowError, RecursionError, KeyError, AttributeError) as err:
+        reason = str(err) if isinstance(err, DamagedRecord) else f"a record is malformed ({type(err).__name__})"
+        return {"name": path.parent.name, "id": path.name, "path": str(path), "date": _run_date(path),
+                "overrides": [], "seed": None, "epochs": 0, "planned": None, "monitor": None, "best": None,
+                "best_epoch": None, "test": {}, "status": "damaged", "reason": reason}
 
 
 def _subdirs(path: Path) -> list[Path]:
@@ -347,38 +364,81 @@ def _is_run_dir(path: Path) -> bool:
     return (path / CONFIG_FILE).is_file() or (path / "checkpoints").is_dir() or (path / METRICS_JSONL).is_file()
 
 
-def _read_json(path: Path):
-    """(value, ok): (None, True) when missing, (None, False) when unreadable or not an object."""
+# A run writes records of kilobytes: more is no record of a run (and is not read whole).
+MAX_RECORD_BYTES = 64 * 2 ** 20
+
+
+def _read_json(path: Path, strict: bool = False):
+    """(value, ok): (None, True) when missing, (None, False) when unreadable or not an object.
+    `strict`: a DamagedRecord instead of (None, False) for what no crash leaves (an integer of
+    5,000 digits, nesting 100,000 deep, a file of gigabytes); a torn file stays (None, False)."""
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_RECORD_BYTES + 1)
+        if len(raw) > MAX_RECORD_BYTES:
+            raise DamagedRecord(f"{path}: larger than {MAX_RECORD_BYTES // 2 ** 20} MiB; a run's records are small")
+        value = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         return None, True
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except json.JSONDecodeError:
+        return None, False
+    except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
+        if strict:
+            raise err if isinstance(err, DamagedRecord) else DamagedRecord(f"{path}: {_json_damage(err)}") from None
+        return None, False
+    except OSError:
         return None, False
     return (value, True) if isinstance(value, dict) else (None, False)
 
 
+def _json_damage(err: Exception) -> str:
+    if isinstance(err, RecursionError):
+        return "nested too deeply for a record"
+    if isinstance(err, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {err.start})"
+    return f"not a record a run writes ({err})"
+
+
 def read_run_config(run_dir: Path) -> dict:
     """The run's config.yaml as written, or {} when it is missing, unreadable or not a mapping
-    (not validated: reports read what they can)."""
-    import yaml
-
+    (not validated: reports read what they can). Read through the config loader's guards: an
+    alias bomb or 100,000 levels of nesting are refused at once, never expanded."""
     try:
-        value = yaml.safe_load((Path(run_dir) / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return _run_config(Path(run_dir))
+    except DamagedRecord:
         return {}
+
+
+def _run_config(run_dir: Path) -> dict:
+    """read_run_config, but a DamagedRecord for a config.yaml that is there and cannot be read."""
+    from dlcli.config import ConfigError, read_config_file
+
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        return {}
+    try:
+        value, _, _ = read_config_file(path)
+    except ConfigError as err:
+        first = err.problems[0] if err.problems else None
+        raise DamagedRecord(f"{first.where or path}: {first.message}" if first else str(err)) from None
     return value if isinstance(value, dict) else {}
 
 
 def _number(value) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """A record's number as a float; None for anything else, or an integer no float holds."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
 
 
 def describe_run(path: Path, now: float) -> dict:
     """name, id, date, seed, epochs done / planned, best monitored value, test figures (the
     summary's, after training), status of one run."""
-    summary, summary_ok = _read_json(path / SUMMARY_FILE)
-    config = read_run_config(path)
+    summary, summary_ok = _read_json(path / SUMMARY_FILE, strict=True)
+    config = _run_config(path)
     trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
     records = epoch_records(path)
     summary = summary or {}
@@ -389,7 +449,7 @@ def describe_run(path: Path, now: float) -> dict:
     best = best_of_run(summary, config, records)
     test = summary.get("test") if isinstance(summary.get("test"), dict) else {}
     seed = config.get("seed")
-    environment, _ = _read_json(path / ENV_FILE)
+    environment, _ = _read_json(path / ENV_FILE, strict=True)
     return {"name": str(name), "id": path.name, "path": str(path), "date": _run_date(path),
             "overrides": recorded_overrides(environment or {}),
             "seed": seed if isinstance(seed, int) and not isinstance(seed, bool) else None,

@@ -85,7 +85,7 @@ def report_errors(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from dlcli.errors import DlcliError, shorten
+        from dlcli.errors import DlcliError
 
         try:
             return fn(*args, **kwargs)
@@ -113,12 +113,22 @@ def os_error_message(err: OSError) -> str:
                                                "folders above it)" if err.errno in (errno.EACCES, errno.EPERM) else "")
 
 
+def visible(text: str) -> str:
+    """`text` as it can be shown: control characters (an ESC sequence in a class name, a run name or
+    a CSV label) written as \\x1b, and characters stdout cannot encode (the surrogates Python keeps
+    for paths and arguments that are not UTF-8) as \\udcNN. Newlines and tabs stay."""
+    text = str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+    from dlcli.errors import CONTROL_CHARACTERS
+
+    return CONTROL_CHARACTERS.sub(lambda m: m.group() if m.group() in "\n\t" else
+                                  m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def escape(text: str) -> str:
-    """`text` printed as it is: rich markup escaped, and characters stdout cannot encode (the
-    surrogates Python keeps for paths and arguments that are not UTF-8) written as \\udcNN."""
+    """`text` printed as it is (`visible`), rich markup escaped."""
     from rich.markup import escape as _escape
 
-    return _escape(text.encode("utf-8", "backslashreplace").decode("utf-8"))
+    return _escape(visible(text))
 
 
 def is_terminal() -> bool:

@@ -9,6 +9,7 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from dlcli.cli._app import escape, visible
 from dlcli.train import Callback
 
 
@@ -67,9 +68,9 @@ class ProgressDisplay(Callback):
             self.mode = self._resolved(trainer.cfg["trainer"]["progress"])
         lines = start_banner(trainer.start) if trainer.start else []
         for line in lines if self.mode != "none" else lines[:1]:  # none: where the run writes, no more
-            self.console.print(line, highlight=False, markup=False, soft_wrap=True)  # a path cut cannot be copied
+            self.console.print(visible(line), highlight=False, markup=False, soft_wrap=True)  # a cut path cannot be copied
         for note in trainer.notes:
-            self.console.print(f"[yellow]note:[/] {note}")
+            self.console.print(f"[yellow]note:[/] {escape(note)}")
 
     def on_epoch_start(self, trainer) -> None:
         self._t0, self._done0 = time.perf_counter(), trainer.batch_in_epoch

@@ -10,7 +10,7 @@ from rich.table import Table
 from dlcli.cli._app import app, console, escape, report_errors
 
 STATUS_STYLE = {"finished": "green", "stopped": "green", "running": "cyan", "interrupted": "yellow",
-                "failed": "red", "crashed": "red", "unknown": "magenta"}
+                "failed": "red", "crashed": "red", "damaged": "red", "unknown": "magenta"}
 
 
 @app.command("runs", short_help="List runs, newest first, with their status.")
@@ -48,6 +48,8 @@ def runs_table(found: list[dict], directory: str) -> Table:
             f"{run['monitor']} {run['best']:.4f}" + (f" @{run['best_epoch']}" if run["best_epoch"] else "")
         style = STATUS_STYLE.get(run["status"], "")
         overrides = overrides_text(run["overrides"])
+        if run.get("reason"):  # a damaged run: why, where its overrides would be
+            overrides = run["reason"]
         table.add_row(escape(run["path"]) + (f"\n[dim]{escape(overrides)}[/]" if overrides else ""),
                       "-" if run["seed"] is None else str(run["seed"]), epochs, escape(best),
                       escape(test_figure(run["test"])), f"[{style}]{run['status']}[/]" if style else run["status"])

@@ -84,7 +84,7 @@ def report(summary: dict) -> None:
     if test:
         shown = "  ".join(f"test_{k} {v:.4f}" for k, v in test.items())
         console.print(f"test (epoch {summary.get('test_epoch')} weights): {shown}")
-    console.print(f"{_trained(summary)} in {summary['seconds']:.1f}s; wrote {summary['run_dir']}",
+    console.print(f"{_trained(summary)} in {summary['seconds']:.1f}s; wrote {escape(str(summary['run_dir']))}",
                   soft_wrap=True)  # a path cut by line wrapping cannot be copied
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from dlcli.errors import CONTROL_CHARACTERS
 from dlcli.registry import Arg, AutoBool, Bool, Entry, Float, Int, IntList, Kind, KindError, Optional, Str
 
 SECTIONS = ("name", "seed", "model", "data", "optimizer", "scheduler", "loss", "trainer", "metrics")
@@ -28,6 +29,7 @@ class RunName(Kind):
     would put the run somewhere else (`../../x`, `/abs/path`)."""
 
     describe = "str (a folder name: no / or \\)"
+    max_bytes = 255  # NAME_MAX: the longest folder name most file systems hold
 
     def check(self, value):
         if not isinstance(value, str):
@@ -35,7 +37,16 @@ class RunName(Kind):
         if any(c in value for c in "/\\\0") or value in (".", ".."):
             raise KindError("expected a run name, one folder under trainer.out_dir: any characters except "
                             "'/', '\\' and NUL, and not '.' or '..'")
+        control = CONTROL_CHARACTERS.search(value)
+        if control is not None:  # an ESC sequence in a name reaches every terminal that lists the run
+            raise KindError(f"expected a run name of printable characters, received one with the control "
+                            f"character {control.group()!r}")
+        size = len(value.encode("utf-8", "surrogateescape"))
+        if size > self.max_bytes:
+            raise KindError(f"expected a run name of at most {self.max_bytes} bytes (it names a folder), received "
+                            f"one of {size:,} bytes")
         return value
+
 
 
 TOP = Entry("config", "a dlcli config", args=(

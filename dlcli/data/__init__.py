@@ -18,7 +18,8 @@ from dlcli.errors import DataError
 from dlcli.registry import Arg, AutoBool, Bool, FilePath, Int, Optional, Registry, Str, StrList, check_args
 
 DATASETS = Registry("dataset", meta_keys=("images", "inspect", "may_name_val_split", "num_classes", "sample_shape",
-                                                 "sequence_arg", "sliding_window_arg", "stored_by_class", "task"))
+                                                 "sequence_arg", "sliding_window_arg", "stored_by_class", "task",
+                                                 "torchvision_class"))
 
 
 def load_dataset(name: str, given: dict, input_shape: list | tuple | None = None):
@@ -97,7 +98,7 @@ def _torchvision(name: str, cls: str, help: str, shape: tuple, classes: int):
         return load_torchvision(name, cls, args)
 
     DATASETS.register(name, help=help + " (torchvision; downloads when download: true)", args=(_ROOT, _DOWNLOAD),
-                      sample_shape=shape, num_classes=classes, task="classification",
+                      sample_shape=shape, num_classes=classes, task="classification", torchvision_class=cls,
                       inspect=_inspected_by("inspect_torchvision", name, cls))(load)
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from dlcli.data._tensors import ImageFiles, Split, Splits
-from dlcli.errors import DataError, did_you_mean, short_list, short_repr, short_size, shorten
+from dlcli.errors import CONTROL_CHARACTERS, DataError, did_you_mean, short_list, short_repr, short_size, shorten
 from dlcli.registry import NUMBER_RE
 
 
@@ -199,6 +199,27 @@ def torchvision_missing(name: str, dataset_cls: type, root: Path) -> str:
             f"or data.root to where it is. {_torchvision_files_hint(dataset_cls, root)}")
 
 
+def torchvision_missing_offline(name: str, cls: str, root: Path) -> str | None:
+    """What a command that reads a checkpoint says when torchvision data set `cls` is not in `root`:
+    such a command never downloads (whatever the checkpoint's data.download says) and creates no
+    folder, as a checkpoint from elsewhere must not choose where dlcli writes. None when the files
+    are all there (or torchvision lays this one out in a way dlcli cannot list)."""
+    try:
+        import torchvision.datasets
+    except ImportError as err:
+        return f"{name} needs torchvision, which cannot be imported: {err}"
+    dataset_cls = getattr(torchvision.datasets, cls, None)
+    files = None if dataset_cls is None else torchvision_files(dataset_cls, root)
+    missing = [f for f in files or [] if not f.is_file()]
+    if not missing:
+        return None
+    more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+    return (f"{name}: the data set is not in {root} (missing {missing[0]}{more}); commands that read a checkpoint "
+            f"(evaluate, train --resume) never download it and create no folders, whatever the checkpoint's "
+            f"data.download and data.root say. Put the files there, e.g. with dlcli train of a config of yours "
+            f"with data.download: true and data.root: {root}")
+
+
 def torchvision_files(dataset_cls: type, root: Path) -> list[Path] | None:
     """The files torchvision's `dataset_cls` reads from `root` (the MNIST family's unpacked raw
     files, CIFAR's batches), to look for without reading them; None for a class laid out otherwise."""
@@ -296,12 +317,26 @@ def _finish_targets(ys: dict[str, np.ndarray], task: str, where: dict[str, str])
                                 f"{y[i].item()} at sample {i}; use task: regression (or auto) for values")
         if y.dtype.kind == "b":
             y = y.astype(np.int64)
+        if len(y) and y.max() > _MAX_CLASS_ID:  # before int64 wraps it round (2**64 - 1 -> -1)
+            i = int(np.argmax(y))
+            raise DataError(f"{where[split]}: expected class ids from 0 to {_MAX_CLASS_ID}, received "
+                            f"{_exact(y[i])} at sample {i}")
         if len(y) and y.min() < 0:
             i = int(np.argmin(y))
             raise DataError(f"{where[split]}: expected class ids >= 0, received {y[i]} at sample {i}")
         out[split] = torch.from_numpy(y.astype(np.int64))
     num_classes = max(int(max(int(t.max()) for t in out.values() if len(t))) + 1, one_hot_classes)
     return task, out, num_classes
+
+
+# Class ids beyond this are no class of any model (a float64 cell holds integers exactly up to it);
+# the model's output count bounds them further (dlcli.data.prepare), before anything per class is built.
+_MAX_CLASS_ID = 2 ** 53
+
+
+def _exact(value) -> str:
+    """A label as stored: 18446744073709551615, not 1.8446744073709552e+19 or -1."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def _one_hot(y: np.ndarray) -> bool:
@@ -358,7 +393,7 @@ def load_npz_file(args: dict, input_shape: list | None) -> Splits:
     splits = {s: Split(xs[s], ys[s]) for s in xs}
     source = f"npz {path}" + (f" (test: {test_path})" if test_path else "")
     return Splits(train=splits["train"], test=splits.get("test"), val=splits.get("val"), task=task,
-                  num_classes=num_classes, class_names=[str(c) for c in range(num_classes)] if num_classes else None,
+                  num_classes=num_classes, class_names=None,  # ids name themselves: see prepare_data
                   source=source, meta={"val_arrays": "x_val, y_val"} if "val" in splits else {})
 
 
@@ -464,7 +499,13 @@ def _check_memory_for(npz, names: list[str], path: Path) -> None:
 def _npz_array(npz, name: str, path: Path) -> np.ndarray:
     try:
         array = npz[name]
-    except ValueError as err:  # "Object arrays cannot be loaded when allow_pickle=False"
+    except ValueError as err:  # objects (allow_pickle=False), or fewer bytes than the header declares
+        header = npz_header(npz, name)
+        if header is not None and not header[1].hasobject:
+            shape, dtype = header
+            raise DataError(f"{path}: array {name!r} is truncated or damaged: its header declares {dtype} of shape "
+                            f"{shape} ({short_size(math.prod(shape) * dtype.itemsize)}), which its data do not "
+                            f"hold ({err}); expected the whole file as np.savez wrote it") from None
         raise DataError(f"{path}: array {name!r} holds Python objects, which dlcli does not load (that would "
                         f"unpickle code); expected a numeric array, e.g. save {name}.astype('float32') "
                         f"({err})") from None
@@ -670,7 +711,7 @@ def load_csv_file(args: dict) -> Splits:
         _, ys_t, num_classes = _finish_targets(ys, "regression", where)
     else:
         ys_t = {s: torch.from_numpy(y.astype(np.int64)) for s, y in ys.items()}
-        num_classes = len(class_names)
+        num_classes = len(class_names) if class_names else int(max(int(y.max()) for y in ys_t.values())) + 1
     splits = {s: Split(torch.from_numpy(np.ascontiguousarray(xs[s])), ys_t[s]) for s in xs}
     source = f"csv {path}" + (f" (test: {test_path})" if test_path else "")
     return Splits(train=splits["train"], test=splits.get("test"), task=task, num_classes=num_classes,
@@ -720,7 +761,7 @@ def csv_targets(tables: dict[str, CsvTable], target: str, task: str) -> tuple[st
     """({split: numpy targets per row}, class names) for the target column.
 
     Integer cells are class ids (auto), decimals are values, text cells are class
-    names (sorted unique strings of the training file).
+    names (sorted unique strings of the training file); ids and values have no names (None).
     """
     train = tables["train"]
     cells = train.columns[target]
@@ -754,8 +795,10 @@ def csv_targets(tables: dict[str, CsvTable], target: str, task: str) -> tuple[st
         table = tables[split]
         for i in np.flatnonzero((y != np.round(y)) | (y < 0)):
             raise table.cell_error(int(i), target, "a class id (an integer >= 0)", table.columns[target][i])
-    num_classes = int(max(y.max() for y in ys.values())) + 1
-    return task, {s: y.astype(np.int64) for s, y in ys.items()}, [str(c) for c in range(num_classes)]
+        for i in np.flatnonzero(y > _MAX_CLASS_ID):
+            raise table.cell_error(int(i), target, f"a class id from 0 to {_MAX_CLASS_ID}", table.columns[target][i])
+    # class ids name themselves; names as many as the ids are made once the model's outputs bound them
+    return task, {s: y.astype(np.int64) for s, y in ys.items()}, None
 
 
 def _text_classes(tables: dict[str, CsvTable], target: str) -> tuple[dict, list[str]]:
@@ -875,6 +918,9 @@ def _scan_class_folders(directory: Path) -> dict[str, list[Path]]:
                         f"received no sub-folders{found}")
     classes = {}
     for folder in folders:
+        if CONTROL_CHARACTERS.search(folder.name):  # the class name is printed and written in reports
+            raise DataError(f"{directory}: expected class folders named with printable characters, received "
+                            f"{short_repr(folder.name)}, which holds a control character; rename the folder")
         files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
         if not files:
             raise DataError(f"{folder}: expected images ({', '.join(IMAGE_EXTENSIONS)}) in class folder "

@@ -103,13 +103,26 @@ class PreparedData:
         return self.train.streamed
 
 
-def load_splits(cfg: dict) -> Splits:
+def load_splits(cfg: dict, from_checkpoint: bool = False) -> Splits:
     """The data set of a config. Its errors name the config key they are about (`DataError.key`):
-    the loader's own, else the data set's main file (data.path), folder (data.root) or name."""
+    the loader's own, else the data set's main file (data.path), folder (data.root) or name.
+    `from_checkpoint`: the config is a checkpoint's (evaluate, --resume), which may come from
+    anyone: nothing is downloaded and no folder created, whatever its data section says."""
     data = cfg["data"]
     entry = DATASETS.get(data["dataset"])
+    args = {a.name: data[a.name] for a in entry.args}
+    if from_checkpoint and "download" in args:
+        args["download"] = False
+        cls = entry.meta.get("torchvision_class")
+        if cls:
+            from dlcli.data import cache_dir
+            from dlcli.data._sources import torchvision_missing_offline
+
+            missing = torchvision_missing_offline(entry.name, cls, cache_dir(args.get("root")))
+            if missing:
+                raise DataError(missing, key=("data", "root"))
     try:
-        splits = load_dataset(entry.name, {a.name: data[a.name] for a in entry.args}, cfg["model"]["input_shape"])
+        splits = load_dataset(entry.name, args, cfg["model"]["input_shape"])
     except DataError as err:
         raise err.at_key(("data", data_key(entry.name)))
     if len(splits.train) == 0:
@@ -393,7 +406,8 @@ def prepare_data(cfg: dict, device: torch.device, splits: Splits | None = None,
                  normalization: dict | None | str = "compute") -> PreparedData:
     """Load (unless given), check, split, normalize and place the data of a config.
     `normalization`: "compute" takes the training set's statistics; a checkpoint's
-    (a dict, or None) makes evaluation see exactly what training saw."""
+    (a dict, or None) makes evaluation see exactly what training saw (give the splits of a
+    checkpoint's config, loaded with `load_splits(cfg, from_checkpoint=True)`)."""
     from dlcli.config import infer_shapes
     from dlcli.losses import LOSSES, target_kind
 
@@ -450,5 +464,22 @@ def prepare_data(cfg: dict, device: torch.device, splits: Splits | None = None,
         placed = [place(split) for split in (train, val, test)]
     # classes of integer targets a regression loss reads as values (prices in whole dollars) are no classes
     values = LOSSES.get(cfg["loss"]["type"]).meta["task"] == "regression"
+    names = None if values else class_names(splits, task, out_shape, source, cfg)
     return PreparedData(*placed, task, None if values else splits.num_classes,
-                        None if values else splits.class_names, normalization, source, splits.meta.get("features"))
+                        names, normalization, source, splits.meta.get("features"))
+
+
+def class_names(splits: Splits, task: str, out_shape: tuple, source: str, cfg: dict) -> list[str] | None:
+    """The data's class names; class ids ("0", "1", ...) are named only once the model's outputs
+    bound them, so a label of 10**12 is refused here rather than building 10**12 names."""
+    if splits.class_names is not None or not splits.num_classes:
+        return splits.class_names
+    outputs = max(out_shape[0] if out_shape else 1, 2)  # a binary loss's single output reads 0/1 labels
+    if splits.num_classes > outputs:
+        if task != "classification":
+            return None  # 0/1 labels read as values: no classes to name
+        last = ("model", "layers", len(cfg["model"]["layers"]) - 1)
+        raise DataError(f"{source}: labels must be class ids in [0, {outputs - 1}] for a model with {outputs} "
+                        f"outputs; found label {splits.num_classes - 1} (in a sample data.subset leaves out)",
+                        key=last)
+    return [str(c) for c in range(splits.num_classes)]

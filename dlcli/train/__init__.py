@@ -55,7 +55,7 @@ def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None 
     device = resolve_device(cfg["trainer"]["device"])
     warmup = DeviceWarmup.start(cfg, device)  # the GPU loads its libraries while the CPU reads the data
     try:
-        splits = load_splits(cfg)
+        splits = load_splits(cfg, from_checkpoint=run_dir is not None)  # a resumed run's: never downloads
     finally:
         warmup.join()
     if isinstance(normalization, dict):  # a checkpoint's (resume): it must line up with the data read again

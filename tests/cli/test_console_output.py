@@ -113,3 +113,26 @@ def test_plain_progress_asks_the_trainer_nothing_between_lines(tmp_path, monkeyp
     lines, asked = _plain_training(tmp_path, monkeypatch, every_s=None)
     assert [line.split("  ")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
     assert asked == 0
+
+
+def test_visible_shows_control_characters_and_keeps_lines():
+    """Issue 15 #11: text read from disk (class names, CSV labels, run folders) is printed with
+    ESC sequences, C1 controls and bidi overrides written out, so none acts on the terminal."""
+    from dlcli.cli._app import escape, visible
+
+    assert visible("c\x1b[31mat\x07 \x9b2J \u202egnp\ttab\nline \udcff") == \
+        "c\\x1b[31mat\\x07 \\x9b2J \\u202egnp\ttab\nline \\udcff"
+    assert escape("[red]\x1b]0;title\x07") == "\\[red]\\x1b]0;title\\x07"
+
+
+def test_train_and_runs_print_a_path_with_an_escape_sequence_visibly(cli, write_config, tmp_path):
+    """A folder name (here trainer.out_dir, or a run folder received from someone) is printed by
+    train and runs with its ESC shown as \\x1b: never raw."""
+    out_dir = tmp_path / "runs\x1b[2J"
+    config = write_config(TINY_MNIST)
+    result = cli("train", config, "trainer.epochs=1", "trainer.progress=plain", f"trainer.out_dir={out_dir}")
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "runs\\x1b[2J" in result.output
+    result = cli("runs", out_dir)
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "runs\\x1b[2J" in result.output

@@ -59,6 +59,27 @@ def test_run_name_must_be_one_folder_under_out_dir(write_config, tiny_config_tex
         load_config(path)
 
 
+@pytest.mark.parametrize("name, shown", [("a\\e[31mred", r"'\\x1b'"), ("bell\\a", r"'\\x07'"),
+                                         ("csi\\x9b31m", r"'\\x9b'"), ("flip\\u202egnp.exe", r"'\\u202e'"),
+                                         ("two\\nlines", r"'\\n'")])
+def test_a_run_name_with_a_control_character_is_refused(write_config, tiny_config_text, name, shown):
+    """Issue 15 #11: an ESC sequence in a run name reached every terminal listing the run."""
+    path = write_config(tiny_config_text.replace("name: tiny", f'name: "{name}"'))
+    with pytest.raises(ConfigError, match=_at(path, 1) + r"name: expected a run name of printable characters, "
+                                          rf"received one with the control character {shown}"):
+        load_config(path)
+
+
+def test_a_run_name_is_capped_and_the_message_is_short(write_config, tiny_config_text):
+    """Issue 15 #15: a 900,000-character name passed validate (and gave a 900,435-character error later)."""
+    path = write_config(tiny_config_text.replace("name: tiny", "name: " + "a" * 900_000))
+    with pytest.raises(ConfigError, match=_at(path, 1) + r"name: expected a run name of at most 255 bytes \(it "
+                                          r"names a folder\), received one of 900,000 bytes") as info:
+        load_config(path)
+    assert len(str(info.value)) < 400
+    assert load_config(write_config(tiny_config_text.replace("name: tiny", "name: " + "é" * 127)))
+
+
 @pytest.mark.parametrize("name", ["dénse-1.2", "run..1", "...", "my run"])
 def test_run_names_without_separators_are_fine(write_config, tiny_config_text, name):
     assert load_config(write_config(tiny_config_text.replace("name: tiny", f"name: '{name}'")))["name"] == name

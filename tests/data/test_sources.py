@@ -224,7 +224,44 @@ def test_npz_classification_auto(make_npz):
     assert splits.train.x.shape == (20, 4) and splits.train.x.dtype == torch.float32
     assert splits.train.y.shape == (20,) and splits.train.y.dtype == torch.int64
     assert splits.task == "classification" and splits.num_classes == 3
-    assert splits.class_names == ["0", "1", "2"] and splits.test is None
+    assert splits.class_names is None and splits.test is None  # ids are named once the model bounds them
+
+
+@pytest.mark.parametrize("kind", ["npz", "csv"])
+def test_a_huge_class_id_builds_nothing_that_grows_with_it(make_npz, make_csv, kind):
+    """One label of 3,000,000 once built 3,000,001 class names (10**12: a MemoryError); the
+    loader reads ids without naming them, so memory stays that of the samples."""
+    import tracemalloc
+
+    labels = [0, 1, 2, 3_000_000]
+    if kind == "npz":
+        path = make_npz(x=np.random.rand(4, 2), y=np.array(labels))
+        args = {"path": str(path), "test_path": None, "task": "auto"}
+    else:
+        path = make_csv([["a", "b", "y"], *[[i, i, label] for i, label in enumerate(labels)]])
+        args = csv_args(path)
+    tracemalloc.start()
+    try:
+        splits = load_dataset(kind, args)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert splits.num_classes == 3_000_001 and splits.class_names is None
+    assert peak < 20 * 2 ** 20, f"loading 4 samples took {peak / 2 ** 20:.0f} MiB"
+
+
+def test_npz_uint64_label_is_reported_as_stored_not_wrapped(make_npz):
+    path = make_npz(x=np.random.rand(3, 2), y=np.array([0, 1, 2 ** 64 - 1], dtype=np.uint64))
+    with pytest.raises(DataError, match=r"expected class ids from 0 to 9007199254740992, received "
+                                        r"18446744073709551615 at sample 2"):
+        load_dataset("npz", {"path": str(path), "test_path": None, "task": "auto"})
+
+
+def test_csv_class_id_beyond_int64_is_refused_not_wrapped(make_csv):
+    path = make_csv([["a", "b", "y"], [1, 2, 0], [3, 4, "1" + "0" * 30]])
+    with pytest.raises(DataError, match=r":3: column 'y' \(data row 2\): expected a class id from 0 to "
+                                        r"9007199254740992, received '10{30}'"):
+        load_dataset("csv", csv_args(path))
 
 
 def test_npz_regression_auto_targets_are_n_by_1(make_npz):
@@ -379,6 +416,24 @@ def test_npz_object_arrays_are_refused(tmp_path):
         load_dataset("npz", {"path": str(path)})
 
 
+def test_a_truncated_npz_array_is_reported_as_truncated_not_as_objects(tmp_path):
+    """Issue 15 #15: an array with fewer bytes than its header declares was said to hold Python objects."""
+    import io
+    import zipfile
+
+    whole = io.BytesIO()
+    np.lib.format.write_array(whole, np.arange(40, dtype=np.float32).reshape(10, 4))
+    path = tmp_path / "cut.npz"
+    with zipfile.ZipFile(path, "w") as archive:  # a valid zip, whose x.npy lost its last 64 bytes
+        archive.writestr("x.npy", whole.getvalue()[:-64])
+        buffer = io.BytesIO()
+        np.lib.format.write_array(buffer, np.arange(10))
+        archive.writestr("y.npy", buffer.getvalue())
+    with pytest.raises(DataError, match=r"cut\.npz: array 'x' is truncated or damaged: its header declares float32 "
+                                        r"of shape \(10, 4\) \(160 bytes\), which its data do not hold"):
+        load_dataset("npz", {"path": str(path)})
+
+
 def test_npz_classification_needs_integer_targets(make_npz):
     path = make_npz(x=np.random.rand(3, 2), y=np.array([0.0, 0.5, 1.0]))
     with pytest.raises(DataError, match=r"task classification expects integer class ids, received 0\.5 at "
@@ -415,7 +470,7 @@ def test_csv_integer_target_is_classification(make_csv):
     assert splits.train.x.dtype == torch.float32 and splits.train.x.shape == (4, 2)
     assert splits.train.x[2].tolist() == pytest.approx([5.0, -0.6])
     assert splits.train.y.tolist() == [0, 2, 1, 2] and splits.train.y.dtype == torch.int64
-    assert splits.task == "classification" and splits.num_classes == 3 and splits.class_names == ["0", "1", "2"]
+    assert splits.task == "classification" and splits.num_classes == 3 and splits.class_names is None
     assert splits.meta["features"] == ["a", "b"]
 
 

@@ -92,6 +92,15 @@ CASES = {
     "npz test labels out of range": (
         npz("test_labels.npz", x=_images(), y=np.arange(20) % 10, x_test=_images(5), y_test=np.array([0, 1, 2, 3, 12])),
         IMAGE_MODEL, "", r"test labels must be class ids in \[0, 9\].*found label 12"),
+    "npz label of 10**12": (
+        npz("huge_label.npz", x=_images(), y=np.array([0] * 19 + [10 ** 12])), IMAGE_MODEL, "",
+        r"training labels must be class ids in \[0, 9\] for a model with 10 outputs; found label 1000000000000"),
+    "npz label of 10**12 in a sample data.subset leaves out": (
+        npz("huge_left_out.npz", x=_images(), y=np.array([0] * 19 + [10 ** 12])), IMAGE_MODEL, ", subset: 5",
+        r"labels must be class ids in \[0, 9\] for a model with 10 outputs; found label 1000000000000"),
+    "csv label of 10**12": (
+        csv("huge_label.csv", "a,b,label\n1,2,0\n3,4,1000000000000\n"), TABLE_MODEL, "",
+        r"training labels must be class ids in \[0, 1\] for a model with 2 outputs; found label 1000000000000"),
     "npz negative labels": (
         npz("negative.npz", x=_images(), y=np.arange(20) % 10 - 3), IMAGE_MODEL, "",
         r"expected class ids >= 0, received -3 at sample 0"),
@@ -135,6 +144,10 @@ CASES = {
     "image folder with an empty class": (
         image_folder({"cat": _RGB, "dog": []}), "{input_shape: [3, 8, 8], layers: [flatten, {dense: 2}]}", "",
         r"expected images \(.*\) in class folder 'dog', received none"),
+    "image folder with an escape sequence in a class name": (  # issue 15 #11: it reached the terminal raw
+        image_folder({"cat": _RGB, "d\x1b[31mog": _RGB}), "{input_shape: [3, 8, 8], layers: [flatten, {dense: 2}]}",
+        "", r"expected class folders named with printable characters, received 'd\\x1b\[31mog', which holds a "
+            r"control character; rename the folder"),
     "image folder with a broken image": (
         image_folder({"cat": _RGB, "dog": [b"not a png"]}), "{input_shape: [3, 8, 8], layers: [flatten, {dense: 2}]}",
         "", r"expected a readable image, cannot decode it"),

@@ -3,6 +3,7 @@ data, the per-class and regression figures, the files, and every error."""
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -363,6 +364,7 @@ def test_broken_checkpoints_are_clear_errors(case, command, mnist_run, tmp_path,
 @pytest.mark.parametrize("case, message", [
     ("shape", r"samples have shape \(1, 8, 8\) but the model takes \(1, 28, 28\)"),
     ("classes", r"labels must be class ids 0..9 for this model \(10 classes\); found label 12"),
+    ("huge_label", r"other.npz: labels must be class ids 0..9 for this model \(10 classes\); found label 10{12}"),
     ("targets", r"task classification expects integer class ids, received 0\.\d+ at sample 0"),
     ("kind", r"expected an .npz file, a .csv file or a folder of class folders"),
 ])
@@ -375,6 +377,8 @@ def test_data_that_does_not_fit_is_a_clear_error(case, message, mnist_run, tmp_p
         np.savez(path, x=rng.random((5, 1, 8, 8)).astype(np.float32), y=np.zeros(5, np.int64))
     elif case == "classes":
         np.savez(path, x=rng.random((5, 1, 28, 28)).astype(np.float32), y=np.array([0, 1, 2, 12, 3]))
+    elif case == "huge_label":  # once 10**12 class names before the check: a MemoryError
+        np.savez(path, x=rng.random((5, 1, 28, 28)).astype(np.float32), y=np.array([0, 1, 2, 10 ** 12, 3]))
     elif case == "targets":
         np.savez(path, x=rng.random((5, 1, 28, 28)).astype(np.float32), y=rng.random(5))
     else:
@@ -465,7 +469,10 @@ def test_evaluate_json_prints_the_report_alone_on_stdout(mnist_run, tmp_path, cl
     result = cli("evaluate", mnist_run, "--json", "--out", tmp_path)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report == json.loads((tmp_path / "eval_test.json").read_text())
+    written = json.loads((tmp_path / "eval_test.json").read_text())
+    assert written.pop("written_by").startswith("dlcli evaluate ") and set(written.pop("files")) == {
+        "per_class_test.csv", "confusion_test.csv"}  # the file's proof that it and its CSVs are evaluate's
+    assert report == written
     assert report["accuracy"] == json.loads((mnist_run / "summary.json").read_text())["test"]["accuracy"]
     assert "wrote eval_test.json" in result.stderr
 
@@ -538,3 +545,90 @@ def test_a_report_file_that_is_a_link_is_not_written_through(name, mnist_run, tm
         in " ".join(result.output.split())
     assert victim.read_text() == "kept\n" and (run / name).is_symlink()
     assert [p.name for p in run.glob("*_test.*")] == [name]  # no other file of the report
+
+
+@pytest.mark.parametrize("name, text", [
+    ("per_class_test.csv", "class,name,precision,recall,f1,support\n0,my,1,1,1,5\n"),  # the header evaluate writes
+    ("confusion_test.csv", "true \\ predicted,a,b\na,1,0\nb,0,1\n"),
+    ("eval_test.json", '{"checkpoint": "x", "epoch": 1, "split": "test", "data": "d", "samples": 5, "task": "t"}'),
+])
+def test_a_file_that_only_looks_like_a_report_needs_force(name, text, mnist_run, tmp_path, cli):
+    """Issue 15 #3: a header (or the report's keys: an older dlcli's report, unmarked) proves
+    nothing; only evaluate's mark and the hashes of its CSVs in eval_<split>.json do."""
+    from tests.samples import assert_refused
+
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / name).write_text(text)
+    result = cli("evaluate", mnist_run, "--out", reports)
+    assert_refused(result, rf"its report {name} exists and is not an earlier report of dlcli evaluate; expected a "
+                           rf"new file name, or --force to replace it \(written by an older dlcli, which marked no "
+                           rf"output\? use --force\)")
+    assert [p.name for p in reports.iterdir()] == [name] and (reports / name).read_text() == text
+
+
+def test_a_class_folder_name_that_is_not_utf8_is_written_escaped(tmp_path, cli):
+    """Issue 15 #8: a class folder named b'd\\xffg' (read as 'd\\udcffg') crashed the writers
+    after eval_*.json was written: now every file is written, the name escaped as \\udcff."""
+    from tests.reports.conftest import IMAGES, _train, write_images
+
+    folder = write_images(tmp_path / "train", classes=("cat", "d\udcffg", "fox"))
+    run = _train(IMAGES, tmp_path / "runs", folder)
+    reports = tmp_path / "reports"
+    result = cli("evaluate", run, "--data", folder, "--out", reports)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in reports.iterdir()) == ["confusion_data-train.csv", "eval_data-train.json",
+                                                         "per_class_data-train.csv"]
+    assert "d\\udcffg" in (reports / "per_class_data-train.csv").read_text(encoding="utf-8")
+    assert "d\\udcffg" in (reports / "confusion_data-train.csv").read_text(encoding="utf-8")
+    assert cli("evaluate", run, "--data", folder, "--out", reports).exit_code == 0  # its own: replaced
+    out = tmp_path / "p.csv"
+    image = folder / "d\udcffg" / "0.png"
+    result = cli("predict", run, image, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert str(image).replace("\udcff", "\\udcff") in out.read_text(encoding="utf-8")
+
+
+def test_a_checkpoint_that_asks_to_download_is_not_obeyed(mnist_run, tmp_path, cli):
+    """Issue 15 #10: the checkpoint's config chooses a torchvision data set, download: true and a
+    root of its own: evaluate downloads nothing, creates no folder and says what is missing."""
+    from tests.samples import assert_refused
+
+    run = tmp_path / "run"
+    shutil.copytree(mnist_run, run)
+    root = tmp_path / "attacker" / "root"
+    for path in (run / "checkpoints").glob("*.pt"):
+        state = torch.load(path, weights_only=True)
+        state["config"]["data"].update({"dataset": "fashion_mnist", "root": str(root), "download": True})
+        torch.save(state, path)
+    result = cli("evaluate", run, "--out", tmp_path / "reports")
+    assert_refused(result, rf"fashion_mnist: the data set is not in {re.escape(str(root))} \(missing .*\); commands "
+                           r"that read a checkpoint \(evaluate, train --resume\) never download it and create no "
+                           r"folders, whatever the checkpoint's data.download and data.root say")
+    assert not (tmp_path / "attacker").exists() and not (tmp_path / "reports").exists()
+
+
+def test_a_report_is_written_whole_or_not_at_all(mnist_run, tmp_path, monkeypatch):
+    """Issue 15 #8: a failure while writing (here the disk fills at the second file) leaves no
+    eval_*.json without its CSVs, and no staged temporaries."""
+    import errno
+    import tempfile
+
+    from dlcli.errors import DlcliError
+    from dlcli.reports import write_evaluation
+
+    evaluation = evaluate_checkpoint(mnist_run)
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    real, calls = tempfile.mkstemp, []
+
+    def fills_up(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", fills_up)
+    with pytest.raises(DlcliError, match=r"reports: cannot write the report: No space left on device"):
+        write_evaluation(evaluation, reports)
+    assert list(reports.iterdir()) == []

@@ -10,8 +10,9 @@ def _copy_without_evaluations(run_dir, tmp_path):
     """A copy of a session-wide run to change, without the eval_*.json other tests left in it."""
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
-    for stale in run.glob("eval_*"):
-        stale.unlink()
+    for pattern in ("eval_*", "per_class_*", "confusion_*"):  # a CSV without its eval_*.json is no report's
+        for stale in run.glob(pattern):
+            stale.unlink()
     return run
 
 
@@ -122,3 +123,56 @@ def test_without_a_summary_the_plot_marks_the_best_epoch_dlcli_runs_gives(tmp_pa
     assert best_epoch(run, records) == (3, "val_accuracy")
     (listed,) = list_runs(tmp_path)
     assert (listed["best_epoch"], listed["monitor"], listed["best"]) == (3, "val_accuracy", 0.80)
+
+
+@pytest.mark.parametrize("name, text, note", [
+    ("eval_count.json", '{"confusion": {"labels": ["a", "b"], "matrix": [[1, 100000000000000000000], [0, 1]]}}',
+     r"eval_count\.json: skipped, its confusion matrix is malformed \(ValueError: expected sample counts from 0 to "
+     r"9007199254740992, received 100000000000000000000\)"),
+    ("eval_float.json", '{"confusion": {"labels": ["a", "b"], "matrix": [[1, 1e20], [0, 1]]}}',
+     r"eval_float\.json: skipped, its confusion matrix is malformed"),
+    ("eval_digits.json", '{"confusion": {"labels": ["a"], "matrix": [[' + "9" * 5000 + ']]}}',
+     r"eval_digits\.json: skipped, not a readable evaluation \(ValueError\)"),
+    ("eval_deep.json", "[" * 100_000 + "]" * 100_000, r"eval_deep\.json: skipped, not a readable evaluation"),
+    ("confusion_big.csv", "true \\ predicted,a,b\na,3,100000000000000000000\nb,0,4\n",
+     r"confusion_big\.csv: skipped, its confusion matrix is malformed"),
+])
+def test_a_damaged_evaluation_is_skipped_with_a_note(name, text, note, mnist_run, tmp_path, cli):
+    """Issue 15 #9: a count of 1e20 in eval_*.json raised OverflowError in the heat map."""
+    import re
+
+    run = _copy_without_evaluations(mnist_run, tmp_path)
+    (run / name).write_text(text)
+    result = cli("plot", run)
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    assert re.search(note, " ".join(result.output.split())), result.output
+    assert sorted(p.name for p in run.glob("*.png")) == ["learning_curves.png"]
+
+
+def test_class_labels_and_records_that_would_break_matplotlib_are_drawn(mnist_run, tmp_path, cli):
+    """Class names like 'a_$1_$' are shown as written (they were parsed as mathtext and failed);
+    a record no float holds and a config.yaml alias bomb are left out of the curves."""
+    run = _copy_without_evaluations(mnist_run, tmp_path)
+    (run / "confusion_test.csv").write_text("true \\ predicted,a_$1_$,$\\frac{\nb,3,1\nc,0,4\n".replace(
+        "\nb,", "\na_$1_$,").replace("\nc,", "\n$\\frac{,"))
+    with open(run / "metrics.jsonl", "a") as handle:
+        handle.write('{"kind": "epoch", "epoch": 2, "train_loss": ' + "9" * 400 + "}\n")
+        handle.write('{"kind": "epoch", "epoch": ' + "9" * 400 + ', "train_loss": 1.0}\n')
+    (run / "config.yaml").write_text("a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi")))
+    result = cli("plot", run)
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in run.glob("*.png")) == ["confusion_test.png", "learning_curves.png"]
+
+
+def test_an_evaluation_naming_no_possible_checkpoint_is_still_plotted(mnist_run, tmp_path, cli):
+    """Found by the run-record fuzzer: a checkpoint path with a lone surrogate ('\\ud800') made the
+    stale-evaluation note raise UnicodeEncodeError."""
+    run = _copy_without_evaluations(mnist_run, tmp_path)
+    (run / "eval_test.json").write_text('{"checkpoint": "\\ud800", "epoch": 1, "confusion": '
+                                        '{"labels": ["a", "b"], "matrix": [[1, 0], [0, 1]]}}')
+    result = cli("plot", run)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in run.glob("*.png")) == ["confusion_test.png", "learning_curves.png"]

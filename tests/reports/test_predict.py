@@ -335,7 +335,44 @@ def test_existing_file_that_is_not_predictions_needs_force(name, text, table_run
     assert out.read_text() == text
     result = cli("predict", table_run, user_csv, "--out", out, "--force")
     assert result.exit_code == 0, result.output
-    assert out.read_text().startswith(("input,value\n", '{\n  "checkpoint"'))
+    assert out.read_text().startswith(("input,value\n", '{\n  "written_by": "dlcli predict '))
+
+
+@pytest.mark.parametrize("name, text", [
+    ("table.csv", "input,value\nmy,1\n"),  # a user's table that happens to have predict's header
+    ("probs.csv", "input,probability\nx,0.5\n"),
+    ("top.csv", "input,class_1,name_1,probability_1\nx,1,1,0.5\n"),
+    ("old.json", '{"checkpoint": "x", "kind": "values", "predictions": []}\n'),  # an older dlcli's, unmarked
+])
+def test_a_file_that_only_looks_like_predictions_needs_force(name, text, table_run, user_csv, cli):
+    """Issue 15 #3: a header (or JSON keys) that predict would write proves nothing; only the mark
+    dlcli writes does. Unmarked outputs of an older dlcli are refused too, saying so."""
+    out = user_csv.with_name(name)
+    out.write_text(text)
+    result = cli("predict", table_run, user_csv, "--out", out)
+    assert_refused(result, rf"--out {re.escape(str(out))} exists and is not a dlcli predictions file; expected a new "
+                     rf"file name, or --force to replace it \(written by an older dlcli, which marked no output\? "
+                     rf"use --force\)")
+    assert out.read_text() == text
+
+
+def test_a_csv_marker_vouches_only_for_the_bytes_dlcli_wrote(table_run, user_csv, cli):
+    out = user_csv.with_name("p.csv")
+    marker = user_csv.with_name("p.csv.dlcli.json")
+    assert cli("predict", table_run, user_csv, "--out", out).exit_code == 0
+    assert json.loads(marker.read_text())["written_by"].startswith("dlcli predict ")
+    assert list(csv.DictReader(out.open()))[0]["input"]  # still plain CSV: no comment line before the header
+    assert cli("predict", table_run, user_csv, "--out", out).exit_code == 0  # its own: replaced
+    out.write_text(out.read_text().replace("\n", "\r\n"))  # the user's now (saved by a spreadsheet)
+    edited = out.read_bytes()
+    assert_refused(cli("predict", table_run, user_csv, "--out", out), "exists and is not a dlcli predictions file")
+    assert out.read_bytes() == edited
+    # a marker that is the user's file is not replaced either
+    other = user_csv.with_name("q.csv.dlcli.json")
+    other.write_text('{"mine": 1}\n')
+    result = cli("predict", table_run, user_csv, "--out", user_csv.with_name("q.csv"))
+    assert_refused(result, rf"--out .*q\.csv: its marker .*q\.csv\.dlcli\.json exists and is not a dlcli marker file")
+    assert other.read_text() == '{"mine": 1}\n' and not user_csv.with_name("q.csv").exists()
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".json"])
@@ -372,7 +409,7 @@ def test_every_kind_of_predictions_file_is_recognised(kind, width, suffix, tmp_p
     out = write_predictions(Predictions(kind, rows, checkpoint=str(tmp_path / "best.pt")), tmp_path / f"p{suffix}")
     assert is_predictions_file(out)
     out.write_text(out.read_text()[:-2])  # torn or edited
-    assert is_predictions_file(out) == (suffix == ".csv")  # a CSV is recognised by its header row
+    assert not is_predictions_file(out)  # a CSV's marker holds its hash; a JSON no longer parses
 
 
 @pytest.mark.parametrize("loss, final, expected", [("nll", "log_softmax", "probabilities"),

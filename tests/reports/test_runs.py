@@ -60,20 +60,20 @@ def test_statuses_and_order(mnist_run, tmp_path, cli):
                                         "20260102-080000", "20260101-110000", "20260101-100000"]
     status = {r["path"]: r["status"] for r in found}
     assert status == {str(finished): "finished", str(stopped): "stopped", str(running): "running",
-                      str(crashed): "crashed", str(broken): "unknown", str(torn): "crashed",
+                      str(crashed): "crashed", str(broken): "unknown", str(torn): "damaged",
                       str(interrupted): "interrupted"}
     by_id = {r["id"]: r for r in found}
     best = summary["best"]
     assert by_id["20260101-100000"]["best"] == best["value"] and by_id["20260101-100000"]["monitor"] == "val_loss"
     assert (by_id["20260101-100000"]["epochs"], by_id["20260101-100000"]["planned"]) == (3, 3)
-    assert by_id["20260104-080000"]["planned"] is None and by_id["20260104-080000"]["epochs"] == 3  # torn line skipped
+    assert "config.yaml" in by_id["20260104-080000"]["reason"]  # a config that does not parse is no run's
     assert by_id["20260102-090000"]["best"] == best["value"]  # computed from metrics.jsonl
     assert by_id["20260101-100000"]["date"] == "2026-01-01T10:00:00"
 
     result = cli("runs", root)
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
-    for word in ("finished", "stopped", "running", "crashed", "unknown", "interrupted", "3/3", "val_loss"):
+    for word in ("finished", "stopped", "running", "crashed", "unknown", "damaged", "interrupted", "3/3", "val_loss"):
         assert word in result.output
     result = cli("runs", root, "--json")
     assert result.exit_code == 0 and json.loads(result.output) == found
@@ -189,3 +189,47 @@ def _run_cell(table: str, path: str) -> list[str]:
             break
         cell.append(cells[0])
     return cell
+
+
+DAMAGE = {  # what no run writes, as an attack on the records leaves it: (file, text, reason)
+    "alias bomb": ("config.yaml", "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi")),
+        r"config\.yaml:1: the document has more than 50,000 values \(an alias bomb\?\)"),
+    "deep config": ("config.yaml", "a: " + "[" * 100_000 + "]" * 100_000 + "\n", r"config\.yaml[:\d]*: .*nested"),
+    "huge integer in the summary": ("summary.json", '{"status": "finished", "epochs": ' + "9" * 5000 + "}",
+                                    r"summary\.json: not a record a run writes"),
+    "deep summary": ("summary.json", "[" * 100_000 + "]" * 100_000, r"summary\.json: nested too deeply"),
+    "huge integer in the environment": ("environment.json", '{"seed": ' + "9" * 5000 + "}",
+                                        r"environment\.json: not a record a run writes"),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGE))
+def test_a_damaged_run_is_listed_as_damaged_and_the_others_as_usual(case, mnist_run, tmp_path, cli):
+    """Issue 15 #9: one run's hostile record crashed `dlcli runs` for the whole folder (or took
+    98 s expanding an alias bomb); now that run is `damaged`, with the reason, at once."""
+    import re
+
+    root = tmp_path / "runs"
+    good = _clone(mnist_run, root, "tiny_mnist", "20260101-100000")
+    bad = _clone(mnist_run, root, "tiny_mnist", "20260102-100000")
+    name, text, reason = DAMAGE[case]
+    (bad / name).write_text(text)
+    with open(bad / "metrics.jsonl", "a") as handle:  # and a record no float holds, which is skipped
+        handle.write('{"kind": "epoch", "epoch": 9, "val_loss": ' + "9" * 5000 + "}\n")
+    found = {r["id"]: r for r in list_runs(root)}
+    assert found[good.name]["status"] == "finished" and found[bad.name]["status"] == "damaged"
+    assert re.search(reason, found[bad.name]["reason"]), found[bad.name]["reason"]
+    result = cli("runs", root)
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output and "damaged" in result.output and "finished" in result.output
+
+
+def test_a_record_of_an_integer_no_float_holds_is_no_number(mnist_run, tmp_path):
+    run = _clone(mnist_run, tmp_path / "runs", "tiny_mnist", "20260101-100000")
+    summary = json.loads((run / "summary.json").read_text())
+    summary["best"]["value"] = 10 ** 400  # 400 digits: json reads it, float() overflows
+    summary["test"] = {"accuracy": 10 ** 400}
+    (run / "summary.json").write_text(json.dumps(summary))
+    [found] = list_runs(tmp_path / "runs")
+    assert found["status"] == "finished" and found["best"] is None and found["test"] == {}
