@@ -153,10 +153,10 @@ def test_the_data_is_read_while_the_device_warms_up(tiny_cfg, warm_on_cpu, monke
         loading.wait(HANG_S)
         events["warm_end"] = time.perf_counter()
 
-    def load(cfg):
+    def load(*args, **kwargs):  # whatever load_splits takes: a TypeError here would leave the warm-up waiting
         events["load_start"] = time.perf_counter()
         loading.set()
-        return real_load(cfg)
+        return real_load(*args, **kwargs)
 
     monkeypatch.setattr(warmup_module, "warm_up", slow_warm_up)
     monkeypatch.setattr(prepare, "load_splits", load)
