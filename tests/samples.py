@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import weakref
+from pathlib import Path
 from typing import Any
 
 from dlcli.config import config_from_text
@@ -78,6 +79,26 @@ optimizer: {type: adam, lr: 3e-3}
 scheduler: {type: cosine, warmup_steps: 3}
 trainer: {epochs: 4, device: cpu, progress: none}
 """
+
+
+# The smallest trained checkpoint worth attacking: one epoch of a 2-filter CNN on 64 images.
+SMALLEST_CNN = """
+name: smallest
+seed: 1
+model:
+  input_shape: [1, 28, 28]
+  layers: [{conv2d: {filters: 2, kernel_size: 3, activation: relu}}, {maxpool2d: 2}, flatten, {dense: 10}]
+data: {dataset: mnist, batch_size: 32, subset: 64, test_subset: 32}
+trainer: {epochs: 1, device: cpu, progress: none}
+"""
+
+
+def train_smallest_cnn(out_dir: Any, name: str) -> Path:
+    """The run directory of SMALLEST_CNN named `name`, trained under `out_dir`."""
+    from dlcli.train import train
+
+    return Path(train(config_from_text(SMALLEST_CNN, f"{name}.yaml", [f"trainer.out_dir={out_dir}",
+                                                                      f"name={name}"]))["run_dir"])
 
 
 def tiny_mnist(out_dir: Any, *overrides: str) -> dict:

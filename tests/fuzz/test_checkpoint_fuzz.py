@@ -18,29 +18,16 @@ import torch
 
 from checkpoint_mutations import mutate
 
-from dlcli.config import config_from_text
 from dlcli.errors import DlcliError
-from dlcli.train import train
+from tests.samples import train_smallest_cnn
 
 CI_CASES = 1_000
 CASES = int(os.environ.get("DLCLI_FUZZ_CHECKPOINTS", CI_CASES))
 BATCH = 250
 
-TINY = """
-name: fuzzed
-seed: 1
-model:
-  input_shape: [1, 28, 28]
-  layers: [{conv2d: {filters: 2, kernel_size: 3, activation: relu}}, {maxpool2d: 2}, flatten, {dense: 10}]
-data: {dataset: mnist, batch_size: 32, subset: 64, test_subset: 32}
-trainer: {epochs: 1, device: cpu, progress: none}
-"""
-
-
 @pytest.fixture(scope="module")
 def good(tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("runs")
-    run_dir = Path(train(config_from_text(TINY, "fuzzed.yaml", [f"trainer.out_dir={out}"]))["run_dir"])
+    run_dir = train_smallest_cnn(tmp_path_factory.mktemp("runs"), "fuzzed")
     return torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
 
 

@@ -14,25 +14,13 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from dlcli.cli import app
-from dlcli.config import config_from_text
-from dlcli.train import train
-from tests.samples import Payload
+from tests.samples import Payload, train_smallest_cnn
 
-TINY = """
-name: hostile
-seed: 1
-model:
-  input_shape: [1, 28, 28]
-  layers: [{conv2d: {filters: 2, kernel_size: 3, activation: relu}}, {maxpool2d: 2}, flatten, {dense: 10}]
-data: {dataset: mnist, batch_size: 32, subset: 64, test_subset: 32}
-trainer: {epochs: 1, device: cpu, progress: none}
-"""
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    return Path(train(config_from_text(TINY, "hostile.yaml", [f"trainer.out_dir={out}"]))["run_dir"])
+    return train_smallest_cnn(tmp_path_factory.mktemp("runs"), "hostile")
 
 
 @pytest.fixture(scope="module")
