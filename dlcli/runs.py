@@ -13,6 +13,7 @@ import os
 import platform
 import re
 import shlex
+import stat
 import subprocess
 import sys
 from datetime import datetime
@@ -174,7 +175,7 @@ def read_metrics(path: Path) -> tuple[list[dict], int]:
     returns (records, number of lines skipped)."""
     records, skipped = [], 0
     try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
+        text = read_record_bytes(Path(path)).decode("utf-8", errors="replace")
     except FileNotFoundError:
         return [], 0
     for line in text.splitlines():
@@ -282,13 +283,12 @@ def resolve_run_argument(path: str | Path, needs: str) -> tuple[Path, str | None
         raise RunError(f"{path}: no runs in it; expected a run directory (runs/<name>/<id>), a folder of runs "
                        f"(runs/<name>) or of name folders (runs/), as dlcli train writes them (trainer.out_dir)")
     runs.sort(key=lambda run: run_id_key(run.name), reverse=True)
-    usable = [run for run in runs if _has(run, needs)]
+    chosen = next((run for run in runs if _has(run, needs)), None)  # newest first: read no more than needed
     lacking = "a checkpoint" if needs == "checkpoint" else "a finished epoch"
-    if not usable:
+    if chosen is None:
         shown = short_list(runs, str, limit=5)
         raise RunError(f"{path}: none of its {_count(len(runs), 'run')} has {lacking} yet ({shown}); expected a run "
                        f"that finished at least one epoch (it then has checkpoints/last.pt and epoch records)")
-    chosen = usable[0]
     of = f"{_count(len(runs), 'run')} in {_count(len(names), 'name folder')}" if names else str(len(runs))
     note = f"using the newest run of {of}: {chosen}"
     skipped = runs[:runs.index(chosen)]
@@ -336,7 +336,7 @@ def list_runs(root: str | Path, now: float | None = None) -> list[dict]:
     return sorted(runs, key=lambda r: (r["date"] or "", r["id"]), reverse=True)
 
 
-class DamagedRecord(ValueError):
+class DamagedRecord(RunError, ValueError):
     """A run record that no run writes (a config.yaml alias bomb, an integer of 5,000 digits):
     the run is listed as damaged, with this as the reason."""
 
@@ -373,8 +373,7 @@ def _read_json(path: Path, strict: bool = False):
     `strict`: a DamagedRecord instead of (None, False) for what no crash leaves (an integer of
     5,000 digits, nesting 100,000 deep, a file of gigabytes); a torn file stays (None, False)."""
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_RECORD_BYTES + 1)
+        raw = read_record_bytes(path, MAX_RECORD_BYTES + 1)
         if len(raw) > MAX_RECORD_BYTES:
             raise DamagedRecord(f"{path}: larger than {MAX_RECORD_BYTES // 2 ** 20} MiB; a run's records are small")
         value = json.loads(raw.decode("utf-8"))
@@ -389,6 +388,17 @@ def _read_json(path: Path, strict: bool = False):
     except OSError:
         return None, False
     return (value, True) if isinstance(value, dict) else (None, False)
+
+
+def read_record_bytes(path: Path, limit: int = -1) -> bytes:
+    """The bytes of a run record, at most `limit`; a DamagedRecord for anything but a regular file:
+    opening a FIFO in a record's place would block the listing forever."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise DamagedRecord(f"{path}: not a regular file (a FIFO, a device or a folder); dlcli writes its "
+                                f"records as regular files")
+        return handle.read(limit)
 
 
 def _json_damage(err: Exception) -> str:

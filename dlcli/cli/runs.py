@@ -7,7 +7,7 @@ import json
 import typer
 from rich.table import Table
 
-from dlcli.cli._app import app, console, escape, report_errors
+from dlcli.cli._app import app, console, escape, report_errors, visible
 
 STATUS_STYLE = {"finished": "green", "stopped": "green", "running": "cyan", "interrupted": "yellow",
                 "failed": "red", "crashed": "red", "damaged": "red", "unknown": "magenta"}
@@ -41,7 +41,7 @@ def runs_table(found: list[dict], directory: str) -> Table:
                          no_wrap=column in ("seed", "epochs", "status"), overflow="fold",
                          min_width=8 if column in ("best", "test") else None)  # "val_loss" whole
     # as wide as the widest path: a path cut by wrapping cannot be copied; the overrides wrap under it
-    table.columns[0].width = max(len(run["path"]) for run in found)
+    table.columns[0].width = max(len(visible(run["path"])) for run in found)  # as printed
     for run in found:
         epochs = f"{run['epochs']}/{run['planned'] if run['planned'] is not None else '?'}"
         best = "-" if run["best"] is None else \

@@ -10,6 +10,7 @@ paste every example into a config and validate it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 from dlcli.activations import ACTIVATIONS
 from dlcli.config._validate import NAMED_SECTIONS
 from dlcli.data import DATASETS

@@ -37,6 +37,9 @@ class RunName(Kind):
         if any(c in value for c in "/\\\0") or value in (".", ".."):
             raise KindError("expected a run name, one folder under trainer.out_dir: any characters except "
                             "'/', '\\' and NUL, and not '.' or '..'")
+        if any("\ud800" <= c <= "\udfff" for c in value):  # bytes of a file name or argument that are not UTF-8
+            raise KindError("expected a run name of UTF-8 text (config.yaml records it, and must read back), "
+                            "received one holding bytes that are not UTF-8")
         control = CONTROL_CHARACTERS.search(value)
         if control is not None:  # an ESC sequence in a name reaches every terminal that lists the run
             raise KindError(f"expected a run name of printable characters, received one with the control "
@@ -46,7 +49,6 @@ class RunName(Kind):
             raise KindError(f"expected a run name of at most {self.max_bytes} bytes (it names a folder), received "
                             f"one of {size:,} bytes")
         return value
-
 
 
 TOP = Entry("config", "a dlcli config", args=(

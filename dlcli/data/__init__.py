@@ -31,6 +31,7 @@ def load_dataset(name: str, given: dict, input_shape: list | tuple | None = None
         raise DataError(f"data set {entry.name}: " + "; ".join(message for _, message in problems))
     return entry.build(args, None if input_shape is None else list(input_shape))
 
+
 def check_data(cfg: dict) -> list[tuple[tuple, str]]:
     """`dlcli validate`'s look at the data a resolved config names, without reading whole data
     sets: [(config key, message)] for every problem found (the data set's declared `inspect`)."""

@@ -79,6 +79,10 @@ def inspect_npz(cfg: dict) -> list[tuple[tuple, str]]:
     inline = {}
     with found.about("path"):
         inline = _npz_split_shapes(Path(data["path"]), cfg, found, "path", inline_ok=True)
+    if "val" in inline and data["val_split"] > 0:
+        from dlcli.data.prepare import two_validation_splits
+
+        found.add(("data", "val_split"), two_validation_splits(data["path"], "x_val, y_val", data["val_split"]))
     if data["test_path"]:
         if "test" in inline:
             found.add(("data", "test_path"), sources.two_test_splits(Path(data["path"]), data["test_path"]))
@@ -144,6 +148,13 @@ def inspect_csv(cfg: dict) -> list[tuple[tuple, str]]:
             features = sources.feature_names(train.path, train.header, target, data["features"], data["window"])
         if features is None:  # check the numbers of the features that are there
             features = [name for name in data["features"] or [] if name in train.header]
+        else:  # all there: the samples they make must fit the model, as train's will
+            from dlcli.data.prepare import sample_misfit
+
+            sample = (data["window"], len(features)) if data["window"] else (len(features),)
+            misfit = sample_misfit(sample, cfg, "training", str(train.path))
+            if misfit:
+                found.add(("model", "input_shape"), misfit)
     if data["test_path"]:
         with found.about("test_path"):
             tables["test"] = sources.CsvTable(Path(data["test_path"]), limit=CSV_ROWS_CHECKED)

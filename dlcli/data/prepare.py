@@ -300,6 +300,14 @@ def _targets_hint(loss, split: Split, out_shape: tuple) -> str:
     return f"{fit} ({loss.name} takes {takes}, one output per target value)"
 
 
+def two_validation_splits(source: str, named: str, fraction: float) -> str:
+    """A data file that holds a validation split, and data.val_split asking for another (train
+    refuses the data it read, validate the arrays it found)."""
+    return (f"{source}: holds a validation split ({named}), and data.val_split: {fraction} asks to hold out "
+            f"another from the training samples; expected one validation split: set data.val_split: 0 to validate "
+            f"on {named}, or remove them")
+
+
 def sample_misfit(sample: tuple, cfg: dict, name: str, source: str) -> str | None:
     """Why samples of shape `sample` do not fit model.input_shape (None when they do): train checks
     the samples it loaded, validate the shapes stored in the files."""
@@ -424,10 +432,7 @@ def prepare_data(cfg: dict, device: torch.device, splits: Splits | None = None,
     if data["val_split"] > 0:
         if val is not None:
             named = splits.meta.get("val_arrays", "named by the data set")
-            raise DataError(f"{source}: holds a validation split ({named}), and data.val_split: "
-                            f"{data['val_split']} asks to hold out another from the training samples; expected "
-                            f"one validation split: set data.val_split: 0 to validate on {named}, or remove them",
-                            key=("data", "val_split"))
+            raise DataError(two_validation_splits(source, named, data["val_split"]), key=("data", "val_split"))
         train, val = validation_split(train, data, split_seed(cfg))
     if test is not None:
         test = subset_of(test, data["test_subset"], by_class, split_seed(cfg) + 1)

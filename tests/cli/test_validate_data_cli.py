@@ -389,3 +389,26 @@ def test_device_and_data_problems_are_reported_together(cli, write_config, tmp_p
 def test_a_path_the_file_system_refuses_is_a_problem_at_its_key(cli, write_config, tmp_path):
     config = csv_config(write_config, tmp_path, tmp_path / ("a" * 300) / "x.csv")  # a name longer than NAME_MAX
     assert_refused(cli("validate", config), located(config, 8, "data.path"), "File name too long")
+
+
+def test_csv_features_that_do_not_fit_input_shape_are_refused_as_train_would(cli, write_config, tmp_path):
+    """Two feature columns against a model that takes three: validate said valid, train refused."""
+    config = write_config(CSV_CONFIG.format(path=write_csv(tmp_path / "data.csv", GOOD_ROWS), extra="",
+                                            out=tmp_path / "runs").replace("input_shape: [2]", "input_shape: [3]"))
+    result = cli("validate", config)
+    assert_refused(result, located(config, 3, "model.input_shape") + re.escape(
+        f"{tmp_path / 'data.csv'}: training samples have shape (2,) but model.input_shape is [3]"))
+    train = cli("train", config)
+    assert_refused(train, located(config, 3, "model.input_shape") + "(csv )?" + re.escape(
+        f"{tmp_path / 'data.csv'}: training samples have shape (2,)"))
+
+
+def test_npz_with_a_validation_split_inside_and_val_split_names_data_val_split(cli, write_config, tmp_path):
+    path = tmp_path / "d.npz"
+    x = np.zeros((8, 4), np.float32)
+    np.savez(path, x=x, y=np.zeros(8, np.int64), x_val=x[:2], y_val=np.zeros(2, np.int64))
+    config = npz_config(write_config, tmp_path, path, extra="\n  val_split: 0.25")
+    result = cli("validate", config)
+    assert_refused(result, located(config, 10, "data.val_split") + re.escape(
+        f"{path}: holds a validation split (x_val, y_val), and data.val_split: 0.25 asks to hold out another"))
+    assert cli("validate", npz_config(write_config, tmp_path, path)).exit_code == 0

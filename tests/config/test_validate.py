@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import textwrap
 
@@ -772,3 +773,18 @@ def test_an_empty_out_dir_is_refused_not_read_as_the_current_directory(write_con
                                           r"is '\.'\); received: ''"):
         load_config(write_config(tiny_config_text), ["trainer.out_dir="])
     assert load_config(write_config(tiny_config_text), ["trainer.out_dir=."])["trainer"]["out_dir"] == "."
+
+
+def test_a_file_name_that_is_not_utf8_is_no_run_name(tmp_path, tiny_config_text):
+    """The run name defaults to the file's; one holding bytes that are not UTF-8 was dumped into the
+    run's config.yaml as a lone surrogate, which the loader then refused: `dlcli runs` called the
+    run damaged and `dlcli validate RUN/config.yaml` failed. Refused at the start instead."""
+    path = tmp_path / os.fsdecode(b"z\xff.yaml")
+    path.write_text(tiny_config_text.replace("name: tiny\n", ""))
+    with pytest.raises(ConfigError, match=r"name: the run name defaults to the file name, 'z\\udcff': expected a "
+                                          r"run name of UTF-8 text .*; set name in the config"):
+        load_config(path)
+    path.write_text(tiny_config_text)  # with a name of its own, the file name does not matter
+    assert load_config(path)["name"] == "tiny"
+    with pytest.raises(ConfigError, match=r"name: expected a run name of UTF-8 text"):
+        load_config(path, [os.fsdecode(b"name=y\xfe")])

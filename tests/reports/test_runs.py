@@ -233,3 +233,21 @@ def test_a_record_of_an_integer_no_float_holds_is_no_number(mnist_run, tmp_path)
     (run / "summary.json").write_text(json.dumps(summary))
     [found] = list_runs(tmp_path / "runs")
     assert found["status"] == "finished" and found["best"] is None and found["test"] == {}
+
+
+@pytest.mark.parametrize("name", ["environment.json", "summary.json", "metrics.jsonl"])
+def test_a_fifo_in_a_records_place_is_damage_not_a_hang(name, mnist_run, tmp_path, cli):
+    """Opening a FIFO blocks until someone writes to it: `dlcli runs` and `dlcli plot runs/NAME`
+    hung on one left in a run. Records are opened without blocking and must be regular files."""
+    root = tmp_path / "runs"
+    good = _clone(mnist_run, root, "tiny_mnist", "20260101-100000")
+    bad = _clone(mnist_run, root, "tiny_mnist", "20260102-100000")
+    (bad / name).unlink()
+    os.mkfifo(bad / name)
+    found = {r["id"]: r for r in list_runs(root)}
+    assert found[good.name]["status"] == "finished" and found[bad.name]["status"] == "damaged"
+    assert f"{bad / name}: not a regular file (a FIFO" in found[bad.name]["reason"]
+    if name == "metrics.jsonl":  # the newest run's metrics, where plot looks for epochs
+        result = cli("plot", root / "tiny_mnist")
+        assert result.exit_code == 2 and "Traceback" not in result.output
+        assert "not a regular file" in result.output
