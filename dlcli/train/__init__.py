@@ -48,7 +48,7 @@ def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None 
     from dlcli.data.prepare import load_splits, prepare_data
     from dlcli.model import build_meta_model, resolve_device
     from dlcli.run_lock import run_lock
-    from dlcli.runs import ENV_FILE, CONFIG_FILE, create_run_dir, environment_record, text_sha256, write_text_atomic
+    from dlcli.runs import ENV_FILE, CONFIG_FILE, create_run_dir, text_sha256, write_text_atomic
     from dlcli.train.warmup import DeviceWarmup
 
     build_meta_model(cfg)  # refuses absurd sizes before allocating anything
@@ -71,8 +71,7 @@ def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None 
         held.enter_context(run_lock(run_dir))  # the run's, from its first file to the process's end
         text = dump_config(cfg)
         write_text_atomic(run_dir / CONFIG_FILE, text)
-        record = {**environment_record(str(device)), "cpu_threads_set_by": threads_set_by(cfg),
-                  "overrides": list(overrides), "config_sha256": text_sha256(text)}  # what dlcli wrote
+        record = {**_start_record(cfg, device, overrides), "config_sha256": text_sha256(text)}  # what dlcli wrote
         write_text_atomic(run_dir / ENV_FILE, json.dumps(record, indent=2) + "\n")
     if handle is not None:
         handle.run_dir = run_dir
@@ -144,6 +143,15 @@ def train(cfg: dict, callbacks: list[Callback] = (), handle: RunHandle | None = 
         trainer, run_dir = _setup(cfg, callbacks, handle, held=held, overrides=overrides)
         trainer.start = run_start(trainer, run_dir)
         return _fit(trainer, run_dir)
+
+
+def _start_record(cfg: dict, device, overrides: list[str]) -> dict:
+    """environment.json's record of one start or resume: the machine and versions, who chose the
+    CPU threads, and the command line's overrides."""
+    from dlcli.runs import environment_record
+
+    return {**environment_record(str(device)), "cpu_threads_set_by": threads_set_by(cfg),
+            "overrides": list(overrides)}
 
 
 def threads_set_by(cfg: dict) -> str:
@@ -470,10 +478,9 @@ def _record_resume(run_dir: Path, environment: dict, trainer: Trainer, state: di
     """environment.json (as read: `environment`) keeps the first start's record and gains one per
     resume (its command, directory, device and versions may differ; `config_text`: the
     config.yaml it left): what ran, where, for each part of the run."""
-    from dlcli.runs import ENV_FILE, environment_record, text_sha256, write_text_atomic
+    from dlcli.runs import ENV_FILE, text_sha256, write_text_atomic
 
-    resumed = {**environment_record(str(trainer.device)), "cpu_threads_set_by": threads_set_by(trainer.cfg),
-               "overrides": list(overrides), "from_epoch": state["epoch"] + 1,
+    resumed = {**_start_record(trainer.cfg, trainer.device, overrides), "from_epoch": state["epoch"] + 1,
                "from_batch": (state.get("batch_in_epoch") or 0) + 1, "checkpoint": str(Path(state["path"]).absolute()),
                "config_sha256": text_sha256(config_text)}
     record = {**environment, "resumes": [*_starts(environment)[1:], resumed]}
