@@ -299,7 +299,7 @@ def _input_type(trained: TrainedModel, fmt: str) -> str:
 
 
 def _save_state_dict(trained: TrainedModel, target: Path) -> None:
-    from dlcli.checkpoint import atomic_write_bytes
+    from dlcli.files import atomic_write_bytes
 
     weights = {name: tensor.detach().cpu().clone() for name, tensor in trained.model.state_dict().items()}
     atomic_write_bytes(target, lambda handle: torch.save(weights, handle))
@@ -335,7 +335,7 @@ def _trace(trained: TrainedModel) -> torch.jit.ScriptModule:
 
 
 def _save_torchscript(trained: TrainedModel, target: Path, info: dict) -> None:
-    from dlcli.checkpoint import atomic_write_bytes
+    from dlcli.files import atomic_write_bytes
 
     traced = _trace(trained)
     extra = {"dlcli.json": json.dumps({k: v for k, v in info.items() if k != "config"})}

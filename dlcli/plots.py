@@ -253,7 +253,7 @@ def plot_confusion(labels: list[str], matrix: list[list[int]], title: str, path:
 
 
 def _save(fig, path: Path) -> None:
-    from dlcli.checkpoint import atomic_write_bytes
+    from dlcli.files import atomic_write_bytes
 
     try:
         atomic_write_bytes(path, lambda handle: fig.savefig(handle, format="png"))

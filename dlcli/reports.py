@@ -294,7 +294,7 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path | None = None, 
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise DlcliError(f"{folder}: cannot create the output directory: {err.strerror or err}") from None
-    from dlcli.checkpoint import refuse_irregular_target
+    from dlcli.files import refuse_irregular_target
 
     try:
         for path in files:  # a link or a FIFO in the place of one file: none is written, not the first ones
@@ -311,7 +311,7 @@ def _write_all_or_none(folder: Path, files: dict[Path, str]) -> None:
     import os
     import tempfile
 
-    from dlcli.checkpoint import current_umask
+    from dlcli.files import current_umask
 
     staged: dict[Path, str] = {}
     try:

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Iterator
 
 from dlcli.errors import RunError
+from dlcli.files import open_regular_file
+from dlcli.invocation import command_line
 
 try:
     import fcntl
@@ -70,8 +72,6 @@ def acquire(run_dir: Path) -> int | None:
     descriptor for `release` (None where locks are not supported)."""
     if fcntl is None:
         return None
-    from dlcli.checkpoint import open_regular_file
-
     path = Path(run_dir) / LOCK_FILE
     try:  # never through a link: a run from elsewhere may hold `.lock -> ~/.bashrc`
         fd = open_regular_file(path, os.O_RDWR | os.O_CREAT)
@@ -112,8 +112,6 @@ def run_is_locked(run_dir: Path) -> bool | None:
     creating or writing anything."""
     if fcntl is None:
         return None
-    from dlcli.checkpoint import open_regular_file
-
     try:  # a link or a FIFO in its place: not followed, not waited on
         fd = open_regular_file(Path(run_dir) / LOCK_FILE, os.O_RDONLY)
     except OSError:
@@ -130,8 +128,6 @@ def run_is_locked(run_dir: Path) -> bool | None:
 def _write_holder(fd: int) -> None:
     """Who holds the lock, for the message another process gives; best effort (a full disk
     leaves the lock held and the file empty)."""
-    from dlcli.runs import command_line
-
     record = {"pid": os.getpid(), "host": socket.gethostname(),
               "started": datetime.now().isoformat(timespec="seconds"), "command": command_line()}
     try:

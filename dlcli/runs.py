@@ -19,8 +19,9 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from dlcli.checkpoint import atomic_write_bytes, open_regular_file
 from dlcli.errors import RunError, short_list
+from dlcli.files import atomic_write_bytes, open_regular_file
+from dlcli.invocation import command_line
 
 CONFIG_FILE = "config.yaml"
 METRICS_JSONL = "metrics.jsonl"
@@ -89,15 +90,6 @@ def environment_record(device: str) -> dict:
               # uncommitted changes: the commit alone does not say what ran
               "git_dirty": bool(git_output("status", "--porcelain")) if commit else None}
     return record
-
-
-def command_line() -> str:
-    """The command as it can be typed again (from `cwd`): `dlcli train cfg.yaml trainer.epochs=3`,
-    shell-quoted, whether it ran as `dlcli`, `python -m dlcli` or dlcli/__main__.py."""
-    program = Path(sys.argv[0]).name if sys.argv else ""
-    if program in ("dlcli", "__main__.py"):  # the console script; python -m dlcli runs dlcli/__main__.py
-        return shlex.join(["dlcli", *sys.argv[1:]])
-    return shlex.join(sys.argv)  # dlcli called from another program
 
 
 def git_output(*args: str) -> str | None:

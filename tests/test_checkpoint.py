@@ -1,4 +1,4 @@
-"""dlcli.checkpoint.atomic_write_bytes: the mode of what it writes, as `open(path, "w")` gives it."""
+"""dlcli.files.atomic_write_bytes: the mode of what it writes, as `open(path, "w")` gives it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from dlcli.checkpoint import atomic_write_bytes, current_umask
+from dlcli.files import atomic_write_bytes, current_umask
 
 
 @pytest.fixture

@@ -65,7 +65,8 @@ def _check_report_folder(out: Optional[str], checkpoint: str) -> None:
     checkpoints/ or another run's directory, refused before the evaluation."""
     from pathlib import Path
 
-    from dlcli.checkpoint import file_kind, resolve_checkpoint_path
+    from dlcli.checkpoint import resolve_checkpoint_path
+    from dlcli.files import file_kind
     from dlcli.errors import CheckpointError
     from dlcli.reports import check_report_folder, evaluation_dir
 

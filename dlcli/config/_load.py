@@ -132,7 +132,7 @@ def read_config_file(path: str | Path) -> tuple[Any, Lines, str]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        from dlcli.checkpoint import file_kind
+        from dlcli.files import file_kind
 
         kind = file_kind(path)
         run = path.parent.parent if path.parent.name == "checkpoints" else path  # a run's checkpoint: the run

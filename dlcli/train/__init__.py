@@ -505,7 +505,7 @@ def _refuse_linked_files(run_dir: Path) -> None:
     """The run's own files and checkpoints/ as a resume will write them: a symbolic link, a FIFO
     or a folder in the place of one (a run received from someone else: `metrics.jsonl ->
     ~/.bashrc`) is refused before anything is written, rather than written through or halfway."""
-    from dlcli.checkpoint import refuse_irregular_target
+    from dlcli.files import refuse_irregular_target
     from dlcli.runs import CHECKPOINTS_DIR, RUN_RECORDS
 
     folder = run_dir / CHECKPOINTS_DIR
@@ -620,7 +620,7 @@ def _remove_temporary_files(run_dir: Path) -> None:
     """Temporary files that a killed process left behind writing the run's own files, by the
     names dlcli's atomic writes give them, now or before (a run of an older dlcli may hold
     .last.pt.<random>.tmp); no other file (a user's, a `dlcli evaluate` at work)."""
-    from dlcli.checkpoint import temporary_files
+    from dlcli.files import temporary_files
     from dlcli.runs import RUN_RECORDS
 
     owned = [run_dir / name for name in RUN_RECORDS] + [run_dir / "checkpoints" / n for n in ("last.pt", "best.pt")]

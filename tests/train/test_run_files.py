@@ -124,7 +124,7 @@ def test_resume_removes_only_its_own_temporary_files(tiny_cfg):
     """Leftovers of dlcli's atomic writes of the run's files go, also those an older dlcli named
     .<name>.<8 random>.tmp; a user's hidden .tmp files and a concurrent `dlcli evaluate`'s
     temporary report stay."""
-    from dlcli.checkpoint import atomic_write_bytes
+    from dlcli.files import atomic_write_bytes
     from dlcli.train import resume
 
     run_dir = Path(train(tiny_cfg("trainer.epochs=1"))["run_dir"])
