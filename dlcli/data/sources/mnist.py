@@ -4,10 +4,7 @@ SHA256SUMS, then parsed. x: uint8 (N, 1, 28, 28); y: int64 (N,); 60,000 train an
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import re
-import zlib
 from pathlib import Path
 
 from dlcli.data._checks import Found
@@ -90,6 +87,10 @@ def _read_sha256sums(path: Path) -> dict[str, str]:
 
 def _verified_gunzip(path: Path, expected: dict[str, str]) -> bytes:
     """The decompressed bytes of `path`, after its SHA-256 matched the list."""
+    import gzip  # lazy, as numpy and torch: registration stays fast (see dlcli.data.datasets)
+    import hashlib
+    import zlib
+
     if path.name not in expected:
         raise DataError(f"{path}: no checksum for {path.name} in SHA256SUMS; expected one line per file "
                         f"(reinstall dlcli)")

@@ -7,8 +7,6 @@ the model's (C, H, W) input_shape asks."""
 from __future__ import annotations
 
 import math
-import zipfile
-import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -177,7 +175,9 @@ def open_npz(path: Path, expected: str) -> np.lib.npyio.NpzFile:
     """The .npz archive at `path`, to read in a `with` block; a missing file, a folder, a file
     that is not a zip archive (never unpickled) or a single .npy array are refused, saying
     what was `expected` in it (e.g. "arrays x and y")."""
-    import numpy as np  # lazy, as torch: registration stays fast (see dlcli.data.datasets)
+    import zipfile  # lazy, as numpy and torch: registration stays fast (see dlcli.data.datasets)
+
+    import numpy as np
 
     if not path.exists():
         raise DataError(f"{path}: file not found; expected an .npz file with {expected}")
@@ -208,7 +208,10 @@ def read_npz_arrays(npz, names: list[str], path: Path) -> dict[str, np.ndarray]:
 def npz_header(npz, name: str) -> tuple[tuple, np.dtype] | None:
     """The shape and dtype of array `name`, read from its .npy header without its data
     (None when the header is not one numpy's public readers take)."""
-    import numpy as np  # lazy: registration stays fast
+    import zipfile  # lazy: registration stays fast
+    import zlib
+
+    import numpy as np
 
     readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
     try:
@@ -239,6 +242,9 @@ def _check_memory_for(npz, names: list[str], path: Path) -> None:
 
 
 def _npz_array(npz, name: str, path: Path) -> np.ndarray:
+    import zipfile  # lazy: registration stays fast
+    import zlib
+
     try:
         array = npz[name]
     except ValueError as err:  # objects (allow_pickle=False), or fewer bytes than the header declares
