@@ -282,11 +282,10 @@ def sidecar_info(trained: TrainedModel, fmt: str) -> dict:
 
 def _image_recipe(trained: TrainedModel) -> str | None:
     """How dlcli predict reads an image file into one sample, for a model trained on images."""
-    from dlcli.data._sources import decode_recipe
-    from dlcli.inference import image_sample_shape
+    from dlcli.data.images import decode_recipe
 
     try:
-        return decode_recipe(image_sample_shape(trained.cfg, "export"))
+        return decode_recipe(trained.trained_on.image_shape("export"))
     except DataError:  # not trained on images
         return None
 

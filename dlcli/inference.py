@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from dlcli.data._tensors import Split
+from dlcli.data.datasets import TrainedOn
 from dlcli.data.prepare import DeviceSplit, to_device_split
 from dlcli.errors import CheckpointError, DataError, DlcliError, short_list, short_repr
 from dlcli.layers import fmt_shape
@@ -51,14 +52,18 @@ class TrainedModel:
         return int(self.out_shape[0]) if self.loss_task == "classification" else None
 
     @property
+    def trained_on(self) -> TrainedOn:
+        """What a data source needs to read other files as training read its own."""
+        from dlcli.losses import target_kind
+
+        return TrainedOn(self.cfg["data"], self.input_shape, target_kind(self.cfg["loss"]["type"]),
+                         self.feature_names)
+
+    @property
     def csv_features(self) -> list[str] | None:
         """The feature columns to read from a CSV, by name, in the order the model takes
-        them: those training recorded, else the config's data.features (checkpoints written
-        before names were recorded); None means every column but the target, in file order."""
-        data = self.cfg["data"]
-        if data["dataset"] != "csv":
-            return None
-        return self.feature_names or data["features"]
+        them (`TrainedOn.feature_columns`); None for data without named columns."""
+        return self.trained_on.feature_columns
 
     def class_name(self, index: int) -> str:
         names = self.class_names
@@ -204,25 +209,6 @@ def load_trained(path: str | Path, device: str | None = None) -> TrainedModel:
                         normalization=state["normalization"], run_dir=run_dir_of(checkpoint),
                         prediction_activation=prediction_activation(cfg, model).to(dev),
                         feature_names=state.get("feature_names"))
-
-
-def image_sample_shape(cfg: dict, where: str) -> tuple[int, int, int]:
-    """The (C, H, W) images were stored as in training; an error for a model not trained on images."""
-    from dlcli.data import DATASETS
-
-    entry = DATASETS.get(cfg["data"]["dataset"])
-    shape = entry.meta.get("sample_shape")
-    if shape is None and entry.meta.get("images"):  # image files of any size: the model's shape
-        input_shape = tuple(cfg["model"]["input_shape"])
-        shape = (1, *input_shape) if len(input_shape) == 2 else input_shape
-    if shape is None:
-        raise DataError(f"{where}: image inputs need a model trained on images (mnist, cifar10, image_folder, "
-                        f"...); this one was trained on {entry.name} data, so give its kind of input "
-                        f"(an .npz or .csv file)")
-    if len(shape) != 3 or shape[0] not in (1, 3):
-        raise DataError(f"{where}: images become 1 (grey) or 3 (RGB) channels, but the model's images are "
-                        f"{fmt_shape(tuple(shape))}")
-    return tuple(int(n) for n in shape)
 
 
 def check_labels(trained: TrainedModel, split: Split, class_names: list[str] | None, where: str) -> Split:

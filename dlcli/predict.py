@@ -18,11 +18,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from dlcli.errors import DataError, DlcliError, short_list
-from dlcli.inference import TrainedModel, image_sample_shape, load_trained
+from dlcli.errors import DlcliError
+from dlcli.inference import TrainedModel, load_trained
 
 OUTPUT_FORMATS = (".csv", ".json")
 KINDS = ("classes", "probabilities", "values")
@@ -71,87 +70,18 @@ def _rows(trained: TrainedModel, names: list[str], outputs: torch.Tensor, kind: 
 # ---------------------------------------------------------------------------
 
 def read_inputs(trained: TrainedModel, path: Path) -> tuple[torch.Tensor, list[str]]:
-    """(raw samples (N, *stored shape), a name per sample) of one input path."""
-    from dlcli.data.readers import IMAGE_EXTENSIONS
+    """(raw samples (N, *stored shape), a name per sample) of one input path, read by the data
+    source that reads such files, as training read its own."""
+    from dlcli.data.datasets import reads_for
 
-    if not path.exists():
-        raise DataError(f"{path}: no such file or directory; expected image files, an image folder, an .npz "
-                        f"or a .csv")
-    if path.is_dir():
-        files = input_files(path)
-        if not files:
-            raise DataError(f"{path}: expected images ({', '.join(IMAGE_EXTENSIONS)}) in the folder, found none")
-        return read_images(trained, files, str(path)), [str(f) for f in files]
-    suffix = path.suffix.lower()
-    if suffix in IMAGE_EXTENSIONS:
-        return read_images(trained, [path], str(path)), [str(path)]
-    if suffix == ".npz":
-        return read_npz(path, trained.input_shape)
-    if suffix == ".csv":
-        return read_csv(trained, path)
-    raise DataError(f"{path}: cannot predict a {suffix or 'extension-less'} file; expected images "
-                    f"({', '.join(IMAGE_EXTENSIONS)}), a folder of images, an .npz or a .csv")
+    return reads_for(path, "predict").read(path, trained.trained_on)
 
 
 def input_files(path: Path) -> list[Path]:
-    """The files predict reads for one input path: the images under a folder, else the path."""
-    from dlcli.data.readers import IMAGE_EXTENSIONS
+    """The files predict reads for one input path: a folder's images, else the path."""
+    from dlcli.data.datasets import files_read
 
-    if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-    return [path]
-
-
-def read_images(trained: TrainedModel, files: list[Path], where: str) -> torch.Tensor:
-    """uint8 (N, C, H, W) as training stored its images: converted to the model's
-    channels and resized, by the loader training used."""
-    from dlcli.data.readers import read_image_files
-
-    return read_image_files(files, image_sample_shape(trained.cfg, where))
-
-
-def read_npz(path: Path, input_shape: tuple) -> tuple[torch.Tensor, list[str]]:
-    """Array x (else x_test) of an .npz, converted as the npz loader does for a model of
-    `input_shape`."""
-    from dlcli.data.readers import check_finite, npz_inputs, open_npz, read_npz_arrays
-
-    with open_npz(path, "an array x") as npz:
-        name = next((n for n in ("x", "x_test") if n in npz.files), None)
-        if name is None:
-            raise DataError(f"{path}: expected an array named 'x' (or 'x_test'); the file has: "
-                            f"{short_list(npz.files) or 'no arrays'}")
-        array = read_npz_arrays(npz, [name], path)[name]
-    if array.ndim == 0 or len(array) == 0:
-        raise DataError(f"{path}: expected at least one sample in {name}, received shape {array.shape}")
-    check_finite(array, name, str(path))
-    return npz_inputs(array, str(path), name, input_shape), [f"{path}[{i}]" for i in range(len(array))]
-
-
-def read_csv(trained: TrainedModel, path: Path) -> tuple[torch.Tensor, list[str]]:
-    """The feature columns of a CSV as training read them: selected by name in the
-    model's order (`TrainedModel.csv_features`) whatever the file's order, other columns
-    ignored; with data.window, one sample per window of rows."""
-    from dlcli.data.readers import CsvTable
-
-    data = trained.cfg["data"]
-    trained_on_csv = data["dataset"] == "csv"
-    target = data["target"] if trained_on_csv else None
-    window = data["window"] if trained_on_csv else None
-    features = trained.csv_features
-    table = CsvTable(path)
-    if features is None:  # a checkpoint that predates recorded names, or a model not trained on CSV
-        features = [h for h in table.header if h != target]
-    else:
-        table.require(features, like=f"the model's training data ({short_list(features)})")
-    x = np.stack([table.numbers(name) for name in features], axis=1).astype(np.float32)  # (rows, F)
-    names = [f"{path}:{line}" for line in table.lines]
-    if window:
-        if len(x) < window:
-            raise DataError(f"{path}: the model reads windows of {window} rows (data.window), the file has "
-                            f"{len(x)} data rows")
-        x = np.lib.stride_tricks.sliding_window_view(x, window, axis=0).transpose(0, 2, 1).copy()  # (N, window, F)
-        names = names[window - 1:]  # a window is named by its last row
-    return torch.from_numpy(np.ascontiguousarray(x)), names
+    return files_read(path, "predict")
 
 
 # ---------------------------------------------------------------------------

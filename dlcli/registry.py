@@ -415,9 +415,13 @@ class Registry:
         match = closest(name, self.all_names())
         suggested = self._aliases.get(match, match)  # the canonical name, not the alias
         hint = f" did you mean {shorten(suggested, quote=True)}?" if match is not None else ""
-        plural = self.kind + ("es" if self.kind.endswith("s") else "s")  # losses, not losss
-        return (f"unknown {self.kind} {short_repr(name)};{hint} valid {plural}: "
+        return (f"unknown {self.kind} {short_repr(name)};{hint} valid {self.plural}: "
                 f"{', '.join(self.names())}")
+
+    @property
+    def plural(self) -> str:
+        """What `dlcli list` calls the entries: layers, losses (not losss)."""
+        return self.kind + ("es" if self.kind.endswith("s") else "s")
 
     def names(self) -> list[str]:
         return list(self._entries)

@@ -17,13 +17,12 @@ import contextlib
 import csv
 import io
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from dlcli.errors import DataError, DlcliError, short_repr, short_size
+from dlcli.errors import DataError, DlcliError, short_repr
 from dlcli.inference import TrainedModel, check_labels, load_trained
 from dlcli.model import autocast_dtype
 from dlcli.outputs import same_file
@@ -133,9 +132,7 @@ def _trained_split(trained: TrainedModel, split: str):
     from dlcli.data.prepare import load_splits, prepare_data
     from dlcli.inference import normalization_for
 
-    cfg = trained.cfg
-    if cfg["data"]["dataset"] == "csv":  # its columns by name, as training read them, should the file be reordered
-        cfg = {**cfg, "data": {**cfg["data"], "features": trained.csv_features}}
+    cfg = {**trained.cfg, "data": trained.trained_on.data_as_read}  # feature columns by name, as training read them
     try:
         splits = load_splits(cfg, from_checkpoint=True)  # nothing downloaded where a checkpoint says
         normalization = normalization_for(trained.normalization, splits, splits.source or cfg["data"]["dataset"])
@@ -179,48 +176,11 @@ def _other_data(trained: TrainedModel, path: Path, split: str | None):
 
 
 def load_data_file(path: Path, trained: TrainedModel):
-    """An .npz, a .csv or an image folder, read with the training loaders as the model needs it."""
-    from dlcli.data import load_dataset
-    from dlcli.losses import target_kind
+    """Other data for the model (`evaluate --data`): a `Splits` read by the data source that reads
+    such files, as training read its own."""
+    from dlcli.data.datasets import reads_for
 
-    cfg = trained.cfg
-    task = target_kind(cfg["loss"]["type"])
-    if not path.exists():
-        raise DataError(f"{path}: no such file or directory; expected an .npz, a .csv or a folder of class "
-                        f"folders")
-    if path.is_dir():
-        from dlcli.data._tensors import ImageFiles
-        from dlcli.inference import image_sample_shape
-
-        shape = image_sample_shape(cfg, str(path))
-        splits = load_dataset("image_folder", {"path": str(path), "in_memory": "auto"}, shape)
-        if isinstance(splits.train, ImageFiles):  # streamed: evaluating other data takes samples as tensors
-            _refuse_streamed_images(path, splits)
-        return splits
-    if path.suffix.lower() == ".npz":
-        return load_dataset("npz", {"path": str(path), "task": task}, trained.input_shape)
-    if path.suffix.lower() == ".csv":
-        data = cfg["data"]
-        if data["dataset"] != "csv":
-            raise DataError(f"{path}: a CSV needs to name its target column, which only a model trained on CSV "
-                            f"data knows; this one was trained on {data['dataset']} data: give an .npz with "
-                            f"arrays x and y instead")
-        return load_dataset("csv", {"path": str(path), "task": task, "target": data["target"],
-                                    "features": trained.csv_features, "window": data["window"]})
-    raise DataError(f"{path}: expected an .npz file, a .csv file or a folder of class folders, received a "
-                    f"{path.suffix or 'extension-less'} file")
-
-
-def _refuse_streamed_images(path: Path, splits) -> None:
-    """An image folder too large to hold decoded in memory (training would stream it) is
-    refused before it is decoded, not read until the process runs out of memory."""
-    from dlcli.data.stream import available_memory
-
-    count = sum(len(split) for split in (splits.train, splits.test) if split is not None)
-    need = count * math.prod(splits.train.shape)
-    raise DataError(f"{path}: its {count:,} images take {short_size(need)} decoded, and evaluating other data "
-                    f"holds them in memory ({short_size(available_memory() or 0)} available; images may take a "
-                    f"quarter of it); HINT: evaluate the folder in parts")
+    return reads_for(path, "evaluate").read(path, trained.trained_on)
 
 
 def _autocast(trained: TrainedModel):

@@ -214,7 +214,7 @@ def test_the_readmes_sample_digit_is_a_seven_from_the_mnist_test_set():
     import numpy as np
 
     from dlcli.data import MNIST_DIR
-    from dlcli.data._sources import load_mnist_idx
+    from dlcli.data.sources.mnist import load_mnist_idx
 
     pixels = np.asarray(Image.open(REPO / "docs" / "digit_7.png"))
     test = load_mnist_idx(MNIST_DIR).test

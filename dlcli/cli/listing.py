@@ -8,32 +8,32 @@ from typing import Optional
 import typer
 
 from dlcli.cli._app import app, console, report_errors
-from dlcli.errors import DlcliError, short_repr
+from dlcli.errors import DlcliError, did_you_mean, short_repr
 
+# what `dlcli list` takes, for --help, which imports no registry; registries() says the same
 KINDS = ("layers", "activations", "optimizers", "schedulers", "losses", "metrics", "datasets")
 
 
+def registries() -> dict:
+    """Every registry by the kind `dlcli list` names it (its plural), imported when something is
+    listed (the declarations need no torch)."""
+    from dlcli.activations import ACTIVATIONS
+    from dlcli.data import DATASETS
+    from dlcli.layers import LAYERS
+    from dlcli.losses import LOSSES
+    from dlcli.metrics import METRICS
+    from dlcli.optim import OPTIMIZERS, SCHEDULERS
+
+    return {registry.plural: registry
+            for registry in (LAYERS, ACTIVATIONS, OPTIMIZERS, SCHEDULERS, LOSSES, METRICS, DATASETS)}
+
+
 def _registry(kind: str):
-    if kind == "layers":
-        from dlcli.layers import LAYERS as reg
-    elif kind == "activations":
-        from dlcli.activations import ACTIVATIONS as reg
-    elif kind in ("optimizers", "schedulers"):
-        from dlcli import optim
-
-        reg = optim.OPTIMIZERS if kind == "optimizers" else optim.SCHEDULERS
-    elif kind == "losses":
-        from dlcli.losses import LOSSES as reg
-    elif kind == "metrics":
-        from dlcli.metrics import METRICS as reg
-    elif kind == "datasets":
-        from dlcli.data import DATASETS as reg
-    else:
-        from dlcli.errors import did_you_mean
-
+    registry = registries().get(kind)
+    if registry is None:
         raise DlcliError(f"unknown kind {short_repr(kind)};{did_you_mean(kind, KINDS)} expected one of: "
                          f"{', '.join(KINDS)}")
-    return reg
+    return registry
 
 
 def show(kind: str, name: Optional[str], as_json: bool) -> None:

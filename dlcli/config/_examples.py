@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from dlcli.activations import ACTIVATIONS
 from dlcli.config._validate import NAMED_SECTIONS
-from dlcli.data import DATASETS
+from dlcli.data.datasets import DATASETS
 from dlcli.layers import LAYERS
 from dlcli.losses import LOSSES
 from dlcli.metrics import METRICS

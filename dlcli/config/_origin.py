@@ -85,7 +85,7 @@ class ConfigOrigin:
 
 def _is_path_arg(dataset: Any, name: object) -> bool:
     """Whether data.`name` of data set `dataset` is a file or folder."""
-    from dlcli.data import DATASETS
+    from dlcli.data.datasets import DATASETS
     from dlcli.registry import FilePath, Optional
 
     entry = DATASETS.lookup(dataset)

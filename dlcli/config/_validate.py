@@ -12,7 +12,7 @@ from typing import Any
 
 from dlcli.config._origin import where_in
 from dlcli.config._schema import DATA, EARLY_STOPPING, MODEL, TOP, TRAINER
-from dlcli.data import DATASETS
+from dlcli.data.datasets import DATASETS
 from dlcli.errors import ConfigError, Problem, did_you_mean, format_path, short_list, short_repr
 from dlcli.layers import (CHANNELS_FIRST, KEEPS_LAYOUT, LAYERS, PERMUTES, RECURRENT, SEQUENCE, ShapeError,
                           final_activation, fmt_shape)

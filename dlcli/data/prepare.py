@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 
 from dlcli.config import data_view_fits, looks_channels_last
-from dlcli.data import DATASETS, load_dataset
 from dlcli.data._tensors import ImageFiles, Split, Splits
+from dlcli.data.datasets import DATASETS, load_dataset
 from dlcli.errors import DataError
 from dlcli.layers import fmt_shape
 
@@ -113,14 +113,9 @@ def load_splits(cfg: dict, from_checkpoint: bool = False) -> Splits:
     args = {a.name: data[a.name] for a in entry.args}
     if from_checkpoint and "download" in args:
         args["download"] = False
-        cls = entry.meta.get("torchvision_class")
-        if cls:
-            from dlcli.data import cache_dir
-            from dlcli.data._sources import torchvision_missing_offline
-
-            missing = torchvision_missing_offline(entry.name, cls, cache_dir(args.get("root")))
-            if missing:
-                raise DataError(missing, key=("data", "root"))
+        missing = entry.meta.get("missing_offline", lambda args: None)(args)  # what is not there (torchvision's)
+        if missing:
+            raise DataError(missing, key=("data", "root"))
     try:
         splits = load_dataset(entry.name, args, cfg["model"]["input_shape"])
     except DataError as err:
@@ -319,9 +314,10 @@ def sample_misfit(sample: tuple, cfg: dict, name: str, source: str) -> str | Non
 
 
 def input_shape_for(sample: tuple, cfg: dict) -> list:
-    """The model.input_shape that takes samples of shape `sample`. An .npz's images may be
-    stored as Keras keeps them, (H, W, C) or (H, W): an image model takes them as (C, H, W)."""
-    images = cfg["data"]["dataset"] == "npz" and len(cfg["model"]["input_shape"]) == 3
+    """The model.input_shape that takes samples of shape `sample`. Some sources (an .npz) may store
+    images as Keras keeps them, (H, W, C) or (H, W): an image model takes them as (C, H, W)."""
+    keras_images = DATASETS.get(cfg["data"]["dataset"]).meta.get("channels_last_images")
+    images = keras_images and len(cfg["model"]["input_shape"]) == 3
     if images and looks_channels_last(sample):  # the validator's rule for a channels-last input_shape
         return [sample[2], sample[0], sample[1]]
     if images and len(sample) == 2:

@@ -9,22 +9,20 @@ the same samples in the same order as an in-memory one. Evaluation streams in or
 
 When to stream (`data.in_memory`): true holds the images as one uint8 tensor, false
 streams, auto holds them while that tensor takes at most IN_MEMORY_FRACTION of the
-available memory.
+available memory (`dlcli.data.memory`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
 
-from dlcli.data import IN_MEMORY_FRACTION
-from dlcli.data._sources import decode_image
 from dlcli.data._tensors import ImageFiles
+from dlcli.data.images import decode_image
 from dlcli.data.prepare import model_input
 from dlcli.errors import DataError, shorten
 
@@ -38,35 +36,6 @@ PREFETCH_FACTOR = 4  # batches each worker decodes ahead
 WORKER_TIMEOUT_S = 300
 MAX_DEFAULT_WORKERS = 8
 WORKER_DIED = "DataLoader worker (pid"  # how PyTorch's reports of a dead worker begin
-
-
-def available_memory() -> int | None:
-    """Bytes of memory this process may still use: the kernel's MemAvailable, capped by a
-    cgroup (container) limit; None when neither can be read."""
-    found = []
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    found.append(int(line.split()[1]) * 1024)
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text(encoding="ascii").strip()
-        if limit != "max":
-            used = int(Path("/sys/fs/cgroup/memory.current").read_text(encoding="ascii"))
-            found.append(max(int(limit) - used, 0))
-    except (OSError, ValueError):
-        pass
-    return min(found) if found else None
-
-
-def holds_in_memory(in_memory, nbytes: int) -> bool:
-    """data.in_memory (true, false or "auto") for images whose uint8 tensor takes `nbytes`."""
-    if in_memory != "auto":
-        return bool(in_memory)
-    available = available_memory()
-    return available is None or nbytes <= IN_MEMORY_FRACTION * available
 
 
 def default_workers() -> int:

@@ -21,6 +21,14 @@ def test_list_offers_the_documented_kinds():
     assert sorted(KINDS) == sorted(DOCUMENTED_KINDS)
 
 
+def test_each_kind_is_the_registry_that_calls_itself_so():
+    from dlcli.cli.listing import registries
+    from dlcli.data import DATASETS
+
+    assert list(registries()) == list(KINDS)  # the --help text names no kind that is not there
+    assert _registry("datasets") is DATASETS and _registry("losses").kind == "loss"
+
+
 def test_list_layers_lists_every_layer_name(cli, monkeypatch):
     from dlcli.cli._app import console
 

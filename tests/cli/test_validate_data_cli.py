@@ -96,7 +96,7 @@ def test_no_data_skips_the_data_checks(cli, write_config, tmp_path):
 
 
 def test_validate_reads_the_first_rows_only_and_train_finds_the_rest_at_the_same_key(cli, write_config, tmp_path):
-    from dlcli.data._checks import CSV_ROWS_CHECKED
+    from dlcli.data.sources.csv import CSV_ROWS_CHECKED
 
     rows = [*GOOD_ROWS[:1], *[[i, 1, i % 3] for i in range(CSV_ROWS_CHECKED + 50)]]
     rows[CSV_ROWS_CHECKED + 20][1] = "oops"  # past what validate reads: train reads every row
@@ -239,7 +239,7 @@ def test_npz_with_too_few_targets_or_no_x_is_refused(cli, write_config, tmp_path
 
 
 def test_npz_validate_reads_the_array_headers_not_the_arrays(cli, write_config, tmp_path, monkeypatch):
-    from dlcli.data import _sources
+    from dlcli.data.sources import npz
 
     path = tmp_path / "d.npz"
     np.savez_compressed(path, x=np.zeros((6, 4), np.float32), y=np.arange(6) % 3)
@@ -247,8 +247,8 @@ def test_npz_validate_reads_the_array_headers_not_the_arrays(cli, write_config, 
     def no_reading(*args, **kwargs):
         raise AssertionError("validate read the arrays")
 
-    monkeypatch.setattr(_sources, "read_npz_arrays", no_reading)
-    monkeypatch.setattr(_sources, "_npz_array", no_reading)
+    monkeypatch.setattr(npz, "read_npz_arrays", no_reading)
+    monkeypatch.setattr(npz, "_npz_array", no_reading)
     result = cli("validate", npz_config(write_config, tmp_path, path))
     assert result.exit_code == 0, result.output
     assert isinstance(cli("train", npz_config(write_config, tmp_path, path)).exception, AssertionError)  # the control
@@ -315,9 +315,9 @@ def test_more_class_folders_than_model_outputs_names_the_last_layer(cli, write_c
 # ---------------------------------------------------------------------------
 
 def test_mnist_files_missing_are_reported_at_data_dataset(cli, write_config, tiny_config_text, tmp_path, monkeypatch):
-    import dlcli.data
+    from dlcli.data.sources import mnist
 
-    monkeypatch.setattr(dlcli.data, "MNIST_DIR", tmp_path / "gone")
+    monkeypatch.setattr(mnist, "MNIST_DIR", tmp_path / "gone")
     config = write_config(tiny_config_text)
     assert_refused(cli("validate", config), located(config, 10, "data.dataset")
                    + re.escape(f"{tmp_path / 'gone'}: SHA256SUMS, train-images-idx3-ubyte.gz"))
@@ -349,7 +349,7 @@ def test_a_torchvision_set_whose_files_are_in_root_is_valid(cli, write_config, t
     pytest.importorskip("torchvision")
     import torchvision.datasets
 
-    from dlcli.data._sources import torchvision_files
+    from dlcli.data.sources.torchvision import torchvision_files
 
     root = tmp_path / "cache"
     files = torchvision_files(torchvision.datasets.FashionMNIST, root)

@@ -1,4 +1,4 @@
-"""dlcli.data._checks: validate's look at the data, per data set, through the registry's `inspect`."""
+"""Each data source's `inspect`: validate's look at the data, per data set, through the registry."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def csv_cfg(write_config, path, task="auto", loss="mse", units=1):
 def test_integer_targets_in_the_first_rows_are_not_taken_for_classes(write_config, make_csv):
     """Task auto reads a column of integers as class ids, but the first rows do not settle it:
     values further down may be decimals (a regression), so negative integers there are fine."""
-    from dlcli.data._checks import CSV_ROWS_CHECKED
+    from dlcli.data.sources.csv import CSV_ROWS_CHECKED
 
     rows = [["x", "t"], *[[i, -i] for i in range(CSV_ROWS_CHECKED)], [1, 0.5]]
     assert check_data(csv_cfg(write_config, make_csv(rows))) == []
@@ -45,7 +45,7 @@ def test_integer_targets_in_the_first_rows_are_not_taken_for_classes(write_confi
 
 
 def test_a_csv_head_reads_only_the_rows_asked_for(make_csv):
-    from dlcli.data._sources import CsvTable
+    from dlcli.data.sources.csv import CsvTable
 
     path = make_csv([["x", "t"], [1, 2], [3, 4], [5, 6], ["broken"]])  # a short row: the full read refuses it
     head = CsvTable(path, limit=3)

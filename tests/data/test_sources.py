@@ -1,4 +1,4 @@
-"""The data loaders in dlcli.data._sources, on tiny files written into tmp_path,
+"""The data loaders in dlcli.data.sources, on tiny files written into tmp_path,
 plus the MNIST shipped with dlcli. No test touches the network."""
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from dlcli.data import DATASETS, MNIST_DIR, load_dataset
-from dlcli.data._sources import load_mnist_idx, load_torchvision
+from dlcli.data.sources.mnist import load_mnist_idx
+from dlcli.data.sources.torchvision import load_torchvision
 from dlcli.data._tensors import Splits
 from dlcli.errors import DataError
 
@@ -867,12 +868,12 @@ def test_load_dataset_gives_loaders_every_declared_arg_with_its_declared_default
 
 
 def test_an_image_folder_loaded_without_in_memory_holds_images_as_declared_auto(make_image_folder, monkeypatch):
-    from dlcli.data import stream
+    from dlcli.data import memory
 
     root = make_image_folder({"a": [(4, 4, RED)], "b": [(4, 4, GREEN)]})
-    monkeypatch.setattr(stream, "available_memory", lambda: 10)  # 2 images of 3x8x8 bytes do not fit 25% of it
+    monkeypatch.setattr(memory, "available_memory", lambda: 10)  # 2 images of 3x8x8 bytes do not fit 25% of it
     assert load_images(root).train.files.shape == (2,)  # streamed: ImageFiles
-    monkeypatch.setattr(stream, "available_memory", lambda: 10**9)
+    monkeypatch.setattr(memory, "available_memory", lambda: 10**9)
     assert load_images(root).train.x.shape == (2, 3, 8, 8)
 
 
@@ -882,22 +883,22 @@ def test_load_dataset_refuses_args_its_declaration_does_not_take():
 
 
 def test_npz_too_large_for_memory_is_refused_before_reading(make_npz, monkeypatch):
-    from dlcli.data import stream
+    from dlcli.data import memory
 
     path = make_npz(x=np.zeros((100, 3, 8, 8), dtype=np.uint8), y=np.arange(100) % 2,
                     x_test=np.zeros((10, 3, 8, 8), dtype=np.uint8), y_test=np.arange(10) % 2)
     need = 110 * 192 * (1 + 4) + 110 * (8 + 4)  # the arrays and their float32 copies
     read = []
     monkeypatch.setattr(np.lib.npyio.NpzFile, "__getitem__", lambda self, key: read.append(key))
-    monkeypatch.setattr(stream, "available_memory", lambda: need - 1)
+    monkeypatch.setattr(memory, "available_memory", lambda: need - 1)
     with pytest.raises(DataError, match=rf"{path}: reading x, y, x_test, y_test needs about 104\.4 KiB of memory "
                                         r"\(each array, then its float32 copy\), and 104\.4 KiB is available; HINT"):
         load_dataset("npz", {"path": str(path)})
     assert read == []  # refused from the headers alone
     monkeypatch.undo()
-    monkeypatch.setattr(stream, "available_memory", lambda: need)
+    monkeypatch.setattr(memory, "available_memory", lambda: need)
     assert len(load_dataset("npz", {"path": str(path)}).train) == 100
-    monkeypatch.setattr(stream, "available_memory", lambda: None)  # unknown: read
+    monkeypatch.setattr(memory, "available_memory", lambda: None)  # unknown: read
     assert len(load_dataset("npz", {"path": str(path)}).train) == 100
 
 

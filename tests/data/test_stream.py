@@ -15,7 +15,7 @@ import torch
 
 from dlcli.checkpoint import load_checkpoint
 from dlcli.config import config_from_text
-from dlcli.data import load_dataset, stream
+from dlcli.data import load_dataset, memory, stream
 from dlcli.data._tensors import ImageFiles, Split
 from dlcli.data.prepare import prepare_data
 from dlcli.errors import ConfigError, DataError
@@ -99,16 +99,16 @@ def test_in_memory_forces_either_path(image_tree):
 
 def test_auto_streams_only_what_does_not_fit_the_budget(image_tree, monkeypatch):
     pixels = (33 + 12) * 3 * 12 * 12  # the decoded uint8 tensors of both splits
-    monkeypatch.setattr(stream, "available_memory", lambda: int(pixels / stream.IN_MEMORY_FRACTION))
+    monkeypatch.setattr(memory, "available_memory", lambda: int(pixels / memory.IN_MEMORY_FRACTION))
     assert isinstance(_load(image_tree, in_memory="auto").train, Split)
-    monkeypatch.setattr(stream, "available_memory", lambda: int(pixels / stream.IN_MEMORY_FRACTION) - 1)
+    monkeypatch.setattr(memory, "available_memory", lambda: int(pixels / memory.IN_MEMORY_FRACTION) - 1)
     assert isinstance(_load(image_tree, in_memory="auto").train, ImageFiles)
-    monkeypatch.setattr(stream, "available_memory", lambda: None)  # unknown: as before, in memory
+    monkeypatch.setattr(memory, "available_memory", lambda: None)  # unknown: as before, in memory
     assert isinstance(_load(image_tree, in_memory="auto").train, Split)
 
 
 def test_available_memory_reads_this_machine():
-    available = stream.available_memory()
+    available = memory.available_memory()
     assert available is None or available > 0
 
 
@@ -230,7 +230,7 @@ def test_a_resume_that_streams_what_the_run_held_in_memory_keeps_its_normalizati
     monkeypatch.setattr(stream, "NORMALIZATION_SAMPLE", 10)  # stands for 10,000: the folder is larger
     first = train(stream_cfg("trainer.epochs=1", "data.workers=0"))  # auto: held in memory
     saved = load_checkpoint(Path(first["run_dir"]) / "checkpoints" / "last.pt")["normalization"]
-    monkeypatch.setattr(stream, "available_memory", lambda: 1000)  # auto now streams
+    monkeypatch.setattr(memory, "available_memory", lambda: 1000)  # auto now streams
     resumed = resume(first["run_dir"], ["trainer.epochs=2"])
     assert resumed["status"] == "finished"
     assert load_checkpoint(Path(first["run_dir"]) / "checkpoints" / "last.pt")["normalization"] == saved

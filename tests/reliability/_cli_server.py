@@ -96,7 +96,8 @@ def main() -> None:
 
     import dlcli.cli  # noqa: F401
     import dlcli.cli._progress  # noqa: F401
-    import dlcli.data._sources  # noqa: F401
+    import dlcli.data.images  # noqa: F401
+    import dlcli.data.targets  # noqa: F401
     import dlcli.data.prepare  # noqa: F401
     import dlcli.train  # noqa: F401
 

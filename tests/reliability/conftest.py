@@ -16,7 +16,7 @@ def mnist_npz(tmp_path_factory) -> Path:
     """The first 320 MNIST training images and 64 test images (uint8, (N, 1, 28, 28)) in one .npz:
     loads in milliseconds, where the shipped MNIST takes a second to verify and unpack."""
     from dlcli.data import MNIST_DIR
-    from dlcli.data._sources import load_mnist_idx
+    from dlcli.data.sources.mnist import load_mnist_idx
 
     splits = load_mnist_idx(MNIST_DIR)
     path = tmp_path_factory.mktemp("data") / "mnist_320.npz"

@@ -13,7 +13,7 @@ import torch
 
 from dlcli.checkpoint import load_checkpoint
 from dlcli.data import MNIST_DIR
-from dlcli.data._sources import load_mnist_idx
+from dlcli.data.sources.mnist import load_mnist_idx
 from dlcli.errors import DataError, DlcliError
 from dlcli.reports import classification_report, evaluate_checkpoint, regression_report
 
@@ -481,11 +481,12 @@ def test_an_image_folder_too_large_to_hold_is_refused_before_decoding(images_run
                                                                       monkeypatch):
     """Training would stream it (data.in_memory: auto); evaluating other data holds samples as
     tensors, so it is refused with the sizes rather than decoded until memory runs out."""
-    from dlcli.data import _sources, stream
+    from dlcli.data import memory
+    from dlcli.data.sources import image_folder
 
     folder = write_images(tmp_path / "big", classes=("cat", "dog"), per_class=3)
-    monkeypatch.setattr(stream, "available_memory", lambda: 100)  # 6 images of 3x8x8 bytes: more than 25 bytes
-    monkeypatch.setattr(_sources, "_read_images", None)  # nothing may be decoded
+    monkeypatch.setattr(memory, "available_memory", lambda: 100)  # 6 images of 3x8x8 bytes: more than 25 bytes
+    monkeypatch.setattr(image_folder, "_read_images", None)  # nothing may be decoded
     with pytest.raises(DataError, match=r"big: its 6 images take 1.1 KiB decoded, and evaluating other data "
                                         r"holds them in memory \(100 bytes available; .*HINT: evaluate the folder "
                                         r"in parts$"):

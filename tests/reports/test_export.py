@@ -458,7 +458,7 @@ def test_the_sidecar_says_how_image_files_become_samples_as_predict_reads_them(i
     import numpy as np
     from PIL import Image
 
-    from dlcli.predict import read_images
+    from dlcli.predict import read_inputs
 
     info = export_checkpoint(images_run, "state_dict", tmp_path / "a.pt").info
     assert info["image_files"].startswith("PIL.Image.open(path).convert('RGB'), then .resize((8, 8), "
@@ -467,7 +467,7 @@ def test_the_sidecar_says_how_image_files_become_samples_as_predict_reads_them(i
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (13, 21, 4), dtype=np.uint8), "RGBA").save(path)
     by_hand = Image.open(path).convert("RGB").resize((8, 8), Image.Resampling.BILINEAR)
     sample = np.asarray(by_hand, dtype=np.uint8).reshape(8, 8, 3).transpose(2, 0, 1)
-    assert np.array_equal(read_images(load_trained(images_run, "cpu"), [path], str(path))[0].numpy(), sample)
+    assert np.array_equal(read_inputs(load_trained(images_run, "cpu"), path)[0][0].numpy(), sample)
     assert export_checkpoint(regression_run, "state_dict", tmp_path / "b.pt").info["image_files"] is None
 
 

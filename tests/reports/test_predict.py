@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from dlcli.data import MNIST_DIR
-from dlcli.data._sources import load_mnist_idx
+from dlcli.data.sources.mnist import load_mnist_idx
 from dlcli.checkpoint import load_checkpoint
 from dlcli.errors import CheckpointError, DataError
 from dlcli.predict import predict
@@ -231,16 +231,16 @@ def test_an_npz_too_large_for_memory_is_refused_before_reading_as_training_refus
     """The same guard as the npz loader's (tests/data/test_sources.py), not an out-of-memory kill."""
     import re
 
-    from dlcli.data import stream
+    from dlcli.data import memory
 
     path = tmp_path / "big.npz"
     np.savez(path, x=np.zeros((100, 4), np.float32))
     need = 100 * 4 * (4 + 4)  # each float32 value, then its float32 copy
-    monkeypatch.setattr(stream, "available_memory", lambda: need - 1)
+    monkeypatch.setattr(memory, "available_memory", lambda: need - 1)
     with pytest.raises(DataError, match=rf"{re.escape(str(path))}: reading x needs about 3\.1 KiB of memory "
                                         rf"\(each array, then its float32 copy\), and .* is available; HINT"):
         predict(regression_run, [path])
-    monkeypatch.setattr(stream, "available_memory", lambda: need)
+    monkeypatch.setattr(memory, "available_memory", lambda: need)
     assert len(predict(regression_run, [path]).rows) == 100
 
 
