@@ -147,13 +147,20 @@ def build_meta_model(cfg: dict) -> Model:
                          f"dlcli builds ({MAX_PARAMETERS:,} parameters); check the layer sizes") from None
     total = sum(p.numel() for p in model.parameters())
     if total > MAX_PARAMETERS:
-        sizes = [sum(p.numel() for p in module.parameters()) for module in model.children()]
-        largest = max(range(len(sizes)), key=sizes.__getitem__)
+        largest, params = largest_layer(model)
         layer = cfg["model"]["layers"][largest]
         raise DlcliError(f"model: {total:,} parameters ({total * 4 / 2**30:,.1f} GiB in float32) is more than "
                          f"dlcli builds ({MAX_PARAMETERS:,}); the largest layer is model.layers[{largest}] "
-                         f"({layer['type']}, {sizes[largest]:,} parameters); check its size")
+                         f"({layer['type']}, {params:,} parameters); check its size")
     return model
+
+
+def largest_layer(model: Model) -> tuple[int, int]:
+    """(index in model.layers, parameters) of the layer with the most parameters. A final
+    activation the loss applies is no module, but it is the last layer: the indices line up."""
+    sizes = [sum(p.numel() for p in module.parameters()) for module in model.children()]
+    largest = max(range(len(sizes)), key=sizes.__getitem__)
+    return largest, sizes[largest]
 
 
 def summarize(cfg: dict, model: Model) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dlcli.registry import Arg, Bool, Float, FloatList, Int, IntList, Optional, Registry, Str
 
-OPTIMIZERS = Registry("optimizer", meta_keys=("fused", "capturable"))
+OPTIMIZERS = Registry("optimizer", meta_keys=("fused", "capturable", "state_slots"))
 SCHEDULERS = Registry("scheduler", meta_keys=("interval", "length_dependent", "needs_metric"))
 
 def _lr(default: float) -> Arg:
@@ -25,6 +25,8 @@ _WD = Arg("weight_decay", Float(min=0.0), 0.0, "L2 penalty (decoupled for adamw)
 # (one-kernel) implementation, asked for on CUDA, and the builder takes `fused`.
 # meta["capturable"]: a CUDA graph can capture its step (trainer.cuda_graphs), and the
 # builder takes `capturable`. The builder takes no keyword its meta does not declare.
+# meta["state_slots"]: (args) -> the values it keeps per parameter (Adam's two moments), for
+# the memory estimate of training (dlcli.memory).
 
 def build_optimizer(cfg: dict, params, device, capturable: bool = False):
     """The config's optimizer over `params`: the fused implementation on CUDA where it has one;
@@ -55,7 +57,8 @@ def _implementation_kwargs(params, fused: bool, capturable: bool = False) -> dic
 @OPTIMIZERS.register("adam", help="Adam", aliases=("Adam",),
                      args=(_LR, _BETAS, _eps(1e-8),
                            _WD, Arg("amsgrad", Bool(), False, "use the AMSGrad variant")),
-                     fused=True, capturable=True)
+                     fused=True, capturable=True,
+                     state_slots=lambda args: int(2 + args["amsgrad"]))
 def build_adam(args, params, fused=False, capturable=False):
     import torch
 
@@ -69,7 +72,8 @@ def build_adam(args, params, fused=False, capturable=False):
                      args=(_LR, _BETAS, _eps(1e-8),
                            Arg("weight_decay", Float(min=0.0), 0.01, "decoupled weight decay"),
                            Arg("amsgrad", Bool(), False, "use the AMSGrad variant")),
-                     fused=True, capturable=True)
+                     fused=True, capturable=True,
+                     state_slots=lambda args: int(2 + args["amsgrad"]))
 def build_adamw(args, params, fused=False, capturable=False):
     import torch
 
@@ -98,7 +102,8 @@ def _nesterov_needs_momentum(args: dict) -> list:
                            Arg("momentum", Float(min=0.0, max=1.0), 0.0, "momentum factor"),
                            Arg("nesterov", Bool(), False, "Nesterov momentum (needs momentum > 0 and dampening 0)"),
                            Arg("dampening", Float(min=0.0, max=1.0), 0.0, "dampening for momentum"), _WD),
-                     fused=True, capturable=True)
+                     fused=True, capturable=True,
+                     state_slots=lambda args: int(args["momentum"] > 0))
 def build_sgd(args, params, fused=False, capturable=False):
     """torch's SGD keeps no step count, so its step is captured as it is: `capturable`
     needs no keyword of torch."""
@@ -116,7 +121,8 @@ def build_sgd(args, params, fused=False, capturable=False):
                            Arg("momentum", Float(min=0.0, max=1.0), 0.0, "momentum factor"),
                            _eps(1e-7),
                            Arg("centered", Bool(), False, "normalize by the gradient's variance"), _WD),
-                     fused=False, capturable=False)
+                     fused=False, capturable=False,
+                     state_slots=lambda args: int(1 + (args["momentum"] > 0) + args["centered"]))
 def build_rmsprop(args, params):
     import torch
 
@@ -127,7 +133,8 @@ def build_rmsprop(args, params):
 @OPTIMIZERS.register("adagrad", help="Adagrad", aliases=("Adagrad",),
                      args=(_lr(0.01),
                            _eps(1e-10), _WD),
-                     fused=False, capturable=False)
+                     fused=False, capturable=False,
+                     state_slots=lambda args: 1)
 def build_adagrad(args, params):
     import torch
 

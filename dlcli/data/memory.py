@@ -1,36 +1,15 @@
-"""How much memory data may take: the probe the loaders, the image streaming and the
-evaluation of other data share, so all of them refuse (or stream) by the same numbers.
-No torch here: the image folder's declaration quotes IN_MEMORY_FRACTION."""
+"""How much memory data may take: the probe (dlcli.memory's) and the budget the loaders, the
+image streaming and the evaluation of other data share, so all of them refuse (or stream) by the
+same numbers. No torch here: the image folder's declaration quotes IN_MEMORY_FRACTION."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from dlcli.memory import available_memory  # the probe; read through this module (tests patch it here)
 
 # data.in_memory auto holds decoded images in memory while their uint8 tensor takes at most this
 # fraction of the available memory: preparing them briefly needs about two copies (the validation
 # split is gathered; batches for a GPU are pinned), and training needs the rest.
 IN_MEMORY_FRACTION = 0.25
-
-
-def available_memory() -> int | None:
-    """Bytes of memory this process may still use: the kernel's MemAvailable, capped by a
-    cgroup (container) limit; None when neither can be read."""
-    found = []
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    found.append(int(line.split()[1]) * 1024)
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text(encoding="ascii").strip()
-        if limit != "max":
-            used = int(Path("/sys/fs/cgroup/memory.current").read_text(encoding="ascii"))
-            found.append(max(int(limit) - used, 0))
-    except (OSError, ValueError):
-        pass
-    return min(found) if found else None
 
 
 def holds_in_memory(in_memory, nbytes: int) -> bool:
