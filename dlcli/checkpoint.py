@@ -21,6 +21,7 @@ from typing import Any
 
 from dlcli.errors import CheckpointError, short_list, short_repr, shorten
 from dlcli.files import atomic_write_bytes, file_kind
+from dlcli.memory import refuse_checkpoint_beyond_memory
 
 FORMAT = "dlcli-checkpoint"
 FORMAT_VERSION = 1
@@ -74,6 +75,7 @@ def load_checkpoint(path: str | Path, prefer: str = "best.pt", map_location: Any
     import torch
 
     path = resolve_checkpoint_path(path, prefer)
+    refuse_checkpoint_beyond_memory(path)  # a deflated 3 GB tensor in a 3 MB file, before torch reads it
     try:
         with warnings.catch_warnings():  # torch's remarks on a foreign pickle: the checks below say what matters
             warnings.simplefilter("ignore", UserWarning)
@@ -315,11 +317,12 @@ def load_model_from_checkpoint(state: dict, device: Any = "cpu", cfg: dict | Non
     import torch
 
     from dlcli.errors import DlcliError
+    from dlcli.memory import refuse_model_beyond_memory
     from dlcli.model import build_meta_model, build_training_model
 
     cfg = cfg or checkpoint_config(state)
-    try:  # the parameter guard of a training config, before any memory is taken
-        build_meta_model(cfg)
+    try:  # the parameter guard of a training config, and the memory, before any memory is taken
+        refuse_model_beyond_memory(cfg, build_meta_model(cfg))
     except DlcliError as err:
         raise CheckpointError(f"{state.get('path', 'checkpoint')}: the checkpoint's config: {err}") from None
     model = build_training_model(cfg, torch.device(device))

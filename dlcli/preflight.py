@@ -8,13 +8,18 @@ from dlcli.config import ConfigOrigin
 from dlcli.errors import ConfigError, DlcliError
 
 
-def preflight(cfg: dict, origin: ConfigOrigin, data: bool = True) -> None:
-    """Raise a ConfigError listing every problem of `cfg`'s device and (with `data`) its data."""
+def preflight(cfg: dict, origin: ConfigOrigin, data: bool = True, model=None) -> None:
+    """Raise a ConfigError listing every problem of `cfg`'s device and (with `data`) its data;
+    with `model` (built on the meta device) also training that would not fit in the CPU's memory
+    (a GPU's free memory is not asked for: that would start CUDA)."""
+    from dlcli.memory import refuse_training_beyond_memory
     from dlcli.model import resolve_device
 
     problems = []
     try:
-        resolve_device(cfg["trainer"]["device"])
+        device = resolve_device(cfg["trainer"]["device"])
+        if model is not None and device.type == "cpu":
+            refuse_training_beyond_memory(cfg, model, device)
     except DlcliError as err:
         problems.append(origin.problem(err.key or ("trainer", "device"), str(err)))
     if data:

@@ -28,8 +28,9 @@ def validate(config: str = typer.Argument(..., help="the YAML config"),
     from dlcli.model import build_meta_model, summarize
     from dlcli.preflight import preflight
 
-    summary = summarize(cfg, build_meta_model(cfg))
-    preflight(cfg, origin, data=not no_data)
+    model = build_meta_model(cfg)
+    summary = summarize(cfg, model)
+    preflight(cfg, origin, data=not no_data, model=model)
     report = err_console if show_config else console  # with --print-config, stdout is the YAML alone
     report.print(summary_table(summary, cfg["name"]))
     report.print(summary_totals(summary))
