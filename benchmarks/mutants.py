@@ -64,6 +64,7 @@ class Mutant:
 
 
 ORACLES = "tests/train/test_oracles.py"
+MEMORY = "tests/reliability/test_memory_limits.py"
 
 MUTANTS = [
     Mutant("train_metric_count", "train_loss and train metrics divide by batches x batch_size (a short last "
@@ -118,6 +119,29 @@ MUTANTS = [
            "        if arg is None:\n            valid = ",
            "        if arg is None:\n            continue\n            valid = ",
            ("tests/fuzz/test_config_fuzz.py", "-k", "cases0-99 or cases100-199")),
+    Mutant("checkpoint_unpacked_unchecked", "a 3 MB checkpoint holding a deflated 3 GB tensor is read whole",
+           "dlcli/checkpoint.py", "    refuse_checkpoint_beyond_memory(path)  # a deflated", "    # a deflated",
+           (f"{MEMORY}::test_a_deflated_3gb_tensor_is_refused_before_loading",)),
+    Mutant("ulimit_ignored", "`ulimit -v` left out of the available memory", "dlcli/memory.py",
+           "    found += _room_under_rlimits()\n", "",
+           ("tests/test_memory.py::test_available_memory_is_capped_by_ulimit_v",
+            f"{MEMORY}::test_a_deflated_3gb_tensor_is_refused_before_loading")),
+    Mutant("checkpoint_model_unchecked", "a checkpoint's config of a million-unit layer is built before its "
+           "weights are checked", "dlcli/checkpoint.py",
+           "refuse_model_beyond_memory(cfg, build_meta_model(cfg))", "build_meta_model(cfg)",
+           (f"{MEMORY}::test_a_checkpoint_config_of_a_million_unit_layer_is_refused_before_building",)),
+    Mutant("training_memory_unchecked", "a model memory cannot train is built, to die in the allocator",
+           "dlcli/train/__init__.py", "    refuse_training_beyond_memory(cfg, meta_model, device)", "    pass",
+           (f"{MEMORY}::test_training_that_memory_cannot_hold_is_refused_before_the_model_is_built",)),
+    Mutant("validate_memory_unchecked", "dlcli validate passes a model memory cannot train", "dlcli/preflight.py",
+           'if model is not None and device.type == "cpu":', "if False:",
+           (f"{MEMORY}::test_validate_reports_training_that_memory_cannot_hold",)),
+    Mutant("momentum_state_uncounted", "SGD's momentum buffer left out of the training estimate",
+           "dlcli/optim.py", 'state_slots=lambda args: int(args["momentum"] > 0)', "state_slots=lambda args: 0",
+           ("tests/test_memory.py::test_optimizer_slots_are_what_torch_keeps",)),
+    Mutant("activations_forward_only", "the training estimate counts a batch's activations once, not for the "
+           "backward pass too", "dlcli/memory.py", "activations=2 * values", "activations=values",
+           ("tests/test_memory.py::test_training_footprint_by_hand",)),
 ]
 
 
