@@ -196,6 +196,9 @@ def _field_problems(state: dict) -> list[str]:
     samples = state.get("samples")
     if isinstance(samples, dict) and not all(_is_count(n) for n in samples.values()):
         problems.append(f"samples: expected sample counts (integers >= 0), received {short_repr(samples)}")
+    from dlcli.data.fingerprint import fingerprint_problems
+
+    problems += fingerprint_problems(state.get("data_fingerprint"))
     problems += _weight_problems(state["model"])
     return problems
 

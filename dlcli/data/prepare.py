@@ -96,6 +96,7 @@ class PreparedData:
     normalization: dict | None  # plain data: stored in checkpoints
     source: str
     feature_names: list[str] | None = None  # CSV: the feature columns, in the order the model reads them
+    fingerprints: dict | None = None  # per split, what a resume compares (dlcli.data.fingerprint)
 
     @property
     def streamed(self) -> bool:
@@ -407,11 +408,12 @@ def workers(cfg: dict) -> int:
 
 
 def prepare_data(cfg: dict, device: torch.device, splits: Splits | None = None,
-                 normalization: dict | None | str = "compute") -> PreparedData:
+                 normalization: dict | None | str = "compute", fingerprint: bool = False) -> PreparedData:
     """Load (unless given), check, split, normalize and place the data of a config.
     `normalization`: "compute" takes the training set's statistics; a checkpoint's
     (a dict, or None) makes evaluation see exactly what training saw (give the splits of a
-    checkpoint's config, loaded with `load_splits(cfg, from_checkpoint=True)`)."""
+    checkpoint's config, loaded with `load_splits(cfg, from_checkpoint=True)`). `fingerprint`:
+    also fingerprint each split as the run trains on it (training writes them in checkpoints)."""
     from dlcli.config import infer_shapes
     from dlcli.losses import LOSSES, target_kind
 
@@ -438,6 +440,11 @@ def prepare_data(cfg: dict, device: torch.device, splits: Splits | None = None,
             check_fits(cfg, split, name, source)
     if normalization == "compute":
         normalization = training_normalization(train, cfg)
+    fingerprints = None
+    if fingerprint:  # the samples as placed below, before normalization (the checkpoint holds that apart)
+        from dlcli.data.fingerprint import data_fingerprints
+
+        fingerprints = data_fingerprints(train, val, test)
     view = tuple(cfg["model"]["input_shape"])
     out_shape = infer_shapes(view, cfg["model"]["layers"])[-1][3]
     home = resident_device([s for s in (train, val, test) if isinstance(s, Split)], device)
@@ -467,7 +474,7 @@ def prepare_data(cfg: dict, device: torch.device, splits: Splits | None = None,
     values = LOSSES.get(cfg["loss"]["type"]).meta["task"] == "regression"
     names = None if values else class_names(splits, task, out_shape, source, cfg)
     return PreparedData(*placed, task, None if values else splits.num_classes,
-                        names, normalization, source, splits.meta.get("features"))
+                        names, normalization, source, splits.meta.get("features"), fingerprints)
 
 
 def class_names(splits: Splits, task: str, out_shape: tuple, source: str, cfg: dict) -> list[str] | None:
