@@ -63,7 +63,8 @@ def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None 
         from dlcli.inference import normalization_for
 
         normalization = normalization_for(normalization, splits, splits.source or cfg["data"]["dataset"])
-    data = prepare_data(cfg, device, splits, normalization)  # bad data fails here, before a run directory exists
+    # bad data fails here, before a run directory exists
+    data = prepare_data(cfg, device, splits, normalization, fingerprint=True)
     refuse_training_beyond_memory(cfg, meta_model, device)  # with the data in memory, before the model is
     trainer = Trainer(cfg, data, device)  # and settings that do not fit it (drop_last...)
     if warmup.note():
@@ -426,8 +427,9 @@ def _refuse_missing_data(run_dir: Path, state: dict, cfg: dict, overrides: list[
 
 def _refuse_changed_data(run_dir: Path, state: dict, trainer: Trainer) -> None:
     """The data a resume reads again must be what the checkpoint trained on: the same samples per
-    split and the same normalization statistics (to the last bit) and classes. Other data would
-    train the rest of the run on another training set, validation split and normalization than
+    split and the same normalization statistics (to the last bit) and classes, and then the same
+    content (dlcli.data.fingerprint: labels and inputs, or a streamed folder's files). Other data
+    would train the rest of the run on another training set, validation split and normalization than
     its first part, with test figures that `dlcli evaluate` cannot reproduce. What an older
     checkpoint did not record is not compared."""
     data, changes = trainer.data, []
@@ -446,6 +448,11 @@ def _refuse_changed_data(run_dir: Path, state: dict, trainer: Trainer) -> None:
     elif "class_names" in state and state["class_names"] != data.class_names:
         names = (lambda n: short_list(n, limit=5) if isinstance(n, (list, tuple)) else short_repr(n, 60))
         changes.append(f"class names {names(data.class_names)} now, {names(state['class_names'])} then")
+    if not changes:  # the same counts, normalization and classes: the same samples?
+        from dlcli.data.fingerprint import content_changes
+
+        images = len(trainer.cfg["model"]["input_shape"]) == 3
+        changes = content_changes(state.get("data_fingerprint"), data.fingerprints, trainer.sample_counts(), images)
     if changes:
         raise DataError(f"{data.source}: the data changed since the checkpoint {state['path']} was written: "
                         f"{'; '.join(changes)}; resuming would train the rest of the run on other data than its "

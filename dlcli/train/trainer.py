@@ -392,6 +392,7 @@ class Trainer:
             "num_classes": self.data.num_classes, "class_names": self.data.class_names,
             "data_source": self.data.source, "feature_names": self.data.feature_names,
             "samples": self.sample_counts(),  # with the normalization: what a resume checks its data against
+            "data_fingerprint": self.data.fingerprints,  # and the splits' content
         }
 
     def sample_counts(self) -> dict:
