@@ -18,7 +18,8 @@ from typing import Any
 FIELDS = ["config", "normalization", "normalization.axis", "normalization.mean", "normalization.std",
           "class_names", "num_classes", "task", "history", "best", "samples", "feature_names", "epoch", "step",
           "batch_in_epoch", "format_version", "model", "config.model.input_shape", "config.model.layers",
-          "config.data", "config.trainer", "config.name", "config.loss", "config.metrics"]
+          "config.data", "config.trainer", "config.name", "config.loss", "config.metrics", "data_fingerprint",
+          "data_fingerprint.train", "data_fingerprint.test"]
 
 
 def _deep(depth: int) -> Any:
