@@ -142,6 +142,14 @@ MUTANTS = [
     Mutant("activations_forward_only", "the training estimate counts a batch's activations once, not for the "
            "backward pass too", "dlcli/memory.py", "activations=2 * values", "activations=values",
            ("tests/test_memory.py::test_training_footprint_by_hand",)),
+    Mutant("fingerprint_ignores_labels", "a split's content fingerprint hashes its inputs only: a resume on "
+           "shifted labels goes on", "dlcli/data/fingerprint.py",
+           '(("x", split.x), ("y", split.y))', '(("x", split.x),)',
+           ("tests/train/test_resume_fingerprint.py::test_every_csv_label_shifted_is_refused_naming_the_split",)),
+    Mutant("fingerprint_kinds_compared", "a resume compares a streamed split's fingerprint with an in-memory one "
+           "(data.in_memory: auto) and refuses the same data", "dlcli/data/fingerprint.py",
+           ' or old.rsplit(":", 1)[0] != new.rsplit(":", 1)[0]', "",
+           ("tests/data/test_fingerprint.py::test_only_fingerprints_of_one_kind_are_compared",)),
 ]
 
 

@@ -47,7 +47,7 @@ def test_mutants_list_names_every_mutant_and_each_still_applies(run_python, repo
     result = run_python(repo_root / "benchmarks" / "mutants.py", "--list")
     assert result.returncode == 0, result.stdout + result.stderr
     rows = [line.split() for line in result.stdout.splitlines() if not line.startswith(" ")]
-    assert len(rows) == 18, result.stdout
+    assert len(rows) == 20, result.stdout
     assert all(row[2] == "applies" for row in rows), result.stdout
     assert {"train_metric_count", "fuse_avgpool", "traceback_on_refusal"} <= {row[0] for row in rows}
 
