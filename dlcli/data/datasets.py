@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dlcli.errors import DataError
+from dlcli.file_access import kind_of
 from dlcli.registry import Arg, FilePath, Optional, Registry, Str, check_args
 
 # Filled by dlcli/data/__init__.py, which Python runs before any module of dlcli.data is imported:
@@ -130,7 +131,7 @@ class Reads:
     files: Callable[[Path], list[Path]] | None = None  # the files a folder's read takes
 
     def takes(self, path: Path) -> bool:
-        return self.folders if path.is_dir() else path.suffix.lower() in self.suffixes
+        return self.folders if kind_of(path, DataError) == "folder" else path.suffix.lower() in self.suffixes
 
 
 COMMANDS = {"evaluate": "evaluate_data", "predict": "predict_inputs"}  # command: the fact declaring its files
@@ -141,18 +142,19 @@ def reads_for(path: Path, command: str) -> Reads:
     found by the file's suffix (or its being a folder); a DataError names what it can read."""
     declared = [reads for entry in DATASETS if (reads := entry.meta.get(COMMANDS[command]))]
     what = _one_of([kind for reads in declared for kind in reads.what])
-    if not path.exists():
+    kind = kind_of(path, DataError)
+    if kind is None:
         raise DataError(f"{path}: no such file or directory; expected {what}")
     for reads in declared:
         if reads.takes(path):
             return reads
-    kind = "folder" if path.is_dir() else f"{path.suffix or 'extension-less'} file"
+    kind = "folder" if kind == "folder" else f"{path.suffix or 'extension-less'} file"
     raise DataError(f"{path}: cannot {command} a {kind}; expected {what}")
 
 
 def files_read(path: Path, command: str) -> list[Path]:
     """The files `command` reads for `path`: a folder's, as its data source lists them, else `path`."""
-    if path.is_dir():
+    if kind_of(path, DataError) == "folder":
         reads = next((reads for entry in DATASETS if (reads := entry.meta.get(COMMANDS[command])) is not None
                       and reads.folders and reads.files is not None), None)
         return reads.files(path) if reads is not None else []

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from dlcli.errors import DataError, shorten
+from dlcli.file_access import refusal
 
 IMAGE_MODES = {1: "L", 3: "RGB"}  # channels: PIL mode
 
@@ -45,4 +46,6 @@ def decode_image(file: str | Path, shape: tuple[int, int, int]) -> np.ndarray:
                 image = image.resize((width, height), Image.Resampling.BILINEAR)
             return np.asarray(image, dtype=np.uint8).reshape(height, width, channels)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        if isinstance(err, OSError) and err.errno is not None:  # the system's refusal, not PIL's (which has no errno)
+            raise DataError(f"{file}: cannot read the image: {refusal(err)}") from None
         raise DataError(f"{file}: expected a readable image, cannot decode it: {shorten(str(err), 300)}") from None

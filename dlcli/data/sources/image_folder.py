@@ -4,7 +4,9 @@ and path/test), each decoded to the model's channels and size. Held in memory wh
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +14,7 @@ import dlcli.data.memory as memory
 from dlcli.data._checks import Found, about_key
 from dlcli.data.datasets import DATASETS, TEST_PATH, Reads, TrainedOn, load_dataset, path_arg
 from dlcli.errors import CONTROL_CHARACTERS, DataError, short_list, short_repr, short_size
+from dlcli.file_access import cannot, files_under, folder_entries, kind_of
 from dlcli.registry import Arg, AutoBool, Int, Optional
 
 if TYPE_CHECKING:
@@ -43,7 +46,10 @@ def inspect_image_folder(cfg: dict) -> list[tuple[tuple, str]]:
 
     found = Found()
     with found.about("path"):
-        _, _, classes, _ = scan_image_folder(cfg["data"], cfg["model"]["input_shape"])
+        _, folders, classes, _ = scan_image_folder(cfg["data"], cfg["model"]["input_shape"])
+        for split, files in folders.items():
+            _unreadable_images(found, [f for class_files in files.values() for f in class_files],
+                               "test_path" if split == "test" and cfg["data"]["test_path"] else "path")
         layers = cfg["model"]["layers"]
         out_shape = infer_shapes(cfg["model"]["input_shape"], layers)[-1][3]
         classifies = LOSSES.get(cfg["loss"]["type"]).meta["task"] == "classification"
@@ -52,6 +58,16 @@ def inspect_image_folder(cfg: dict) -> list[tuple[tuple, str]]:
                       f"{cfg['data']['path']}: has {len(classes)} class folders ({short_list(classes, limit=10)}) "
                       f"but the model outputs {out_shape[0]} values; set the last layer's units to {len(classes)}")
     return found.problems
+
+
+def _unreadable_images(found: Found, files: list[Path], key: str) -> None:
+    """Images this user may not read (train would stop at the first): asked of the system
+    (os.access), none opened."""
+    denied = [file for file in files if not os.access(file, os.R_OK)]
+    if denied:
+        more = f"; and {len(denied) - 1:,} more images this user may not read" if len(denied) > 1 else ""
+        err = PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(denied[0]))
+        found.add(("data", key), str(cannot("read the image", denied[0], err)) + more)
 
 
 # ---------------------------------------------------------------------------
@@ -87,13 +103,14 @@ def scan_image_folder(args: dict, input_shape: list | None) -> tuple[tuple[int, 
     path, test_path = Path(args["path"]), args["test_path"]
     with about_key(("model", "input_shape")):
         shape = _image_shape(path, input_shape)
-    if not path.is_dir():
-        raise DataError(f"{path}: {'not found' if not path.exists() else 'not a directory'}; expected a folder "
+    kind = kind_of(path, DataError)
+    if kind != "folder":
+        raise DataError(f"{path}: {'not found' if kind is None else 'not a directory'}; expected a folder "
                         f"of class folders (path/<class>/*.png) or with train/ and test/ inside")
     train_dir, test_dir = path, Path(test_path) if test_path else None
-    if (path / "train").is_dir():
+    if kind_of(path / "train", DataError) == "folder":
         train_dir = path / "train"
-        if (path / "test").is_dir():
+        if kind_of(path / "test", DataError) == "folder":
             if test_dir is not None:
                 raise DataError(f"{path}: has a test/ folder and data.test_path={test_path} is given too; "
                                 f"expected one test split: remove test_path or the test/ folder")
@@ -131,13 +148,16 @@ def _image_shape(path: Path, shape: Any) -> tuple[int, int, int]:
 
 
 def _scan_class_folders(directory: Path) -> dict[str, list[Path]]:
-    """{class name: sorted image files} for each sub-folder of `directory`."""
-    if not directory.is_dir():
-        raise DataError(f"{directory}: {'not found' if not directory.exists() else 'not a directory'}; "
+    """{class name: sorted image files} for each sub-folder of `directory`. A folder that cannot
+    be listed is an error: leaving its images out would train on less than the user gave."""
+    kind = kind_of(directory, DataError)
+    if kind != "folder":
+        raise DataError(f"{directory}: {'not found' if kind is None else 'not a directory'}; "
                         f"expected a folder of class folders (<class>/*.png)")
-    folders = sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+    entries = [directory / entry.name for entry in folder_entries(directory, DataError)]
+    folders = [p for p in entries if not p.name.startswith(".") and kind_of(p, DataError) == "folder"]
     if not folders:
-        loose = [p for p in directory.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
+        loose = [p for p in entries if p.suffix.lower() in IMAGE_EXTENSIONS]
         found = f" (found {len(loose)} images directly inside; move them into class folders)" if loose else ""
         raise DataError(f"{directory}: expected one folder per class with images inside (<class>/*.png), "
                         f"received no sub-folders{found}")
@@ -146,7 +166,7 @@ def _scan_class_folders(directory: Path) -> dict[str, list[Path]]:
         if CONTROL_CHARACTERS.search(folder.name):  # the class name is printed and written in reports
             raise DataError(f"{directory}: expected class folders named with printable characters, received "
                             f"{short_repr(folder.name)}, which holds a control character; rename the folder")
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        files = files_under(folder, IMAGE_EXTENSIONS, DataError)
         if not files:
             raise DataError(f"{folder}: expected images ({', '.join(IMAGE_EXTENSIONS)}) in class folder "
                             f"{folder.name!r}, received none")
@@ -198,8 +218,9 @@ def read_image_folder_data(path: Path, trained: TrainedOn) -> Splits:
 
 
 def image_files_under(path: Path) -> list[Path]:
-    """The image files predict reads for a folder: every one under it, sorted."""
-    return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    """The image files predict reads for a folder: every one under it, sorted (one it cannot list
+    is an error, not left out)."""
+    return files_under(path, IMAGE_EXTENSIONS, DataError)
 
 
 def read_image_inputs(path: Path, trained: TrainedOn) -> tuple[torch.Tensor, list[str]]:
@@ -207,7 +228,7 @@ def read_image_inputs(path: Path, trained: TrainedOn) -> tuple[torch.Tensor, lis
     the model's channels and resized by the decoder training used; each named by its file."""
     from dlcli.data.images import read_image_files
 
-    files = image_files_under(path) if path.is_dir() else [path]
+    files = image_files_under(path) if kind_of(path, DataError) == "folder" else [path]
     if not files:
         raise DataError(f"{path}: expected images ({', '.join(IMAGE_EXTENSIONS)}) in the folder, found none")
     return read_image_files(files, trained.image_shape(str(path))), [str(f) for f in files]
