@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dlcli.errors import CheckpointError, short_list, short_repr, shorten
+from dlcli.file_access import kind_of, refusal
 from dlcli.files import atomic_write_bytes, file_kind
 from dlcli.memory import refuse_checkpoint_beyond_memory
 
@@ -57,13 +58,14 @@ def checkpoint_hint(path: Path) -> str:
 def resolve_checkpoint_path(path: str | Path, prefer: str = "best.pt") -> Path:
     """A checkpoint file, or a run directory (its checkpoints/<prefer>, else the other one)."""
     path = Path(path)
-    if not path.exists():
+    kind = kind_of(path, CheckpointError)
+    if kind is None:
         raise CheckpointError(f"{path}: no such file or directory; expected a checkpoint (.pt) or a run directory")
-    if path.is_dir():
-        folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    if kind == "folder":
+        folder = path / "checkpoints" if kind_of(path / "checkpoints", CheckpointError) == "folder" else path
         order = [prefer] + [name for name in ("best.pt", "last.pt") if name != prefer]
         for name in order:
-            if (folder / name).is_file():
+            if kind_of(folder / name, CheckpointError) == "file":
                 return folder / name
         raise CheckpointError(f"{path}: a directory without checkpoints; expected a run directory with "
                               f"checkpoints/best.pt or checkpoints/last.pt, or a .pt file")
@@ -96,7 +98,7 @@ def load_checkpoint(path: str | Path, prefer: str = "best.pt", map_location: Any
                               f"{shorten(detail, 200)}".rstrip()) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError) as err:
         if isinstance(err, OSError):  # the file could not be read at all: say why, not what it might be
-            raise CheckpointError(f"{path}: cannot read the checkpoint: {err.strerror or err}") from None
+            raise CheckpointError(f"{path}: cannot read the checkpoint: {refusal(err)}") from None
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint" + (checkpoint_hint(path) or (
             f" ({_why_unreadable(path)}): {shorten(reason, 200)}"))) from None

@@ -14,6 +14,7 @@ from pathlib import Path
 from shlex import quote
 
 from dlcli.errors import DataError, DlcliError, RunError, install_hint, short_repr
+from dlcli.file_access import folder_entries, kind_of
 
 CURVES_FILE = "learning_curves.png"
 NOT_CURVES = {"epoch", "step", "kind", "lr", "seconds", "samples_per_s"}
@@ -40,8 +41,9 @@ def _matplotlib():
 def plot_run(run_dir: str | Path) -> Plots:
     """learning_curves.png, and confusion_<split>.png for each evaluation with a confusion matrix."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunError(f"{run_dir}: {'not a directory' if run_dir.exists() else 'no such directory'}; expected a "
+    kind = kind_of(run_dir, RunError)
+    if kind != "folder":
+        raise RunError(f"{run_dir}: {'not a directory' if kind else 'no such directory'}; expected a "
                        f"run directory (runs/<name>/<id>)")
     _matplotlib()  # a broken matplotlib install is reported before anything else
     plots = Plots()
@@ -136,7 +138,8 @@ def _confusions(run_dir: Path, notes: list[str]) -> dict[str, tuple]:
     from dlcli.reports import read_confusion_csv
 
     found = {}
-    for path in sorted(run_dir.glob("eval_*.json")):
+    names = [entry.name for entry in folder_entries(run_dir, RunError)]  # not glob, which skips what it cannot list
+    for path in [run_dir / name for name in names if name.startswith("eval_") and name.endswith(".json")]:
         label = path.stem.removeprefix("eval_")
         try:
             report = json.loads(path.read_text(encoding="utf-8"))
@@ -160,7 +163,7 @@ def _confusions(run_dir: Path, notes: list[str]) -> dict[str, tuple]:
                  + (f": accuracy {accuracy:.4f}" if isinstance(accuracy, float) else ""))
         _note_if_stale(run_dir, path, report, notes)
         found[label] = (labels, matrix, title)
-    for path in sorted(run_dir.glob("confusion_*.csv")):
+    for path in [run_dir / name for name in names if name.startswith("confusion_") and name.endswith(".csv")]:
         label = path.stem.removeprefix("confusion_")
         if label in found:
             continue

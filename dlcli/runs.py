@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 from dlcli.errors import RunError, short_list
+from dlcli.file_access import folder_entries, kind_of, refusal
 from dlcli.files import atomic_write_bytes, open_regular_file
 from dlcli.invocation import command_line
 
@@ -170,6 +171,8 @@ def read_metrics(path: Path) -> tuple[list[dict], int]:
         text = read_record_bytes(Path(path)).decode("utf-8", errors="replace")
     except FileNotFoundError:
         return [], 0
+    except OSError as err:  # there and unreadable (permissions, an I/O error): not the same as no epochs
+        raise DamagedRecord(f"{path}: cannot read the metrics log: {refusal(err)}") from None
     for line in text.splitlines():
         if not line.strip():
             continue
@@ -265,7 +268,7 @@ def resolve_run_argument(path: str | Path, needs: str) -> tuple[Path, str | None
     that do not have what the command `needs` yet: "checkpoint" (evaluate, predict, export) or
     "epochs", an epoch record (plot)."""
     path = Path(path)
-    if not path.is_dir() or _is_run_dir(path) or _holds_checkpoint(path):
+    if kind_of(path, RunError) != "folder" or _is_run_dir(path) or _holds_checkpoint(path):
         return path, None
     children = _subdirs(path)
     runs = [p for p in children if _is_run_dir(p)]
@@ -296,7 +299,7 @@ def _count(n: int, thing: str) -> str:
 
 def _holds_checkpoint(folder: Path) -> bool:
     """A folder holding best.pt or last.pt itself (a run's checkpoints/, or a copy)."""
-    return any((folder / name).is_file() for name in ("best.pt", "last.pt"))
+    return any(kind_of(folder / name, RunError) == "file" for name in ("best.pt", "last.pt"))
 
 
 def _has(run: Path, needs: str) -> bool:
@@ -319,8 +322,9 @@ def list_runs(root: str | Path, now: float | None = None) -> list[dict]:
     import time
 
     root = Path(root)
-    if not root.is_dir():
-        raise RunError(f"{root}: {'not a directory' if root.exists() else 'no such directory'}; expected a "
+    kind = kind_of(root, RunError)
+    if kind != "folder":
+        raise RunError(f"{root}: {'not a directory' if kind else 'no such directory'}; expected a "
                        f"folder of runs (trainer.out_dir, default runs/)")
     now = time.time() if now is None else now
     found = [p for p in (root, *_subdirs(root), *(q for p in _subdirs(root) for q in _subdirs(p))) if _is_run_dir(p)]
@@ -346,14 +350,15 @@ def _described(path: Path, now: float) -> dict:
 
 
 def _subdirs(path: Path) -> list[Path]:
-    try:
-        return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    except OSError:
-        return []
+    """The folders in `path` (links to folders too), by name. One that cannot be listed is a
+    RunError: the runs in it would be left out without a word."""
+    children = (path / entry.name for entry in folder_entries(path, RunError) if not entry.name.startswith("."))
+    return [child for child in children if kind_of(child, RunError) == "folder"]
 
 
 def _is_run_dir(path: Path) -> bool:
-    return (path / CONFIG_FILE).is_file() or (path / "checkpoints").is_dir() or (path / METRICS_JSONL).is_file()
+    return (kind_of(path / CONFIG_FILE, RunError) == "file" or kind_of(path / CHECKPOINTS_DIR, RunError) == "folder"
+            or kind_of(path / METRICS_JSONL, RunError) == "file")
 
 
 # A run writes records of kilobytes: more is no record of a run (and is not read whole).
@@ -416,7 +421,7 @@ def _run_config(run_dir: Path) -> dict:
     from dlcli.config import ConfigError, read_config_file
 
     path = run_dir / CONFIG_FILE
-    if not path.is_file():
+    if kind_of(path, DamagedRecord) != "file":
         return {}
     try:
         value, _, _ = read_config_file(path)

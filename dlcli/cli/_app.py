@@ -3,7 +3,6 @@ exit status 2, never a traceback (unless --debug)."""
 
 from __future__ import annotations
 
-import errno
 import functools
 import os
 import sys
@@ -100,17 +99,14 @@ def report_errors(fn: Callable) -> Callable:
 
 
 def os_error_message(err: OSError) -> str:
-    """An OSError that no command turned into a message of its own (a folder it may not read, a
-    path too long): the path, what the system refused and why, instead of a traceback."""
+    """An OSError that no command turned into a message of its own: the path, and that it could
+    not be accessed and why, instead of a traceback. (Where dlcli knows what it was doing, its
+    own message says that: `cannot list the folder`, `cannot read the image`.)"""
     from dlcli.errors import shorten
+    from dlcli.file_access import PATH_SHOWN, refusal
 
-    what = {errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
-            errno.ENAMETOOLONG: None}.get(err.errno, "cannot access it")
-    paths = " -> ".join(shorten(str(p), 300) for p in (err.filename, err.filename2) if p is not None)
-    reason = err.strerror or type(err).__name__
-    detail = f"{what}: {reason}" if what and what.lower() != reason.lower() else reason
-    return f"{paths or 'a file'}: {detail}" + (" (as this user; check the permissions of the file and of the "
-                                               "folders above it)" if err.errno in (errno.EACCES, errno.EPERM) else "")
+    paths = " -> ".join(shorten(str(p), PATH_SHOWN) for p in (err.filename, err.filename2) if p is not None)
+    return f"{paths or 'a file'}: cannot access it: {refusal(err)}"
 
 
 def visible(text: str) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from dlcli.errors import ConfigError, Problem, short_repr, shorten
+from dlcli.file_access import refusal, reported, what_is
 
 MAX_BYTES = 1_000_000
 MAX_NODES = 50_000
@@ -112,20 +113,17 @@ def read_config_file(path: str | Path) -> tuple[Any, Lines, str]:
     """Read and parse a config file. Returns (data, lines, source name)."""
     path = Path(path)
     source = str(path)
-    if not path.exists():
+    with reported("access it", path):  # a folder above it this user may not enter, a loop of links, a name too long
+        kind = what_is(path)
+    if kind is None:
         raise ConfigError([Problem((), f"config file not found (looked for {path.resolve()})")], source)
-    if path.is_dir():
-        hint = ""
-        if (path / "checkpoints").is_dir():  # a run directory
-            hint = (f"; to continue that run: dlcli train --resume {shlex.quote(str(path))}"
-                    + (f"; to train its config again: dlcli train {shlex.quote(str(path / 'config.yaml'))}"
-                       if (path / "config.yaml").is_file() else ""))
-        raise ConfigError([Problem((), f"expected a YAML file, received a directory{hint}")], source)
+    if kind == "folder":
+        raise ConfigError([Problem((), f"expected a YAML file, received a directory{_run_hint(path)}")], source)
     try:
         with path.open("rb") as file:
             raw = file.read(MAX_BYTES + 1)  # no more: the file may be gigabytes
     except OSError as err:
-        raise ConfigError([Problem((), f"cannot read the file: {err.strerror}")], source) from None
+        raise ConfigError([Problem((), f"cannot read the file: {refusal(err)}")], source) from None
     if len(raw) > MAX_BYTES:
         raise ConfigError([Problem((), f"the file is larger than {MAX_BYTES:,} bytes; a config is a "
                                        f"small text file")], source)
@@ -143,6 +141,18 @@ def read_config_file(path: str | Path) -> tuple[Any, Lines, str]:
                           source) from None
     data, lines = parse_yaml(text, source)
     return data, lines, source
+
+
+def _run_hint(folder: Path) -> str:
+    """What to run instead, where a folder given as a config is a run directory."""
+    try:
+        if what_is(folder / "checkpoints") != "folder":
+            return ""
+        again = what_is(folder / "config.yaml") == "file"
+    except OSError:  # a folder this user may not look into: no hint
+        return ""
+    return (f"; to continue that run: dlcli train --resume {shlex.quote(str(folder))}"
+            + (f"; to train its config again: dlcli train {shlex.quote(str(folder / 'config.yaml'))}" if again else ""))
 
 
 def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, Lines]:

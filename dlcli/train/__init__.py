@@ -586,13 +586,15 @@ def _refuse_fewer_epochs(run_dir: Path, state: dict, cfg: dict, planned: int) ->
 
 def _refuse_run_without_checkpoint(path: Path) -> None:
     """A run directory stopped (killed) before its first epoch ended has nothing to resume."""
+    from dlcli.file_access import folder_entries, kind_of
     from dlcli.runs import CONFIG_FILE
 
     folder = path / "checkpoints"
-    if not path.is_dir() or not folder.is_dir() or any(folder.glob("*.pt")):
+    if kind_of(path, RunError) != "folder" or kind_of(folder, RunError) != "folder" or any(
+            entry.name.endswith(".pt") for entry in folder_entries(folder, RunError)):  # one it cannot list: said
         return
     config = path / CONFIG_FILE
-    again = f"dlcli train {quote(str(config))}" if config.is_file() else "dlcli train CONFIG"
+    again = f"dlcli train {quote(str(config))}" if kind_of(config, RunError) == "file" else "dlcli train CONFIG"
     raise RunError(f"{path}: no checkpoint to resume from: the run stopped before its first epoch ended "
                    f"(checkpoints/last.pt is written at the end of each epoch); start it again: {again}")
 

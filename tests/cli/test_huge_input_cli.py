@@ -59,7 +59,7 @@ def test_huge_names_on_the_command_line(cli, args, expected):
 def test_a_path_too_long_for_the_file_system(cli, args):
     path = "a" * HUGE  # ENAMETOOLONG wherever the command first touches it
     result = cli(*[a.replace("{path}", path) for a in args], *([] if "{path}" in args else [path]))
-    assert_short_error(result, r"^error: a{297}\.\.\. \(100,000 characters\): File name too long$")
+    assert_short_error(result, r"^error: a{297}\.\.\. \(100,000 characters\): cannot access it: File name too long$")
 
 
 def test_through_python_m_dlcli(run_python, write_config, tiny_config_text):
