@@ -113,3 +113,18 @@ def run_python(repo_root: Path) -> Callable[..., subprocess.CompletedProcess]:
                               text=True, timeout=timeout)
 
     return run
+
+
+@pytest.fixture
+def unprivileged():
+    """A `tests.privileges.Workspace`: a folder for the test's files and `run(*args)`, `python -m
+    dlcli ARGS` as a user whom file permissions stop (uid 65534 when the suite runs as root).
+    Skips, saying why, where no such user can run (see `unprivileged_skip_reason`)."""
+    from tests.privileges import Workspace, unprivileged_skip_reason
+
+    reason = unprivileged_skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    workspace = Workspace()
+    yield workspace
+    workspace.remove()

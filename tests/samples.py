@@ -158,3 +158,39 @@ def assert_refused(result, *patterns: str) -> None:
     message = " ".join(result.output.split())
     for pattern in patterns:
         assert re.search(pattern, message), result.output
+
+
+# A tiny image folder (two classes of 8x8 RGB noise) and a config that trains on it, for the tests
+# of image folders this user may not read (tests/reliability/test_unreadable_files.py, tests/cli/test_permissions.py).
+TINY_IMAGES = """\
+name: pets
+model:
+  input_shape: [3, 8, 8]
+  layers: [flatten, {{dense: {{units: 2}}}}]
+data: {{dataset: image_folder, path: {path}, batch_size: 4{data}}}
+optimizer: {{type: adam, lr: 1e-3}}
+loss: cross_entropy
+trainer: {{epochs: 1, device: cpu, progress: none, out_dir: {out}}}
+"""
+STREAMED_IMAGES = ", in_memory: false, workers: 2"  # data.* that has DataLoader worker processes decode them
+PERMISSION_DENIED = "Permission denied (as this user; check the permissions of the file and of the folders above it)"
+
+
+def write_tiny_images(folder: Path, classes=("cat", "dog"), per_class: int = 3) -> Path:
+    """folder/<class>/<i>.png for each class."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in classes:
+        (folder / name).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / name / f"{i}.png")
+    return folder
+
+
+def tiny_images_config(folder: Path, data: Path, name: str = "pets.yaml", extra: str = "") -> Path:
+    """folder/name: TINY_IMAGES on `data`, its runs in folder/runs; `extra`: more data.* (", key: value")."""
+    path = folder / name
+    path.write_text(TINY_IMAGES.format(path=data, data=extra, out=folder / "runs"))
+    return path
