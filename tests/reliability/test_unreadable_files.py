@@ -161,3 +161,17 @@ def test_resume_says_when_it_may_not_list_the_checkpoints(images_run, monkeypatc
     deny_access(monkeypatch, images_run / "checkpoints", enter=True)
     refused(run("train", "--resume", images_run),
             f"{images_run / 'checkpoints'}: cannot list the folder: {PERMISSION_DENIED}")
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".csv"])
+def test_a_data_file_in_a_folder_it_may_not_enter(suffix, tmp_path_factory, tiny_config_text, monkeypatch):
+    """Before: validate said `cannot read: Permission denied`, train the CLI's last resort."""
+    folder = tmp_path_factory.mktemp("private")
+    data = folder / f"data{suffix}"
+    data.write_text("")
+    config = tmp_path_factory.mktemp("config") / "x.yaml"
+    config.write_text(tiny_config_text.replace("dataset: mnist", f"dataset: {suffix[1:]}\n  path: {data}"
+                                               + ("\n  target: y" if suffix == ".csv" else "")))
+    deny_access(monkeypatch, folder)
+    for command in ("validate", "train"):
+        refused(run(command, config), f"{data}: cannot access it: {PERMISSION_DENIED}")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from dlcli.data._checks import Found, about_key
 from dlcli.data.datasets import DATASETS, TASK, TEST_PATH, Reads, TrainedOn, load_dataset, path_arg
 from dlcli.errors import DataError, did_you_mean, short_list, short_repr, shorten
+from dlcli.file_access import kind_of
 from dlcli.registry import NUMBER_RE, Arg, Int, Optional, Str, StrList
 
 if TYPE_CHECKING:
@@ -128,9 +129,10 @@ class CsvTable:
 
 
 def _read_csv_rows(path: Path, limit: int | None = None) -> tuple[list[str], list[list[str]], list[int]]:
-    if not path.exists():
+    kind = kind_of(path, DataError)  # a folder above it this user may not enter: said, with the path
+    if kind is None:
         raise DataError(f"{path}: file not found; expected a CSV file with a header row")
-    if path.is_dir():
+    if kind == "folder":
         raise DataError(f"{path}: expected a CSV file, received a directory")
     rows, lines = [], []
     try:

@@ -14,6 +14,7 @@ import dlcli.data.memory as memory
 from dlcli.data._checks import Found, about_key
 from dlcli.data.datasets import DATASETS, TASK, TEST_PATH, Reads, TrainedOn, load_dataset, path_arg
 from dlcli.errors import DataError, did_you_mean, short_list, short_size
+from dlcli.file_access import kind_of
 
 if TYPE_CHECKING:
     import numpy as np
@@ -179,9 +180,10 @@ def open_npz(path: Path, expected: str) -> np.lib.npyio.NpzFile:
 
     import numpy as np
 
-    if not path.exists():
+    kind = kind_of(path, DataError)  # a folder above it this user may not enter: said, with the path
+    if kind is None:
         raise DataError(f"{path}: file not found; expected an .npz file with {expected}")
-    if path.is_dir():
+    if kind == "folder":
         raise DataError(f"{path}: expected an .npz file, received a directory")
     try:
         npz = np.load(path, allow_pickle=False)
