@@ -327,9 +327,14 @@ def list_runs(root: str | Path, now: float | None = None) -> list[dict]:
         raise RunError(f"{root}: {'not a directory' if kind else 'no such directory'}; expected a "
                        f"folder of runs (trainer.out_dir, default runs/)")
     now = time.time() if now is None else now
-    found = [p for p in (root, *_subdirs(root), *(q for p in _subdirs(root) for q in _subdirs(p))) if _is_run_dir(p)]
-    runs = [_described(path, now) for path in found]
-    return sorted(runs, key=lambda r: (r["date"] or "", r["id"]), reverse=True)
+    runs, unreadable = [], []
+    for path in (root, *_subdirs(root)):  # runs/, runs/<name>/ and the runs in each
+        try:
+            inside = [] if path == root else _subdirs(path)
+            runs += [_described(p, now) for p in (path, *inside) if _is_run_dir(p)]
+        except RunError as err:  # a folder this user may not list: named as damaged, the others listed
+            unreadable.append(_damaged_row(path, str(err)))
+    return sorted(runs, key=lambda r: (r["date"] or "", r["id"]), reverse=True) + unreadable
 
 
 class DamagedRecord(RunError, ValueError):
@@ -344,9 +349,17 @@ def _described(path: Path, now: float) -> dict:
         return describe_run(path, now)
     except (DamagedRecord, ValueError, TypeError, OverflowError, RecursionError, KeyError, AttributeError) as err:
         reason = str(err) if isinstance(err, DamagedRecord) else f"a record is malformed ({type(err).__name__})"
-        return {"name": path.parent.name, "id": path.name, "path": str(path), "date": _run_date(path),
-                "overrides": [], "seed": None, "epochs": 0, "planned": None, "monitor": None, "best": None,
-                "best_epoch": None, "test": {}, "status": "damaged", "reason": reason}
+        return _damaged_row(path, reason)
+
+
+def _damaged_row(path: Path, reason: str) -> dict:
+    try:
+        date = _run_date(path)
+    except (OSError, RunError):
+        date = None
+    return {"name": path.parent.name, "id": path.name, "path": str(path), "date": date, "overrides": [],
+            "seed": None, "epochs": 0, "planned": None, "monitor": None, "best": None, "best_epoch": None,
+            "test": {}, "status": "damaged", "reason": reason}
 
 
 def _subdirs(path: Path) -> list[Path]:

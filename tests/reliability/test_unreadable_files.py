@@ -6,6 +6,8 @@ a listing that silently leaves out what it could not read (as `Path.rglob` and `
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import pytest
@@ -134,11 +136,17 @@ def test_a_runs_folder_it_may_not_list(tmp_path, monkeypatch):
 
 
 def test_a_name_folder_it_may_not_list_is_not_left_out(images_run, monkeypatch):
-    """Before: `dlcli runs` listed the other names' runs and said nothing of this one."""
+    """Before: `dlcli runs` listed the other names' runs and said nothing of this one. Now it is
+    listed as damaged with the reason, and the runs that can be read are listed as usual."""
     runs = images_run.parent.parent
     (runs / "other").mkdir(exist_ok=True)
     deny_access(monkeypatch, runs / "other")
-    refused(run("runs", runs), f"{runs / 'other'}: cannot list the folder: {PERMISSION_DENIED}")
+    result = run("runs", runs, "--json")
+    assert result.exit_code == 0, result.output
+    rows = {row["path"]: row for row in json.loads(result.stdout)}
+    assert rows[str(runs / "other")]["status"] == "damaged"
+    assert rows[str(runs / "other")]["reason"] == f"{runs / 'other'}: cannot list the folder: {PERMISSION_DENIED}"
+    assert rows[str(images_run)]["status"] == "finished"
 
 
 def test_a_run_whose_metrics_it_may_not_read_is_listed_as_damaged(images_run, monkeypatch):
