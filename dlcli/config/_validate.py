@@ -15,7 +15,7 @@ from dlcli.config._schema import DATA, EARLY_STOPPING, MODEL, TOP, TRAINER
 from dlcli.data.datasets import DATASETS
 from dlcli.errors import ConfigError, Problem, did_you_mean, format_path, short_list, short_repr
 from dlcli.layers import (CHANNELS_FIRST, KEEPS_LAYOUT, LAYERS, PERMUTES, RECURRENT, SEQUENCE, ShapeError,
-                          final_activation, fmt_shape)
+                          final_activation, fmt_shape, reads_channels)
 from dlcli.losses import LOSSES
 from dlcli.metrics import METRICS
 from dlcli.optim import OPTIMIZERS, SCHEDULERS
@@ -369,7 +369,7 @@ def _channels_last_hint(input_shape: list, layers: list[dict], failed: int) -> t
         if shapes[i] != shape:
             return None  # a layer in between (a flatten, a conv...) changed what the next ones read
         entry = LAYERS.get(layers[i]["type"])
-        if entry.meta.get("channels_first"):
+        if reads_channels(entry):
             height, width, channels = shape
             return key, (f"{list(shape)} looks channels-last (height, width, channels), as Keras stores images, "
                          f"but dlcli is channels-first like PyTorch: {entry.name} reads it as {height} channels of "

@@ -5,10 +5,9 @@ from __future__ import annotations
 from dlcli.activations import ACTIVATIONS
 from dlcli.registry import Arg, Optional, Registry, Str
 
-LAYERS = Registry("layer", meta_keys=("channels_first", "channels_last_on_cpu", "guard", "int_input", "layout",
-                                             "moves_activation", "on_sequence", "takes_activation"))
-# meta: `channels_first=True` marks a layer that reads the first axis of its input as channels
-# (convolutions, pooling, batchnorm: a channels-last model.input_shape is blamed on them);
+LAYERS = Registry("layer", meta_keys=("channels_last_on_cpu", "guard", "int_input", "layout", "moves_activation",
+                                             "on_sequence", "takes_activation"))
+# meta: `layout=` what a layer does with the layout of its input (below);
 # `int_input="input_dim"` one that takes integer ids below that argument (embedding);
 # `moves_activation=True` a layer whose monotone activation trainer.fuse may move past a following
 # layer marked `takes_activation=True` (a convolution, then a max-pool: the same function on fewer values);
@@ -26,8 +25,16 @@ RECURRENT = "recurrent"  # reads (steps, features); outputs a sequence with retu
 KEEPS_LAYOUT = "keep"  # outputs its input's layout: dropout, activation, layernorm, dense (on the last axis)
 CHANNELS_FIRST = "channels_first"  # works over (channels, length); `on_sequence` says what it would do to
 #                                    (steps, features) instead, and what Keras's layer does
+CHANNELS_FIRST_2D = "channels_first_2d"  # works over (channels, height, width): conv2d, the 2-D pools
 PERMUTES = "permute"  # permute: [2, 1] turns (steps, features) into (features, steps) and back
-# No layout (flatten, reshape, conv2d, ...): the output is not a sequence.
+# No layout (flatten, reshape, ...): the output is not a sequence.
+# Both channels-first layouts read the first axis of their input as channels: a channels-last
+# model.input_shape (height, width, channels) is blamed on the first of them (reads_channels).
+
+
+def reads_channels(entry) -> bool:
+    """Whether a layer reads the first axis of its input as channels (convolutions, pooling, batchnorm)."""
+    return entry.meta.get("layout") in (CHANNELS_FIRST, CHANNELS_FIRST_2D)
 
 
 class ShapeError(ValueError):

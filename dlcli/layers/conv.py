@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 
-from dlcli.layers._registry import CHANNELS_FIRST, LAYERS, ShapeError, activation_arg, expect_rank, fmt_shape
+from dlcli.layers._registry import (CHANNELS_FIRST, CHANNELS_FIRST_2D, LAYERS, ShapeError, activation_arg, expect_rank,
+                                   fmt_shape)
 from dlcli.registry import Arg, Bool, Int, IntTuple, Padding
 
 
@@ -77,13 +78,13 @@ def _build_conv(rank: int):
 
 
 LAYERS.register("conv1d", help="1-D convolution over (channels, length)", family="conv",
-                aliases=("Conv1D",), infer=_conv_shape(1), args=_conv_args(1), channels_first=True,
+                aliases=("Conv1D",), infer=_conv_shape(1), args=_conv_args(1),
                 moves_activation=True, example="- conv1d: {filters: 64, kernel_size: 5, activation: relu}",
                 layout=CHANNELS_FIRST,
                 on_sequence="would convolve along the {features} features, with the {steps} steps as input "
                             "channels, where Keras's Conv1D convolves along the steps, with the features as "
                             "channels")(_build_conv(1))
 LAYERS.register("conv2d", help="2-D convolution over (channels, height, width)", family="conv",
-                aliases=("Conv2D",), infer=_conv_shape(2), args=_conv_args(2), channels_first=True,
+                aliases=("Conv2D",), infer=_conv_shape(2), args=_conv_args(2), layout=CHANNELS_FIRST_2D,
                 moves_activation=True, channels_last_on_cpu=True,
                 example="- conv2d: {filters: 32, kernel_size: 3, activation: relu}")(_build_conv(2))

@@ -14,7 +14,7 @@ def _bn_shape(args, shape):
 
 @LAYERS.register("batchnorm", help="batch normalization over the channel axis (the first after the batch)",
                  family="normalization", aliases=("BatchNormalization", "batch_normalization"),
-                 infer=_bn_shape, channels_first=True,
+                 infer=_bn_shape,
                  args=(Arg("momentum", Float(min=0.0, max=1.0), 0.99, "running statistics keep this fraction (Keras)"),
                        Arg("epsilon", Float(min=0.0, min_open=True), 1e-3, "added to the variance")),
                  example="- batchnorm", layout=CHANNELS_FIRST,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dlcli.layers._registry import CHANNELS_FIRST, LAYERS, ShapeError, expect_rank, fmt_shape
+from dlcli.layers._registry import CHANNELS_FIRST, CHANNELS_FIRST_2D, LAYERS, ShapeError, expect_rank, fmt_shape
 from dlcli.registry import Arg, IntTuple, Optional, Str
 
 
@@ -73,8 +73,8 @@ def _build_pool(kind: str, rank: int):
 
 
 def _on_sequence(rank: int, does: str) -> dict:
-    """The layout declaration of a 1-D layer (what it would do to a sequence); 2-D layers have none."""
-    return {"layout": CHANNELS_FIRST, "on_sequence": does} if rank == 1 else {}
+    """The layout declaration of a pool: a 1-D one says what it would do to a sequence."""
+    return {"layout": CHANNELS_FIRST, "on_sequence": does} if rank == 1 else {"layout": CHANNELS_FIRST_2D}
 
 
 for _kind, _keras, _verb in (("max", "MaxPooling", "take the maximum of"), ("avg", "AveragePooling", "average")):
@@ -86,7 +86,7 @@ for _kind, _keras, _verb in (("max", "MaxPooling", "take the maximum of"), ("avg
                  f"{{steps}} steps, where Keras's {_keras}1D pools along the steps")
         LAYERS.register(_name, help=f"{'maximum' if _kind == 'max' else 'average'} over each {_rank}-D window",
                         family="pool", aliases=_aliases, infer=_pool_shape(_kind, _rank), args=_pool_args(_rank),
-                        example=f"- {_name}: {{pool_size: 2}}", channels_first=True, takes_activation=_kind == "max",
+                        example=f"- {_name}: {{pool_size: 2}}", takes_activation=_kind == "max",
                         **_on_sequence(_rank, _does))(_build_pool(_kind, _rank))
 
 
@@ -117,5 +117,5 @@ for _kind, _keras, _verb in (("max", "GlobalMaxPooling", "take the maximum"),
         LAYERS.register(_name, help=f"{'maximum' if _kind == 'max' else 'average'} over all positions: "
                                     f"one value per channel", family="pool",
                         aliases=(f"{_keras}{_rank}D",), infer=_global_shape(_name, _rank),
-                        example=f"- {_name}", channels_first=True,
+                        example=f"- {_name}",
                         **_on_sequence(_rank, _does))(_build_global(_kind, _rank))

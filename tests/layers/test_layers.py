@@ -165,6 +165,16 @@ def test_the_channels_first_1d_layers_declare_it_and_what_they_would_do_to_a_seq
         assert does.startswith("would ") and "Keras's" in does and "the steps" in does
 
 
+def test_one_layout_fact_says_which_layers_read_channels():
+    """`layout` alone says it (there is no second `channels_first` flag to keep in step): the 1-D
+    layers and batchnorm, and the 2-D convolution and pools, on which a channels-last input is blamed."""
+    from dlcli.layers import reads_channels
+
+    assert "channels_first" not in LAYERS.meta_keys
+    assert {entry.name for entry in LAYERS if reads_channels(entry)} == CHANNELS_FIRST_1D | {
+        "conv2d", "maxpool2d", "avgpool2d", "global_maxpool2d", "global_avgpool2d"}
+
+
 @pytest.mark.parametrize("name", sorted(CHANNELS_FIRST_1D))
 def test_a_channels_first_layer_on_a_sequence_is_refused_and_a_permute_fixes_it(name):
     def config(*between):
