@@ -248,9 +248,9 @@ def validate(data: Any, lines: dict, source: str, default_name: str = "run", gua
 def _section_keys_at_the_top(check: _Checker, top: dict) -> dict:
     """`epochs: 3` at the top (or the override epochs=3) belongs to a section: say which,
     rather than 'unknown argument for config'; returns the rest."""
-    sections = {arg.name: f"{section}.{arg.name}" for section, entry in (("data", DATA), ("trainer", TRAINER))
-                for arg in entry.args}
-    sections.update(lr="optimizer.lr", learning_rate="optimizer.lr")
+    owners = (("data", DATA.args), ("trainer", TRAINER.args), ("optimizer", _every_optimizer_s_args()))
+    sections = {name: f"{section}.{arg.name}" for section, args in owners for arg in args
+                for name in (arg.name, *arg.known_as)}  # known_as: learning_rate, as Keras calls lr
     rest = {}
     for key, value in top.items():
         if isinstance(key, str) and TOP.arg(key) is None and key in sections:
@@ -259,6 +259,13 @@ def _section_keys_at_the_top(check: _Checker, top: dict) -> dict:
         else:
             rest[key] = value
     return rest
+
+
+def _every_optimizer_s_args() -> list:
+    """The arguments every optimizer takes (lr, weight_decay): at the top, whichever optimizer the
+    config names, they belong under optimizer."""
+    entries = OPTIMIZERS.entries()
+    return [arg for arg in entries[0].args if all(entry.arg(arg.name) is not None for entry in entries[1:])]
 
 
 def _model(check: _Checker, value: Any, guards: bool) -> dict | None:

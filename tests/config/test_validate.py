@@ -759,6 +759,15 @@ def test_a_section_s_key_at_the_top_says_where_it_belongs(write_config, tiny_con
         "optimizer.lr=...)"]
 
 
+def test_an_argument_every_optimizer_takes_at_the_top_belongs_under_optimizer(write_config, tiny_config_text):
+    """Read from the optimizers' declarations (with their known_as names), not from a list kept here."""
+    with pytest.raises(ConfigError) as info:
+        load_config(write_config(tiny_config_text), ["weight_decay=0.1", "lr=0.1"])
+    assert [p.message for p in info.value.problems] == [
+        f"unknown argument '{key}' for config: it belongs under optimizer, as optimizer.{key} (override: "
+        f"optimizer.{key}=...)" for key in ("weight_decay", "lr")]
+
+
 def test_class_weights_need_one_weight_per_class(write_config, tiny_config_text):
     text = tiny_config_text.replace("loss: cross_entropy", "loss: {type: cross_entropy, class_weights: [1, 2, 3]}")
     with pytest.raises(ConfigError, match=r"loss.class_weights: expected one weight per class, 10 for a model with "
