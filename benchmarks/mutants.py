@@ -96,7 +96,7 @@ MUTANTS = [
            "dlcli/layers/pool.py", 'takes_activation=_kind == "max"', "takes_activation=True",
            ("tests/train/test_optimizations.py::test_the_fused_model_equals_conv_relu_pool_written_in_torch",)),
     Mutant("non_trainable_counts_step_counter", "BatchNorm's num_batches_tracked counted as a non-trainable "
-           "parameter", "dlcli/model.py",
+           "parameter", "dlcli/model/summary.py",
            'for n, b in model.named_buffers() if not n.endswith("num_batches_tracked"))',
            "for n, b in model.named_buffers())",
            ("tests/test_model.py::test_batchnorm_counts_as_keras_does_scale_and_shift_trainable_running_stats_not",)),

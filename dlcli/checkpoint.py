@@ -306,8 +306,9 @@ def _refuse_normalization_of_another_shape(state: dict, cfg: dict) -> None:
     import math
 
     from dlcli.layers import fmt_shape
+    from dlcli.model.plan import plan_model
 
-    norm, shape = state.get("normalization"), tuple(cfg["model"]["input_shape"])
+    norm, shape = state.get("normalization"), plan_model(cfg).input_shape
     count, size = (len(norm["mean"]) if isinstance(norm, dict) else 1), math.prod(shape)
     if count > 1 and size % count:
         raise CheckpointError(f"{state.get('path', 'checkpoint')}: damaged checkpoint: normalization holds {count:,} "

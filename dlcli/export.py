@@ -41,7 +41,6 @@ import torch.nn as nn
 from dlcli.data.prepare import affine
 from dlcli.errors import DataError, DlcliError, install_hint, short_repr
 from dlcli.inference import TrainedModel, load_trained
-from dlcli.layers import takes_ids
 
 FORMATS = {"torchscript": ".torchscript.pt", "onnx": ".onnx", "state_dict": ".state_dict.pt"}
 SUFFIXES = {"torchscript": (".pt", ".pth"), "onnx": (".onnx",), "state_dict": (".pt", ".pth")}  # an --out's
@@ -152,7 +151,7 @@ def normalization_formula(trained: TrainedModel) -> str:
     """(x - mean) / std, and along which axis of the batch."""
     norm = trained.normalization
     if norm is None:
-        return "none (integer token ids)" if takes_ids(trained.cfg) else "none (trained with data.normalize: false)"
+        return "none (integer token ids)" if trained.plan.ids else "none (trained with data.normalize: false)"
     count, axis = len(norm["mean"]), int(norm["axis"])
     if count == 1:
         return "x = (x - mean[0]) / std[0] for every value (normalization.mean, normalization.std)"
@@ -294,7 +293,7 @@ def _input_type(trained: TrainedModel, fmt: str) -> str:
     if fmt != "onnx":
         return "float (or uint8)"
     # an ONNX graph's input is typed as the example batch was
-    return "int64 token ids" if trained.normalization is None and takes_ids(trained.cfg) else "float32"
+    return "int64 token ids" if trained.normalization is None and trained.plan.ids else "float32"
 
 
 def _save_state_dict(trained: TrainedModel, target: Path) -> None:
@@ -308,7 +307,7 @@ def example_batch(trained: TrainedModel, batch: int = 2) -> torch.Tensor:
     """A batch of raw samples to trace with: pixel-like values, or token ids for embeddings."""
     generator = torch.Generator().manual_seed(0)
     shape = (batch, *trained.input_shape)
-    if trained.normalization is None and takes_ids(trained.cfg):
+    if trained.normalization is None and trained.plan.ids:
         return torch.zeros(shape, dtype=torch.int64)
     return torch.rand(shape, generator=generator) * 255
 
@@ -393,8 +392,6 @@ def _root_cause(err: BaseException) -> str:
 
 def _failing_layer(trained: TrainedModel, err: BaseException) -> str:
     """` at model.layers[i] (name)` for the innermost layer whose forward the traceback passes through."""
-    from dlcli.model import plan_layers
-
     layers = {id(module): name for name, module in trained.model.named_children()}
     found = None
     for cause in _causes(err):
@@ -404,8 +401,7 @@ def _failing_layer(trained: TrainedModel, err: BaseException) -> str:
             frame = frame.tb_next
     if found is None:
         return ""
-    index = [name for name, *_ in plan_layers(trained.cfg)].index(found)
-    return f" at model.layers[{index}] ({found})"
+    return f" at model.layers[{trained.plan.layer(found).index}] ({found})"
 
 
 def _save_onnx(trained: TrainedModel, target: Path, info: dict) -> None:

@@ -23,6 +23,7 @@ from dlcli.data.datasets import TrainedOn
 from dlcli.data.prepare import DeviceSplit, to_device_split
 from dlcli.errors import CheckpointError, DataError, DlcliError, short_list, short_repr
 from dlcli.layers import fmt_shape
+from dlcli.model.plan import ModelPlan
 
 
 @dataclass
@@ -30,13 +31,13 @@ class TrainedModel:
     """A checkpoint's model in eval mode on its device, with what is needed to feed it."""
 
     cfg: dict
+    plan: ModelPlan  # the model's shapes and task (dlcli.model.plan_model)
     model: torch.nn.Module  # dlcli.model.Model
     device: torch.device
     checkpoint: Path
     epoch: int
     task: str  # the data's: classification | regression
     loss_task: str  # the loss's: classification | binary | regression
-    out_shape: tuple  # one sample's output shape
     class_names: list[str] | None
     normalization: dict | None
     run_dir: Path | None  # the run directory holding the checkpoint, if any
@@ -45,7 +46,12 @@ class TrainedModel:
 
     @property
     def input_shape(self) -> tuple:
-        return tuple(self.cfg["model"]["input_shape"])
+        return self.plan.input_shape
+
+    @property
+    def out_shape(self) -> tuple:
+        """One sample's output shape."""
+        return self.plan.output_shape
 
     @property
     def num_classes(self) -> int | None:
@@ -54,10 +60,7 @@ class TrainedModel:
     @property
     def trained_on(self) -> TrainedOn:
         """What a data source needs to read other files as training read its own."""
-        from dlcli.losses import target_kind
-
-        return TrainedOn(self.cfg["data"], self.input_shape, target_kind(self.cfg["loss"]["type"]),
-                         self.feature_names)
+        return TrainedOn(self.cfg["data"], self.input_shape, self.plan.target_kind, self.feature_names)
 
     @property
     def csv_features(self) -> list[str] | None:
@@ -74,7 +77,7 @@ class TrainedModel:
         model's input shape and the stored normalization, then held as a DeviceSplit."""
         from dlcli.data.prepare import model_ids
 
-        x = model_ids(self.cfg, x, where)
+        x = model_ids(self.cfg, self.plan, x, where)
         sample = tuple(x.shape[1:])
         self.check_shape(sample, where)
         normalization = fitted_normalization(self.normalization, sample, where)
@@ -86,7 +89,7 @@ class TrainedModel:
 
     def check_shape(self, sample: tuple, where: str) -> None:
         """Samples of shape `sample` fit the model as they are, rows-as-steps or flattened."""
-        from dlcli.config import data_view_fits
+        from dlcli.model.layout import data_view_fits
 
         if not data_view_fits(sample, self.input_shape):
             raise DataError(f"{where}: samples have shape {fmt_shape(sample)} but the model takes "
@@ -179,8 +182,7 @@ def inference_device(name: str | None, cfg: dict) -> torch.device:
 def load_trained(path: str | Path, device: str | None = None) -> TrainedModel:
     """Load a checkpoint (a run directory means its best.pt) ready for inference."""
     from dlcli.checkpoint import checkpoint_config, load_checkpoint, load_model_from_checkpoint
-    from dlcli.config import infer_shapes
-    from dlcli.losses import LOSSES, target_kind
+    from dlcli.model.plan import plan_model
     from dlcli.runs import run_dir_of
 
     if device is not None:
@@ -196,15 +198,14 @@ def load_trained(path: str | Path, device: str | None = None) -> TrainedModel:
         torch.set_num_threads(cfg["trainer"]["threads"])
     cfg, model = load_model_from_checkpoint(state, dev, cfg)
     model = model.eval()
-    loss_task = LOSSES.get(cfg["loss"]["type"]).meta["task"]
-    task = state.get("task") or target_kind(cfg["loss"]["type"])
-    out_shape = tuple(infer_shapes(cfg["model"]["input_shape"], cfg["model"]["layers"])[-1][3])
+    plan = plan_model(cfg)  # the checkpoint config's validation planned it
+    task = state.get("task") or plan.target_kind
     class_names = state.get("class_names")
-    if loss_task == "classification" and class_names and len(class_names) != out_shape[0]:
+    if plan.task == "classification" and class_names and len(class_names) != plan.output_shape[0]:
         class_names = None  # names that do not match the outputs would mislabel them
     checkpoint = Path(state["path"])
-    return TrainedModel(cfg=cfg, model=model, device=dev, checkpoint=checkpoint, epoch=int(state["epoch"]),
-                        task=task, loss_task=loss_task, out_shape=out_shape,
+    return TrainedModel(cfg=cfg, plan=plan, model=model, device=dev, checkpoint=checkpoint, epoch=int(state["epoch"]),
+                        task=task, loss_task=plan.task,
                         class_names=list(class_names) if class_names else None,
                         normalization=state["normalization"], run_dir=run_dir_of(checkpoint),
                         prediction_activation=prediction_activation(cfg, model).to(dev),

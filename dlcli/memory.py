@@ -105,10 +105,10 @@ def refuse_checkpoint_beyond_memory(path: Path) -> None:
 
 def _largest_layer(cfg: dict, model) -> str:
     """'model.layers[1] (dense, 686,000,000 parameters)': the layer with the most parameters."""
-    from dlcli.model import largest_layer
+    from dlcli.model import largest_layer, plan_model
 
-    index, params = largest_layer(model)
-    return f"model.layers[{index}] ({cfg['model']['layers'][index]['type']}, {params:,} parameters)"
+    layer, params = largest_layer(plan_model(cfg), model)
+    return f"model.layers[{layer.index}] ({layer.type}, {params:,} parameters)"
 
 
 def model_bytes(model) -> int:
@@ -161,12 +161,13 @@ def training_footprint(cfg: dict, model) -> TrainingFootprint:
     """The footprint of training `model` (built on the meta device) as `cfg` says: float32
     weights, gradients and optimizer state; the outputs of every layer for one batch, twice
     (what autograd keeps, and the gradients flowing back)."""
-    from dlcli.model import plan_layers
+    from dlcli.model import plan_model
 
     params = [p for p in model.parameters() if p.requires_grad]
     trainable = sum(p.numel() for p in params) * FLOAT32
     batch = cfg["data"]["batch_size"]
-    values = math.prod(cfg["model"]["input_shape"]) + sum(math.prod(out) for *_, out in plan_layers(cfg))
+    plan = plan_model(cfg)
+    values = math.prod(plan.input_shape) + sum(math.prod(layer.output_shape) for layer in plan.layers)
     return TrainingFootprint(weights=model_bytes(model), gradients=trainable,
                              optimizer_state=trainable * optimizer_slots(cfg["optimizer"]),
                              activations=2 * values * batch * FLOAT32, batch_size=batch)

@@ -24,7 +24,8 @@ def preflight(cfg: dict, origin: ConfigOrigin, data: bool = True, model=None) ->
         problems.append(origin.problem(err.key or ("trainer", "device"), str(err)))
     if data:
         from dlcli.data import check_data
+        from dlcli.model import plan_model
 
-        problems += [origin.problem(key, message) for key, message in check_data(cfg)]
+        problems += [origin.problem(key, message) for key, message in check_data(cfg, plan_model(cfg))]
     if problems:
         raise ConfigError(problems, origin.source)

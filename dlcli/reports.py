@@ -134,9 +134,9 @@ def _trained_split(trained: TrainedModel, split: str):
 
     cfg = {**trained.cfg, "data": trained.trained_on.data_as_read}  # feature columns by name, as training read them
     try:
-        splits = load_splits(cfg, from_checkpoint=True)  # nothing downloaded where a checkpoint says
+        splits = load_splits(cfg, trained.plan, from_checkpoint=True)  # nothing downloaded where a checkpoint says
         normalization = normalization_for(trained.normalization, splits, splits.source or cfg["data"]["dataset"])
-        prepared = prepare_data(cfg, trained.device, splits, normalization)
+        prepared = prepare_data(cfg, trained.plan, trained.device, splits, normalization)
     except DataError as err:
         raise DataError(f"{err}\n(this is the data the checkpoint was trained on, from its config; evaluate "
                         f"other data with --data PATH)") from None
@@ -171,7 +171,7 @@ def _other_data(trained: TrainedModel, path: Path, split: str | None):
     source = splits.source + {"val": " (validation part)", "test": " (test part)", None: ""}[part]
     trained.check_shape(tuple(chosen.x.shape[1:]), str(path))
     chosen = check_labels(trained, chosen, splits.class_names, str(path))
-    check_fits(trained.cfg, chosen, "the", str(path))  # targets per sample, for regression
+    check_fits(trained.cfg, trained.plan, chosen, "the", str(path))  # targets per sample, for regression
     return trained.fit_samples(chosen.x, chosen.y, str(path)), label, source
 
 

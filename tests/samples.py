@@ -194,3 +194,11 @@ def tiny_images_config(folder: Path, data: Path, name: str = "pets.yaml", extra:
     path = folder / name
     path.write_text(TINY_IMAGES.format(path=data, data=extra, out=folder / "runs"))
     return path
+
+
+def prepared(cfg: dict, device, *args):
+    """`prepare_data` of a resolved config for its model's plan, as a run prepares it."""
+    from dlcli.data.prepare import prepare_data
+    from dlcli.model import plan_model
+
+    return prepare_data(cfg, plan_model(cfg), device, *args)

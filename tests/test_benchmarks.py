@@ -53,13 +53,13 @@ def test_mutants_list_names_every_mutant_and_each_still_applies(run_python, repo
 
 
 def test_mutants_runs_one_mutant_in_a_copy_and_reports_it_killed(run_python, repo_root):
-    before = (repo_root / "dlcli" / "model.py").read_text()
+    before = (repo_root / "dlcli" / "model" / "summary.py").read_text()
     result = run_python(repo_root / "benchmarks" / "mutants.py", "--only", "non_trainable_counts_step_counter",
                         "--no-baseline")
     assert result.returncode == 0, result.stdout + result.stderr
     row = next(line for line in result.stdout.splitlines() if line.startswith("non_trainable_counts_step_counter"))
     assert row.split()[1] == "killed" and "test_batchnorm_counts_as_keras_does" in row, result.stdout
-    assert (repo_root / "dlcli" / "model.py").read_text() == before  # patched in the copy only
+    assert (repo_root / "dlcli" / "model" / "summary.py").read_text() == before  # patched in the copy only
 
 
 def test_mutants_refuses_a_patch_that_no_longer_applies(run_python, repo_root, monkeypatch):
@@ -72,5 +72,6 @@ def test_mutants_refuses_a_patch_that_no_longer_applies(run_python, repo_root, m
     mutants = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "mutants", mutants)  # dataclasses look their module up there
     spec.loader.exec_module(mutants)
-    stale = mutants.Mutant("stale", "text that is not there", "dlcli/model.py", "no such text", "x", ("tests",))
-    assert stale.applies_to(repo_root) == "dlcli/model.py: the old text occurs 0 times (expected once)"
+    stale = mutants.Mutant("stale", "text that is not there", "dlcli/model/summary.py", "no such text", "x",
+                           ("tests",))
+    assert stale.applies_to(repo_root) == "dlcli/model/summary.py: the old text occurs 0 times (expected once)"

@@ -7,7 +7,7 @@ import torch
 
 from dlcli.config import config_from_text, load_config
 from dlcli.errors import DlcliError
-from dlcli.model import Model, build_meta_model, build_model, plan_layers, summarize
+from dlcli.model import Model, build_meta_model, build_model, plan_model, summarize
 
 MNIST_CNN_PARAMS = 54_410  # Conv2D(32, 3x3): 320, Dense(10) on 13*13*32: 54,090
 
@@ -123,8 +123,8 @@ def test_a_final_activation_is_kept_where_the_loss_does_not_contain_it(write_con
 
 
 def test_plan_matches_the_config(plain_cfg):
-    plan = plan_layers(plain_cfg)
-    assert [(name, entry.name, shape_in, shape_out) for name, entry, _, shape_in, shape_out in plan] == [
+    plan = plan_model(plain_cfg).layers
+    assert [(layer.name, layer.type, layer.input_shape, layer.output_shape) for layer in plan] == [
         ("conv2d", "conv2d", (1, 28, 28), (32, 26, 26)),
         ("maxpool2d", "maxpool2d", (32, 26, 26), (32, 13, 13)),
         ("flatten", "flatten", (32, 13, 13), (5408,)),
@@ -181,7 +181,7 @@ model:
     - dense: 10
 data: mnist
 """)
-    assert [row[4] for row in plan_layers(cfg)] == [(28, 16), (16, 28), (16,), (10,)]
+    assert [layer.output_shape for layer in plan_model(cfg).layers] == [(28, 16), (16, 28), (16,), (10,)]
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     x = torch.randn(4, 28, 28)

@@ -25,11 +25,12 @@ def validate(config: str = typer.Argument(..., help="the YAML config"),
 
     cfg, origin = load_config_with_origin(config, overrides or [])
     from dlcli.cli._render import summary_table, summary_totals
-    from dlcli.model import build_meta_model, summarize
+    from dlcli.model import build_meta_model, plan_model, summarize
     from dlcli.preflight import preflight
 
-    model = build_meta_model(cfg)
-    summary = summarize(cfg, model)
+    plan = plan_model(cfg)  # validation's
+    model = build_meta_model(plan)
+    summary = summarize(plan, model)
     preflight(cfg, origin, data=not no_data, model=model)
     report = err_console if show_config else console  # with --print-config, stdout is the YAML alone
     report.print(summary_table(summary, cfg["name"]))

@@ -15,13 +15,11 @@ from dlcli.config._examples import Example, entry_example
 from dlcli.config._load import dump_yaml, parse_yaml, read_config_file
 from dlcli.config._origin import ConfigOrigin
 from dlcli.config._overrides import apply_overrides
-from dlcli.config._validate import (canonicalize_layers, canonicalize_sections, data_view_fits, infer_shapes,
-                                    looks_channels_last, section_defaults, validate)
+from dlcli.config._validate import canonicalize_layers, canonicalize_sections, section_defaults, validate
 from dlcli.errors import ConfigError
 
 __all__ = ["load_config", "load_config_with_origin", "ConfigOrigin", "resolve_config", "config_from_text",
-           "dump_config", "infer_shapes", "data_view_fits", "looks_channels_last", "ConfigError", "Example",
-           "entry_example"]
+           "dump_config", "ConfigError", "Example", "entry_example"]
 
 
 def resolve_config(data: Any, lines: dict, source: str, overrides: list[str] = (), default_name: str = "run",

@@ -7,17 +7,17 @@ validates again as it is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from dlcli.config._origin import where_in
 from dlcli.config._schema import DATA, EARLY_STOPPING, MODEL, TOP, TRAINER
 from dlcli.data.datasets import DATASETS
 from dlcli.errors import ConfigError, Problem, did_you_mean, format_path, short_list, short_repr
-from dlcli.layers import (CHANNELS_FIRST, KEEPS_LAYOUT, LAYERS, PERMUTES, RECURRENT, SEQUENCE, ShapeError,
-                          final_activation, fmt_shape, reads_channels)
+from dlcli.layers import LAYERS, ShapeError, final_activation, fmt_shape
 from dlcli.losses import LOSSES
 from dlcli.metrics import METRICS
+from dlcli.model.layout import channels_first_refusal, channels_last_hint, data_view_fits, looks_channels_last
+from dlcli.model.plan import plan_layers, plan_model
 from dlcli.optim import OPTIMIZERS, SCHEDULERS
 from dlcli.registry import Entry, KindError, Registry, check_args
 
@@ -126,90 +126,6 @@ class _Checker:
         return {key: entry.name, **self.args(entry, section, path, reserved=(key,))}
 
 
-def infer_shapes(input_shape, layers: list[dict], *, check_layout: bool = False,
-                 sequence_input: str | None = None) -> list[tuple]:
-    """Walk resolved layers: [(entry, args, shape_in, shape_out)]; raises ShapeError
-    with `.index` set to the failing layer.
-
-    check_layout also refuses a channels-first 1-D layer on a sequence (steps, features), where it
-    would work across the features instead of along the steps as Keras's layer does. The walk follows
-    which tensors are sequences by each layer's declared `layout` (dlcli.layers._registry);
-    `sequence_input` says where an input that already is one comes from, for messages: 'the csv
-    data (data.window: 20)'."""
-    out, shape = [], tuple(input_shape)
-    sequence = _Sequence(sequence_input, transposed=False) if sequence_input and len(shape) == 2 else None
-    for i, layer in enumerate(layers):
-        entry = LAYERS.get(layer["type"])
-        args = {k: v for k, v in layer.items() if k != "type"}
-        try:
-            if check_layout and sequence and not sequence.transposed and entry.meta.get("layout") == CHANNELS_FIRST:
-                raise ShapeError(_channels_first_on_sequence(entry, args, shape, sequence.origin,
-                                                             _permute_back(layers, i)))
-            new = tuple(entry.infer(args, shape))
-        except ShapeError as err:
-            err.index = i
-            raise
-        if any(n < 1 for n in new):
-            err = ShapeError(f"{entry.name} would output {fmt_shape(new)} from {fmt_shape(shape)}: sizes must be >= 1")
-            err.index = i
-            raise err
-        out.append((entry, args, shape, new))
-        sequence = _sequence_after(entry, args, i, sequence, shape, new)
-        shape = new
-    return out
-
-
-@dataclass(frozen=True)
-class _Sequence:
-    """The tensor is a sequence: (steps, features), or (features, steps) once transposed by a permute."""
-
-    origin: str  # what made it one: "the lstm at model.layers[0] (return_sequences)"
-    transposed: bool
-
-
-def _sequence_after(entry: Entry, args: dict, i: int, sequence: _Sequence | None, shape_in: tuple,
-                    shape_out: tuple) -> _Sequence | None:
-    """Whether a layer's output is a sequence, by the layout its registration declares."""
-    layout = entry.meta.get("layout")
-    if layout == SEQUENCE or (layout == RECURRENT and args["return_sequences"]):
-        return _Sequence(f"the {entry.name} at model.layers[{i}]"
-                         + (" (return_sequences)" if layout == RECURRENT else ""), transposed=False)
-    if sequence is None or len(shape_out) != 2:
-        return None
-    if layout == PERMUTES:
-        return _Sequence(sequence.origin, sequence.transposed != (list(args["dims"]) == [2, 1]))
-    if layout == CHANNELS_FIRST and sequence.transposed:  # (features, steps) in, (channels, steps) out
-        return sequence
-    if layout == KEEPS_LAYOUT and (shape_out == shape_in or not sequence.transposed):  # dense: the last axis
-        return sequence
-    return None
-
-
-def _permute_back(layers: list[dict], i: int) -> str:
-    """Where a second permute goes when a recurrent layer reads what the channels-first layer i
-    outputs (through more of them, or layers that keep the layout): after the last of them."""
-    last = i
-    for j in range(i + 1, len(layers)):
-        layout = LAYERS.get(layers[j]["type"]).meta.get("layout")
-        if layout == RECURRENT:
-            where = "it" if last == i else f"the {layers[last]['type']} at model.layers[{last}]"
-            return (f", and another `- permute: [2, 1]` after {where} to give the {layers[j]['type']} at "
-                    f"model.layers[{j}] (steps, features) again")
-        if layout == CHANNELS_FIRST:
-            last = j
-        elif layout != KEEPS_LAYOUT:
-            return ""
-    return ""
-
-
-def _channels_first_on_sequence(entry: Entry, args: dict, shape: tuple, origin: str, back: str) -> str:
-    steps, features = shape
-    does = entry.meta["on_sequence"].format(steps=steps, features=features, **args)
-    return (f"its input {fmt_shape(shape)} is a sequence (steps, features), from {origin}, but {entry.name} is "
-            f"channels-first, (channels, length), as in PyTorch: it {does}. HINT: put `- permute: [2, 1]` "
-            f"before it, to give it ({features}, {steps}): (features, steps){back}")
-
-
 def validate(data: Any, lines: dict, source: str, default_name: str = "run", guards: bool = True) -> dict:
     """guards=False leaves out the checks that stop a new run from training something other than
     the user meant (a 1-D layer across a sequence's features, a recurrent dropout that does
@@ -308,18 +224,32 @@ def _model(check: _Checker, value: Any, guards: bool) -> dict | None:
         ok = ok and len(check.problems) == before
     resolved["layers"] = resolved_layers
     if ok and "input_shape" in resolved:
-        try:
-            infer_shapes(resolved["input_shape"], resolved_layers, check_layout=guards)
-        except ShapeError as err:
-            i = err.index
-            problem = f"{resolved_layers[i]['type']}: {err}"
-            found = _channels_last_hint(resolved["input_shape"], resolved_layers, i)
-            if found:
-                where, hint = found
-                check.add(where, f"{hint} (as it is, {format_path(('model', 'layers', i))}: {problem})")
-            else:
-                check.add(("model", "layers", i), problem)
+        _plan(check, resolved["input_shape"], resolved_layers, guards)
     return resolved
+
+
+def _plan(check: _Checker, input_shape: list, layers: list[dict], guards: bool) -> None:
+    """Plan the model (dlcli.model.plan: what every later user of it takes as given): a layer that
+    cannot take its input, or (guards) a channels-first 1-D layer on a sequence that a layer made,
+    is a problem of that layer; the first of them, as the layers are read."""
+    types = [layer["type"] for layer in layers]
+    try:
+        walked, failed = plan_layers(input_shape, layers), None
+    except ShapeError as err:
+        walked, failed = err.walked, err
+    refused = channels_first_refusal(walked, types) if guards else None
+    if refused is not None:
+        i, message = refused
+        check.add(("model", "layers", i), f"{types[i]}: {message}")
+    elif failed is not None:
+        i = failed.index
+        problem = f"{types[i]}: {failed}"
+        found = channels_last_hint(walked)
+        if found:
+            where, hint = found
+            check.add(where, f"{hint} (as it is, {format_path(('model', 'layers', i))}: {problem})")
+        else:
+            check.add(("model", "layers", i), problem)
 
 
 def _keras_only_arguments(check: _Checker, entry: Entry, layer: dict, path: tuple, model_has_shape: bool) -> dict:
@@ -354,34 +284,6 @@ def _layer_input_shape_message(layer: str, value: Any, model_has_one: bool) -> s
         shape = [shape[-1], *shape[:-1]]
     example = f", e.g. model.input_shape: {shape} (channels first)" if shape else ""
     return f"{start}: set model.input_shape instead{example}; received: {short_repr(value)}"
-
-
-def looks_channels_last(shape) -> bool:
-    """(height, width, channels) as Keras stores images: 1, 3 or 4 channels after larger axes."""
-    return len(shape) == 3 and shape[-1] in (1, 3, 4) and shape[0] > 4
-
-
-def _channels_last_hint(input_shape: list, layers: list[dict], failed: int) -> tuple[tuple, str] | None:
-    """Where a shape error follows a shape that looks channels-last, (height, width, channels) as
-    Keras stores images, read as channels-first by the first layer after it that reads channels:
-    (the key that set that shape, the fix). The shape is the model's input, or a reshape's target
-    (Keras's Reshape((28, 28, 1)) before a Conv2D)."""
-    shapes = [tuple(input_shape)] + [out for *_, out in infer_shapes(input_shape, layers[:failed])]
-    start = max((i for i in range(failed) if layers[i]["type"] == "reshape"), default=-1) + 1  # what set the shape
-    shape = shapes[start]
-    if not looks_channels_last(shape):
-        return None
-    key = ("model", "input_shape") if start == 0 else ("model", "layers", start - 1, "target_shape")
-    for i in range(start, failed + 1):
-        if shapes[i] != shape:
-            return None  # a layer in between (a flatten, a conv...) changed what the next ones read
-        entry = LAYERS.get(layers[i]["type"])
-        if reads_channels(entry):
-            height, width, channels = shape
-            return key, (f"{list(shape)} looks channels-last (height, width, channels), as Keras stores images, "
-                         f"but dlcli is channels-first like PyTorch: {entry.name} reads it as {height} channels of "
-                         f"{width} x {channels}; set {format_path(key)} to {[channels, height, width]}")
-    return None
 
 
 def _data(check: _Checker, value: Any) -> dict | None:
@@ -445,15 +347,15 @@ def _metrics(check: _Checker, value: Any, loss: dict | None) -> list | None:
 
 def _cross_checks(check: _Checker, cfg: dict, guards: bool) -> None:
     model, data, trainer = cfg["model"], cfg["data"], cfg["trainer"]
+    plan = plan_model(cfg)  # _model's, walked there
     sequence_data = _sequence_data(data, model["input_shape"])
-    if guards and sequence_data:  # _model checked the sequences that layers make
-        try:
-            infer_shapes(model["input_shape"], model["layers"], check_layout=True, sequence_input=sequence_data)
-        except ShapeError as err:
-            check.add(("model", "layers", err.index), f"{model['layers'][err.index]['type']}: {err}")
-    shapes = infer_shapes(model["input_shape"], model["layers"])
-    out_shape = shapes[-1][3]
-    last = ("model", "layers", len(shapes) - 1)
+    if guards and sequence_data:  # _plan checked the sequences that layers make
+        refused = channels_first_refusal(plan.layers, [layer.type for layer in plan.layers], sequence_data)
+        if refused is not None:
+            i, message = refused
+            check.add(("model", "layers", i), f"{plan.layers[i].type}: {message}")
+    out_shape = plan.output_shape
+    last = plan.output_key
     loss = LOSSES.get(cfg["loss"]["type"])
     if loss.meta["task"] == "classification" and (len(out_shape) != 1 or out_shape[0] < 2):
         check.add(last, f"{loss.name} needs one output per class, shape (classes,) with at least 2 classes; "
@@ -519,17 +421,6 @@ def _sequence_data(data: dict, input_shape: list) -> str | None:
     if len(input_shape) == 2 and (entry.meta.get("images") or (sample is not None and len(sample) == 3)):
         return f"the {data['dataset']} images read row by row (model.input_shape: {list(input_shape)})"
     return None
-
-
-def data_view_fits(sample: tuple, input_shape: tuple) -> bool:
-    """Data fits the model as it is, as rows-as-steps ((1, H, W) -> (H, W)), or flattened."""
-    import math
-
-    if sample == input_shape:
-        return True
-    if len(sample) == 3 and sample[0] == 1 and input_shape == sample[1:]:
-        return True
-    return len(input_shape) == 1 and input_shape[0] == math.prod(sample)
 
 
 def _plain(value: Any) -> Any:

@@ -17,7 +17,8 @@ known: samples stay as stored); it returns a `Splits` (`dlcli.data._tensors`). I
     stored_by_class      samples are stored class after class (data.subset draws, not the first n)
     may_name_val_split   its files may hold a validation split of their own
     feature_columns      the argument naming feature columns read by name (training records them)
-    inspect              validate's look at its files: (cfg) -> [(config key, message)]
+    inspect              validate's look at its files: (cfg, plan) -> [(config key, message)], for
+                         the config's model plan (dlcli.model.plan_model: what the data must fit)
     missing_offline      for commands that read a checkpoint and never download:
                          (args) -> what is missing, or None
     evaluate_data, predict_inputs   `Reads`: the files `evaluate --data` and `predict` read
@@ -28,11 +29,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from dlcli.errors import DataError
 from dlcli.file_access import kind_of
 from dlcli.registry import Arg, FilePath, Optional, Registry, Str, check_args
+
+if TYPE_CHECKING:
+    from dlcli.model.plan import ModelPlan
 
 # Filled by dlcli/data/__init__.py, which Python runs before any module of dlcli.data is imported:
 # code outside the sources always finds every source here.
@@ -62,10 +66,11 @@ def load_dataset(name: str, given: dict, input_shape: list | tuple | None = None
     return entry.build(args, None if input_shape is None else list(input_shape))
 
 
-def check_data(cfg: dict) -> list[tuple[tuple, str]]:
-    """`dlcli validate`'s look at the data a resolved config names, without reading whole data
-    sets: [(config key, message)] for every problem found (the data set's declared `inspect`)."""
-    return DATASETS.get(cfg["data"]["dataset"]).meta["inspect"](cfg)
+def check_data(cfg: dict, plan: ModelPlan) -> list[tuple[tuple, str]]:
+    """`dlcli validate`'s look at the data a resolved config names, for its model's `plan`
+    (dlcli.model.plan_model), without reading whole data sets: [(config key, message)] for
+    every problem found (the data set's declared `inspect`)."""
+    return DATASETS.get(cfg["data"]["dataset"]).meta["inspect"](cfg, plan)
 
 
 # ---------------------------------------------------------------------------

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 
 import torch
 
-from dlcli.config import data_view_fits, looks_channels_last
 from dlcli.data._tensors import ImageFiles, Split, Splits
 from dlcli.data.datasets import DATASETS, load_dataset
 from dlcli.errors import DataError
 from dlcli.layers import fmt_shape
+from dlcli.model.layout import data_view_fits, looks_channels_last
+from dlcli.model.plan import ModelPlan
 
 # Hold a data set on a GPU only while it takes at most this fraction of free memory.
 GPU_RESIDENT_FRACTION = 0.5
@@ -104,9 +105,10 @@ class PreparedData:
         return self.train.streamed
 
 
-def load_splits(cfg: dict, from_checkpoint: bool = False) -> Splits:
-    """The data set of a config. Its errors name the config key they are about (`DataError.key`):
-    the loader's own, else the data set's main file (data.path), folder (data.root) or name.
+def load_splits(cfg: dict, plan: ModelPlan, from_checkpoint: bool = False) -> Splits:
+    """The data set of a config, for the model `plan` (dlcli.model.plan_model). Its errors name the
+    config key they are about (`DataError.key`): the loader's own, else the data set's main file
+    (data.path), folder (data.root) or name.
     `from_checkpoint`: the config is a checkpoint's (evaluate, --resume), which may come from
     anyone: nothing is downloaded and no folder created, whatever its data section says."""
     data = cfg["data"]
@@ -118,7 +120,7 @@ def load_splits(cfg: dict, from_checkpoint: bool = False) -> Splits:
         if missing:
             raise DataError(missing, key=("data", "root"))
     try:
-        splits = load_dataset(entry.name, args, cfg["model"]["input_shape"])
+        splits = load_dataset(entry.name, args, plan.input_shape)
     except DataError as err:
         raise err.at_key(("data", data_key(entry.name)))
     if len(splits.train) == 0:
@@ -208,32 +210,28 @@ def affine(normalization: dict | None, stored_shape: tuple, device) -> tuple:
     return (scale.float().reshape(shape).to(device), shift.float().reshape(shape).to(device))
 
 
-def model_ids(cfg: dict, x: torch.Tensor, where: str) -> torch.Tensor:
+def model_ids(cfg: dict, plan: ModelPlan, x: torch.Tensor, where: str) -> torch.Tensor:
     """x as int64 ids when the model starts with a layer that takes integer ids (an
-    embedding), from integers or whole-number floats (a CSV's columns); ids outside
+    embedding: `plan.ids`), from integers or whole-number floats (a CSV's columns); ids outside
     [0, limit) and fractions are refused here, before training, naming the first one."""
-    from dlcli.layers import LAYERS
-
-    first = cfg["model"]["layers"][0]
-    bound = LAYERS.get(first["type"]).meta.get("int_input")
-    if not bound:
+    ids = plan.ids
+    if ids is None:
         return x
+    first = f"model.layers[{ids.index}] ({ids.type})"
     if x.is_floating_point():
         fraction = x != x.round()
         if bool(fraction.any()):
             at = _first_position(fraction)
-            raise DataError(f"{where}: model.layers[0] ({first['type']}) takes integer ids, received "
-                            f"{x[at].item():g} {_at(at)}; expected whole numbers",
-                            key=("data", data_key(cfg["data"]["dataset"])))
+            raise DataError(f"{where}: {first} takes integer ids, received {x[at].item():g} {_at(at)}; expected "
+                            f"whole numbers", key=("data", data_key(cfg["data"]["dataset"])))
         x = x.long()
-    limit = first[bound]
+    limit = ids.limit
     outside = (x < 0) | (x >= limit)
     if bool(outside.any()):
         at = _first_position(outside)
-        raise DataError(f"{where}: model.layers[0] ({first['type']}) takes ids 0 to {limit - 1} "
-                        f"({bound}: {limit}), received {x[at].item()} {_at(at)}; HINT: set "
-                        f"model.layers[0].{bound} to at least {int(x.max()) + 1}, the largest id plus one",
-                        key=("model", "layers", 0, bound))
+        raise DataError(f"{where}: {first} takes ids 0 to {limit - 1} ({ids.arg}: {limit}), received "
+                        f"{x[at].item()} {_at(at)}; HINT: set model.layers[{ids.index}].{ids.arg} to at least "
+                        f"{int(x.max()) + 1}, the largest id plus one", key=ids.key)
     return x
 
 
@@ -248,17 +246,12 @@ def _at(index: tuple) -> str:
     return f"in sample {index[0]}{where}"
 
 
-def check_fits(cfg: dict, split: Split, name: str, source: str) -> None:
-    """Shapes and labels against the model, before anything trains."""
-    from dlcli.config import infer_shapes
-
-    input_shape = tuple(cfg["model"]["input_shape"])
-    misfit = sample_misfit(split.sample_shape, cfg, name, source)
+def check_fits(cfg: dict, plan: ModelPlan, split: Split, name: str, source: str) -> None:
+    """Shapes and labels against the model `plan`, before anything trains."""
+    misfit = sample_misfit(split.sample_shape, cfg, plan, name, source)
     if misfit:
         raise DataError(misfit, key=("model", "input_shape"))
-    layers = cfg["model"]["layers"]
-    last = ("model", "layers", len(layers) - 1)
-    out_shape = infer_shapes(input_shape, layers)[-1][3]
+    last, out_shape = plan.output_key, plan.output_shape
     from dlcli.losses import LOSSES
 
     loss_task = LOSSES.get(cfg["loss"]["type"])
@@ -304,21 +297,22 @@ def two_validation_splits(source: str, named: str, fraction: float) -> str:
             f"on {named}, or remove them")
 
 
-def sample_misfit(sample: tuple, cfg: dict, name: str, source: str) -> str | None:
+def sample_misfit(sample: tuple, cfg: dict, plan: ModelPlan, name: str, source: str) -> str | None:
     """Why samples of shape `sample` do not fit model.input_shape (None when they do): train checks
     the samples it loaded, validate the shapes stored in the files."""
-    input_shape = tuple(cfg["model"]["input_shape"])
+    input_shape = plan.input_shape
     if data_view_fits(tuple(sample), input_shape):
         return None
     return (f"{source}: {name} samples have shape {fmt_shape(tuple(sample))} but model.input_shape is "
-            f"{list(input_shape)}; set model.input_shape to {input_shape_for(tuple(sample), cfg)}")
+            f"{list(input_shape)}; set model.input_shape to {input_shape_for(tuple(sample), cfg, input_shape)}")
 
 
-def input_shape_for(sample: tuple, cfg: dict) -> list:
-    """The model.input_shape that takes samples of shape `sample`. Some sources (an .npz) may store
-    images as Keras keeps them, (H, W, C) or (H, W): an image model takes them as (C, H, W)."""
+def input_shape_for(sample: tuple, cfg: dict, input_shape: tuple) -> list:
+    """The model.input_shape (now `input_shape`) that takes samples of shape `sample`. Some sources
+    (an .npz) may store images as Keras keeps them, (H, W, C) or (H, W): an image model takes them
+    as (C, H, W)."""
     keras_images = DATASETS.get(cfg["data"]["dataset"]).meta.get("channels_last_images")
-    images = keras_images and len(cfg["model"]["input_shape"]) == 3
+    images = keras_images and len(input_shape) == 3
     if images and looks_channels_last(sample):  # the validator's rule for a channels-last input_shape
         return [sample[2], sample[0], sample[1]]
     if images and len(sample) == 2:
@@ -407,21 +401,19 @@ def workers(cfg: dict) -> int:
     return default_workers() if chosen is None else chosen
 
 
-def prepare_data(cfg: dict, device: torch.device, splits: Splits | None = None,
+def prepare_data(cfg: dict, plan: ModelPlan, device: torch.device, splits: Splits | None = None,
                  normalization: dict | None | str = "compute", fingerprint: bool = False) -> PreparedData:
-    """Load (unless given), check, split, normalize and place the data of a config.
+    """Load (unless given), check, split, normalize and place the data of a config, for the
+    model `plan` (dlcli.model.plan_model: its input and output shapes, its task).
     `normalization`: "compute" takes the training set's statistics; a checkpoint's
     (a dict, or None) makes evaluation see exactly what training saw (give the splits of a
-    checkpoint's config, loaded with `load_splits(cfg, from_checkpoint=True)`). `fingerprint`:
+    checkpoint's config, loaded with `load_splits(cfg, plan, from_checkpoint=True)`). `fingerprint`:
     also fingerprint each split as the run trains on it (training writes them in checkpoints)."""
-    from dlcli.config import infer_shapes
-    from dlcli.losses import LOSSES, target_kind
-
-    splits = splits or load_splits(cfg)
+    splits = splits or load_splits(cfg, plan)
     data = cfg["data"]
     source = splits.source or data["dataset"]
     # ids checked as stored, so a message's sample numbers are the file's
-    train, val, test = (Split(model_ids(cfg, split.x, f"{source}: {name} samples"), split.y)
+    train, val, test = (Split(model_ids(cfg, plan, split.x, f"{source}: {name} samples"), split.y)
                         if isinstance(split, Split) and len(split) else split
                         for name, split in (("training", splits.train), ("validation", splits.val),
                                             ("test", splits.test)))
@@ -434,10 +426,10 @@ def prepare_data(cfg: dict, device: torch.device, splits: Splits | None = None,
         train, val = validation_split(train, data, split_seed(cfg))
     if test is not None:
         test = subset_of(test, data["test_subset"], by_class, split_seed(cfg) + 1)
-    task = target_kind(cfg["loss"]["type"])
+    task = plan.target_kind
     for name, split in (("training", train), ("validation", val), ("test", test)):
         if split is not None and len(split):
-            check_fits(cfg, split, name, source)
+            check_fits(cfg, plan, split, name, source)
     if normalization == "compute":
         normalization = training_normalization(train, cfg)
     fingerprints = None
@@ -445,8 +437,7 @@ def prepare_data(cfg: dict, device: torch.device, splits: Splits | None = None,
         from dlcli.data.fingerprint import data_fingerprints
 
         fingerprints = data_fingerprints(train, val, test)
-    view = tuple(cfg["model"]["input_shape"])
-    out_shape = infer_shapes(view, cfg["model"]["layers"])[-1][3]
+    view, out_shape = plan.input_shape, plan.output_shape
     home = resident_device([s for s in (train, val, test) if isinstance(s, Split)], device)
 
     def place(split):
@@ -471,23 +462,23 @@ def prepare_data(cfg: dict, device: torch.device, splits: Splits | None = None,
         home = torch.device("cpu")
         placed = [place(split) for split in (train, val, test)]
     # classes of integer targets a regression loss reads as values (prices in whole dollars) are no classes
-    values = LOSSES.get(cfg["loss"]["type"]).meta["task"] == "regression"
-    names = None if values else class_names(splits, task, out_shape, source, cfg)
+    values = plan.task == "regression"
+    names = None if values else class_names(splits, task, plan, source)
     return PreparedData(*placed, task, None if values else splits.num_classes,
                         names, normalization, source, splits.meta.get("features"), fingerprints)
 
 
-def class_names(splits: Splits, task: str, out_shape: tuple, source: str, cfg: dict) -> list[str] | None:
+def class_names(splits: Splits, task: str, plan: ModelPlan, source: str) -> list[str] | None:
     """The data's class names; class ids ("0", "1", ...) are named only once the model's outputs
     bound them, so a label of 10**12 is refused here rather than building 10**12 names."""
     if splits.class_names is not None or not splits.num_classes:
         return splits.class_names
+    out_shape = plan.output_shape
     outputs = max(out_shape[0] if out_shape else 1, 2)  # a binary loss's single output reads 0/1 labels
     if splits.num_classes > outputs:
         if task != "classification":
             return None  # 0/1 labels read as values: no classes to name
-        last = ("model", "layers", len(cfg["model"]["layers"]) - 1)
         raise DataError(f"{source}: labels must be class ids in [0, {outputs - 1}] for a model with {outputs} "
                         f"outputs; found label {splits.num_classes - 1} (in a sample data.subset leaves out)",
-                        key=last)
+                        key=plan.output_key)
     return [str(c) for c in range(splits.num_classes)]

@@ -5,10 +5,4 @@ from dlcli.layers._registry import (CHANNELS_FIRST, CHANNELS_FIRST_2D, KEEPS_LAY
 from dlcli.layers import conv, core, normalization, pool, recurrent  # noqa: F401  (registers)
 
 __all__ = ["LAYERS", "ShapeError", "final_activation", "fmt_shape", "SEQUENCE", "RECURRENT", "KEEPS_LAYOUT",
-           "CHANNELS_FIRST", "CHANNELS_FIRST_2D", "PERMUTES", "reads_channels", "takes_ids"]
-
-
-def takes_ids(cfg: dict) -> bool:
-    """Whether the model's first layer takes integer ids (its registry entry declares
-    `int_input`: an embedding) rather than values."""
-    return bool(LAYERS.get(cfg["model"]["layers"][0]["type"]).meta.get("int_input"))
+           "CHANNELS_FIRST", "CHANNELS_FIRST_2D", "PERMUTES", "reads_channels"]

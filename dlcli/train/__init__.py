@@ -47,16 +47,17 @@ def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None 
     from dlcli.config import dump_config
     from dlcli.data.prepare import load_splits, prepare_data
     from dlcli.memory import refuse_training_beyond_memory
-    from dlcli.model import build_meta_model, resolve_device
+    from dlcli.model import build_meta_model, plan_model, resolve_device
     from dlcli.run_lock import run_lock
     from dlcli.runs import ENV_FILE, CONFIG_FILE, create_run_dir, text_sha256, write_text_atomic
     from dlcli.train.warmup import DeviceWarmup
 
-    meta_model = build_meta_model(cfg)  # refuses absurd sizes before allocating anything
+    plan = plan_model(cfg)  # validation's
+    meta_model = build_meta_model(plan)  # refuses absurd sizes before allocating anything
     device = resolve_device(cfg["trainer"]["device"])
     warmup = DeviceWarmup.start(cfg, device)  # the GPU loads its libraries while the CPU reads the data
     try:
-        splits = load_splits(cfg, from_checkpoint=run_dir is not None)  # a resumed run's: never downloads
+        splits = load_splits(cfg, plan, from_checkpoint=run_dir is not None)  # a resumed run's: never downloads
     finally:
         warmup.join()
     if isinstance(normalization, dict):  # a checkpoint's (resume): it must line up with the data read again
@@ -64,7 +65,7 @@ def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None 
 
         normalization = normalization_for(normalization, splits, splits.source or cfg["data"]["dataset"])
     # bad data fails here, before a run directory exists
-    data = prepare_data(cfg, device, splits, normalization, fingerprint=True)
+    data = prepare_data(cfg, plan, device, splits, normalization, fingerprint=True)
     refuse_training_beyond_memory(cfg, meta_model, device)  # with the data in memory, before the model is
     trainer = Trainer(cfg, data, device)  # and settings that do not fit it (drop_last...)
     if warmup.note():

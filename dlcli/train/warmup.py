@@ -32,10 +32,10 @@ def meta_model(cfg: dict) -> torch.nn.Module:
 
 
 def warm_up(cfg: dict, device: torch.device, model: torch.nn.Module | None = None) -> None:
-    """One training step of the config's model (`meta_model(cfg)` unless given) on zeros, on
-    `device`: the kernels and libraries the real steps will use get loaded."""
-    from dlcli.layers import takes_ids
-    from dlcli.model import autocast_dtype, uses_channels_last
+    """One training step of the config's model (`meta_model(cfg)` unless given, on the meta
+    device: it is given memory on `device`) on zeros, on `device`: the kernels and libraries the
+    real steps will use get loaded."""
+    from dlcli.model import autocast_dtype, plan_model, uses_channels_last
     from dlcli.optim import build_optimizer
     from dlcli.train.cuda_graphs import graph_blockers
 
@@ -47,9 +47,9 @@ def warm_up(cfg: dict, device: torch.device, model: torch.nn.Module | None = Non
     if uses_channels_last(cfg, device):
         model = model.to(memory_format=torch.channels_last)
     model.train()
-    ids = takes_ids(cfg)  # integer ids in, not values
-    x = torch.zeros(cfg["data"]["batch_size"], *cfg["model"]["input_shape"], device=device,
-                    dtype=torch.long if ids else torch.float32)
+    plan = plan_model(cfg)
+    x = torch.zeros(cfg["data"]["batch_size"], *plan.input_shape, device=device,
+                    dtype=torch.long if plan.ids else torch.float32)  # integer ids in, or values
     dtype = autocast_dtype(t["precision"], device)
     with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
         out = model(x)

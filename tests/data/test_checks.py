@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from dlcli.data import DATASETS, check_data
+from dlcli.data import DATASETS
+from dlcli.data import check_data as check_data_of_plan
+from dlcli.model import plan_model
+
+
+def check_data(cfg: dict) -> list:
+    return check_data_of_plan(cfg, plan_model(cfg))
 
 
 @pytest.mark.parametrize("name", DATASETS.names())

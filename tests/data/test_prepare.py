@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dlcli.config import config_from_text
-from dlcli.data.prepare import prepare_data
+from tests.samples import prepared
 from dlcli.errors import DataError
 
 IMAGES = """
@@ -30,7 +30,7 @@ def grouped(make_image_folder):
 
 
 def _prepare(path, subset, seed=0):
-    return prepare_data(config_from_text(IMAGES.format(path=path, subset=subset, seed=seed)), torch.device("cpu"))
+    return prepared(config_from_text(IMAGES.format(path=path, subset=subset, seed=seed)), torch.device("cpu"))
 
 
 def test_subset_draws_across_the_whole_set_not_the_first_samples(grouped):
@@ -57,7 +57,7 @@ model: {{input_shape: [1], layers: [{{dense: 2}}]}}
 data: {{dataset: npz, path: {path}, val_split: 0, normalize: false, subset: 10, test_subset: 5}}
 trainer: {{device: cpu}}
 """)
-    data = prepare_data(cfg, torch.device("cpu"))
+    data = prepared(cfg, torch.device("cpu"))
     assert data.train.x.flatten().tolist() == list(range(10)) and data.test.x.flatten().tolist() == list(range(5))
 
 
@@ -75,7 +75,7 @@ def test_whole_number_floats_are_ids_for_an_embedding(make_npz, tmp_path):
 
     ids = np.arange(96).reshape(16, 6) % 50
     path = make_npz(x=ids.astype(np.float32), y=np.arange(16) % 2)
-    data = prepare_data(config_from_text(EMBEDDING.format(path=path, out=tmp_path)), torch.device("cpu"))
+    data = prepared(config_from_text(EMBEDDING.format(path=path, out=tmp_path)), torch.device("cpu"))
     assert data.train.x.dtype == torch.int64 and data.train.x.tolist() == ids.tolist()
     assert data.normalization is None
 
@@ -114,13 +114,13 @@ def test_val_split_of_windows_is_the_last_ones_after_a_gap(series):
     """26 windows of 4 rows: the last 6 (round(26 * 0.25)) validate, in order; the 4 before them
     are dropped, so that no training window reads or predicts a row a validation window reads."""
     cfg = config_from_text(SERIES.format(path=series, window=4, val_split=0.25))
-    data = prepare_data(cfg, torch.device("cpu"))
+    data = prepared(cfg, torch.device("cpu"))
     starts = {name: split.x[:, 0, 0].tolist() for name, split in (("train", data.train), ("val", data.val))}
     assert starts["val"] == [20.0, 21.0, 22.0, 23.0, 24.0, 25.0]
     assert starts["train"] == [float(i) for i in range(16)]
     last_training_row = 15 + 4  # window 15 reads rows 15..18 and predicts row 19
     assert last_training_row < starts["val"][0]
-    assert prepare_data(cfg, torch.device("cpu")).val.x.tolist() == data.val.x.tolist()  # no seed involved
+    assert prepared(cfg, torch.device("cpu")).val.x.tolist() == data.val.x.tolist()  # no seed involved
 
 
 def test_val_split_of_windows_too_short_for_the_gap_is_a_clear_error(series):
@@ -128,7 +128,7 @@ def test_val_split_of_windows_too_short_for_the_gap_is_a_clear_error(series):
     with pytest.raises(DataError, match=r"data\.val_split: 0\.5 of 20 samples leaves 10 for validation and 0 for "
                                         r"training \(after dropping the 10 windows between them, which share rows "
                                         r"with both: data\.window: 10\); both need at least 1"):
-        prepare_data(cfg, torch.device("cpu"))
+        prepared(cfg, torch.device("cpu"))
 
 
 def test_val_split_of_other_data_is_the_seeded_random_holdout(make_npz):
@@ -142,7 +142,7 @@ model: {{input_shape: [1], layers: [{{dense: 2}}]}}
 data: {{dataset: npz, path: {path}, val_split: 0.25, normalize: false}}
 trainer: {{device: cpu}}
 """)
-    data = prepare_data(cfg, torch.device("cpu"))
+    data = prepared(cfg, torch.device("cpu"))
     perm = torch.randperm(40, generator=torch.Generator().manual_seed(7))
     assert data.val.x.flatten().tolist() == perm[:10].float().tolist()
     assert data.train.x.flatten().tolist() == perm[10:].float().tolist()
@@ -162,11 +162,11 @@ trainer: {{device: cpu}}
 """
 
     def val(seed, split):
-        data = prepare_data(config_from_text(text.format(seed=seed, path=path, split=split)), torch.device("cpu"))
+        data = prepared(config_from_text(text.format(seed=seed, path=path, split=split)), torch.device("cpu"))
         return data.val.x.flatten().tolist()
 
     assert val(1, 5) == val(2, 5) == val(5, "null") != val(6, "null")
-    fixed = [prepare_data(config_from_text(IMAGES.format(path=grouped, subset=30, seed=seed), "images.yaml",
+    fixed = [prepared(config_from_text(IMAGES.format(path=grouped, subset=30, seed=seed), "images.yaml",
                                            ["data.split_seed=4"]), torch.device("cpu"))
              for seed in (0, 1)]
     drawn = [_prepare(grouped, 30, seed) for seed in (0, 1)]  # no split_seed: each seed its own sample
@@ -195,7 +195,7 @@ def test_npz_x_val_is_the_validation_split_of_training(with_x_val, tmp_path):
     from dlcli.train import train
 
     cfg = config_from_text(VALIDATION_DATA.format(path=with_x_val, val_split=0, out=tmp_path))
-    data = prepare_data(cfg, torch.device("cpu"))
+    data = prepared(cfg, torch.device("cpu"))
     assert len(data.train) == 10 and len(data.val) == 6  # data.subset leaves the named split whole
     summary = train(cfg)
     assert summary["monitor"] == "val_loss" and summary["best"] is not None  # validated every epoch
@@ -207,7 +207,7 @@ def test_npz_x_val_and_val_split_together_are_refused(with_x_val, tmp_path):
                                         r"data\.val_split: 0\.2 asks to hold out another from the training samples; "
                                         r"expected one validation split: set data\.val_split: 0 to validate on "
                                         r"x_val, y_val, or remove them"):
-        prepare_data(cfg, torch.device("cpu"))
+        prepared(cfg, torch.device("cpu"))
 
 
 def test_monitoring_val_loss_waits_for_the_file_to_say_whether_it_names_a_validation_split(with_x_val, make_npz,
@@ -237,7 +237,7 @@ def test_integer_targets_of_a_regression_are_no_classes(make_npz):
     path = make_npz(x=np.random.rand(20, 3), y=np.arange(20) * 1000 + 5000)
     cfg = config_from_text(f"model: {{input_shape: [3], layers: [{{dense: 1}}]}}\n"
                            f"data: {{dataset: npz, path: {path}}}\nloss: mse\n")
-    data = prepare_data(cfg, torch.device("cpu"))
+    data = prepared(cfg, torch.device("cpu"))
     assert data.num_classes is None and data.class_names is None
     assert data.train.y.dtype == torch.float32 and data.train.y.flatten()[:2].tolist() == [5000.0, 6000.0]
 
@@ -294,6 +294,6 @@ trainer: {{device: cpu}}
 
     monkeypatch.setattr(prepare, "resident_device", lambda splits, device: torch.device("cuda"))
     monkeypatch.setattr(prepare, "to_device_split", full_gpu)
-    data = prepare_data(cfg, torch.device("cpu"))
+    data = prepared(cfg, torch.device("cpu"))
     assert homes == ["cuda", "cpu", "cpu"] and data.train.home.type == data.val.home.type == "cpu"
     assert len(data.train) == 30 and len(data.val) == 10

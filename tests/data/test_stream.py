@@ -17,10 +17,9 @@ from dlcli.checkpoint import load_checkpoint
 from dlcli.config import config_from_text
 from dlcli.data import load_dataset, memory, stream
 from dlcli.data._tensors import ImageFiles, Split
-from dlcli.data.prepare import prepare_data
 from dlcli.errors import ConfigError, DataError
 from dlcli.train import RunHandle, Trainer, TrainingInterrupted, resume, train
-from tests.samples import InterruptAt
+from tests.samples import InterruptAt, prepared
 
 CONFIG = """
 name: stream
@@ -133,7 +132,7 @@ def test_options_are_validated(stream_cfg):
 # ---------------------------------------------------------------------------
 
 def test_streamed_split_holds_paths_and_labels_not_pixels(stream_cfg):
-    data = prepare_data(stream_cfg("data.in_memory=false", "model.input_shape=[3,48,48]"), torch.device("cpu"))
+    data = prepared(stream_cfg("data.in_memory=false", "model.input_shape=[3,48,48]"), torch.device("cpu"))
     split = data.train
     assert data.streamed and split.streamed and not hasattr(split, "x")
     held = [v for v in vars(split).values() if isinstance(v, (torch.Tensor, np.ndarray))]
@@ -152,8 +151,8 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.i
 def test_streamed_batches_are_the_in_memory_batches(stream_cfg, device):
     """The same normalization, validation samples and training/evaluation batches, bit for bit."""
     device = torch.device(device)
-    held = prepare_data(stream_cfg("data.in_memory=true"), device)
-    streamed = prepare_data(stream_cfg("data.in_memory=false", "data.workers=2"), device)
+    held = prepared(stream_cfg("data.in_memory=true"), device)
+    streamed = prepared(stream_cfg("data.in_memory=false", "data.workers=2"), device)
     assert held.train.x.device.type == device.type and streamed.train.streamed
     assert streamed.normalization == held.normalization and streamed.normalization["std"] != [255.0] * 3
     for name in ("train", "val", "test"):
@@ -172,7 +171,7 @@ def test_streamed_batches_are_the_in_memory_batches(stream_cfg, device):
 
 
 def test_a_batch_outside_the_plan_is_refused(stream_cfg):
-    data = prepare_data(stream_cfg("data.in_memory=false", "data.workers=0"), torch.device("cpu"))
+    data = prepared(stream_cfg("data.in_memory=false", "data.workers=0"), torch.device("cpu"))
     perm = torch.arange(len(data.train))
     data.train.plan(perm, 8, range(0, 2))
     with pytest.raises(RuntimeError, match="outside the planned epoch"):
@@ -260,7 +259,7 @@ def test_cuda_graphs_refuse_streamed_data(stream_cfg):
     blockers = graph_blockers(cfg, torch.device("cuda"), streamed=True)
     assert len(blockers) == 1 and "streamed from their files" in blockers[0]
     assert graph_blockers(cfg, torch.device("cuda")) == []
-    trainer = Trainer(cfg, prepare_data(cfg, torch.device("cpu")), torch.device("cpu"))
+    trainer = Trainer(cfg, prepared(cfg, torch.device("cpu")), torch.device("cpu"))
     assert any("trainer.cuda_graphs ignored" in n and "streamed from their files" in n for n in trainer.notes)
 
 
@@ -285,7 +284,7 @@ def test_corrupt_image_in_the_normalization_sample_fails_before_the_run(stream_c
     bad = image_tree / "train" / "ant" / "00.png"
     bad.write_bytes(b"\x89PNG broken")
     with pytest.raises(DataError, match=rf"^{bad}: expected a readable image"):
-        prepare_data(stream_cfg("data.in_memory=false", "data.workers=1"), torch.device("cpu"))
+        prepared(stream_cfg("data.in_memory=false", "data.workers=1"), torch.device("cpu"))
 
 
 def _dies_on(name: str):
@@ -305,7 +304,7 @@ def test_a_worker_that_dies_stops_the_run_with_a_message(stream_cfg, monkeypatch
     monkeypatch.setattr(stream, "decode_image", _dies_on("05.png"))  # forked workers see it
     with pytest.raises(DataError, match=r"a DataLoader worker failed \(DataLoader worker \(pid.*exited "
                                         r"unexpectedly.*HINT: data.workers=0"):
-        prepare_data(stream_cfg("data.in_memory=false", "data.workers=1"), torch.device("cpu"))
+        prepared(stream_cfg("data.in_memory=false", "data.workers=1"), torch.device("cpu"))
 
 
 def test_a_stuck_worker_times_out(stream_cfg, monkeypatch):
@@ -319,7 +318,7 @@ def test_a_stuck_worker_times_out(stream_cfg, monkeypatch):
     monkeypatch.setattr(stream, "decode_image", slow)
     monkeypatch.setattr(stream, "WORKER_TIMEOUT_S", 1)
     with pytest.raises(DataError, match=r"a DataLoader worker failed \(DataLoader timed out after 1 seconds\)"):
-        prepare_data(stream_cfg("data.in_memory=false", "data.workers=1"), torch.device("cpu"))
+        prepared(stream_cfg("data.in_memory=false", "data.workers=1"), torch.device("cpu"))
 
 
 
@@ -378,7 +377,7 @@ def test_a_worker_that_dies_mid_evaluation_is_a_data_error(stream_cfg, monkeypat
     flag = tmp_path / "die"
     monkeypatch.setattr(stream, "decode_image", _dies_once_flagged(flag))
     cfg = stream_cfg("data.in_memory=false", "data.workers=1", "data.normalize=false")
-    data = prepare_data(cfg, torch.device("cpu"))
+    data = prepared(cfg, torch.device("cpu"))
 
     def model(xb):  # the first batch's forward flags the workers and waits
         if not flag.exists():

@@ -9,10 +9,10 @@ import yaml
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from dlcli.config import infer_shapes, resolve_config
+from dlcli.config import resolve_config
 from dlcli.errors import ConfigError
 from dlcli.layers import CHANNELS_FIRST, LAYERS, ShapeError
-from dlcli.model import build_model
+from dlcli.model import build_model, plan_model
 from dlcli.registry import check_args
 
 # Sample shapes of each rank that MNIST fits (image, rows as steps, flat), so every layer can be
@@ -85,7 +85,7 @@ def test_layer_builds_runs_and_matches_its_inferred_shape(written, canonical, sh
     layer_cfg = cfg["model"]["layers"][0]
     assert layer_cfg["type"] == canonical
     model = build_model(cfg)
-    planned = infer_shapes(cfg["model"]["input_shape"], cfg["model"]["layers"])
+    planned = [(None, None, layer.input_shape, layer.output_shape) for layer in plan_model(cfg).layers]
     assert len(model) == len(planned) == 3
     x = sample_input(LAYERS.get(canonical), layer_cfg, shape)
     with torch.no_grad():

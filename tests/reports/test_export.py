@@ -480,7 +480,9 @@ def test_the_sidecar_says_why_a_model_takes_its_input_unnormalized(first, said):
 
     from dlcli.config import config_from_text
     from dlcli.export import normalization_formula
+    from dlcli.model import plan_model
 
     cfg = config_from_text(f"model: {{input_shape: [6], layers: [{first}, flatten, dense: 2]}}\n"
                            "data: {dataset: npz, path: x.npz, normalize: false}\n")
-    assert normalization_formula(SimpleNamespace(normalization=None, cfg=cfg, input_shape=(6,))) == said
+    trained = SimpleNamespace(normalization=None, cfg=cfg, plan=plan_model(cfg), input_shape=(6,))
+    assert normalization_formula(trained) == said

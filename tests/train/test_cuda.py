@@ -11,11 +11,11 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUD
 
 
 def _train(cfg, callbacks=()):
-    from dlcli.data.prepare import prepare_data
+    from tests.samples import prepared
     from dlcli.train import Trainer
 
     device = torch.device("cuda")
-    trainer = Trainer(cfg, prepare_data(cfg, device), device, callbacks=callbacks)
+    trainer = Trainer(cfg, prepared(cfg, device), device, callbacks=callbacks)
     trainer.fit()
     return trainer
 

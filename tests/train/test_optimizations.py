@@ -129,11 +129,11 @@ def test_training_with_and_without_the_rewrite_gives_identical_weights(tiny_cfg)
 
 
 def test_cuda_graphs_on_cpu_fall_back_with_a_note(tiny_cfg):
-    from dlcli.data.prepare import prepare_data
+    from tests.samples import prepared
     from dlcli.train import Trainer
 
     cfg = tiny_cfg("trainer.cuda_graphs=true")
-    trainer = Trainer(cfg, prepare_data(cfg, torch.device("cpu")), torch.device("cpu"))
+    trainer = Trainer(cfg, prepared(cfg, torch.device("cpu")), torch.device("cpu"))
     assert trainer.graphed is None
     assert any("cuda_graphs ignored: it needs a CUDA device" in n and "scheduler" in n for n in trainer.notes)
 
@@ -165,7 +165,7 @@ def test_cuda_graphs_refuse_a_training_set_held_in_cpu_memory(tiny_cfg, monkeypa
     """Data too large for the GPU stay in CPU memory and are copied per batch: a captured step
     would gather its batch once, at capture time, and replay that batch forever."""
     import dlcli.train.trainer as trainer_module
-    from dlcli.data.prepare import prepare_data
+    from tests.samples import prepared
     from dlcli.train.cuda_graphs import graph_blockers
 
     cfg = tiny_cfg("scheduler=null")
@@ -174,7 +174,7 @@ def test_cuda_graphs_refuse_a_training_set_held_in_cpu_memory(tiny_cfg, monkeypa
     assert graph_blockers(cfg, torch.device("cuda")) == []
     calls = []
     monkeypatch.setattr(trainer_module, "graph_blockers", lambda *a, **kw: calls.append(kw) or ["x"])
-    trainer_module.Trainer(tiny_cfg("trainer.cuda_graphs=true"), prepare_data(cfg, torch.device("cpu")),
+    trainer_module.Trainer(tiny_cfg("trainer.cuda_graphs=true"), prepared(cfg, torch.device("cpu")),
                            torch.device("cpu"))
     assert calls == [{"streamed": False, "on_host": False}]  # the data live where the CPU trainer trains
 
@@ -183,7 +183,7 @@ def test_graph_dispatch_full_batches_replayed_partial_batch_eager(tiny_cfg):
     """The fast path's bookkeeping, on the CPU: full batches go through the graphed step
     (here a stand-in that runs the step eagerly), the last partial batch through the eager
     step, gradients are zeroed in place, and the result equals the plain path bit for bit."""
-    from dlcli.data.prepare import prepare_data
+    from tests.samples import prepared
     from dlcli.train import Trainer
 
     class EagerStandIn:
@@ -197,9 +197,9 @@ def test_graph_dispatch_full_batches_replayed_partial_batch_eager(tiny_cfg):
 
     cfg = tiny_cfg("scheduler=null", "data.batch_size=50", "trainer.epochs=2")  # 240 train samples: 4 x 50 + 40
     device = torch.device("cpu")
-    plain = Trainer(cfg, prepare_data(cfg, device), device)
+    plain = Trainer(cfg, prepared(cfg, device), device)
     plain.fit()
-    fast = Trainer(cfg, prepare_data(cfg, device), device)
+    fast = Trainer(cfg, prepared(cfg, device), device)
     fast.graphed = EagerStandIn(fast)
     fast.fit()
     assert fast.graphed.calls == 2 * 4 and fast.step == plain.step == 2 * 5
@@ -272,12 +272,12 @@ def test_compile_trains_the_same_function(tiny_cfg):
 
 
 def test_compile_is_ignored_with_a_note_where_it_cannot_run(tiny_cfg, monkeypatch):
-    from dlcli.data.prepare import prepare_data
+    from tests.samples import prepared
     from dlcli.train import Trainer
 
     cfg = tiny_cfg("trainer.compile=true")
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    trainer = Trainer(cfg, prepare_data(cfg, torch.device("cpu")), torch.device("cpu"))
+    trainer = Trainer(cfg, prepared(cfg, torch.device("cpu")), torch.device("cpu"))
     assert trainer.model._compiled_call_impl is None
     assert any("trainer.compile ignored: compiling for the CPU needs a C++ compiler" in n for n in trainer.notes)
     trainer.notes.clear()
@@ -294,11 +294,11 @@ def test_compile_is_ignored_with_a_note_where_it_cannot_run(tiny_cfg, monkeypatc
 ])
 def test_reduce_on_plateau_knows_which_way_its_metric_improves(tiny_cfg, overrides, mode):
     """It used to minimize whatever it watched: an improving accuracy cut the learning rate."""
-    from dlcli.data.prepare import prepare_data
+    from tests.samples import prepared
     from dlcli.train import Trainer
 
     cfg = tiny_cfg(*overrides)
-    trainer = Trainer(cfg, prepare_data(cfg, torch.device("cpu")), torch.device("cpu"))
+    trainer = Trainer(cfg, prepared(cfg, torch.device("cpu")), torch.device("cpu"))
     assert trainer.scheduler.mode == mode
 
 

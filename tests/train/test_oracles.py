@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from dlcli.checkpoint import load_checkpoint
 from dlcli.config import config_from_text
-from dlcli.data.prepare import prepare_data
+from tests.samples import prepared
 from dlcli.train import Callback, train
 from dlcli.train.trainer import Trainer
 
@@ -59,7 +59,7 @@ trainer: {{epochs: 1, device: cpu, progress: none}}
 
 
 def _trainer(cfg: dict, *callbacks) -> Trainer:
-    return Trainer(cfg, prepare_data(cfg, CPU), CPU, callbacks)
+    return Trainer(cfg, prepared(cfg, CPU), CPU, callbacks)
 
 
 def _hand_model(state: dict) -> nn.Sequential:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import torch
 
     from dlcli.data._tensors import Splits
+    from dlcli.model.plan import ModelPlan
 
 NAME = "csv"
 CSV_ROWS_CHECKED = 100  # the first data rows of a CSV validate reads; train reads them all
@@ -29,7 +30,7 @@ CSV_ROWS_CHECKED = 100  # the first data rows of a CSV validate reads; train rea
 # validate: the header and the first rows
 # ---------------------------------------------------------------------------
 
-def inspect_csv(cfg: dict) -> list[tuple[tuple, str]]:
+def inspect_csv(cfg: dict, plan: ModelPlan) -> list[tuple[tuple, str]]:
     """The files are there, their headers have the target and feature columns, and the first
     CSV_ROWS_CHECKED rows hold numbers where train needs them."""
     data, found = cfg["data"], Found()
@@ -48,7 +49,7 @@ def inspect_csv(cfg: dict) -> list[tuple[tuple, str]]:
             from dlcli.data.prepare import sample_misfit
 
             sample = (data["window"], len(features)) if data["window"] else (len(features),)
-            misfit = sample_misfit(sample, cfg, "training", str(train.path))
+            misfit = sample_misfit(sample, cfg, plan, "training", str(train.path))
             if misfit:
                 found.add(("model", "input_shape"), misfit)
     if data["test_path"]:
@@ -386,7 +387,7 @@ _CSV_FILE = ("a .csv file",)
                          Arg("window", Optional(Int(min=1)), None,
                              "sequence mode: each sample is `window` consecutive rows, the target is the "
                              "target column of the next row")),
-                   # with it, samples are sequences (steps, features): see infer_shapes
+                   # with it, samples are sequences (steps, features): see dlcli.model.layout
                    sequence_arg="window",
                    # with it, samples are windows of that many rows sliding over rows in time order:
                    # data.val_split holds out the last ones (see validation_split)

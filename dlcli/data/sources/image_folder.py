@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import torch
 
     from dlcli.data._tensors import ImageFiles, Split, Splits
+    from dlcli.model.plan import ModelPlan
 
 NAME = "image_folder"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
@@ -38,23 +39,18 @@ _WORKERS = Arg("workers", Optional(Int(min=0, max=256)), None,
 # validate: the folders listed, no image decoded
 # ---------------------------------------------------------------------------
 
-def inspect_image_folder(cfg: dict) -> list[tuple[tuple, str]]:
+def inspect_image_folder(cfg: dict, plan: ModelPlan) -> list[tuple[tuple, str]]:
     """Class folders with images (listed, not decoded), the same classes for the test split, and
     no more classes than the model has outputs."""
-    from dlcli.config import infer_shapes
-    from dlcli.losses import LOSSES
-
     found = Found()
     with found.about("path"):
-        _, folders, classes, _ = scan_image_folder(cfg["data"], cfg["model"]["input_shape"])
+        _, folders, classes, _ = scan_image_folder(cfg["data"], list(plan.input_shape))
         for split, files in folders.items():
             _unreadable_images(found, [f for class_files in files.values() for f in class_files],
                                "test_path" if split == "test" and cfg["data"]["test_path"] else "path")
-        layers = cfg["model"]["layers"]
-        out_shape = infer_shapes(cfg["model"]["input_shape"], layers)[-1][3]
-        classifies = LOSSES.get(cfg["loss"]["type"]).meta["task"] == "classification"
-        if classifies and len(out_shape) == 1 and len(classes) > out_shape[0]:
-            found.add(("model", "layers", len(layers) - 1),
+        out_shape = plan.output_shape
+        if plan.task == "classification" and len(out_shape) == 1 and len(classes) > out_shape[0]:
+            found.add(plan.output_key,
                       f"{cfg['data']['path']}: has {len(classes)} class folders ({short_list(classes, limit=10)}) "
                       f"but the model outputs {out_shape[0]} values; set the last layer's units to {len(classes)}")
     return found.problems

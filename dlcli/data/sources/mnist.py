@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dlcli.data._checks import Found
 from dlcli.data.datasets import DATASETS
 from dlcli.errors import DataError, short_list, short_repr
+
+if TYPE_CHECKING:
+    from dlcli.model.plan import ModelPlan
 
 MNIST_DIR = Path(__file__).resolve().parent.parent / "mnist"
 MNIST_FILES = {  # split: (images, labels)
@@ -19,7 +23,7 @@ MNIST_FILES = {  # split: (images, labels)
 _IDX_UBYTE = 0x08  # IDX type code for unsigned bytes, the only one MNIST uses
 
 
-def inspect_mnist(cfg: dict) -> list[tuple[tuple, str]]:
+def inspect_mnist(cfg: dict, plan: ModelPlan) -> list[tuple[tuple, str]]:
     """The MNIST files shipped with dlcli are there (their checksums are checked by train)."""
     found = Found()
     names = ["SHA256SUMS", *(name for pair in MNIST_FILES.values() for name in pair)]

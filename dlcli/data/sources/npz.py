@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import torch
 
     from dlcli.data._tensors import Splits
+    from dlcli.model.plan import ModelPlan
 
 NAME = "npz"
 
@@ -29,13 +30,13 @@ NAME = "npz"
 # validate: the arrays' headers, never the arrays
 # ---------------------------------------------------------------------------
 
-def inspect_npz(cfg: dict) -> list[tuple[tuple, str]]:
+def inspect_npz(cfg: dict, plan: ModelPlan) -> list[tuple[tuple, str]]:
     """The archives are there, hold x and y (and x_test, y_test / x_val, y_val in pairs), numbers,
     one target per sample, and samples that fit model.input_shape: all from the arrays' headers."""
     data, found = cfg["data"], Found()
     inline = {}
     with found.about("path"):
-        inline = _npz_split_shapes(Path(data["path"]), cfg, found, "path", inline_ok=True)
+        inline = _npz_split_shapes(Path(data["path"]), cfg, plan, found, "path", inline_ok=True)
     if "val" in inline and data["val_split"] > 0:
         from dlcli.data.prepare import two_validation_splits
 
@@ -44,15 +45,16 @@ def inspect_npz(cfg: dict) -> list[tuple[tuple, str]]:
         if "test" in inline:
             found.add(("data", "test_path"), two_test_splits(Path(data["path"]), data["test_path"]))
         with found.about("test_path"):
-            _npz_split_shapes(Path(data["test_path"]), cfg, found, "test_path")
+            _npz_split_shapes(Path(data["test_path"]), cfg, plan, found, "test_path")
     return found.problems
 
 
-def _npz_split_shapes(path: Path, cfg: dict, found: Found, key: str, inline_ok: bool = False) -> dict:
+def _npz_split_shapes(path: Path, cfg: dict, plan: ModelPlan, found: Found, key: str,
+                      inline_ok: bool = False) -> dict:
     """Checks one archive; returns {'train': x's sample shape, 'test'/'val': theirs, when present}."""
     from dlcli.data.prepare import sample_misfit
 
-    input_shape = cfg["model"]["input_shape"]
+    input_shape = list(plan.input_shape)
     with open_npz(path, "arrays x and y") as npz:
         names = list(npz.files)
         pairs = [("train", "x", "y")] + ([("test", "x_test", "y_test"), ("val", "x_val", "y_val")] if inline_ok else [])
@@ -73,7 +75,8 @@ def _npz_split_shapes(path: Path, cfg: dict, found: Found, key: str, inline_ok: 
                 x, y = _npz_array_header(npz, x_name, path), _npz_array_header(npz, y_name, path)
                 check_pair_shapes(x, y, x_name, y_name, str(path))
                 samples[split] = npz_sample_shape(x[1:], input_shape)
-                misfit = sample_misfit(samples[split], cfg, {"train": "training"}.get(split, split), str(path))
+                misfit = sample_misfit(samples[split], cfg, plan, {"train": "training"}.get(split, split),
+                                       str(path))
                 if misfit:
                     found.add(("model", "input_shape"), misfit)
     return samples

@@ -34,7 +34,7 @@ def _register(name: str, cls: str, help: str, shape: tuple, classes: int) -> Non
 
     DATASETS.register(name, help=help + " (torchvision; downloads when download: true)", args=(_ROOT, _DOWNLOAD),
                       sample_shape=shape, num_classes=classes, task="classification",
-                      inspect=lambda cfg: inspect_torchvision(name, cls, cfg), missing_offline=missing_offline)(load)
+                      inspect=lambda cfg, plan: inspect_torchvision(name, cls, cfg), missing_offline=missing_offline)(load)
 
 
 def inspect_torchvision(name: str, cls: str, cfg: dict) -> list[tuple[tuple, str]]:
