@@ -128,7 +128,7 @@ MUTANTS = [
             f"{MEMORY}::test_a_deflated_3gb_tensor_is_refused_before_loading")),
     Mutant("checkpoint_model_unchecked", "a checkpoint's config of a million-unit layer is built before its "
            "weights are checked", "dlcli/checkpoint.py",
-           "refuse_model_beyond_memory(cfg, build_meta_model(cfg))", "build_meta_model(cfg)",
+           "refuse_model_beyond_memory(cfg, meta)", "pass",
            (f"{MEMORY}::test_a_checkpoint_config_of_a_million_unit_layer_is_refused_before_building",)),
     Mutant("training_memory_unchecked", "a model memory cannot train is built, to die in the allocator",
            "dlcli/train/__init__.py", "    refuse_training_beyond_memory(cfg, meta_model, device)", "    pass",

@@ -328,10 +328,11 @@ def load_model_from_checkpoint(state: dict, device: Any = "cpu", cfg: dict | Non
 
     cfg = cfg or checkpoint_config(state)
     try:  # the parameter guard of a training config, and the memory, before any memory is taken
-        refuse_model_beyond_memory(cfg, build_meta_model(cfg))
+        meta = build_meta_model(cfg, fuse=cfg["trainer"]["fuse"])  # built once: materialized below
+        refuse_model_beyond_memory(cfg, meta)
     except DlcliError as err:
         raise CheckpointError(f"{state.get('path', 'checkpoint')}: the checkpoint's config: {err}") from None
-    model = build_training_model(cfg, torch.device(device))
+    model = build_training_model(cfg, torch.device(device), meta=meta)
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, TypeError, AttributeError) as err:

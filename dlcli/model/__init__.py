@@ -13,12 +13,13 @@ from __future__ import annotations
 from dlcli.model.plan import INPUT, IdInput, LayerPlan, ModelPlan, plan_layers, plan_model
 
 __all__ = ["INPUT", "IdInput", "LayerPlan", "ModelPlan", "plan_layers", "plan_model", "Model", "build_model",
-           "build_meta_model", "build_training_model", "largest_layer", "uses_channels_last", "MAX_PARAMETERS",
-           "LayerInfo", "summarize", "autocast_dtype", "resolve_device"]
+           "build_meta_model", "build_training_model", "largest_layer", "materialize", "uses_channels_last",
+           "MAX_PARAMETERS", "LayerInfo", "summarize", "autocast_dtype", "resolve_device"]
 
 _WITH_TORCH = {"Model": "build", "build_model": "build", "build_meta_model": "build", "build_training_model": "build",
-               "largest_layer": "build", "uses_channels_last": "build", "MAX_PARAMETERS": "build",
-               "LayerInfo": "summary", "summarize": "summary", "autocast_dtype": "device", "resolve_device": "device"}
+               "largest_layer": "build", "materialize": "build", "uses_channels_last": "build",
+               "MAX_PARAMETERS": "build", "LayerInfo": "summary", "summarize": "summary", "autocast_dtype": "device",
+               "resolve_device": "device"}
 
 
 def __getattr__(name: str):

@@ -8,6 +8,10 @@ A final activation that the loss already contains (softmax before a cross-entrop
 sigmoid before a binary cross-entropy) is not applied in `forward`: the model returns
 logits, as Keras does with `from_logits=True`, and `Model.predict_proba` applies it
 where probabilities are wanted.
+
+A run builds its model once: on the meta device (`build_meta_model`: no memory, and the
+size guard reads it), then `materialize` gives it memory and the initial weights a build
+on the CPU would have drawn.
 """
 
 from __future__ import annotations
@@ -113,6 +117,21 @@ def largest_layer(plan: ModelPlan, model: Model):
     return plan.layer(name), sizes[name]
 
 
+def materialize(model: Model) -> Model:
+    """A model built on the meta device, given memory on the CPU and the initial weights a build
+    on the CPU gives it: each module's `reset_parameters`, in the order the build constructs
+    them, drawing the same random numbers from the same generator state. In place."""
+    model.to_empty(device="cpu")
+    for module in model.modules():  # the layers in order, as built (no module holds weights of its children)
+        if next(module.parameters(recurse=False), None) is None and next(module.buffers(recurse=False), None) is None:
+            continue
+        if not hasattr(module, "reset_parameters"):
+            raise TypeError(f"{type(module).__name__} holds weights but has no reset_parameters: it cannot be "
+                            f"initialized after a build on the meta device")
+        module.reset_parameters()
+    return model
+
+
 def uses_channels_last(cfg: dict, device: torch.device) -> bool:
     """channels_last pays on the CPU for 2-D convolutions (measured in benchmarks/)."""
     setting = cfg["trainer"]["channels_last"]
@@ -121,10 +140,12 @@ def uses_channels_last(cfg: dict, device: torch.device) -> bool:
     return plan_model(cfg).channels_last_pays and device.type == "cpu"
 
 
-def build_training_model(cfg: dict, device: torch.device) -> Model:
+def build_training_model(cfg: dict, device: torch.device, meta: Model | None = None) -> Model:
     """The model as the trainer (and evaluate, to reproduce its figures) runs it:
-    exact rewrites per trainer.fuse, channels_last memory per trainer.channels_last."""
-    model = build_model(cfg, fuse=cfg["trainer"]["fuse"])
+    exact rewrites per trainer.fuse, channels_last memory per trainer.channels_last.
+    `meta`: the config's model already built on the meta device with trainer.fuse
+    (`build_meta_model`), materialized here rather than built again."""
+    model = materialize(meta) if meta is not None else build_model(cfg, fuse=cfg["trainer"]["fuse"])
     if uses_channels_last(cfg, device):
         model = model.to(memory_format=torch.channels_last)
     return model.to(device)

@@ -53,9 +53,10 @@ def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None 
     from dlcli.train.warmup import DeviceWarmup
 
     plan = plan_model(cfg)  # validation's
-    meta_model = build_meta_model(plan)  # refuses absurd sizes before allocating anything
+    # refuses absurd sizes before allocating anything; built once: the trainer materializes it
+    meta_model = build_meta_model(plan, fuse=cfg["trainer"]["fuse"])
     device = resolve_device(cfg["trainer"]["device"])
-    warmup = DeviceWarmup.start(cfg, device)  # the GPU loads its libraries while the CPU reads the data
+    warmup = DeviceWarmup.start(cfg, device, meta_model)  # the GPU loads its libraries while the CPU reads the data
     try:
         splits = load_splits(cfg, plan, from_checkpoint=run_dir is not None)  # a resumed run's: never downloads
     finally:
@@ -67,7 +68,7 @@ def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None 
     # bad data fails here, before a run directory exists
     data = prepare_data(cfg, plan, device, splits, normalization, fingerprint=True)
     refuse_training_beyond_memory(cfg, meta_model, device)  # with the data in memory, before the model is
-    trainer = Trainer(cfg, data, device)  # and settings that do not fit it (drop_last...)
+    trainer = Trainer(cfg, data, device, model=meta_model)  # and settings that do not fit it (drop_last...)
     if warmup.note():
         trainer.notes.append(warmup.note())
     if run_dir is None:

@@ -74,7 +74,9 @@ def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
 
 
 class Trainer:
-    def __init__(self, cfg: dict, data: PreparedData, device: torch.device, callbacks=()):
+    def __init__(self, cfg: dict, data: PreparedData, device: torch.device, callbacks=(), model=None):
+        """`model`: the config's model as built on the meta device (dlcli.model.build_meta_model, with
+        trainer.fuse), given memory and its seeded initial weights here; None builds it."""
         t = cfg["trainer"]
         self.cfg, self.data, self.device, self.callbacks = cfg, data, device, list(callbacks)
         self.notes: list[str] = []
@@ -85,7 +87,7 @@ class Trainer:
         if device.type == "cuda":
             torch.backends.cudnn.deterministic = t["deterministic"]
             torch.backends.cudnn.benchmark = False
-        self.model = build_training_model(cfg, device)
+        self.model = build_training_model(cfg, device, meta=model)
         self.channels_last = uses_channels_last(cfg, device)
         self.loss_fn = build_loss(cfg, device)
         self.metric_fns = metric_functions(cfg["metrics"])

@@ -9,14 +9,16 @@ runs the model's forward, backward and optimizer step once, on zeros, in a threa
 while the main thread reads and decodes the data on the CPU; the two overlap and
 the run's wall time shrinks by the shorter of them.
 
-The warm-up model is a separate copy built without drawing random numbers, its
-results are thrown away, it leaves no memory cached, and the trainer seeds every
-generator after it; a failure in it is ignored (training meets and reports any
-real problem itself).
+The warm-up model is a copy of the run's model as built on the meta device (no
+random numbers drawn, no memory: the copy costs nothing, and the run builds its
+model once), its results are thrown away, it leaves no memory cached, and the
+trainer seeds every generator after it; a failure in it is ignored (training
+meets and reports any real problem itself).
 """
 
 from __future__ import annotations
 
+import copy
 import threading
 
 import torch
@@ -74,7 +76,9 @@ class DeviceWarmup:
         self.error: BaseException | None = None
 
     @classmethod
-    def start(cls, cfg: dict, device: torch.device) -> "DeviceWarmup":
+    def start(cls, cfg: dict, device: torch.device, model: torch.nn.Module | None = None) -> "DeviceWarmup":
+        """`model`: the run's model as built on the meta device, with trainer.fuse (the warm-up
+        steps a copy of it); None builds one."""
         warmup = cls(cfg, device)
         if device.type in cls.DEVICE_TYPES:
             # The modules the step needs are imported here, first, and the model is built here:
@@ -89,7 +93,7 @@ class DeviceWarmup:
                 import dlcli.optim  # noqa: F401
                 import dlcli.train.cuda_graphs  # noqa: F401
 
-                warmup.model = meta_model(cfg)
+                warmup.model = copy.deepcopy(model) if model is not None else meta_model(cfg)
             except Exception as err:  # noqa: BLE001 - an optimization only, as below
                 warmup.error = err
                 return warmup

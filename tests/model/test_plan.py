@@ -25,10 +25,28 @@ def walks(monkeypatch):
     return walked
 
 
+@pytest.fixture
+def builds(monkeypatch):
+    """The models built from now on: every build constructs one Model (a copy or a
+    materialization constructs none)."""
+    from dlcli.model import build
+
+    built, real = [], build.Model.__init__
+
+    def counted(self, *args, **kwargs):
+        built.append(1)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(build.Model, "__init__", counted)
+    return built
+
+
 @pytest.mark.parametrize("warm_up", [False, True], ids=["plain", "with the device warm-up"])
-def test_a_run_walks_its_shapes_once(cli, write_config, tmp_path, walks, monkeypatch, warm_up):
+def test_a_run_walks_its_shapes_once_and_builds_its_model_once(cli, write_config, tmp_path, walks, builds,
+                                                               monkeypatch, warm_up):
     """`dlcli train` in-process: validation plans the model, and data preparation, the size
-    guard, the warm-up and the trainer take that plan."""
+    guard, the warm-up and the trainer take that plan; the model built on the meta device for the
+    size guard is the one the trainer trains (the warm-up steps a copy of it)."""
     from dlcli.train.warmup import DeviceWarmup
 
     if warm_up:  # it runs for CUDA devices only: here on the CPU
@@ -40,6 +58,7 @@ def test_a_run_walks_its_shapes_once(cli, write_config, tmp_path, walks, monkeyp
     assert result.exit_code == 0, result.output
     assert notes == [None]  # the warm-up (where it ran) did not fail
     assert walks == [(1, 28, 28)]
+    assert builds == [1]
 
 
 def test_every_later_user_gets_validation_s_plan_without_walking_again(walks):
