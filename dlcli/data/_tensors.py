@@ -63,3 +63,13 @@ class Splits:
     class_names: list[str] | None = None
     source: str = ""  # where the data came from, for messages and the run record
     meta: dict = field(default_factory=dict)
+
+
+def model_input(xb: torch.Tensor, scale: torch.Tensor | None, shift: torch.Tensor | None,
+                view: tuple) -> torch.Tensor:
+    """Raw samples (B, *stored shape) -> normalized model input (B, *view)."""
+    if scale is not None:
+        xb = torch.addcmul(shift, xb.float(), scale)  # x * scale + shift
+    elif xb.dtype == torch.uint8:
+        xb = xb.float()
+    return xb.reshape(xb.shape[0], *view)

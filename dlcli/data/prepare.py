@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dlcli.data._tensors import ImageFiles, Split, Splits
+from dlcli.data._tensors import ImageFiles, Split, Splits, model_input
 from dlcli.data.datasets import DATASETS, load_dataset
 from dlcli.errors import DataError
 from dlcli.layers import fmt_shape
@@ -74,16 +74,6 @@ class DeviceSplit:
         for start in range(0, len(self), batch_size):
             idx = torch.arange(start, min(start + batch_size, len(self)), device=self.x.device)
             yield self.batch(idx)
-
-
-def model_input(xb: torch.Tensor, scale: torch.Tensor | None, shift: torch.Tensor | None,
-                view: tuple) -> torch.Tensor:
-    """Raw samples (B, *stored shape) -> normalized model input (B, *view)."""
-    if scale is not None:
-        xb = torch.addcmul(shift, xb.float(), scale)  # x * scale + shift
-    elif xb.dtype == torch.uint8:
-        xb = xb.float()
-    return xb.reshape(xb.shape[0], *view)
 
 
 @dataclass

@@ -21,9 +21,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from dlcli.data._tensors import ImageFiles
+from dlcli.data._tensors import ImageFiles, model_input
 from dlcli.data.images import decode_image
-from dlcli.data.prepare import model_input
 from dlcli.errors import DataError, shorten
 
 # Normalization statistics of a streamed training set: the per-channel mean and std of this
