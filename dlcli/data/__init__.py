@@ -59,15 +59,16 @@ def cache_dir(root: str | None) -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "dlcli"
 
 
-_ROOT = Arg("root", Optional(FilePath()), None, "cache directory (default: $DLCLI_DATA or ~/.cache/dlcli)")
+_ROOT = Arg("root", Optional(FilePath()), None, "cache directory (default: $DLCLI_DATA or ~/.cache/dlcli)",
+            resume="cache")
 _DOWNLOAD = Arg("download", Bool(), False, "download into root when missing (needs the internet)")
 
 
 def _path(example: str) -> Arg:
-    return Arg("path", FilePath(), help="file or directory with the training data", example=example)
+    return Arg("path", FilePath(), help="file or directory with the training data", example=example, resume="files")
 
 
-_TEST_PATH = Arg("test_path", Optional(FilePath()), None, "file or directory with the test data")
+_TEST_PATH = Arg("test_path", Optional(FilePath()), None, "file or directory with the test data", resume="files")
 _TASK = Arg("task", Str(("auto", "classification", "regression")), "auto",
             "auto: integer targets are classes, others values")
 # data.in_memory auto holds decoded images in memory while their uint8 tensor takes at most this
@@ -80,7 +81,7 @@ _IN_MEMORY = Arg("in_memory", AutoBool(), "auto",
                  f"memory")
 _WORKERS = Arg("workers", Optional(Int(min=0, max=256)), None,
                "DataLoader worker processes decoding streamed images (default: CPUs - 1, at most 8; 0 decodes "
-               "in the training process)")
+               "in the training process)", resume="machine")
 
 
 @DATASETS.register("mnist", help="MNIST digits, 60,000/10,000 28x28 grey images (shipped with dlcli, offline)",
