@@ -18,8 +18,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from dlcli.errors import RunError
-from dlcli.files import atomic_write_bytes, open_regular_file
+from dlcli.errors import RunError, short_list
+from dlcli.files import atomic_write_bytes, open_regular_file, temporary_files
 from dlcli.invocation import command_line
 
 CONFIG_FILE = "config.yaml"
@@ -331,3 +331,131 @@ def epoch_records(run_dir: Path) -> list[dict]:
         if record.get("kind") == "epoch" and isinstance(record.get("epoch"), int):
             by_epoch[record["epoch"]] = record
     return [by_epoch[epoch] for epoch in sorted(by_epoch)]
+
+
+# ---------------------------------------------------------------------------
+# The records a run's start and each resume write
+# ---------------------------------------------------------------------------
+
+EDITED_CONFIG_FILE = "config.edited.yaml"  # then config.edited.1.yaml, config.edited.2.yaml...
+
+
+def threads_set_by(cfg: dict) -> str:
+    """Who chose the CPU thread count: "trainer.threads", or "default" (torch's choice)."""
+    return "trainer.threads" if cfg["trainer"]["threads"] else "default"
+
+
+def start_record(cfg: dict, device, overrides: list[str]) -> dict:
+    """environment.json's record of one start or resume: the machine and versions, who chose the
+    CPU threads, and the command line's overrides."""
+    return {**environment_record(str(device)), "cpu_threads_set_by": threads_set_by(cfg),
+            "overrides": list(overrides)}
+
+
+def write_start_records(run_dir: Path, config_text: str, cfg: dict, device, overrides: list[str]) -> None:
+    """A new run's config.yaml (`config_text`: the resolved config) and environment.json."""
+    write_text_atomic(run_dir / CONFIG_FILE, config_text)
+    record = {**start_record(cfg, device, overrides), "config_sha256": text_sha256(config_text)}  # what dlcli wrote
+    write_text_atomic(run_dir / ENV_FILE, json.dumps(record, indent=2) + "\n")
+
+
+def run_starts(environment: dict) -> list[dict]:
+    """environment.json's records of the run's processes: its start's, then each resume's."""
+    resumes = environment.get("resumes") if isinstance(environment.get("resumes"), list) else []
+    return [environment, *(resume for resume in resumes if isinstance(resume, dict))]
+
+
+def record_resume(run_dir: Path, environment: dict, resumed: dict, config_text: str) -> None:
+    """environment.json (as read: `environment`) keeps the first start's record and gains one per
+    resume (`resumed`: its start_record and where it starts; its command, directory, device and
+    versions may differ; `config_text`: the config.yaml it left): what ran, where, for each part
+    of the run."""
+    resumed = {**resumed, "config_sha256": text_sha256(config_text)}
+    record = {**environment, "resumes": [*run_starts(environment)[1:], resumed]}
+    write_text_atomic(run_dir / ENV_FILE, json.dumps(record, indent=2) + "\n")
+
+
+def rewrite_run_config(run_dir: Path, text: str, saved: str, environment: dict, why: str) -> str | None:
+    """config.yaml as `text` (what the run now trains to: trainer.epochs=N...). A hand-edited one
+    is kept beside it, never lost; the note this returns names the edited keys and says `why`
+    the edits change nothing. `saved`: the config the run's checkpoint trained on, as dumped."""
+    current = _read_text(run_dir / CONFIG_FILE)
+    written = {start.get("config_sha256") for start in run_starts(environment)}
+    edited = _hand_edits(run_dir, saved, current, written, why)
+    if current != text:
+        if edited is not None and current and current.strip():  # the user's text is kept beside it
+            kept = _edited_config_path(run_dir, current)
+            if not kept.exists():
+                write_text_atomic(kept, current)
+            edited += f"; config.yaml now shows the run's config, and the edited text is in {kept.name}"
+        write_text_atomic(run_dir / CONFIG_FILE, text)
+    return edited
+
+
+def _edited_config_path(run_dir: Path, text: str) -> Path:
+    """Where a hand-edited config.yaml (`text`) is kept: the copy of an earlier resume that holds
+    this very text, else the first free name of config.edited.yaml, config.edited.1.yaml, ...:
+    each edit is kept, none overwritten."""
+    import itertools
+
+    for n in itertools.count():
+        path = run_dir / (EDITED_CONFIG_FILE if n == 0 else EDITED_CONFIG_FILE.replace(".yaml", f".{n}.yaml"))
+        if not os.path.lexists(path):  # a dangling link too is somebody's: not written through, skipped
+            return path
+        if not path.is_symlink() and _read_text(path) == text:
+            return path
+
+
+def _hand_edits(run_dir: Path, saved: str, text: str | None, written: set, why: str) -> str | None:
+    """A note when the run's config.yaml (its `text`; None: unreadable) is neither `saved` nor a
+    text dlcli wrote for the run (`written`: their sha256, from environment.json): edited by hand."""
+    import yaml
+
+    from dlcli.errors import format_path
+
+    path = run_dir / CONFIG_FILE
+    if text is None:
+        return None
+    if text == saved or text_sha256(text) in written:
+        return None  # dlcli's own text (a resume that wrote it may have died before its first checkpoint)
+    try:
+        changed = [format_path(key) or "the whole file" for key in _differences(yaml.safe_load(text),
+                                                                                yaml.safe_load(saved))]
+    except yaml.YAMLError:
+        changed = []
+    what = f" ({short_list(changed, limit=6)})" if changed else " (comments or layout)" if text.strip() else ""
+    return f"{path} was edited since the run wrote it{what}: {why}"
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _differences(a, b, path: tuple = ()) -> list[tuple]:
+    """The key paths where two parsed YAML values differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [p for key in dict.fromkeys([*a, *b]) for p in _differences(a.get(key), b.get(key), path + (key,))]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [p for i, (x, y) in enumerate(zip(a, b)) for p in _differences(x, y, path + (i,))]
+    return [] if a == b else [path]
+
+
+def cut_logs_back(run_dir: Path, step: int, history: list[dict]) -> None:
+    """The metrics logs as far as a checkpoint at optimizer step `step`, with the epoch records
+    `history`, covers them. They may run ahead of it (killed between the two writes) or end in
+    a torn line."""
+    log = MetricsLog(run_dir)
+    steps = [r for r in read_metrics(log.jsonl)[0] if r.get("kind") == "step" and r.get("step", 0) <= step]
+    log.rewrite(sorted(steps + list(history), key=lambda r: (r.get("step", 0), r.get("kind") == "epoch")))
+
+
+def remove_temporary_files(run_dir: Path) -> None:
+    """Temporary files that a killed process left behind writing the run's own files, by the
+    names dlcli's atomic writes give them, now or before (a run of an older dlcli may hold
+    .last.pt.<random>.tmp); no other file (a user's, a `dlcli evaluate` at work)."""
+    owned = [run_dir / name for name in RUN_RECORDS] + [run_dir / CHECKPOINTS_DIR / n for n in ("last.pt", "best.pt")]
+    for leftover in [temp for path in owned for temp in temporary_files(path, legacy=True)]:
+        leftover.unlink(missing_ok=True)

@@ -570,7 +570,7 @@ def test_each_hand_edit_is_kept_in_its_own_numbered_file(tiny_cfg):
 def test_a_missing_download_cache_is_no_reason_to_refuse_a_resume_that_may_download(tmp_path, download):
     from dlcli.config import config_from_text
     from dlcli.errors import DataError
-    from dlcli.train import _refuse_missing_data
+    from dlcli.train.resume import _refuse_missing_data
 
     cfg = config_from_text(f"model: {{input_shape: [1, 28, 28], layers: [flatten, dense: 10]}}\n"
                            f"data: {{dataset: fashion_mnist, root: {tmp_path / 'gone'}, download: {download}}}\n")

@@ -1,0 +1,35 @@
+"""The training package split by job (issue 16): the package's face only re-exports, and the
+overrides a resume takes are what the config's arguments declare (Arg.resume)."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from pathlib import Path
+
+import dlcli.train
+
+
+def test_the_train_package_face_only_re_exports():
+    tree = ast.parse(Path(dlcli.train.__file__).read_text(encoding="utf-8"))
+    body = tree.body[1:] if ast.get_docstring(tree) else tree.body
+    kinds = [type(node).__name__ for node in body
+             if not isinstance(node, (ast.Import, ast.ImportFrom))
+             and not (isinstance(node, ast.Assign) and [t.id for t in node.targets] == ["__all__"])]
+    assert kinds == []
+    assert all(hasattr(dlcli.train, name) for name in dlcli.train.__all__)
+
+
+def test_a_resume_takes_the_overrides_the_arguments_flag(monkeypatch):
+    """No hand-kept list: flagging an argument lets a resume take it, and the refusal of
+    other overrides names it."""
+    from dlcli.config import _schema
+    from dlcli.train.resume import resume_overrides, resume_overrides_said
+
+    assert "trainer.fuse" not in resume_overrides()
+    args = tuple(dataclasses.replace(arg, resume="machine") if arg.name == "fuse" else arg
+                 for arg in _schema.TRAINER.args)
+    monkeypatch.setattr(_schema, "TRAINER", dataclasses.replace(_schema.TRAINER, args=args))
+    assert resume_overrides()["trainer.fuse"] == "machine"
+    assert resume_overrides_said().startswith("trainer.epochs, trainer.early_stopping, trainer.device, "
+                                              "trainer.fuse, trainer.threads, trainer.progress")
