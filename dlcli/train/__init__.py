@@ -7,9 +7,10 @@ A new run is set up and fitted in `run`, a resume refused or taken up in `resume
 `trainer`, its step `step`, the extras around it `callbacks`.
 """
 
+from dlcli.interrupts import SecondSignal, TrainingInterrupted
 from dlcli.train.callbacks import Callback
 from dlcli.train.resume import resume
 from dlcli.train.run import RunHandle, run_start, train
-from dlcli.train.trainer import SecondSignal, Trainer, TrainingInterrupted
+from dlcli.train.trainer import Trainer
 
 __all__ = ["train", "resume", "run_start", "Trainer", "TrainingInterrupted", "SecondSignal", "Callback", "RunHandle"]

@@ -1,4 +1,4 @@
-"""Setting up and fitting a run: the data, the trainer, the run
+"""Setting up and fitting a run: the data, the process-wide settings, the trainer, the run
 directory and its callbacks (`_setup`), then the fit and the summary however it ends (`_fit`).
 A new run is `train`; a resume (dlcli.train.resume) sets up and fits the same way."""
 
@@ -8,8 +8,9 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from dlcli.errors import DataError, RunError
+from dlcli.interrupts import SecondSignal, TrainingInterrupted
 from dlcli.train.callbacks import Callback, Checkpointer, EarlyStopping, MetricsLogger
-from dlcli.train.trainer import SecondSignal, Trainer, TrainingInterrupted
+from dlcli.train.trainer import Trainer
 
 
 class RunHandle:
@@ -28,6 +29,15 @@ def train(cfg: dict, callbacks: list[Callback] = (), handle: RunHandle | None = 
         trainer, run_dir = _setup(cfg, callbacks, handle, held=held, overrides=overrides)
         trainer.start = run_start(trainer, run_dir)
         return _fit(trainer, run_dir)
+
+
+def new_trainer(cfg: dict, data, device, callbacks=()) -> Trainer:
+    """The run's trainer, built after the process-wide settings it trains under (seeds, CPU
+    threads, cuDNN flags: dlcli.train.process), as a run sets them."""
+    from dlcli.train.process import set_process_state
+
+    set_process_state(cfg, device)
+    return Trainer(cfg, data, device, callbacks)
 
 
 def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None = None,
@@ -52,7 +62,7 @@ def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None 
 
         normalization = normalization_for(normalization, splits, splits.source or cfg["data"]["dataset"])
     data = prepare_data(cfg, device, splits, normalization)  # bad data fails here, before a run directory exists
-    trainer = Trainer(cfg, data, device)  # and settings that do not fit it (drop_last...)
+    trainer = new_trainer(cfg, data, device)  # and settings that do not fit it (drop_last...)
     if warmup.note():
         trainer.notes.append(warmup.note())
     if run_dir is None:

@@ -10,7 +10,7 @@ while the main thread reads and decodes the data on the CPU; the two overlap and
 the run's wall time shrinks by the shorter of them.
 
 The warm-up model is a separate copy built without drawing random numbers, its
-results are thrown away, it leaves no memory cached, and the trainer seeds every
+results are thrown away, it leaves no memory cached, and the run set-up seeds every
 generator after it; a failure in it is ignored (training meets and reports any
 real problem itself).
 """

@@ -144,18 +144,18 @@ def test_a_resumed_optimizer_runs_the_way_this_device_builds_it(tiny_cfg):
     capture, which needs capturable). The flags of the optimizer built here are kept, the saved
     state and hyperparameters loaded, and step counts kept where the plain update wants them."""
     from dlcli.data.prepare import prepare_data
-    from dlcli.train import Trainer
+    from dlcli.train.run import new_trainer
 
     cfg = tiny_cfg("scheduler=null", "trainer.epochs=1", "optimizer.lr=0.002")
     cpu = torch.device("cpu")
-    first = Trainer(cfg, prepare_data(cfg, cpu), cpu)
+    first = new_trainer(cfg, prepare_data(cfg, cpu), cpu)
     first.fit()
     state = first.state_dict()
     for group in state["optimizer"]["param_groups"]:  # as a GPU run's fused, captured Adam saves it
         group.update(fused=True, capturable=True, foreach=None)
     for saved in state["optimizer"]["state"].values():
         saved["step"] = saved["step"].clone()
-    again = Trainer(tiny_cfg("scheduler=null", "trainer.epochs=2"), prepare_data(cfg, cpu), cpu)
+    again = new_trainer(tiny_cfg("scheduler=null", "trainer.epochs=2"), prepare_data(cfg, cpu), cpu)
     built = [dict(g) for g in again.optimizer.param_groups]
     again.load_state_dict(state)
     for group, before in zip(again.optimizer.param_groups, built):
