@@ -76,6 +76,7 @@ class Timeline:
 def instrument(timeline: Timeline) -> None:
     import dlcli.data.prepare as prepare
     import dlcli.train.cuda_graphs as cuda_graphs
+    import dlcli.train.step as steps
     import dlcli.train.trainer as trainer
     import dlcli.train.warmup as warmup
 
@@ -84,7 +85,7 @@ def instrument(timeline: Timeline) -> None:
     timeline.wrap(prepare, "load_splits", "read the data")
     timeline.wrap(prepare, "prepare_data", "prepare the data", sync=True)
     timeline.wrap(trainer.Trainer, "__init__", "build the trainer", sync=True)
-    eager_step = trainer.Trainer.train_step
+    eager_step = steps.EagerStep.__call__
     graphed_step = cuda_graphs.GraphedStep.step
     inside = threading.local()
 
@@ -103,13 +104,13 @@ def instrument(timeline: Timeline) -> None:
     def train_step(self, idx, batch, update):  # the eager step outside the graph: first one and partial batches
         if getattr(inside, "graphed", False):
             return eager_step(self, idx, batch, update)
-        name = "eager step, first" if self.batch_in_epoch == 0 and self.epoch == 0 else \
+        name = "eager step, first" if self.trainer.batch_in_epoch == 0 and self.trainer.epoch == 0 else \
             f"eager step, batch of {len(idx)}"
         with timeline.phase(name, sync=True, once=True):
             return eager_step(self, idx, batch, update)
 
     cuda_graphs.GraphedStep.step = step
-    trainer.Trainer.train_step = train_step
+    steps.EagerStep.__call__ = train_step
 
 
 def main() -> None:

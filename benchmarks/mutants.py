@@ -71,10 +71,10 @@ MUTANTS = [
            "batch counted full)", "dlcli/train/trainer.py",
            "count = float(sizes.sum())", "count = float(done * self.batch_size)",
            (f"{ORACLES}::test_train_loss_and_accuracy_average_over_samples_with_a_short_last_batch",)),
-    Mutant("grad_clip_fp32", "trainer.grad_clip ignored in fp32 (the CPU path)", "dlcli/train/trainer.py",
-           "        else:\n            if clip:\n                torch.nn.utils.clip_grad_norm_(self.model.parameters(), "
-           "clip)\n            self.optimizer.step()",
-           "        else:\n            self.optimizer.step()",
+    Mutant("grad_clip_fp32", "trainer.grad_clip ignored in fp32 (the CPU path)", "dlcli/train/step.py",
+           "        else:\n            if clip:\n                torch.nn.utils.clip_grad_norm_(t.model.parameters(), "
+           "clip)\n            t.optimizer.step()",
+           "        else:\n            t.optimizer.step()",
            (f"{ORACLES}::test_grad_clip_scales_the_gradient_to_the_clip_norm",)),
     Mutant("epoch_scheduler_not_stepped", "step, multistep and exponential schedulers never stepped",
            "dlcli/train/trainer.py",
@@ -83,10 +83,10 @@ MUTANTS = [
            (f"{ORACLES}::test_per_epoch_schedulers_step_once_an_epoch",)),
     Mutant("step_scheduler_every_batch", "a per-step scheduler stepped on every batch under grad_accum",
            "dlcli/train/trainer.py",
-           "                        if last_of_window:\n                            self._after_optimizer_step()\n",
-           "                        if last_of_window:\n                            self._after_optimizer_step()\n"
-           "                        elif self.scheduler is not None and self.scheduler_interval == \"step\":\n"
-           "                            self.scheduler.step()\n",
+           "                self.step += 1\n                if self.scheduler is not None and "
+           "self.scheduler_interval == \"step\":\n                    self.scheduler.step()\n",
+           "                self.step += 1\n            if self.scheduler is not None and "
+           "self.scheduler_interval == \"step\":\n                self.scheduler.step()\n",
            (f"{ORACLES}::test_per_step_schedulers_step_once_per_optimizer_step_under_grad_accum",)),
     Mutant("shuffle_ignores_epoch", "the same shuffled order every epoch", "dlcli/train/trainer.py",
            'epoch_permutation(self.cfg["seed"], self.epoch, len(train))',

@@ -8,8 +8,8 @@ handler here records the signal before raising, a KeyboardInterrupt that a final
 is delivered again outside it, and `main` exits 130 whenever a SIGINT came.
 
 The CLI installs it (dlcli.cli.main, and `python -m dlcli` before anything else is imported);
-`dlcli train` installs its own handlers while it trains (finish the step, save last.pt) and puts
-this one back afterwards.
+`dlcli train` installs its own handlers while it trains (`StopSignals`: finish the step, save
+last.pt) and puts this one back afterwards.
 """
 
 from __future__ import annotations
@@ -64,3 +64,43 @@ def _redelivering(hook):
 
     unraisable._dlcli = True
     return unraisable
+
+
+class SecondSignal(KeyboardInterrupt):
+    """A second SIGINT/SIGTERM while the first waited for the step to end: stopped at once."""
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT/SIGTERM: last.pt was saved; the run can be resumed."""
+
+    def __init__(self, signal_name: str):
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+class StopSignals:
+    """SIGINT and SIGTERM while a run trains, as a context the training loop asks once per step:
+    the first is only recorded (`received`: its name), so that the loop stops where a checkpoint
+    can hold its state; a second raises SecondSignal at once. The handlers are installed in the
+    main thread only (elsewhere Python allows none), and the previous ones come back on exit."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received: str | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        previous, self._previous = self._previous, {}
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+    def _handle(self, signum, frame) -> None:
+        if self.received:
+            raise SecondSignal(signal.Signals(signum).name)
+        self.received = signal.Signals(signum).name

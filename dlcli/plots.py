@@ -83,7 +83,8 @@ def curve_names(records: list[dict]) -> list[str]:
 def best_epoch(run_dir: Path, records: list[dict]) -> tuple[int | None, str | None]:
     """(epoch, monitored metric) of the best epoch, as `dlcli runs` gives it: summary.json's, else
     the best of `records` by the config's trainer.monitor and its mode."""
-    from dlcli.runs import best_of_run, read_run_config, read_summary
+    from dlcli.run_listing import best_of_run
+    from dlcli.runs import read_run_config, read_summary
 
     best = best_of_run(read_summary(run_dir) or {}, read_run_config(run_dir), records)
     return (best["epoch"], best.get("metric")) if isinstance(best.get("epoch"), int) else (None, None)

@@ -305,11 +305,20 @@ class StrList(Kind):
         return value
 
 
+# What a `dlcli train --resume` override may change in a run (Arg.resume), in the order its refusal of
+# any other override names them: how long (length), where and how fast (machine), what it shows
+# (display), what it logs and evaluates (records), where its data files (files) and downloads
+# (cache) are now. Never what the run computes: the rest must stay as trained.
+RESUME_CHANGES = ("length", "machine", "display", "records", "files", "cache")
+
+
 @dataclass(frozen=True)
 class Arg:
     """One declared argument: validation, listings and docs all read this. `known_as`: names other
     libraries give it (Keras' learning_rate for lr), answered with a did-you-mean, not accepted.
-    `example`: a value a required argument takes, for the example `dlcli list` derives."""
+    `example`: a value a required argument takes, for the example `dlcli list` derives.
+    `resume`: what an override of it changes on `dlcli train --resume` (one of RESUME_CHANGES);
+    empty: a resume refuses it, since it changes what the run computes."""
 
     name: str
     kind: Kind
@@ -317,6 +326,11 @@ class Arg:
     help: str = ""
     known_as: tuple[str, ...] = ()
     example: Any = None
+    resume: str = ""
+
+    def __post_init__(self):
+        if self.resume and self.resume not in RESUME_CHANGES:
+            raise ValueError(f"Arg {self.name!r}: resume={self.resume!r} is not one of {', '.join(RESUME_CHANGES)}")
 
     @property
     def required(self) -> bool:

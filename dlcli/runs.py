@@ -1,18 +1,17 @@
 """Run directories: `runs/<name>/<timestamp>/` holding the resolved config, the
 environment record, metrics.jsonl / metrics.csv, checkpoints/ and summary.json.
 Two runs never share a directory, and nothing in an existing one is overwritten
-except by the run that owns it (resuming appends)."""
+except by the run that owns it (resuming appends). Here: how a run's start and
+each resume write those records, and how they are read back (finding and
+listing runs is dlcli.run_listing's)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import math
 import os
 import platform
-import re
-import shlex
 import stat
 import subprocess
 import sys
@@ -20,8 +19,8 @@ from datetime import datetime
 from pathlib import Path
 
 from dlcli.errors import RunError, short_list
-from dlcli.file_access import folder_entries, kind_of, refusal
-from dlcli.files import atomic_write_bytes, open_regular_file
+from dlcli.file_access import kind_of, refusal
+from dlcli.files import atomic_write_bytes, open_regular_file, temporary_files
 from dlcli.invocation import command_line
 
 CONFIG_FILE = "config.yaml"
@@ -194,13 +193,13 @@ def write_summary(run_dir: Path, summary: dict) -> None:
 
 def read_summary(run_dir: Path) -> dict | None:
     """The run's summary.json, or None when it is missing, unreadable or not a record."""
-    summary, _ = _read_json(Path(run_dir) / SUMMARY_FILE)
+    summary, _ = read_json_record(Path(run_dir) / SUMMARY_FILE)
     return summary
 
 
 def read_environment(run_dir: Path) -> dict | None:
     """The run's environment.json, or None when it is missing, unreadable or not a record."""
-    environment, _ = _read_json(Path(run_dir) / ENV_FILE)
+    environment, _ = read_json_record(Path(run_dir) / ENV_FILE)
     return environment
 
 
@@ -246,139 +245,19 @@ def run_checkpoints_folder(path: Path) -> Path | None:
 
 
 # ---------------------------------------------------------------------------
-# The newest run of a name folder (`dlcli evaluate runs/NAME`, `dlcli plot runs/`)
+# Reading a run's records: every file may be missing, torn or garbage
 # ---------------------------------------------------------------------------
-
-RUN_ID = re.compile(r"(\d{8}-\d{6})(?:-(\d+))?")  # create_run_dir's names: a second's second run gets -1
-
-
-def run_id_key(name: str) -> tuple:
-    """How run ids sort by start: the timestamp, then create_run_dir's -N suffix; a folder
-    named otherwise (renamed by hand) sorts before every timestamped one, by name."""
-    match = RUN_ID.fullmatch(name)
-    return (1, match.group(1), int(match.group(2) or 0), name) if match else (0, "", 0, name)
-
-
-def resolve_run_argument(path: str | Path, needs: str) -> tuple[Path, str | None]:
-    """The path a report command works on, and a note saying which run it took (else None).
-
-    A run directory, a file or a path that does not exist comes back as it is (the command says
-    what is wrong with it). A folder of runs (runs/NAME, holding NAME/<YYYYmmdd-HHMMSS>/) or of
-    name folders (runs/) gives its newest run by run id (not file times), skipping newer runs
-    that do not have what the command `needs` yet: "checkpoint" (evaluate, predict, export) or
-    "epochs", an epoch record (plot)."""
-    path = Path(path)
-    if kind_of(path, RunError) != "folder" or _is_run_dir(path) or _holds_checkpoint(path):
-        return path, None
-    children = _subdirs(path)
-    runs = [p for p in children if _is_run_dir(p)]
-    names = [] if runs else [p for p in children if any(_is_run_dir(q) for q in _subdirs(p))]
-    runs += [q for p in names for q in _subdirs(p) if _is_run_dir(q)]
-    if not runs:
-        raise RunError(f"{path}: no runs in it; expected a run directory (runs/<name>/<id>), a folder of runs "
-                       f"(runs/<name>) or of name folders (runs/), as dlcli train writes them (trainer.out_dir)")
-    runs.sort(key=lambda run: run_id_key(run.name), reverse=True)
-    chosen = next((run for run in runs if _has(run, needs)), None)  # newest first: read no more than needed
-    lacking = "a checkpoint" if needs == "checkpoint" else "a finished epoch"
-    if chosen is None:
-        shown = short_list(runs, str, limit=5)
-        raise RunError(f"{path}: none of its {_count(len(runs), 'run')} has {lacking} yet ({shown}); expected a run "
-                       f"that finished at least one epoch (it then has checkpoints/last.pt and epoch records)")
-    of = f"{_count(len(runs), 'run')} in {_count(len(names), 'name folder')}" if names else str(len(runs))
-    note = f"using the newest run of {of}: {chosen}"
-    skipped = runs[:runs.index(chosen)]
-    if skipped:
-        note += (f" (skipped {_count(len(skipped), 'newer run')} without {lacking} yet, still in or crashed in its "
-                 f"first epoch: {short_list(skipped, str, limit=3)})")
-    return chosen, note
-
-
-def _count(n: int, thing: str) -> str:
-    return f"{n} {thing}{'' if n == 1 else 's'}"
-
-
-def _holds_checkpoint(folder: Path) -> bool:
-    """A folder holding best.pt or last.pt itself (a run's checkpoints/, or a copy)."""
-    return any(kind_of(folder / name, RunError) == "file" for name in ("best.pt", "last.pt"))
-
-
-def _has(run: Path, needs: str) -> bool:
-    if needs == "checkpoint":
-        return _holds_checkpoint(run / CHECKPOINTS_DIR)
-    return bool(epoch_records(run))
-
-
-# ---------------------------------------------------------------------------
-# Listing runs (`dlcli runs`): every file may be missing, torn or garbage
-# ---------------------------------------------------------------------------
-
-RUNNING_WINDOW_S = 900  # a run without a summary or lock file that wrote within this long is still running
-STATUSES = {"finished": "finished", "stopped_early": "stopped", "interrupted": "interrupted",
-            "failed": "failed", "crashed": "crashed"}
-
-
-def list_runs(root: str | Path, now: float | None = None) -> list[dict]:
-    """One record per run directory under `root` (runs/, runs/<name>/ or one run), newest first."""
-    import time
-
-    root = Path(root)
-    kind = kind_of(root, RunError)
-    if kind != "folder":
-        raise RunError(f"{root}: {'not a directory' if kind else 'no such directory'}; expected a "
-                       f"folder of runs (trainer.out_dir, default runs/)")
-    now = time.time() if now is None else now
-    runs, unreadable = [], []
-    for path in (root, *_subdirs(root)):  # runs/, runs/<name>/ and the runs in each
-        try:
-            inside = [] if path == root else _subdirs(path)
-            runs += [_described(p, now) for p in (path, *inside) if _is_run_dir(p)]
-        except RunError as err:  # a folder this user may not list: named as damaged, the others listed
-            unreadable.append(_damaged_row(path, str(err)))
-    return sorted(runs, key=lambda r: (r["date"] or "", r["id"]), reverse=True) + unreadable
-
 
 class DamagedRecord(RunError, ValueError):
     """A run record that no run writes (a config.yaml alias bomb, an integer of 5,000 digits):
     the run is listed as damaged, with this as the reason."""
 
 
-def _described(path: Path, now: float) -> dict:
-    """describe_run, or for a run whose records cannot be read as a run writes them, a row with
-    status `damaged` and the reason: one damaged run does not hide the others."""
-    try:
-        return describe_run(path, now)
-    except (DamagedRecord, ValueError, TypeError, OverflowError, RecursionError, KeyError, AttributeError) as err:
-        reason = str(err) if isinstance(err, DamagedRecord) else f"a record is malformed ({type(err).__name__})"
-        return _damaged_row(path, reason)
-
-
-def _damaged_row(path: Path, reason: str) -> dict:
-    try:
-        date = _run_date(path)
-    except (OSError, RunError):
-        date = None
-    return {"name": path.parent.name, "id": path.name, "path": str(path), "date": date, "overrides": [],
-            "seed": None, "epochs": 0, "planned": None, "monitor": None, "best": None, "best_epoch": None,
-            "test": {}, "status": "damaged", "reason": reason}
-
-
-def _subdirs(path: Path) -> list[Path]:
-    """The folders in `path` (links to folders too), by name. One that cannot be listed is a
-    RunError: the runs in it would be left out without a word."""
-    children = (path / entry.name for entry in folder_entries(path, RunError) if not entry.name.startswith("."))
-    return [child for child in children if kind_of(child, RunError) == "folder"]
-
-
-def _is_run_dir(path: Path) -> bool:
-    return (kind_of(path / CONFIG_FILE, RunError) == "file" or kind_of(path / CHECKPOINTS_DIR, RunError) == "folder"
-            or kind_of(path / METRICS_JSONL, RunError) == "file")
-
-
 # A run writes records of kilobytes: more is no record of a run (and is not read whole).
 MAX_RECORD_BYTES = 64 * 2 ** 20
 
 
-def _read_json(path: Path, strict: bool = False):
+def read_json_record(path: Path, strict: bool = False):
     """(value, ok): (None, True) when missing, (None, False) when unreadable or not an object.
     `strict`: a DamagedRecord instead of (None, False) for what no crash leaves (an integer of
     5,000 digits, nesting 100,000 deep, a file of gigabytes); a torn file stays (None, False)."""
@@ -419,13 +298,16 @@ def _json_damage(err: Exception) -> str:
     return f"not a record a run writes ({err})"
 
 
-def read_run_config(run_dir: Path) -> dict:
+def read_run_config(run_dir: Path, strict: bool = False) -> dict:
     """The run's config.yaml as written, or {} when it is missing, unreadable or not a mapping
     (not validated: reports read what they can). Read through the config loader's guards: an
-    alias bomb or 100,000 levels of nesting are refused at once, never expanded."""
+    alias bomb or 100,000 levels of nesting are refused at once, never expanded. `strict`: a
+    DamagedRecord for a config.yaml that is there and cannot be read, instead of {}."""
     try:
         return _run_config(Path(run_dir))
     except DamagedRecord:
+        if strict:
+            raise
         return {}
 
 
@@ -444,59 +326,6 @@ def _run_config(run_dir: Path) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _number(value) -> float | None:
-    """A record's number as a float; None for anything else, or an integer no float holds."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return None
-    try:
-        return float(value)
-    except OverflowError:
-        return None
-
-
-def describe_run(path: Path, now: float) -> dict:
-    """name, id, date, seed, epochs done / planned, best monitored value, test figures (the
-    summary's, after training), status of one run."""
-    summary, summary_ok = _read_json(path / SUMMARY_FILE, strict=True)
-    config = _run_config(path)
-    trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
-    records = epoch_records(path)
-    summary = summary or {}
-    name = summary.get("name") or config.get("name") or path.parent.name
-    epochs = summary.get("epochs") if isinstance(summary.get("epochs"), int) else \
-        max((r["epoch"] for r in records), default=0)
-    planned = trainer.get("epochs") if isinstance(trainer.get("epochs"), int) else None
-    best = best_of_run(summary, config, records)
-    test = summary.get("test") if isinstance(summary.get("test"), dict) else {}
-    seed = config.get("seed")
-    environment, _ = _read_json(path / ENV_FILE, strict=True)
-    return {"name": str(name), "id": path.name, "path": str(path), "date": _run_date(path),
-            "overrides": recorded_overrides(environment or {}),
-            "seed": seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
-            "epochs": epochs, "planned": planned, "monitor": best.get("metric"),
-            "best": _number(best.get("value")), "best_epoch": best.get("epoch"),
-            "test": {k: _number(v) for k, v in test.items() if isinstance(k, str) and _number(v) is not None},
-            "status": _status(path, summary, summary_ok, records, now)}
-
-
-def recorded_overrides(environment: dict) -> list[str] | None:
-    """The key.path=value overrides the run was started with (`dlcli train CONFIG OVERRIDES...`):
-    environment.json's record, else (a run of an older dlcli) read from the command it kept;
-    None when neither says."""
-    overrides = environment.get("overrides")
-    if isinstance(overrides, list) and all(isinstance(o, str) for o in overrides):
-        return overrides
-    command = environment.get("command")
-    try:
-        words = shlex.split(command) if isinstance(command, str) else []
-    except ValueError:
-        return None
-    if words[:2] != ["dlcli", "train"] or "--resume" in words:
-        return None
-    positional = [word for word in words[2:] if not word.startswith("-")]
-    return [word for word in positional[1:] if "=" in word]  # the first: the config
-
-
 def epoch_records(run_dir: Path) -> list[dict]:
     """The run's epoch records, one per epoch in epoch order, skipping torn lines. An epoch
     logged twice counts by its last record: resuming repairs the log to one record per epoch
@@ -508,78 +337,129 @@ def epoch_records(run_dir: Path) -> list[dict]:
     return [by_epoch[epoch] for epoch in sorted(by_epoch)]
 
 
-def best_of_run(summary: dict, config: dict, records: list[dict]) -> dict:
-    """The run's best epoch, {"metric", "value", "epoch"} or {}: summary.json's, else the best of
-    its epoch records by the config's trainer.monitor and monitor_mode (a run that wrote no summary)."""
-    if isinstance(summary.get("best"), dict) and summary["best"]:
-        return summary["best"]
-    trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
-    return best_record(records, summary.get("monitor") or trainer.get("monitor"), trainer.get("monitor_mode"))
+# ---------------------------------------------------------------------------
+# The records a run's start and each resume write
+# ---------------------------------------------------------------------------
+
+EDITED_CONFIG_FILE = "config.edited.yaml"  # then config.edited.1.yaml, config.edited.2.yaml...
 
 
-def best_record(records: list[dict], monitor: str | None, mode: str | None) -> dict:
-    """The best value of `monitor` in the epoch records, {"metric", "value", "epoch"} or {}: lowest
-    or highest as `mode` ("min"/"max"; else the metric's own, as the trainer takes "auto").
-    Without a monitor, the val_loss, else the train_loss. A NaN or infinite value is never the
-    best, as the trainer never takes one."""
-    if not isinstance(monitor, str):
-        monitor = "val_loss" if any("val_loss" in r for r in records) else "train_loss"
-    if mode not in ("min", "max"):
-        mode = "min"
-        if not monitor.endswith("_loss"):
-            from dlcli.metrics import METRICS
-
-            entry = METRICS.lookup(monitor.split("_", 1)[-1])
-            mode = entry.meta.get("mode", "min") if entry is not None else "min"
-    values = [(r[monitor], r.get("epoch")) for r in records
-              if _number(r.get(monitor)) is not None and math.isfinite(r[monitor])]
-    if not values:
-        return {}
-    value, epoch = (min if mode == "min" else max)(values, key=lambda v: v[0])
-    return {"metric": monitor, "value": value, "epoch": epoch}
+def threads_set_by(cfg: dict) -> str:
+    """Who chose the CPU thread count: "trainer.threads", or "default" (torch's choice)."""
+    return "trainer.threads" if cfg["trainer"]["threads"] else "default"
 
 
-def _run_date(path: Path) -> str | None:
-    """When the run started: its directory name (YYYYmmdd-HHMMSS), else environment.json, else mtime."""
+def start_record(cfg: dict, device, overrides: list[str]) -> dict:
+    """environment.json's record of one start or resume: the machine and versions, who chose the
+    CPU threads, and the command line's overrides."""
+    return {**environment_record(str(device)), "cpu_threads_set_by": threads_set_by(cfg),
+            "overrides": list(overrides)}
+
+
+def write_start_records(run_dir: Path, config_text: str, cfg: dict, device, overrides: list[str]) -> None:
+    """A new run's config.yaml (`config_text`: the resolved config) and environment.json."""
+    write_text_atomic(run_dir / CONFIG_FILE, config_text)
+    record = {**start_record(cfg, device, overrides), "config_sha256": text_sha256(config_text)}  # what dlcli wrote
+    write_text_atomic(run_dir / ENV_FILE, json.dumps(record, indent=2) + "\n")
+
+
+def run_starts(environment: dict) -> list[dict]:
+    """environment.json's records of the run's processes: its start's, then each resume's."""
+    resumes = environment.get("resumes") if isinstance(environment.get("resumes"), list) else []
+    return [environment, *(resume for resume in resumes if isinstance(resume, dict))]
+
+
+def record_resume(run_dir: Path, environment: dict, resumed: dict, config_text: str) -> None:
+    """environment.json (as read: `environment`) keeps the first start's record and gains one per
+    resume (`resumed`: its start_record and where it starts; its command, directory, device and
+    versions may differ; `config_text`: the config.yaml it left): what ran, where, for each part
+    of the run."""
+    resumed = {**resumed, "config_sha256": text_sha256(config_text)}
+    record = {**environment, "resumes": [*run_starts(environment)[1:], resumed]}
+    write_text_atomic(run_dir / ENV_FILE, json.dumps(record, indent=2) + "\n")
+
+
+def rewrite_run_config(run_dir: Path, text: str, saved: str, environment: dict, why: str) -> str | None:
+    """config.yaml as `text` (what the run now trains to: trainer.epochs=N...). A hand-edited one
+    is kept beside it, never lost; the note this returns names the edited keys and says `why`
+    the edits change nothing. `saved`: the config the run's checkpoint trained on, as dumped."""
+    current = _read_text(run_dir / CONFIG_FILE)
+    written = {start.get("config_sha256") for start in run_starts(environment)}
+    edited = _hand_edits(run_dir, saved, current, written, why)
+    if current != text:
+        if edited is not None and current and current.strip():  # the user's text is kept beside it
+            kept = _edited_config_path(run_dir, current)
+            if not kept.exists():
+                write_text_atomic(kept, current)
+            edited += f"; config.yaml now shows the run's config, and the edited text is in {kept.name}"
+        write_text_atomic(run_dir / CONFIG_FILE, text)
+    return edited
+
+
+def _edited_config_path(run_dir: Path, text: str) -> Path:
+    """Where a hand-edited config.yaml (`text`) is kept: the copy of an earlier resume that holds
+    this very text, else the first free name of config.edited.yaml, config.edited.1.yaml, ...:
+    each edit is kept, none overwritten."""
+    import itertools
+
+    for n in itertools.count():
+        path = run_dir / (EDITED_CONFIG_FILE if n == 0 else EDITED_CONFIG_FILE.replace(".yaml", f".{n}.yaml"))
+        if not os.path.lexists(path):  # a dangling link too is somebody's: not written through, skipped
+            return path
+        if not path.is_symlink() and _read_text(path) == text:
+            return path
+
+
+def _hand_edits(run_dir: Path, saved: str, text: str | None, written: set, why: str) -> str | None:
+    """A note when the run's config.yaml (its `text`; None: unreadable) is neither `saved` nor a
+    text dlcli wrote for the run (`written`: their sha256, from environment.json): edited by hand."""
+    import yaml
+
+    from dlcli.errors import format_path
+
+    path = run_dir / CONFIG_FILE
+    if text is None:
+        return None
+    if text == saved or text_sha256(text) in written:
+        return None  # dlcli's own text (a resume that wrote it may have died before its first checkpoint)
     try:
-        return datetime.strptime(path.name[:15], "%Y%m%d-%H%M%S").isoformat()
-    except ValueError:
-        pass
-    env, _ = _read_json(path / ENV_FILE)
-    if env and isinstance(env.get("started"), str):
-        return env["started"]
+        changed = [format_path(key) or "the whole file" for key in _differences(yaml.safe_load(text),
+                                                                                yaml.safe_load(saved))]
+    except yaml.YAMLError:
+        changed = []
+    what = f" ({short_list(changed, limit=6)})" if changed else " (comments or layout)" if text.strip() else ""
+    return f"{path} was edited since the run wrote it{what}: {why}"
+
+
+def _read_text(path: Path) -> str | None:
     try:
-        return datetime.fromtimestamp(path.stat().st_mtime).isoformat(timespec="seconds")
-    except OSError:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
         return None
 
 
-def _status(path: Path, summary: dict, summary_ok: bool, records: list[dict], now: float) -> str:
-    """The run's lock (RUN/.lock) says whether a process trains it now; a run without one (an
-    older dlcli's, or where files cannot be locked) is `running` if it wrote recently."""
-    from dlcli.run_lock import run_is_locked
-
-    locked = run_is_locked(path)
-    if locked:
-        return "running"
-    if not summary_ok:
-        return "unknown"
-    last_write = max((_mtime(p) for p in (path / "checkpoints" / "last.pt", path / METRICS_JSONL)), default=0.0)
-    longest_epoch = max((r["seconds"] for r in records if _number(r.get("seconds")) is not None), default=0.0)
-    recent = locked is None and now - last_write < max(RUNNING_WINDOW_S, 3 * longest_epoch)
-    if not summary:
-        return "running" if recent else "crashed"
-    status = STATUSES.get(summary.get("status"), "unknown")
-    if status in ("interrupted", "failed", "crashed") and last_write > _mtime(path / SUMMARY_FILE):
-        if recent:
-            return "running"  # resumed since the summary was written
-        if locked is False:
-            return "crashed"  # resumed since, and ended without a summary
-    return status
+def _differences(a, b, path: tuple = ()) -> list[tuple]:
+    """The key paths where two parsed YAML values differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [p for key in dict.fromkeys([*a, *b]) for p in _differences(a.get(key), b.get(key), path + (key,))]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [p for i, (x, y) in enumerate(zip(a, b)) for p in _differences(x, y, path + (i,))]
+    return [] if a == b else [path]
 
 
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0
+def cut_logs_back(run_dir: Path, step: int, history: list[dict]) -> None:
+    """The metrics logs as far as a checkpoint at optimizer step `step`, with the epoch records
+    `history`, covers them. They may run ahead of it (killed between the two writes) or end in
+    a torn line."""
+    log = MetricsLog(run_dir)
+    steps = [r for r in read_metrics(log.jsonl)[0] if r.get("kind") == "step" and r.get("step", 0) <= step]
+    log.rewrite(sorted(steps + list(history), key=lambda r: (r.get("step", 0), r.get("kind") == "epoch")))
+
+
+def remove_temporary_files(run_dir: Path) -> None:
+    """Temporary files that a killed process left behind writing the run's own files, by the
+    names dlcli's atomic writes give them, now or before (a run of an older dlcli may hold
+    .last.pt.<random>.tmp); no other file (a user's, a `dlcli evaluate` at work)."""
+    owned = [run_dir / name for name in RUN_RECORDS] + [run_dir / CHECKPOINTS_DIR / n for n in ("last.pt", "best.pt")]
+    for leftover in [temp for path in owned for temp in temporary_files(path, legacy=True)]:
+        leftover.unlink(missing_ok=True)

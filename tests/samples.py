@@ -124,7 +124,7 @@ class InterruptAt(Callback):
 
     def on_train_batch_end(self, trainer, batch):
         if trainer.epoch == self.epoch and batch == self.batch:
-            trainer._signal = "SIGINT"
+            trainer.signals.received = "SIGINT"
 
 
 @contextlib.contextmanager

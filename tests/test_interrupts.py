@@ -93,3 +93,18 @@ def test_an_interrupt_that_a_finalizer_swallowed_still_stops_the_command():
     stdout, stderr = process.communicate(timeout=HANG_S)
     assert process.returncode == 130, (process.returncode, stdout, stderr)
     assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+
+
+def test_stop_signals_record_the_first_signal_and_stop_at_the_second():
+    """The training loop's context: a first SIGTERM/SIGINT is only recorded (the loop stops at its
+    next safe point), a second stops at once, and the handlers before it come back on exit."""
+    from dlcli.interrupts import SecondSignal, StopSignals
+
+    before = signal.getsignal(signal.SIGTERM)
+    signals = StopSignals()
+    with signals:
+        os.kill(os.getpid(), signal.SIGTERM)  # handled between two bytecodes, in this (the main) thread
+        assert signals.received == "SIGTERM"
+        with pytest.raises(SecondSignal, match="SIGINT"):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -217,3 +217,10 @@ def test_required_marker():
     assert not _ENTRY.arg("rate").required
     assert _ENTRY.defaults() == {"strides": 1, "rate": 0.5}
     assert _ENTRY.arg("nope") is None
+
+
+def test_an_argument_declaring_an_unknown_resume_change_is_refused():
+    """Arg.resume names what a `--resume` override of it changes: a misspelt change is refused
+    where it is declared, not met as a surprise by the resume."""
+    with pytest.raises(ValueError, match="resume='speed' is not one of length, machine"):
+        Arg("epochs", Int(), 1, resume="speed")

@@ -134,7 +134,7 @@ def is_terminal() -> bool:
 def run_argument(path: str, needs: str) -> str:
     """The path a report command takes: a name folder (runs/NAME) or the runs folder gives its
     newest run, said on stderr (stdout stays the report: --json output is parsed)."""
-    from dlcli.runs import resolve_run_argument
+    from dlcli.run_listing import resolve_run_argument
 
     chosen, note = resolve_run_argument(path, needs)
     if note is None:

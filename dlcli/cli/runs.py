@@ -19,7 +19,7 @@ def runs(directory: str = typer.Argument("runs", help="a folder of runs (default
          as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
     """List runs: path, seed, epochs done / planned, best monitored value, test figure, status and
     the overrides each was started with."""
-    from dlcli.runs import list_runs
+    from dlcli.run_listing import list_runs
 
     found = list_runs(directory)
     if as_json:

@@ -93,25 +93,26 @@ EARLY_STOPPING = Entry("early_stopping", "stop when the monitored metric stops i
 ))
 
 TRAINER = Entry("trainer", "the training loop", args=(
-    Arg("epochs", Int(min=1, max=1_000_000), 10, "passes over the training set"),
-    Arg("device", Device(), "auto", "where to train: auto picks cuda, then mps, then cpu"),
+    Arg("epochs", Int(min=1, max=1_000_000), 10, "passes over the training set", resume="length"),
+    Arg("device", Device(), "auto", "where to train: auto picks cuda, then mps, then cpu", resume="machine"),
     Arg("precision", Str(("fp32", "bf16", "fp16")), "fp32", "autocast precision on GPU (ignored on CPU)"),
     Arg("grad_clip", Optional(Float(min=0.0, min_open=True)), None, "clip the gradient norm to this"),
     Arg("grad_accum", Int(min=1, max=4096), 1, "batches per optimizer step"),
     Arg("monitor", Optional(Str()), None, "metric for best.pt and early stopping "
                                           "(default: val_loss with validation data, else train_loss)"),
     Arg("monitor_mode", Str(("auto", "min", "max")), "auto", "whether lower or higher is better"),
-    Arg("early_stopping", Kind(), None, "{patience, min_delta}, or null for none"),
+    Arg("early_stopping", Kind(), None, "{patience, min_delta}, or null for none", resume="length"),
     Arg("log_every_steps", Int(min=0), 0, "also log train metrics every N steps: the running means of the epoch "
-        "so far, as the epoch line gives them at its end (0: per epoch only)"),
+        "so far, as the epoch line gives them at its end (0: per epoch only)", resume="records"),
     Arg("out_dir", Str(empty=False), "runs", "where run directories are created"),
-    Arg("progress", Str(("auto", "bar", "plain", "none")), "auto", "bar on a terminal, plain lines otherwise"),
-    Arg("evaluate_test", Bool(), True, "evaluate best.pt on the test split at the end"),
+    Arg("progress", Str(("auto", "bar", "plain", "none")), "auto", "bar on a terminal, plain lines otherwise",
+        resume="display"),
+    Arg("evaluate_test", Bool(), True, "evaluate best.pt on the test split at the end", resume="records"),
     Arg("compile", Bool(), False,
         "torch.compile the model's forward (compiling takes seconds to minutes: it pays off on long runs only)"),
     Arg("cuda_graphs", Bool(), False, "capture the training step in a CUDA graph (GPU only)"),
     Arg("channels_last", AutoBool(), "auto", "channels-last memory format (auto: for conv2d models on the CPU)"),
     Arg("fuse", Bool(), True, "exact rewrites that run faster (e.g. max-pool before ReLU)"),
-    Arg("threads", Optional(Int(min=1, max=1024)), None, "CPU threads (default: torch's choice)"),
+    Arg("threads", Optional(Int(min=1, max=1024)), None, "CPU threads (default: torch's choice)", resume="machine"),
     Arg("deterministic", Bool(), False, "deterministic cuDNN algorithms: repeatable GPU runs and resumes, slower"),
 ))

@@ -48,10 +48,10 @@ DATASETS = Registry("dataset", meta_keys=(
 
 def path_arg(example: str) -> Arg:
     """data.path of a source that reads the user's files."""
-    return Arg("path", FilePath(), help="file or directory with the training data", example=example)
+    return Arg("path", FilePath(), help="file or directory with the training data", example=example, resume="files")
 
 
-TEST_PATH = Arg("test_path", Optional(FilePath()), None, "file or directory with the test data")
+TEST_PATH = Arg("test_path", Optional(FilePath()), None, "file or directory with the test data", resume="files")
 TASK = Arg("task", Str(("auto", "classification", "regression")), "auto",
            "auto: integer targets are classes, others values")
 

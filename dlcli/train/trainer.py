@@ -1,6 +1,8 @@
 """The training loop. `Trainer.fit` reads top to bottom: for each epoch, shuffle
-by a seeded permutation, step through the batches, evaluate, hand the epoch's
-record to the callbacks. Everything a resume needs is in `state_dict()`.
+by a seeded permutation, run the step (dlcli.train.step) on each batch, evaluate,
+hand the epoch's record to the callbacks. Everything a resume needs is in
+`state_dict()`. The process-wide settings it trains under (seeds, CPU threads,
+cuDNN flags) are the run set-up's (dlcli.train.process), made before it is built.
 
 GPU: no host sync inside the step; loss and metric sums stay on the device and
 are read once per epoch (and when the progress display asks).
@@ -11,60 +13,22 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import random
-import signal
 import time
 
-import numpy as np
 import torch
 
 from dlcli.data.prepare import PreparedData
 from dlcli.errors import RunError
 from dlcli.evaluation import evaluate_split, metric_functions
+from dlcli.interrupts import SecondSignal, StopSignals, TrainingInterrupted
 from dlcli.losses import build_loss
 from dlcli.metrics import METRICS
 from dlcli.model import autocast_dtype, build_training_model, uses_channels_last
 from dlcli.optim import SCHEDULERS, build_optimizer
-from dlcli.train.cuda_graphs import GraphedStep, graph_blockers
+from dlcli.train.process import rng_state, set_rng_state
+from dlcli.train.step import CapturedStep, EagerStep, compile_forward, use_cuda_graphs
 
-
-class SecondSignal(KeyboardInterrupt):
-    """A second SIGINT/SIGTERM while the first waited for the step to end: stopped at once."""
-
-
-class TrainingInterrupted(Exception):
-    """SIGINT/SIGTERM: last.pt was saved; the run can be resumed."""
-
-    def __init__(self, signal_name: str):
-        super().__init__(signal_name)
-        self.signal_name = signal_name
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict:
-    np_state = np.random.get_state()
-    return {"python": random.getstate(),
-            "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(_tuples(state["python"]))
-    kind, keys, *rest = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
-    torch.set_rng_state(state["torch"])
-    if state.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _tuples(value):
-    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+__all__ = ["Trainer", "TrainingInterrupted", "SecondSignal", "epoch_permutation"]
 
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
@@ -74,6 +38,10 @@ def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
 
 
 class Trainer:
+    """The loop over prepared data, and the state a checkpoint holds: model, optimizer, scheduler,
+    progress, best epoch, history. Built by the run set-up (dlcli.train.run.new_trainer), after
+    the process-wide settings it trains under."""
+
     def __init__(self, cfg: dict, data: PreparedData, device: torch.device, callbacks=(), model=None):
         """`model`: the config's model as built on the meta device (dlcli.model.build_meta_model, with
         trainer.fuse), given memory and its seeded initial weights here; None builds it."""
@@ -81,24 +49,13 @@ class Trainer:
         self.cfg, self.data, self.device, self.callbacks = cfg, data, device, list(callbacks)
         self.notes: list[str] = []
         self.start: dict = {}  # what the run starts with (dlcli.train.run_start), for the CLI's start banner
-        seed_everything(cfg["seed"])
-        if t["threads"]:
-            torch.set_num_threads(t["threads"])
-        if device.type == "cuda":
-            torch.backends.cudnn.deterministic = t["deterministic"]
-            torch.backends.cudnn.benchmark = False
         self.model = build_training_model(cfg, device, meta=model)
         self.channels_last = uses_channels_last(cfg, device)
         self.loss_fn = build_loss(cfg, device)
         self.metric_fns = metric_functions(cfg["metrics"])
-        use_graphs = False
-        if t["cuda_graphs"]:
-            blockers = graph_blockers(cfg, device, streamed=data.streamed, on_host=data.train.home.type != device.type)
-            use_graphs = not blockers
-            if blockers:
-                self.notes.append(f"trainer.cuda_graphs ignored: {'; '.join(blockers)}")
+        use_graphs = use_cuda_graphs(cfg, device, data, self.notes)
         if t["compile"]:
-            self._compile(use_graphs)
+            compile_forward(self.model, device, use_graphs, self.notes)
         self.optimizer = build_optimizer(cfg, self.model.parameters(), device, capturable=use_graphs)
         self.batch_size, self.accum = cfg["data"]["batch_size"], t["grad_accum"]
         n = len(data.train)
@@ -127,14 +84,14 @@ class Trainer:
         self.best_state: dict | None = None
         self.history: list[dict] = []
         self.stop_reason: str | None = None
-        self._signal: str | None = None
+        self.signals = StopSignals()  # a first SIGINT/SIGTERM, which the loop asks about after each step
         # Per-batch results of the running epoch, written on the device (no host sync) and
         # summed when read; persistent tensors, since a CUDA graph holds their addresses.
-        self._losses = torch.zeros(self.batches_per_epoch, dtype=torch.float32, device=device)
-        self._metric_sums = torch.zeros(len(self.metric_fns), self.batches_per_epoch, dtype=torch.float64,
-                                        device=device)
+        self.batch_losses = torch.zeros(self.batches_per_epoch, dtype=torch.float32, device=device)
+        self.batch_metric_sums = torch.zeros(len(self.metric_fns), self.batches_per_epoch, dtype=torch.float64,
+                                             device=device)
         self._batch_sizes = [min(self.batch_size, n - b * self.batch_size) for b in range(self.batches_per_epoch)]
-        self.graphed = GraphedStep(self) if use_graphs else None
+        self.batch_step = CapturedStep(self) if use_graphs else EagerStep(self)  # the step of each batch
 
     # ---- set-up helpers -------------------------------------------------
     def _build_scheduler(self):
@@ -156,20 +113,6 @@ class Trainer:
         name = monitor.split("_", 1)[1]
         return "min" if name == "loss" else METRICS.get(name).meta["mode"]
 
-    def _compile(self, use_graphs: bool) -> None:
-        """trainer.compile: torch.compile the model's forward, in place (the state_dict keys
-        stay), unless the whole step is captured in a CUDA graph, or there is no C++
-        compiler for the CPU code torch generates."""
-        import shutil
-
-        if use_graphs:
-            self.notes.append("trainer.compile ignored: trainer.cuda_graphs captures the whole step already")
-        elif self.device.type == "cpu" and not any(shutil.which(c) for c in ("c++", "g++", "clang++")):
-            self.notes.append("trainer.compile ignored: compiling for the CPU needs a C++ compiler (c++, g++ or "
-                              "clang++ on the PATH), and none was found")
-        else:
-            self.model.compile()
-
     def _autocast_dtype(self, precision: str):
         dtype = autocast_dtype(precision, self.device)
         if dtype is None and precision != "fp32":
@@ -183,6 +126,16 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype, cache_enabled=self.graphed is None)
 
     @property
+    def graphed(self):
+        """The CUDA graph that full batches replay (trainer.cuda_graphs: a GraphedStep), or None."""
+        return self.batch_step.graphed
+
+    def train_step(self, idx: torch.Tensor, batch: torch.Tensor, update: bool) -> None:
+        """The step a CUDA graph records (GraphedStep calls it): `batch`, the place in the
+        epoch, is a device tensor."""
+        self.batch_step.recorded(idx, batch, update)
+
+    @property
     def lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 
@@ -191,141 +144,94 @@ class Trainer:
 
     # ---- the loop --------------------------------------------------------
     def fit(self) -> dict:
-        t = self.cfg["trainer"]
-        train = self.data.train
+        """Train from where the trainer stands to trainer.epochs, or until a callback stops it;
+        returns the summary. A first SIGINT/SIGTERM stops it where last.pt can hold the state."""
         started, self.first_epoch = time.perf_counter(), self.epoch + 1  # a resumed run starts later
+        train = self.data.train
         self._emit("on_fit_start")
-        with self._signals():
+        with self.signals:
             # closing: a streamed split stops its workers; worker_failures: one that dies is a DataError
             with contextlib.closing(train), train.worker_failures():
-                while self.epoch < t["epochs"] and self.stop_reason is None:
-                    self._emit("on_epoch_start")
-                    epoch_start, self._first_batch = time.perf_counter(), self.batch_in_epoch
-                    perm = epoch_permutation(self.cfg["seed"], self.epoch, len(train)) if self.cfg["data"]["shuffle"] \
-                        else torch.arange(len(train))
-                    perm = perm.to(train.home)
-                    batches = range(self.batch_in_epoch, self.batches_per_epoch)
-                    train.plan(perm, self.batch_size, batches)  # streamed data start reading ahead
-                    self.model.train()
-                    for batch in batches:
-                        idx = perm[batch * self.batch_size:(batch + 1) * self.batch_size]
-                        last_of_window = (batch + 1) % self.accum == 0 or batch + 1 == self.batches_per_epoch
-                        if self.graphed is not None and len(idx) == self.batch_size:
-                            self.graphed.step(idx, batch)  # the same step, replayed from a CUDA graph
-                        else:
-                            self.train_step(idx, batch, last_of_window)
-                        if last_of_window:
-                            self._after_optimizer_step()
-                        self.batch_in_epoch = batch + 1
-                        self._emit("on_train_batch_end", batch)
-                        if self._signal and last_of_window:
-                            self._emit("on_interrupt")
-                            raise TrainingInterrupted(self._signal)
-                    if self.device.type == "cuda":  # the epoch's time includes the GPU work it queued
-                        torch.cuda.synchronize(self.device)
-                    record = self._end_epoch(time.perf_counter() - epoch_start)
-                    self._emit("on_epoch_end", record)
-                    if self._signal:  # it came during the validation or the checkpoints: last.pt holds the epoch
-                        self._emit("on_interrupt")
-                        raise TrainingInterrupted(self._signal)
+                while self.epoch < self.cfg["trainer"]["epochs"] and self.stop_reason is None:
+                    self._train_epoch()
             # the training is over: a first signal from here on lets the test evaluation finish, and the run
             summary = self._summary(time.perf_counter() - started)
-        if self._signal:
-            self.notes.append(f"{self._signal} came after the last epoch, during the test evaluation: the run was "
-                              f"finished first")
+        if self.signals.received:
+            self.notes.append(f"{self.signals.received} came after the last epoch, during the test evaluation: the "
+                              f"run was finished first")
         self._emit("on_fit_end", summary)
         return summary
+
+    def _train_epoch(self) -> None:
+        """The rest of the epoch: its batches, the step, the end of the epoch, the callbacks."""
+        self._emit("on_epoch_start")
+        started, self._first_batch = time.perf_counter(), self.batch_in_epoch
+        self.model.train()
+        for idx, batch, update in self._batches():
+            self.batch_step(idx, batch, update)  # forward, backward, the update when `update`, the sums
+            if update:
+                self.step += 1
+                if self.scheduler is not None and self.scheduler_interval == "step":
+                    self.scheduler.step()
+            self.batch_in_epoch = batch + 1
+            self._emit("on_train_batch_end", batch)
+            if update:
+                self._stop_if_signalled()  # between two optimizer steps: last.pt can hold this state
+        if self.device.type == "cuda":  # the epoch's time includes the GPU work it queued
+            torch.cuda.synchronize(self.device)
+        record = self._end_epoch(time.perf_counter() - started)
+        self._emit("on_epoch_end", record)
+        self._stop_if_signalled()  # it came during the validation or the checkpoints: last.pt holds the epoch
+
+    def _batches(self):
+        """(training indices, batch, update) for the rest of the epoch, in its seeded order;
+        `update`: the batch ends an accumulation window (or the epoch), so the optimizer steps."""
+        train, size = self.data.train, self.batch_size
+        perm = epoch_permutation(self.cfg["seed"], self.epoch, len(train)) if self.cfg["data"]["shuffle"] \
+            else torch.arange(len(train))
+        perm = perm.to(train.home)
+        batches = range(self.batch_in_epoch, self.batches_per_epoch)
+        train.plan(perm, size, batches)  # streamed data start reading ahead
+        for batch in batches:
+            yield (perm[batch * size:(batch + 1) * size], batch,
+                   (batch + 1) % self.accum == 0 or batch + 1 == self.batches_per_epoch)
+
+    def _stop_if_signalled(self) -> None:
+        if self.signals.received:
+            self._emit("on_interrupt")
+            raise TrainingInterrupted(self.signals.received)
 
     @property
     def stop_requested(self) -> str | None:
         """The signal (SIGINT, SIGTERM) that asked the run to stop at the next step, if any."""
-        return self._signal
+        return self.signals.received
 
-    def train_step(self, idx: torch.Tensor, batch, update: bool) -> None:
-        """One batch on the device, without a host sync on GPU: forward, backward,
-        the optimizer update when `update`, and the running sums. `batch` (the index
-        in the epoch) is an int, or a device tensor when captured in a CUDA graph."""
-        xb, yb = self.data.train.batch(idx)  # (B, *input_shape), (B,)
-        if self.channels_last and xb.dim() == 4:  # images; a flat input reshaped inside the model is not one
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        with self.autocast():
-            out = self.model(xb)
-            loss = self.loss_fn(out.float(), yb)
-        self._backward(loss)
-        if update:
-            self._optimizer_update()
-        self._accumulate(loss, out, yb, batch)
-
-    def _backward(self, loss: torch.Tensor) -> None:
-        loss = loss / self.accum if self.accum > 1 else loss
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-        else:
-            loss.backward()
-
-    def _optimizer_update(self) -> None:
-        clip = self.cfg["trainer"]["grad_clip"]
-        if self.scaler is not None:
-            if clip:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            if clip:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-            self.optimizer.step()
-        # keep the gradient tensors (zeroed, not freed) when a CUDA graph holds their addresses
-        self.optimizer.zero_grad(set_to_none=self.graphed is None)
-
-    def _after_optimizer_step(self) -> None:
-        self.step += 1
-        if self.scheduler is not None and self.scheduler_interval == "step":
-            self.scheduler.step()
-
-    @torch.no_grad()
-    def _accumulate(self, loss: torch.Tensor, out: torch.Tensor, yb: torch.Tensor, batch) -> None:
-        """Record the batch's loss and metric sums at position `batch` of the epoch."""
-        loss = loss.detach()
-        if self.device.type == "cpu" and not math.isfinite(loss.item()):  # free to check at once on the CPU
-            self._non_finite(batch)
-        out = out.detach().float()
-        metrics = [fn(out, yb) for fn in self.metric_fns.values()]
-        if isinstance(batch, int):
-            self._losses[batch] = loss
-            if metrics:
-                self._metric_sums[:, batch] = torch.stack(metrics)
-        else:  # a device tensor (inside a CUDA graph)
-            self._losses.index_copy_(0, batch.view(1), loss.float().view(1))
-            if metrics:
-                self._metric_sums.index_copy_(1, batch.view(1), torch.stack(metrics).double().view(-1, 1))
-
-    def _non_finite(self, batch: int) -> None:
+    def non_finite_error(self, batch: int) -> RunError:
         kept = (f"the checkpoint of epoch {self.epoch} is the last good one" if self.epoch else
                 "no epoch had ended, so there is no checkpoint to go back to")
-        raise RunError(f"the loss became NaN or inf at epoch {self.epoch + 1}, step "
-                       f"{self.epoch * self.batches_per_epoch + batch + 1} (batch {batch + 1} of the epoch); "
-                       f"training stopped: {kept}. HINT: lower optimizer.lr, set trainer.grad_clip, or check the "
-                       f"data for NaN values")
+        return RunError(f"the loss became NaN or inf at epoch {self.epoch + 1}, step "
+                        f"{self.epoch * self.batches_per_epoch + batch + 1} (batch {batch + 1} of the epoch); "
+                        f"training stopped: {kept}. HINT: lower optimizer.lr, set trainer.grad_clip, or check the "
+                        f"data for NaN values")
 
     def running_metrics(self) -> dict:
         """Train loss and metrics of the epoch so far (one host sync)."""
         done = self.batch_in_epoch
         if done == 0:
             return {}
-        losses = self._losses[:done].double().cpu()
+        losses = self.batch_losses[:done].double().cpu()
         if not torch.isfinite(losses).all():
             return {"loss": float("nan")}
         sizes = torch.tensor(self._batch_sizes[:done], dtype=torch.float64)
         count = float(sizes.sum())
         weights = sizes if getattr(self.loss_fn, "reduction", "mean") == "mean" else torch.ones_like(sizes)
-        metrics = (self._metric_sums[:, :done].sum(1) / count).tolist()
+        metrics = (self.batch_metric_sums[:, :done].sum(1) / count).tolist()
         return {"loss": float((losses * weights).sum()) / count, **dict(zip(self.metric_fns, metrics))}
 
     def _end_epoch(self, seconds: float) -> dict:
-        finite = torch.isfinite(self._losses[:self.batch_in_epoch])
+        finite = torch.isfinite(self.batch_losses[:self.batch_in_epoch])
         if not bool(finite.all()):
-            self._non_finite(int((~finite).nonzero()[0]))
+            raise self.non_finite_error(int((~finite).nonzero()[0]))
         train = self.running_metrics()
         record = {"kind": "epoch", "epoch": self.epoch + 1, "step": self.step,
                   **{f"train_{k}": v for k, v in train.items()}}
@@ -385,7 +291,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
-            "partial_sums": {"losses": self._losses.cpu(), "metric_sums": self._metric_sums.cpu()}
+            "partial_sums": {"losses": self.batch_losses.cpu(), "metric_sums": self.batch_metric_sums.cpu()}
             if self.batch_in_epoch else None,
             "rng": rng_state(),
             "best": self.best, "monitor": self.monitor, "history": self.history,
@@ -442,8 +348,8 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.best, self.history = dict(state["best"]), list(state["history"])
         if state.get("partial_sums"):
-            self._losses.copy_(state["partial_sums"]["losses"])
-            self._metric_sums.copy_(state["partial_sums"]["metric_sums"])
+            self.batch_losses.copy_(state["partial_sums"]["losses"])
+            self.batch_metric_sums.copy_(state["partial_sums"]["metric_sums"])
         set_rng_state(state["rng"])
 
     def _recompute_schedule(self, saved: dict) -> None:
@@ -477,27 +383,6 @@ class Trainer:
     def _emit(self, hook: str, *args) -> None:
         for callback in self.callbacks:
             getattr(callback, hook)(self, *args)
-
-    @contextlib.contextmanager
-    def _signals(self):
-        """First SIGINT/SIGTERM: finish the step, save last.pt, stop. A second: stop at once."""
-        import threading
-
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum, frame):
-            if self._signal:
-                raise SecondSignal(signal.Signals(signum).name)
-            self._signal = signal.Signals(signum).name
-
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
 
 
 def _span(segment: dict, following: dict) -> str:

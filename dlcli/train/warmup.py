@@ -12,7 +12,7 @@ the run's wall time shrinks by the shorter of them.
 The warm-up model is a copy of the run's model as built on the meta device (no
 random numbers drawn, no memory: the copy costs nothing, and the run builds its
 model once), its results are thrown away, it leaves no memory cached, and the
-trainer seeds every generator after it; a failure in it is ignored (training
+run set-up seeds every generator after it; a failure in it is ignored (training
 meets and reports any real problem itself).
 """
 

@@ -259,7 +259,9 @@ def test_cuda_graphs_refuse_streamed_data(stream_cfg):
     blockers = graph_blockers(cfg, torch.device("cuda"), streamed=True)
     assert len(blockers) == 1 and "streamed from their files" in blockers[0]
     assert graph_blockers(cfg, torch.device("cuda")) == []
-    trainer = Trainer(cfg, prepared(cfg, torch.device("cpu")), torch.device("cpu"))
+    from dlcli.train.run import new_trainer
+
+    trainer = new_trainer(cfg, prepared(cfg, torch.device("cpu")), torch.device("cpu"))
     assert any("trainer.cuda_graphs ignored" in n and "streamed from their files" in n for n in trainer.notes)
 
 

@@ -131,7 +131,8 @@ def _files_outside(root: Path, run: Path) -> set[Path]:
 
 def _check(case: Case, root: Path, plot: bool, cli) -> str | None:
     from dlcli.plots import _confusions, best_epoch, curve_names, plot_run
-    from dlcli.runs import epoch_records, list_runs
+    from dlcli.run_listing import list_runs
+    from dlcli.runs import epoch_records
 
     run = root / "tiny" / "20260101-100000"
     _write_run(run, case)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dlcli.errors import RunError
-from dlcli.runs import resolve_run_argument, run_id_key
+from dlcli.run_listing import resolve_run_argument, run_id_key
 
 IDS = ("20260101-120000", "20251231-235959", "20260101-090000")  # the newest first, not in copy order
 

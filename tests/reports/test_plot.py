@@ -109,7 +109,8 @@ def test_without_a_summary_the_plot_marks_the_best_epoch_dlcli_runs_gives(tmp_pa
     import json
 
     from dlcli.plots import best_epoch
-    from dlcli.runs import epoch_records, list_runs
+    from dlcli.run_listing import list_runs
+    from dlcli.runs import epoch_records
 
     run = tmp_path / "tiny" / "20260101-100000"
     run.mkdir(parents=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dlcli.runs import RUNNING_WINDOW_S, best_record, list_runs
+from dlcli.run_listing import RUNNING_WINDOW_S, best_record, list_runs
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -12,10 +12,10 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUD
 
 def _train(cfg, callbacks=()):
     from tests.samples import prepared
-    from dlcli.train import Trainer
+    from dlcli.train.run import new_trainer
 
     device = torch.device("cuda")
-    trainer = Trainer(cfg, prepared(cfg, device), device, callbacks=callbacks)
+    trainer = new_trainer(cfg, prepared(cfg, device), device, callbacks=callbacks)
     trainer.fit()
     return trainer
 

@@ -130,10 +130,10 @@ def test_training_with_and_without_the_rewrite_gives_identical_weights(tiny_cfg)
 
 def test_cuda_graphs_on_cpu_fall_back_with_a_note(tiny_cfg):
     from tests.samples import prepared
-    from dlcli.train import Trainer
+    from dlcli.train.run import new_trainer
 
     cfg = tiny_cfg("trainer.cuda_graphs=true")
-    trainer = Trainer(cfg, prepared(cfg, torch.device("cpu")), torch.device("cpu"))
+    trainer = new_trainer(cfg, prepared(cfg, torch.device("cpu")), torch.device("cpu"))
     assert trainer.graphed is None
     assert any("cuda_graphs ignored: it needs a CUDA device" in n and "scheduler" in n for n in trainer.notes)
 
@@ -164,18 +164,18 @@ def test_graph_blockers_read_which_optimizers_are_captured_from_the_registry(tin
 def test_cuda_graphs_refuse_a_training_set_held_in_cpu_memory(tiny_cfg, monkeypatch):
     """Data too large for the GPU stay in CPU memory and are copied per batch: a captured step
     would gather its batch once, at capture time, and replay that batch forever."""
-    import dlcli.train.trainer as trainer_module
+    import dlcli.train.step as step_module
     from tests.samples import prepared
     from dlcli.train.cuda_graphs import graph_blockers
+    from dlcli.train.run import new_trainer
 
     cfg = tiny_cfg("scheduler=null")
     reasons = graph_blockers(cfg, torch.device("cuda"), on_host=True)
     assert len(reasons) == 1 and "held in CPU memory" in reasons[0]
     assert graph_blockers(cfg, torch.device("cuda")) == []
     calls = []
-    monkeypatch.setattr(trainer_module, "graph_blockers", lambda *a, **kw: calls.append(kw) or ["x"])
-    trainer_module.Trainer(tiny_cfg("trainer.cuda_graphs=true"), prepared(cfg, torch.device("cpu")),
-                           torch.device("cpu"))
+    monkeypatch.setattr(step_module, "graph_blockers", lambda *a, **kw: calls.append(kw) or ["x"])
+    new_trainer(tiny_cfg("trainer.cuda_graphs=true"), prepared(cfg, torch.device("cpu")), torch.device("cpu"))
     assert calls == [{"streamed": False, "on_host": False}]  # the data live where the CPU trainer trains
 
 
@@ -184,7 +184,8 @@ def test_graph_dispatch_full_batches_replayed_partial_batch_eager(tiny_cfg):
     (here a stand-in that runs the step eagerly), the last partial batch through the eager
     step, gradients are zeroed in place, and the result equals the plain path bit for bit."""
     from tests.samples import prepared
-    from dlcli.train import Trainer
+    from dlcli.train.run import new_trainer
+    from dlcli.train.step import CapturedStep
 
     class EagerStandIn:
         def __init__(self, trainer):
@@ -197,10 +198,10 @@ def test_graph_dispatch_full_batches_replayed_partial_batch_eager(tiny_cfg):
 
     cfg = tiny_cfg("scheduler=null", "data.batch_size=50", "trainer.epochs=2")  # 240 train samples: 4 x 50 + 40
     device = torch.device("cpu")
-    plain = Trainer(cfg, prepared(cfg, device), device)
+    plain = new_trainer(cfg, prepared(cfg, device), device)
     plain.fit()
-    fast = Trainer(cfg, prepared(cfg, device), device)
-    fast.graphed = EagerStandIn(fast)
+    fast = new_trainer(cfg, prepared(cfg, device), device)
+    fast.batch_step = CapturedStep(fast, graphed=EagerStandIn(fast))
     fast.fit()
     assert fast.graphed.calls == 2 * 4 and fast.step == plain.step == 2 * 5
     for (name, a), b in zip(plain.model.state_dict().items(), fast.model.state_dict().values()):
@@ -273,15 +274,16 @@ def test_compile_trains_the_same_function(tiny_cfg):
 
 def test_compile_is_ignored_with_a_note_where_it_cannot_run(tiny_cfg, monkeypatch):
     from tests.samples import prepared
-    from dlcli.train import Trainer
+    from dlcli.train.run import new_trainer
+    from dlcli.train.step import compile_forward
 
     cfg = tiny_cfg("trainer.compile=true")
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    trainer = Trainer(cfg, prepared(cfg, torch.device("cpu")), torch.device("cpu"))
+    trainer = new_trainer(cfg, prepared(cfg, torch.device("cpu")), torch.device("cpu"))
     assert trainer.model._compiled_call_impl is None
     assert any("trainer.compile ignored: compiling for the CPU needs a C++ compiler" in n for n in trainer.notes)
     trainer.notes.clear()
-    trainer._compile(use_graphs=True)
+    compile_forward(trainer.model, trainer.device, True, trainer.notes)
     assert trainer.model._compiled_call_impl is None
     assert trainer.notes == ["trainer.compile ignored: trainer.cuda_graphs captures the whole step already"]
 
@@ -295,10 +297,10 @@ def test_compile_is_ignored_with_a_note_where_it_cannot_run(tiny_cfg, monkeypatc
 def test_reduce_on_plateau_knows_which_way_its_metric_improves(tiny_cfg, overrides, mode):
     """It used to minimize whatever it watched: an improving accuracy cut the learning rate."""
     from tests.samples import prepared
-    from dlcli.train import Trainer
+    from dlcli.train.run import new_trainer
 
     cfg = tiny_cfg(*overrides)
-    trainer = Trainer(cfg, prepared(cfg, torch.device("cpu")), torch.device("cpu"))
+    trainer = new_trainer(cfg, prepared(cfg, torch.device("cpu")), torch.device("cpu"))
     assert trainer.scheduler.mode == mode
 
 

@@ -24,6 +24,7 @@ from dlcli.checkpoint import load_checkpoint
 from dlcli.config import config_from_text
 from tests.samples import prepared
 from dlcli.train import Callback, train
+from dlcli.train.run import new_trainer
 from dlcli.train.trainer import Trainer
 
 CPU = torch.device("cpu")
@@ -59,7 +60,7 @@ trainer: {{epochs: 1, device: cpu, progress: none}}
 
 
 def _trainer(cfg: dict, *callbacks) -> Trainer:
-    return Trainer(cfg, prepared(cfg, CPU), CPU, callbacks)
+    return new_trainer(cfg, prepared(cfg, CPU), CPU, callbacks)
 
 
 def _hand_model(state: dict) -> nn.Sequential:

@@ -144,18 +144,18 @@ def test_a_resumed_optimizer_runs_the_way_this_device_builds_it(tiny_cfg):
     capture, which needs capturable). The flags of the optimizer built here are kept, the saved
     state and hyperparameters loaded, and step counts kept where the plain update wants them."""
     from tests.samples import prepared
-    from dlcli.train import Trainer
+    from dlcli.train.run import new_trainer
 
     cfg = tiny_cfg("scheduler=null", "trainer.epochs=1", "optimizer.lr=0.002")
     cpu = torch.device("cpu")
-    first = Trainer(cfg, prepared(cfg, cpu), cpu)
+    first = new_trainer(cfg, prepared(cfg, cpu), cpu)
     first.fit()
     state = first.state_dict()
     for group in state["optimizer"]["param_groups"]:  # as a GPU run's fused, captured Adam saves it
         group.update(fused=True, capturable=True, foreach=None)
     for saved in state["optimizer"]["state"].values():
         saved["step"] = saved["step"].clone()
-    again = Trainer(tiny_cfg("scheduler=null", "trainer.epochs=2"), prepared(cfg, cpu), cpu)
+    again = new_trainer(tiny_cfg("scheduler=null", "trainer.epochs=2"), prepared(cfg, cpu), cpu)
     built = [dict(g) for g in again.optimizer.param_groups]
     again.load_state_dict(state)
     for group, before in zip(again.optimizer.param_groups, built):
@@ -570,7 +570,7 @@ def test_each_hand_edit_is_kept_in_its_own_numbered_file(tiny_cfg):
 def test_a_missing_download_cache_is_no_reason_to_refuse_a_resume_that_may_download(tmp_path, download):
     from dlcli.config import config_from_text
     from dlcli.errors import DataError
-    from dlcli.train import _refuse_missing_data
+    from dlcli.train.resume import _refuse_missing_data
 
     cfg = config_from_text(f"model: {{input_shape: [1, 28, 28], layers: [flatten, dense: 10]}}\n"
                            f"data: {{dataset: fashion_mnist, root: {tmp_path / 'gone'}, download: {download}}}\n")

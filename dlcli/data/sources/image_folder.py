@@ -32,7 +32,7 @@ _IN_MEMORY = Arg("in_memory", AutoBool(), "auto",
                  f"available memory")
 _WORKERS = Arg("workers", Optional(Int(min=0, max=256)), None,
                "DataLoader worker processes decoding streamed images (default: CPUs - 1, at most 8; 0 decodes "
-               "in the training process)")
+               "in the training process)", resume="machine")
 
 
 # ---------------------------------------------------------------------------

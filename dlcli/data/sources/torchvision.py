@@ -12,7 +12,8 @@ from dlcli.data.datasets import DATASETS
 from dlcli.errors import DataError
 from dlcli.registry import Arg, Bool, FilePath, Optional
 
-_ROOT = Arg("root", Optional(FilePath()), None, "cache directory (default: $DLCLI_DATA or ~/.cache/dlcli)")
+_ROOT = Arg("root", Optional(FilePath()), None, "cache directory (default: $DLCLI_DATA or ~/.cache/dlcli)",
+            resume="cache")
 _DOWNLOAD = Arg("download", Bool(), False, "download into root when missing (needs the internet)")
 
 
