@@ -131,7 +131,7 @@ MUTANTS = [
            "refuse_model_beyond_memory(cfg, meta)", "pass",
            (f"{MEMORY}::test_a_checkpoint_config_of_a_million_unit_layer_is_refused_before_building",)),
     Mutant("training_memory_unchecked", "a model memory cannot train is built, to die in the allocator",
-           "dlcli/train/__init__.py", "    refuse_training_beyond_memory(cfg, meta_model, device)", "    pass",
+           "dlcli/train/run.py", "    refuse_training_beyond_memory(cfg, meta_model, device)", "    pass",
            (f"{MEMORY}::test_training_that_memory_cannot_hold_is_refused_before_the_model_is_built",)),
     Mutant("validate_memory_unchecked", "dlcli validate passes a model memory cannot train", "dlcli/preflight.py",
            'if model is not None and device.type == "cpu":', "if False:",
