@@ -41,14 +41,14 @@ def test_a_resume_takes_the_overrides_the_arguments_flag(monkeypatch):
 def test_the_trainer_leaves_the_process_wide_settings_to_the_run_set_up(tiny_cfg):
     """Trainer(...) seeds nothing and sets no thread count; the run set-up (new_trainer) does
     both, so two trainers it builds start from the same weights."""
-    from dlcli.data.prepare import prepare_data
+    from tests.samples import prepared
     from dlcli.train.run import new_trainer
     from dlcli.train.trainer import Trainer
 
     cpu, threads = torch.device("cpu"), torch.get_num_threads()
     pinned = 1 if threads != 1 else 2
     cfg = tiny_cfg(f"trainer.threads={pinned}")
-    data = prepare_data(cfg, cpu)
+    data = prepared(cfg, cpu)
     try:
         torch.manual_seed(cfg["seed"] + 1)  # not the run's seed
         plain = Trainer(cfg, data, cpu)
