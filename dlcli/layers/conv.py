@@ -57,7 +57,7 @@ def _conv_args(rank: int):
 
 def _build_conv(rank: int):
     def build(args, shape):
-        from dlcli.layers._modules import Conv
+        from dlcli.layers._modules import Conv  # lazy: loads torch
 
         pads = None
         padding = args["padding"]
