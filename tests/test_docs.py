@@ -71,8 +71,8 @@ click_core, click_errors = _click_modules()
 
 
 def test_the_pages_are_found():
-    assert [p.name for p in PAGES] == ["README.md", "config.md", "data.md", "evaluation.md", "reliability.md",
-                                       "speed.md", "training.md"]
+    assert [p.name for p in PAGES] == ["README.md", "architecture.md", "config.md", "data.md", "evaluation.md",
+                                       "reliability.md", "speed.md", "training.md"]
     assert len([c for c in COMMANDS if c[2]]) >= 15 and len(COMMANDS) >= 40
 
 
