@@ -19,13 +19,10 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from dlcli.data.fingerprint import fingerprint_problems
-from dlcli.errors import CheckpointError, ConfigError, DlcliError, short_list, short_repr, shorten
+from dlcli.errors import CheckpointError, short_list, short_repr, shorten
 from dlcli.file_access import kind_of, refusal
 from dlcli.files import atomic_write_bytes, file_kind
-from dlcli.layers import fmt_shape
-from dlcli.memory import refuse_checkpoint_beyond_memory, refuse_model_beyond_memory
-from dlcli.model.plan import plan_model
+from dlcli.memory import refuse_checkpoint_beyond_memory
 
 FORMAT = "dlcli-checkpoint"
 FORMAT_VERSION = 1
@@ -201,6 +198,7 @@ def _field_problems(state: dict) -> list[str]:
     samples = state.get("samples")
     if isinstance(samples, dict) and not all(_is_count(n) for n in samples.values()):
         problems.append(f"samples: expected sample counts (integers >= 0), received {short_repr(samples)}")
+    from dlcli.data.fingerprint import fingerprint_problems
 
     problems += fingerprint_problems(state.get("data_fingerprint"))
     problems += _weight_problems(state["model"])
@@ -283,7 +281,8 @@ def _weight_problems(weights: Any) -> list[str]:
 
 def checkpoint_config(state: dict) -> dict:
     """The checkpoint's embedded config, validated again (an invalid one is a CheckpointError)."""
-    from dlcli.config import resolve_config  # lazy: loads yaml
+    from dlcli.config import resolve_config
+    from dlcli.errors import ConfigError
 
     config = state.get("config")
     problem = _plain_data_problem(config)  # load_checkpoint checked it; a state built otherwise, here
@@ -306,6 +305,9 @@ def _refuse_normalization_of_another_shape(state: dict, cfg: dict) -> None:
     (C of C*H*W, F of T*F): any other count belongs to no sample the model takes."""
     import math
 
+    from dlcli.layers import fmt_shape
+    from dlcli.model.plan import plan_model
+
     norm, shape = state.get("normalization"), plan_model(cfg).input_shape
     count, size = (len(norm["mean"]) if isinstance(norm, dict) else 1), math.prod(shape)
     if count > 1 and size % count:
@@ -320,7 +322,9 @@ def load_model_from_checkpoint(state: dict, device: Any = "cpu", cfg: dict | Non
     its weights; a mismatch is a CheckpointError."""
     import torch
 
-    from dlcli.model import build_meta_model, build_training_model  # lazy: loads torch
+    from dlcli.errors import DlcliError
+    from dlcli.memory import refuse_model_beyond_memory
+    from dlcli.model import build_meta_model, build_training_model
 
     cfg = cfg or checkpoint_config(state)
     try:  # the parameter guard of a training config, and the memory, before any memory is taken

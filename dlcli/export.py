@@ -38,13 +38,9 @@ from typing import List
 import torch
 import torch.nn as nn
 
-from dlcli.data.images import decode_recipe
 from dlcli.data.prepare import affine
-from dlcli.errors import DataError, did_you_mean, DlcliError, install_hint, short_repr
-from dlcli.files import atomic_write_bytes
+from dlcli.errors import DataError, DlcliError, install_hint, short_repr
 from dlcli.inference import TrainedModel, load_trained
-from dlcli.outputs import refuse_existing, refuse_inputs, refuse_run_files
-from dlcli.runs import write_text_atomic
 
 FORMATS = {"torchscript": ".torchscript.pt", "onnx": ".onnx", "state_dict": ".state_dict.pt"}
 SUFFIXES = {"torchscript": (".pt", ".pth"), "onnx": (".onnx",), "state_dict": (".pt", ".pth")}  # an --out's
@@ -193,6 +189,8 @@ def check_target(trained: TrainedModel, fmt: str, target: Path, force: bool = Fa
     """Refuse, before any work, an export `target` (or its sidecar) that is the checkpoint, lies in a
     run's checkpoints/ or is one of its records (even with `force`), whose suffix does not fit
     `fmt`, or that exists and is not an earlier dlcli export (unless `force`)."""
+    from dlcli.outputs import refuse_existing, refuse_inputs, refuse_run_files
+
     instead = default_path(trained, fmt)
     sidecar = sidecar_path(target)
     for path, label in ((target, None), (sidecar, f"--out {target}: its sidecar {sidecar}")):
@@ -211,6 +209,8 @@ def export_checkpoint(path: str | Path, fmt: str, out: str | Path | None = None,
     """Write the checkpoint's model in `fmt` (torchscript, onnx or state_dict) and its sidecar.
     An existing file is replaced only when it is an earlier export (its sidecar says so), or
     with `force`; never the checkpoint, nor anything in a run's checkpoints/ (`check_target`)."""
+    from dlcli.errors import did_you_mean
+
     if fmt not in FORMATS:
         raise DlcliError(f"unknown export format {short_repr(fmt)};{did_you_mean(fmt, FORMATS)} expected one of: "
                          f"{', '.join(FORMATS)}")
@@ -236,6 +236,7 @@ def export_checkpoint(path: str | Path, fmt: str, out: str | Path | None = None,
     except OSError as err:
         raise DlcliError(f"{target}: cannot write the export: {err.strerror or err}") from None
     sidecar = sidecar_path(target)
+    from dlcli.runs import write_text_atomic
 
     write_text_atomic(sidecar, json.dumps(info, indent=2) + "\n")
     return Export(target, sidecar, fmt, info)
@@ -280,6 +281,8 @@ def sidecar_info(trained: TrainedModel, fmt: str) -> dict:
 
 def _image_recipe(trained: TrainedModel) -> str | None:
     """How dlcli predict reads an image file into one sample, for a model trained on images."""
+    from dlcli.data.images import decode_recipe
+
     try:
         return decode_recipe(trained.trained_on.image_shape("export"))
     except DataError:  # not trained on images
@@ -294,6 +297,8 @@ def _input_type(trained: TrainedModel, fmt: str) -> str:
 
 
 def _save_state_dict(trained: TrainedModel, target: Path) -> None:
+    from dlcli.files import atomic_write_bytes
+
     weights = {name: tensor.detach().cpu().clone() for name, tensor in trained.model.state_dict().items()}
     atomic_write_bytes(target, lambda handle: torch.save(weights, handle))
 
@@ -328,6 +333,8 @@ def _trace(trained: TrainedModel) -> torch.jit.ScriptModule:
 
 
 def _save_torchscript(trained: TrainedModel, target: Path, info: dict) -> None:
+    from dlcli.files import atomic_write_bytes
+
     traced = _trace(trained)
     extra = {"dlcli.json": json.dumps({k: v for k, v in info.items() if k != "config"})}
     with warnings.catch_warnings():

@@ -18,19 +18,12 @@ from pathlib import Path
 
 import torch
 
-from dlcli.activations import build_activation
-from dlcli.checkpoint import checkpoint_config, load_checkpoint, load_model_from_checkpoint
 from dlcli.data._tensors import Split
 from dlcli.data.datasets import TrainedOn
-from dlcli.data.prepare import DeviceSplit, model_ids, to_device_split
+from dlcli.data.prepare import DeviceSplit, to_device_split
 from dlcli.errors import CheckpointError, DataError, DlcliError, short_list, short_repr
 from dlcli.layers import fmt_shape
-from dlcli.losses import LOSSES
-from dlcli.model import resolve_device
-from dlcli.model.layout import data_view_fits
-from dlcli.model.plan import ModelPlan, plan_model
-from dlcli.registry import KindError
-from dlcli.runs import run_dir_of
+from dlcli.model.plan import ModelPlan
 
 
 @dataclass
@@ -82,6 +75,8 @@ class TrainedModel:
     def fit_samples(self, x: torch.Tensor, y: torch.Tensor | None = None, where: str = "data") -> DeviceSplit:
         """Raw samples (N, *stored shape) as the model takes them: checked against the
         model's input shape and the stored normalization, then held as a DeviceSplit."""
+        from dlcli.data.prepare import model_ids
+
         x = model_ids(self.cfg, self.plan, x, where)
         sample = tuple(x.shape[1:])
         self.check_shape(sample, where)
@@ -94,6 +89,8 @@ class TrainedModel:
 
     def check_shape(self, sample: tuple, where: str) -> None:
         """Samples of shape `sample` fit the model as they are, rows-as-steps or flattened."""
+        from dlcli.model.layout import data_view_fits
+
         if not data_view_fits(sample, self.input_shape):
             raise DataError(f"{where}: samples have shape {fmt_shape(sample)} but the model takes "
                             f"{fmt_shape(self.input_shape)} (model.input_shape of {self.checkpoint}); expected "
@@ -138,6 +135,9 @@ def prediction_activation(cfg: dict, model) -> torch.nn.Module:
     """What turns the model's forward outputs into probabilities or values."""
     import torch.nn as nn
 
+    from dlcli.activations import build_activation
+    from dlcli.losses import LOSSES
+
     if getattr(model, "output_activation", None):
         return model.output_act
     loss = LOSSES.get(cfg["loss"]["type"])
@@ -156,7 +156,8 @@ class _Exp(torch.nn.Module):
 def check_device_name(name: str) -> None:
     """--device takes the devices trainer.device does: torch knows more kinds (meta, xla, hpu...)
     that dlcli cannot run a model on, and `meta` would give outputs without values."""
-    from dlcli.config._schema import Device  # lazy: loads yaml
+    from dlcli.config._schema import Device
+    from dlcli.registry import KindError
 
     try:
         Device().check(name)
@@ -166,6 +167,8 @@ def check_device_name(name: str) -> None:
 
 def inference_device(name: str | None, cfg: dict) -> torch.device:
     """--device, else the config's trainer.device (a missing GPU says how to override)."""
+    from dlcli.model import resolve_device
+
     if name is not None:
         check_device_name(name)
         return resolve_device(name, "--device")
@@ -178,6 +181,10 @@ def inference_device(name: str | None, cfg: dict) -> torch.device:
 
 def load_trained(path: str | Path, device: str | None = None) -> TrainedModel:
     """Load a checkpoint (a run directory means its best.pt) ready for inference."""
+    from dlcli.checkpoint import checkpoint_config, load_checkpoint, load_model_from_checkpoint
+    from dlcli.model.plan import plan_model
+    from dlcli.runs import run_dir_of
+
     if device is not None:
         check_device_name(device)  # before the checkpoint is read
     state = load_checkpoint(path, prefer="best.pt")

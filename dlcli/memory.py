@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dlcli.errors import CheckpointError, DlcliError, short_size
-from dlcli.model import plan_model
-from dlcli.optim import OPTIMIZERS
 
 MARGIN = 1.1  # an estimate must fit with a tenth to spare: allocators and the rest of the process need some
 FLOAT32 = 4  # bytes: weights, gradients and optimizer state are float32 (mixed precision keeps float32 weights)
@@ -107,7 +105,7 @@ def refuse_checkpoint_beyond_memory(path: Path) -> None:
 
 def _largest_layer(cfg: dict, model) -> str:
     """'model.layers[1] (dense, 686,000,000 parameters)': the layer with the most parameters."""
-    from dlcli.model import largest_layer, plan_model  # lazy: loads torch
+    from dlcli.model import largest_layer, plan_model
 
     layer, params = largest_layer(plan_model(cfg), model)
     return f"model.layers[{layer.index}] ({layer.type}, {params:,} parameters)"
@@ -153,6 +151,8 @@ class TrainingFootprint:
 def optimizer_slots(spec: dict) -> int:
     """Values the optimizer of `spec` (a resolved `optimizer:` section) keeps per parameter, as
     its registry entry declares them (Adam: 2, SGD with momentum: 1)."""
+    from dlcli.optim import OPTIMIZERS
+
     slots = OPTIMIZERS.get(spec["type"]).meta.get("state_slots")
     return UNKNOWN_OPTIMIZER_SLOTS if slots is None else slots(spec)
 
@@ -161,6 +161,8 @@ def training_footprint(cfg: dict, model) -> TrainingFootprint:
     """The footprint of training `model` (built on the meta device) as `cfg` says: float32
     weights, gradients and optimizer state; the outputs of every layer for one batch, twice
     (what autograd keeps, and the gradients flowing back)."""
+    from dlcli.model import plan_model
+
     params = [p for p in model.parameters() if p.requires_grad]
     trainable = sum(p.numel() for p in params) * FLOAT32
     batch = cfg["data"]["batch_size"]

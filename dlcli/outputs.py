@@ -20,9 +20,7 @@ import os
 from pathlib import Path
 from typing import Callable, Iterable
 
-from dlcli import __version__
 from dlcli.errors import OutputError
-from dlcli.runs import owned_by_run
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -56,6 +54,8 @@ def refuse_run_files(out: Path, instead: Path | None = None, label: str | None =
     """OutputError when `out` lies in a run's checkpoints/ folder or is one of its records:
     only the run itself writes those (resuming and evaluating read them). --force does not
     override this."""
+    from dlcli.runs import owned_by_run
+
     owner = owned_by_run(out)
     if owner is not None:
         raise OutputError(f"{label or f'--out {out}'} is {owner}; only training writes there. Expected a path "
@@ -88,6 +88,8 @@ def utf8_text(text: str) -> str:
 
 def written_by(command: str) -> str:
     """The mark of `command`'s outputs: 'dlcli predict 0.1.0'."""
+    from dlcli import __version__
+
     return f"dlcli {command} {__version__}"
 
 

@@ -15,9 +15,6 @@ from shlex import quote
 
 from dlcli.errors import DataError, DlcliError, RunError, install_hint, short_repr
 from dlcli.file_access import folder_entries, kind_of
-from dlcli.files import atomic_write_bytes
-from dlcli.run_listing import best_of_run
-from dlcli.runs import METRICS_JSONL, epoch_records, read_run_config, read_summary
 
 CURVES_FILE = "learning_curves.png"
 NOT_CURVES = {"epoch", "step", "kind", "lr", "seconds", "samples_per_s"}
@@ -86,12 +83,16 @@ def curve_names(records: list[dict]) -> list[str]:
 def best_epoch(run_dir: Path, records: list[dict]) -> tuple[int | None, str | None]:
     """(epoch, monitored metric) of the best epoch, as `dlcli runs` gives it: summary.json's, else
     the best of `records` by the config's trainer.monitor and its mode."""
+    from dlcli.run_listing import best_of_run
+    from dlcli.runs import read_run_config, read_summary
+
     best = best_of_run(read_summary(run_dir) or {}, read_run_config(run_dir), records)
     return (best["epoch"], best.get("metric")) if isinstance(best.get("epoch"), int) else (None, None)
 
 
 def plot_learning_curves(run_dir: Path, path: Path) -> Path:
     Figure, FigureCanvasAgg = _matplotlib()
+    from dlcli.runs import METRICS_JSONL, epoch_records
 
     records = [r for r in epoch_records(run_dir) if abs(r["epoch"]) <= MAX_COUNT]  # 10**400: no epoch to draw
     if not records:
@@ -135,7 +136,7 @@ def plot_learning_curves(run_dir: Path, path: Path) -> Path:
 
 def _confusions(run_dir: Path, notes: list[str]) -> dict[str, tuple]:
     """{split label: (class labels, matrix, title)} from eval_*.json, else confusion_*.csv."""
-    from dlcli.reports import read_confusion_csv  # lazy: loads torch
+    from dlcli.reports import read_confusion_csv
 
     found = {}
     names = [entry.name for entry in folder_entries(run_dir, RunError)]  # not glob, which skips what it cannot list
@@ -212,6 +213,8 @@ def plain_text(text: str) -> str:
 def _note_if_stale(run_dir: Path, path: Path, report: dict, notes: list[str]) -> None:
     """An evaluation of this run's best.pt made before the run moved on (a resume found a better
     epoch) is plotted as it is, with a note saying so."""
+    from dlcli.runs import read_summary
+
     try:
         if Path(str(report.get("checkpoint", ""))).resolve() != (run_dir / "checkpoints" / "best.pt").resolve():
             return
@@ -254,6 +257,8 @@ def plot_confusion(labels: list[str], matrix: list[list[int]], title: str, path:
 
 
 def _save(fig, path: Path) -> None:
+    from dlcli.files import atomic_write_bytes
+
     try:
         atomic_write_bytes(path, lambda handle: fig.savefig(handle, format="png"))
     except OSError as err:

@@ -20,12 +20,8 @@ from pathlib import Path
 
 import torch
 
-from dlcli.checkpoint import resolve_checkpoint_path
-from dlcli.data.datasets import files_read, reads_for
-from dlcli.errors import CheckpointError, DlcliError
+from dlcli.errors import DlcliError
 from dlcli.inference import TrainedModel, load_trained
-from dlcli.outputs import OLDER_OUTPUT_HINT, WRITTEN_BY, is_marked, is_marker, marker_path, marker_text, proved_by_marker, read_output_head, refuse_existing, refuse_inputs, refuse_run_files, utf8_text, written_by
-from dlcli.runs import write_text_atomic
 
 OUTPUT_FORMATS = (".csv", ".json")
 KINDS = ("classes", "probabilities", "values")
@@ -76,11 +72,15 @@ def _rows(trained: TrainedModel, names: list[str], outputs: torch.Tensor, kind: 
 def read_inputs(trained: TrainedModel, path: Path) -> tuple[torch.Tensor, list[str]]:
     """(raw samples (N, *stored shape), a name per sample) of one input path, read by the data
     source that reads such files, as training read its own."""
+    from dlcli.data.datasets import reads_for
+
     return reads_for(path, "predict").read(path, trained.trained_on)
 
 
 def input_files(path: Path) -> list[Path]:
     """The files predict reads for one input path: a folder's images, else the path."""
+    from dlcli.data.datasets import files_read
+
     return files_read(path, "predict")
 
 
@@ -99,6 +99,9 @@ def check_output(out: str | Path, checkpoint: str | Path, inputs: list[str | Pat
     """Refuse, before any work, an --out that is the checkpoint or a file predict reads, lies in a
     run's checkpoints/ or is one of its records (even with `force`), or exists and is not an
     earlier predictions file (unless `force`)."""
+    from dlcli.outputs import (OLDER_OUTPUT_HINT, is_marker, marker_path, refuse_existing, refuse_inputs,
+                               refuse_run_files)
+
     out = Path(out)
     check_output_path(out)
     read = [(_checkpoint_file(checkpoint), "the checkpoint")]
@@ -118,6 +121,9 @@ def check_output(out: str | Path, checkpoint: str | Path, inputs: list[str | Pat
 def _checkpoint_file(checkpoint: str | Path) -> Path:
     """The checkpoint file predict reads (a run directory's best.pt); as given when there is none
     (loading it says what is wrong)."""
+    from dlcli.checkpoint import resolve_checkpoint_path
+    from dlcli.errors import CheckpointError
+
     try:
         return resolve_checkpoint_path(checkpoint, prefer="best.pt")
     except CheckpointError:
@@ -136,6 +142,8 @@ def is_predictions_file(path: Path) -> bool:
     """Whether `path` is what write_predictions wrote: a JSON with predict's mark, or a CSV whose
     marker file vouches for its exact bytes (a header alone proves nothing: a user's table may
     share it)."""
+    from dlcli.outputs import is_marked, proved_by_marker, read_output_head
+
     if path.suffix.lower() == ".json":
         head = read_output_head(path, True)
         return (is_marked(head, "predict") and {"checkpoint", "kind", "predictions"} <= set(head)
@@ -147,6 +155,9 @@ def write_predictions(predictions: Predictions, out: str | Path, force: bool = F
     """CSV (one row per input: classes and probabilities, or values) or JSON (the rows).
     Refuses an --out that would replace an input, the checkpoint or a file that is not an
     earlier predictions file (`check_output`)."""
+    from dlcli.outputs import marker_path, marker_text, utf8_text
+    from dlcli.runs import write_text_atomic
+
     out = Path(out)
     check_output(out, predictions.checkpoint, predictions.inputs, force)
     if out.suffix.lower() == ".json":
@@ -165,6 +176,8 @@ def write_predictions(predictions: Predictions, out: str | Path, force: bool = F
 
 def predictions_json(predictions: Predictions) -> str:
     """The predictions as a .json --out holds them (and `predict --json` prints them)."""
+    from dlcli.outputs import WRITTEN_BY, written_by
+
     return json.dumps({WRITTEN_BY: written_by("predict"), "checkpoint": predictions.checkpoint,
                        "kind": predictions.kind, "predictions": predictions.rows}, indent=2) + "\n"
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from dlcli.config import ConfigOrigin
 from dlcli.errors import ConfigError, DlcliError
-from dlcli.memory import refuse_training_beyond_memory
 
 
 def preflight(cfg: dict, origin: ConfigOrigin, data: bool = True, model=None) -> None:
     """Raise a ConfigError listing every problem of `cfg`'s device and (with `data`) its data;
     with `model` (built on the meta device) also training that would not fit in the CPU's memory
     (a GPU's free memory is not asked for: that would start CUDA)."""
-    from dlcli.model import resolve_device  # lazy: loads torch
+    from dlcli.memory import refuse_training_beyond_memory
+    from dlcli.model import resolve_device
 
     problems = []
     try:

@@ -22,16 +22,10 @@ from pathlib import Path
 
 import torch
 
-from dlcli.data.datasets import reads_for
-from dlcli.data.prepare import check_fits, load_splits, prepare_data
-from dlcli.errors import DataError, DlcliError, OutputError, short_repr
-from dlcli.evaluation import evaluate_split, metric_functions
-from dlcli.files import current_umask, refuse_irregular_target
-from dlcli.inference import check_labels, load_trained, normalization_for, TrainedModel
-from dlcli.losses import build_loss
+from dlcli.errors import DataError, DlcliError, short_repr
+from dlcli.inference import TrainedModel, check_labels, load_trained
 from dlcli.model import autocast_dtype
-from dlcli.outputs import (OLDER_OUTPUT_HINT, WRITTEN_BY, holds_sha256, is_marked, read_output_head, refuse_existing, refuse_inputs, same_file, sha256_of, utf8_text, written_by)
-from dlcli.runs import is_run_directory, run_checkpoints_folder, run_dir_of
+from dlcli.outputs import same_file
 
 SPLITS = ("train", "val", "test")
 TOP_K = (3, 5)
@@ -110,6 +104,9 @@ def evaluate_checkpoint(path: str | Path, split: str | None = None, data: str | 
                         device: str | None = None, batch_size: int | None = None) -> Evaluation:
     """Evaluate a checkpoint on a split of the data it was trained on (default: test),
     or on other data of the same shape (`data`: an .npz, a .csv or an image folder)."""
+    from dlcli.evaluation import evaluate_split, metric_functions
+    from dlcli.losses import build_loss
+
     if split is not None and split not in SPLITS:
         raise DlcliError(f"unknown split {short_repr(split)}; expected one of: {', '.join(SPLITS)}")
     trained = load_trained(path, device)
@@ -132,6 +129,9 @@ def evaluate_checkpoint(path: str | Path, split: str | None = None, data: str | 
 def _trained_split(trained: TrainedModel, split: str):
     """A split of the training data, re-loaded from the embedded config and normalized
     with the checkpoint's statistics; the val split is the same seeded hold-out."""
+    from dlcli.data.prepare import load_splits, prepare_data
+    from dlcli.inference import normalization_for
+
     cfg = {**trained.cfg, "data": trained.trained_on.data_as_read}  # feature columns by name, as training read them
     try:
         splits = load_splits(cfg, trained.plan, from_checkpoint=True)  # nothing downloaded where a checkpoint says
@@ -156,6 +156,8 @@ def _trained_split(trained: TrainedModel, split: str):
 def _other_data(trained: TrainedModel, path: Path, split: str | None):
     """Other data for the model: the file's test part with --split test (the default
     when it has one), else its samples."""
+    from dlcli.data.prepare import check_fits
+
     splits = load_data_file(path, trained)
     if split == "val" and splits.val is None:
         raise DataError(f"{path}: has no validation part (only an .npz names one, with x_val and y_val); use "
@@ -176,6 +178,8 @@ def _other_data(trained: TrainedModel, path: Path, split: str | None):
 def load_data_file(path: Path, trained: TrainedModel):
     """Other data for the model (`evaluate --data`): a `Splits` read by the data source that reads
     such files, as training read its own."""
+    from dlcli.data.datasets import reads_for
+
     return reads_for(path, "evaluate").read(path, trained.trained_on)
 
 
@@ -213,6 +217,8 @@ def _add_details(report: dict, trained: TrainedModel, outputs: torch.Tensor, tar
 
 def evaluation_dir(checkpoint: Path) -> Path:
     """Where reports go without --out: the checkpoint's run directory, else its folder."""
+    from dlcli.runs import run_dir_of
+
     own = run_dir_of(checkpoint)
     return own if own is not None else Path(checkpoint).parent
 
@@ -223,6 +229,8 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path | None = None, 
     (`check_report_folder`, `check_report_files`), and then all of them or none: each is staged
     beside its place, and moved there once all are staged. The JSON carries evaluate's mark and
     the CSVs' SHA-256, which is what proves them earlier reports to a re-run."""
+    from dlcli.outputs import WRITTEN_BY, sha256_of, utf8_text, written_by
+
     report = evaluation.report
     checkpoint = evaluation.trained.checkpoint
     folder = Path(out_dir) if out_dir is not None else evaluation_dir(checkpoint)
@@ -246,6 +254,7 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path | None = None, 
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise DlcliError(f"{folder}: cannot create the output directory: {err.strerror or err}") from None
+    from dlcli.files import refuse_irregular_target
 
     try:
         for path in files:  # a link or a FIFO in the place of one file: none is written, not the first ones
@@ -261,6 +270,8 @@ def _write_all_or_none(folder: Path, files: dict[Path, str]) -> None:
     staging (a full disk) leaves the folder as it was."""
     import os
     import tempfile
+
+    from dlcli.files import current_umask
 
     staged: dict[Path, str] = {}
     try:
@@ -289,6 +300,9 @@ def check_report_folder(folder: Path, checkpoint: Path, given: bool = True) -> N
     """Refuse, even with --force, a folder in a run's checkpoints/ (only training writes there) or
     another run's directory (its eval_*.json are its reports: `dlcli plot` draws them as its own).
     `given`: the folder is --out; else it is `evaluation_dir(checkpoint)`, and the message says so."""
+    from dlcli.errors import OutputError
+    from dlcli.runs import is_run_directory, run_checkpoints_folder, run_dir_of
+
     folder, own = Path(folder), run_dir_of(checkpoint)
     instead = f", e.g. {own}" if own is not None else ""
     inside = run_checkpoints_folder(folder)
@@ -314,6 +328,8 @@ def check_report_files(paths: list[Path], evaluation: Evaluation, force: bool = 
     """Refuse a report file that is the checkpoint or the --data file (even with --force), or that
     exists and is not an earlier report of dlcli evaluate (unless `force`). `given`: as in
     `check_report_folder`."""
+    from dlcli.outputs import OLDER_OUTPUT_HINT, refuse_existing, refuse_inputs
+
     inputs = [(evaluation.trained.checkpoint, "the checkpoint")]
     if evaluation.data is not None:
         inputs.append((evaluation.data, "the --data file"))
@@ -327,6 +343,8 @@ def check_report_files(paths: list[Path], evaluation: Evaluation, force: bool = 
 def is_evaluation_file(path: Path) -> bool:
     """Whether `path` is what write_evaluation wrote: an eval_*.json report with evaluate's mark,
     or a per_class_*.csv or confusion_*.csv whose bytes that report's "files" vouch for."""
+    from dlcli.outputs import holds_sha256, is_marked, read_output_head
+
     if path.suffix == ".json":
         report = read_output_head(path, True)
         return is_marked(report, "evaluate") and REPORT_KEYS <= set(report)

@@ -14,7 +14,6 @@ from dlcli.errors import RunError, short_list
 from dlcli.file_access import folder_entries, kind_of
 from dlcli.runs import (CHECKPOINTS_DIR, CONFIG_FILE, ENV_FILE, METRICS_JSONL, SUMMARY_FILE, DamagedRecord,
                         epoch_records, read_json_record, read_run_config)
-from dlcli.run_lock import run_is_locked
 
 RUN_ID = re.compile(r"(\d{8}-\d{6})(?:-(\d+))?")  # create_run_dir's names: a second's second run gets -1
 
@@ -238,6 +237,8 @@ def _run_date(path: Path) -> str | None:
 def _status(path: Path, summary: dict, summary_ok: bool, records: list[dict], now: float) -> str:
     """The run's lock (RUN/.lock) says whether a process trains it now; a run without one (an
     older dlcli's, or where files cannot be locked) is `running` if it wrote recently."""
+    from dlcli.run_lock import run_is_locked
+
     locked = run_is_locked(path)
     if locked:
         return "running"

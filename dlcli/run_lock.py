@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
-from dlcli.errors import RunError, shorten
+from dlcli.errors import RunError
 from dlcli.files import open_regular_file
 from dlcli.invocation import command_line
 
@@ -146,6 +146,8 @@ def _read_holder(fd: int) -> dict:
 
 
 def _refusal(run_dir: Path, holder: dict) -> str:
+    from dlcli.errors import shorten
+
     pid = holder.get("pid")
     who = f"pid {pid}" if isinstance(pid, int) else "pid unknown"
     host = holder.get("host")

@@ -18,8 +18,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from dlcli import __version__
-from dlcli.errors import format_path, RunError, short_list
+from dlcli.errors import RunError, short_list
 from dlcli.file_access import kind_of, refusal
 from dlcli.files import atomic_write_bytes, open_regular_file, temporary_files
 from dlcli.invocation import command_line
@@ -75,6 +74,8 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def environment_record(device: str) -> dict:
     import torch
+
+    from dlcli import __version__
 
     import numpy
 
@@ -312,7 +313,7 @@ def read_run_config(run_dir: Path, strict: bool = False) -> dict:
 
 def _run_config(run_dir: Path) -> dict:
     """read_run_config, but a DamagedRecord for a config.yaml that is there and cannot be read."""
-    from dlcli.config import ConfigError, read_config_file  # lazy: loads yaml
+    from dlcli.config import ConfigError, read_config_file
 
     path = run_dir / CONFIG_FILE
     if kind_of(path, DamagedRecord) != "file":
@@ -413,6 +414,8 @@ def _hand_edits(run_dir: Path, saved: str, text: str | None, written: set, why: 
     """A note when the run's config.yaml (its `text`; None: unreadable) is neither `saved` nor a
     text dlcli wrote for the run (`written`: their sha256, from environment.json): edited by hand."""
     import yaml
+
+    from dlcli.errors import format_path
 
     path = run_dir / CONFIG_FILE
     if text is None:

@@ -4,12 +4,13 @@ turn a DlcliError into a message and exit status 2. One module per command."""
 from dlcli.cli._app import app
 from dlcli.cli import listing, train, validate  # noqa: F401  (registers the commands)
 from dlcli.cli import evaluate, export, plot, predict, runs  # noqa: F401  (evaluation and reports)
-from dlcli import interrupts
 
 
 def main() -> None:
     """The `dlcli` program: a Ctrl-C anywhere ends it with exit status 130 (dlcli/interrupts.py)."""
     import sys
+
+    from dlcli import interrupts
 
     interrupts.install()
     code = 0

@@ -10,9 +10,6 @@ from typing import Callable
 
 import typer
 from rich.console import Console
-from dlcli.errors import CONTROL_CHARACTERS, DlcliError, shorten
-from dlcli.file_access import PATH_SHOWN, refusal
-from dlcli.run_listing import resolve_run_argument
 
 app = typer.Typer(
     name="dlcli",
@@ -87,6 +84,8 @@ def report_errors(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from dlcli.errors import DlcliError
+
         try:
             return fn(*args, **kwargs)
         except (DlcliError, OSError) as err:
@@ -103,6 +102,9 @@ def os_error_message(err: OSError) -> str:
     """An OSError that no command turned into a message of its own: the path, and that it could
     not be accessed and why, instead of a traceback. (Where dlcli knows what it was doing, its
     own message says that: `cannot list the folder`, `cannot read the image`.)"""
+    from dlcli.errors import shorten
+    from dlcli.file_access import PATH_SHOWN, refusal
+
     paths = " -> ".join(shorten(str(p), PATH_SHOWN) for p in (err.filename, err.filename2) if p is not None)
     return f"{paths or 'a file'}: cannot access it: {refusal(err)}"
 
@@ -112,6 +114,7 @@ def visible(text: str) -> str:
     a CSV label) written as \\x1b, and characters stdout cannot encode (the surrogates Python keeps
     for paths and arguments that are not UTF-8) as \\udcNN. Newlines and tabs stay."""
     text = str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+    from dlcli.errors import CONTROL_CHARACTERS
 
     return CONTROL_CHARACTERS.sub(lambda m: m.group() if m.group() in "\n\t" else
                                   m.group().encode("unicode_escape").decode("ascii"), text)
@@ -131,6 +134,8 @@ def is_terminal() -> bool:
 def run_argument(path: str, needs: str) -> str:
     """The path a report command takes: a name folder (runs/NAME) or the runs folder gives its
     newest run, said on stderr (stdout stays the report: --json output is parsed)."""
+    from dlcli.run_listing import resolve_run_argument
+
     chosen, note = resolve_run_argument(path, needs)
     if note is None:
         return path

@@ -7,7 +7,6 @@ import json
 from rich.markup import escape
 from rich.table import Table
 
-from dlcli.cli._app import escape as escape_text
 from dlcli.layers import fmt_shape
 from dlcli.registry import Entry, Registry
 
@@ -21,6 +20,8 @@ def human_bytes(n: int) -> str:
 
 
 def summary_table(summary: dict, title: str) -> Table:
+    from dlcli.cli._app import escape as escape_text  # the run name may come from a file name
+
     table = Table(title=f"Model: {escape_text(title)}", title_justify="left")
     table.add_column("Layer (type)")
     table.add_column("Output Shape")

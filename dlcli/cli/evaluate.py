@@ -8,10 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from dlcli.checkpoint import resolve_checkpoint_path
 from dlcli.cli._app import app, console, err_console, escape, report_errors, run_argument
-from dlcli.errors import CheckpointError
-from dlcli.files import file_kind
 
 MAX_CONFUSION_SHOWN = 20  # larger matrices are only written to the CSV
 
@@ -36,7 +33,7 @@ def evaluate(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt), a r
                                           "files are written as usual; where, goes to stderr)"),
              ) -> None:
     """Evaluate a checkpoint: loss, metrics, per-class table and confusion matrix, or MSE, MAE, R²."""
-    from dlcli.reports import evaluate_checkpoint, write_evaluation  # lazy: loads torch
+    from dlcli.reports import evaluate_checkpoint, write_evaluation
 
     checkpoint = run_argument(checkpoint, needs="checkpoint")
     _check_report_folder(out, checkpoint)  # before any work
@@ -68,7 +65,10 @@ def _check_report_folder(out: Optional[str], checkpoint: str) -> None:
     checkpoints/ or another run's directory, refused before the evaluation."""
     from pathlib import Path
 
-    from dlcli.reports import check_report_folder, evaluation_dir  # lazy: loads torch
+    from dlcli.checkpoint import resolve_checkpoint_path
+    from dlcli.files import file_kind
+    from dlcli.errors import CheckpointError
+    from dlcli.reports import check_report_folder, evaluation_dir
 
     try:
         path = resolve_checkpoint_path(checkpoint, prefer="best.pt")

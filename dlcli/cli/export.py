@@ -20,7 +20,7 @@ def export(checkpoint: str = typer.Argument(..., help="a checkpoint (.pt), a run
                                       "export (never the checkpoint, nor anything in a run's checkpoints/)"),
            ) -> None:
     """Export a model as TorchScript or ONNX (raw samples in, predictions out) or a plain state_dict."""
-    from dlcli.export import export_checkpoint  # lazy: loads torch
+    from dlcli.export import export_checkpoint
 
     checkpoint = run_argument(checkpoint, needs="checkpoint")
     result = export_checkpoint(checkpoint, fmt, out, force=force)

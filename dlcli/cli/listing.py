@@ -7,15 +7,8 @@ from typing import Optional
 
 import typer
 
-from dlcli.activations import ACTIVATIONS
 from dlcli.cli._app import app, console, report_errors
-from dlcli.cli._render import entry_json, entry_table, registry_table
-from dlcli.data import DATASETS
 from dlcli.errors import DlcliError, did_you_mean, short_repr
-from dlcli.layers import LAYERS
-from dlcli.losses import LOSSES
-from dlcli.metrics import METRICS
-from dlcli.optim import OPTIMIZERS, SCHEDULERS
 
 # what `dlcli list` takes, for --help, which imports no registry; registries() says the same
 KINDS = ("layers", "activations", "optimizers", "schedulers", "losses", "metrics", "datasets")
@@ -24,6 +17,13 @@ KINDS = ("layers", "activations", "optimizers", "schedulers", "losses", "metrics
 def registries() -> dict:
     """Every registry by the kind `dlcli list` names it (its plural), imported when something is
     listed (the declarations need no torch)."""
+    from dlcli.activations import ACTIVATIONS
+    from dlcli.data import DATASETS
+    from dlcli.layers import LAYERS
+    from dlcli.losses import LOSSES
+    from dlcli.metrics import METRICS
+    from dlcli.optim import OPTIMIZERS, SCHEDULERS
+
     return {registry.plural: registry
             for registry in (LAYERS, ACTIVATIONS, OPTIMIZERS, SCHEDULERS, LOSSES, METRICS, DATASETS)}
 
@@ -37,7 +37,8 @@ def _registry(kind: str):
 
 
 def show(kind: str, name: Optional[str], as_json: bool) -> None:
-    from dlcli.config import entry_example  # lazy: loads yaml
+    from dlcli.cli._render import entry_json, entry_table, registry_table
+    from dlcli.config import entry_example
 
     registry = _registry(kind)
     if name is None:

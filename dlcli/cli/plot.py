@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from dlcli.cli._app import app, console, escape, report_errors, run_argument
-from dlcli.plots import plot_run
 
 
 @app.command(short_help="Learning curves and confusion matrices as PNG.")
@@ -13,6 +12,8 @@ from dlcli.plots import plot_run
 def plot(run_dir: str = typer.Argument(..., help="a run directory (runs/<name>/<id>), or runs/NAME or runs/ "
                                                   "(the newest run)")) -> None:
     """Plot a run's learning curves and confusion matrices as PNG files."""
+    from dlcli.plots import plot_run
+
     plots = plot_run(run_argument(run_dir, needs="epochs"))
     for note in plots.notes:
         console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)

@@ -8,7 +8,6 @@ import typer
 from rich.table import Table
 
 from dlcli.cli._app import app, console, escape, report_errors, visible
-from dlcli.run_listing import list_runs
 
 STATUS_STYLE = {"finished": "green", "stopped": "green", "running": "cyan", "interrupted": "yellow",
                 "failed": "red", "crashed": "red", "damaged": "red", "unknown": "magenta"}
@@ -20,6 +19,8 @@ def runs(directory: str = typer.Argument("runs", help="a folder of runs (default
          as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
     """List runs: path, seed, epochs done / planned, best monitored value, test figure, status and
     the overrides each was started with."""
+    from dlcli.run_listing import list_runs
+
     found = list_runs(directory)
     if as_json:
         console.print_json(json.dumps(found))

@@ -8,7 +8,6 @@ from typing import List, Optional
 import typer
 
 from dlcli.cli._app import app, console, err_console, escape, report_errors
-from dlcli.errors import DlcliError, short_repr, shorten
 
 
 @app.command(short_help="Train a model (or --resume a run).")
@@ -18,7 +17,8 @@ def train(config: Optional[str] = typer.Argument(None, help="the YAML config (om
           resume: Optional[str] = typer.Option(None, "--resume", help="continue a run: its directory or a checkpoint"),
           ) -> None:
     """Train a model; writes runs/<name>/<id>/ with config, metrics, checkpoints and summary."""
-    from dlcli.config import load_config_with_origin  # lazy: loads yaml
+    from dlcli.config import load_config_with_origin
+    from dlcli.errors import DlcliError, short_repr, shorten
 
     overrides = list(overrides or [])
     if resume is not None and config is not None:
@@ -32,7 +32,7 @@ def train(config: Optional[str] = typer.Argument(None, help="the YAML config (om
     # config errors before torch loads; the origin reports later data and device errors at their keys' lines
     cfg, origin = load_config_with_origin(config, overrides) if resume is None else (None, None)
 
-    from dlcli.cli._progress import ProgressDisplay  # lazy: loads torch
+    from dlcli.cli._progress import ProgressDisplay
     from dlcli.train import RunHandle, SecondSignal, TrainingInterrupted, resume as resume_run, train as train_run
 
     handle = RunHandle()

@@ -7,7 +7,6 @@ from typing import List, Optional
 import typer
 
 from dlcli.cli._app import app, console, err_console, escape, report_errors
-from dlcli.cli._render import summary_table, summary_totals
 
 
 @app.command(short_help="Check a config and print the model summary.")
@@ -22,11 +21,12 @@ def validate(config: str = typer.Argument(..., help="the YAML config"),
                                                "class folders)")) -> None:
     """Validate a config and print the model summary: the config, the device it asks for and the
     data it names (files, headers and shapes, never whole data sets; --no-data skips these)."""
-    from dlcli.config import dump_config, load_config_with_origin  # lazy: loads yaml
+    from dlcli.config import dump_config, load_config_with_origin
 
     cfg, origin = load_config_with_origin(config, overrides or [])
-    from dlcli.model import build_meta_model, plan_model, summarize  # lazy: loads torch
-    from dlcli.preflight import preflight  # lazy: loads yaml
+    from dlcli.cli._render import summary_table, summary_totals
+    from dlcli.model import build_meta_model, plan_model, summarize
+    from dlcli.preflight import preflight
 
     plan = plan_model(cfg)  # validation's
     model = build_meta_model(plan)

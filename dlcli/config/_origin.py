@@ -11,9 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dlcli.data.datasets import DATASETS
 from dlcli.errors import ConfigError, DlcliError, Problem, format_path, shorten
-from dlcli.registry import FilePath, Optional
 
 
 def where_in(lines: dict, source: str, path: tuple) -> str:
@@ -87,6 +85,9 @@ class ConfigOrigin:
 
 def _is_path_arg(dataset: Any, name: object) -> bool:
     """Whether data.`name` of data set `dataset` is a file or folder."""
+    from dlcli.data.datasets import DATASETS
+    from dlcli.registry import FilePath, Optional
+
     entry = DATASETS.lookup(dataset)
     arg = entry.arg(name) if entry is not None and isinstance(name, str) else None
     kind = arg.kind.inner if arg is not None and isinstance(arg.kind, Optional) else getattr(arg, "kind", None)

@@ -11,7 +11,6 @@ import copy
 import re
 from typing import Any, Callable
 
-from dlcli.config._load import parse_yaml
 from dlcli.errors import ConfigError, Problem, shorten
 
 _PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[-?\d+\])*)")
@@ -30,6 +29,8 @@ def parse_path(text: str) -> tuple:
 
 
 def parse_override(text: str) -> tuple[tuple, Any]:
+    from dlcli.config._load import parse_yaml
+
     where = override_where(text)
     if "=" not in text:
         raise ConfigError([Problem((), "expected key.path=value (e.g. trainer.epochs=3)", where)], "command line")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-from dlcli.errors import DataError, short_repr
 
 SPLITS = (("train", "training"), ("val", "validation"), ("test", "test"))
 TENSORS, FILES = "tensors", "files"  # how a split was fingerprinted: its kind
@@ -55,6 +54,8 @@ def _hash_tensor(digest, name: str, tensor) -> None:
 
 def _hash_files(digest, files, labels) -> None:
     """Each file's path relative to the split's common folder, its size and its label."""
+    from dlcli.errors import DataError
+
     paths = [str(f) for f in files]
     root = os.path.commonpath(paths) if len(paths) > 1 else os.path.dirname(paths[0])
     for path, label in zip(paths, labels.tolist()):
@@ -67,6 +68,8 @@ def _hash_files(digest, files, labels) -> None:
 
 def fingerprint_problems(value) -> list[str]:
     """What is wrong with a checkpoint's data_fingerprint field (None: an older checkpoint's)."""
+    from dlcli.errors import short_repr
+
     if value is None:
         return []
     keys = [key for key, _ in SPLITS]

@@ -20,10 +20,8 @@ import torch
 
 from dlcli.data._tensors import ImageFiles, Split, Splits, model_input
 from dlcli.data.datasets import DATASETS, load_dataset
-from dlcli.data.stream import default_workers
 from dlcli.errors import DataError
 from dlcli.layers import fmt_shape
-from dlcli.losses import LOSSES
 from dlcli.model.layout import data_view_fits, looks_channels_last
 from dlcli.model.plan import ModelPlan
 
@@ -244,6 +242,7 @@ def check_fits(cfg: dict, plan: ModelPlan, split: Split, name: str, source: str)
     if misfit:
         raise DataError(misfit, key=("model", "input_shape"))
     last, out_shape = plan.output_key, plan.output_shape
+    from dlcli.losses import LOSSES
 
     loss_task = LOSSES.get(cfg["loss"]["type"])
     if loss_task.meta["task"] == "classification":
@@ -386,6 +385,8 @@ def split_seed(cfg: dict) -> int:
 
 def workers(cfg: dict) -> int:
     """data.workers, or the default for this machine (streamed data only)."""
+    from dlcli.data.stream import default_workers
+
     chosen = cfg["data"].get("workers")
     return default_workers() if chosen is None else chosen
 

@@ -57,7 +57,7 @@ def _conv_args(rank: int):
 
 def _build_conv(rank: int):
     def build(args, shape):
-        from dlcli.layers._modules import Conv  # lazy: loads torch
+        from dlcli.layers._modules import Conv
 
         pads = None
         padding = args["padding"]

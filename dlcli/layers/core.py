@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from dlcli.activations import ACTIVATIONS, build_activation
+from dlcli.activations import ACTIVATIONS
 from dlcli.layers._registry import KEEPS_LAYOUT, LAYERS, PERMUTES, SEQUENCE, ShapeError, activation_arg, fmt_shape
 from dlcli.registry import Arg, Bool, Float, Int, IntList, Permutation, Str
 
@@ -24,7 +24,7 @@ def _dense_shape(args, shape):
           Arg("use_bias", Bool(), True, "add a learned bias")),
     example="- dense: {units: 10, activation: softmax}", layout=KEEPS_LAYOUT)
 def build_dense(args, shape):
-    from dlcli.layers._modules import Dense  # lazy: loads torch
+    from dlcli.layers._modules import Dense
 
     return Dense(shape[-1], args["units"], bias=args["use_bias"], activation=args["activation"])
 
@@ -51,7 +51,7 @@ def _reshape_shape(args, shape):
                  args=(Arg("target_shape", IntList(), help="new shape, without the batch axis"),),
                  example="- reshape: {target_shape: [28, 28]}")
 def build_reshape(args, shape):
-    from dlcli.layers._modules import Reshape  # lazy: loads torch
+    from dlcli.layers._modules import Reshape
 
     return Reshape(tuple(args["target_shape"]))
 
@@ -71,7 +71,7 @@ def _permute_shape(args, shape):
                                                        "axis stays first)"),),
                  example="- permute: [2, 1]", layout=PERMUTES)
 def build_permute(args, shape):
-    from dlcli.layers._modules import Permute  # lazy: loads torch
+    from dlcli.layers._modules import Permute
 
     return Permute(tuple(args["dims"]))
 
@@ -91,6 +91,8 @@ def build_dropout(args, shape):
                  args=(Arg("name", Str(ACTIVATIONS.all_names), help="activation name (see dlcli list activations)"),),
                  example="- activation: {name: relu}", layout=KEEPS_LAYOUT)
 def build_activation_layer(args, shape):
+    from dlcli.activations import build_activation
+
     return build_activation(args["name"])
 
 
@@ -107,6 +109,6 @@ def _embedding_shape(args, shape):
                  example="- embedding: {input_dim: 10000, output_dim: 64}",
                  int_input="input_dim", layout=SEQUENCE)  # takes integer ids below input_dim
 def build_embedding(args, shape):
-    from dlcli.layers._modules import Embedding  # lazy: loads torch
+    from dlcli.layers._modules import Embedding
 
     return Embedding(args["input_dim"], args["output_dim"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dlcli.layers._registry import CHANNELS_FIRST, CHANNELS_FIRST_2D, LAYERS, ShapeError, expect_rank, fmt_shape
-from dlcli.layers.conv import same_padding
 from dlcli.registry import Arg, IntTuple, Optional, Str
 
 
@@ -53,7 +52,8 @@ def _build_pool(kind: str, rank: int):
     def build(args, shape):
         import torch.nn as nn
 
-        from dlcli.layers._modules import PaddedPool  # lazy: loads torch
+        from dlcli.layers._modules import PaddedPool
+        from dlcli.layers.conv import same_padding
 
         cls = getattr(nn, f"{'Max' if kind == 'max' else 'Avg'}Pool{rank}d")
         sizes, strides = args["pool_size"], args["strides"] or args["pool_size"]
@@ -101,7 +101,7 @@ def _global_shape(name: str, rank: int):
 
 def _build_global(kind: str, rank: int):
     def build(args, shape):
-        from dlcli.layers._modules import GlobalPool  # lazy: loads torch
+        from dlcli.layers._modules import GlobalPool
 
         return GlobalPool(kind, rank)
 

@@ -40,7 +40,7 @@ def _dropout_needs_stacked_layers(args: dict) -> list:
 
 def _build_rnn(kind: str):
     def build(args, shape):
-        from dlcli.layers._modules import recurrent_module  # lazy: loads torch
+        from dlcli.layers._modules import recurrent_module
 
         return recurrent_module(kind, shape[1], args)
 

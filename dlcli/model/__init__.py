@@ -26,11 +26,11 @@ def __getattr__(name: str):
     """The names that need torch, imported on first use."""
     module = _WITH_TORCH.get(name)
     if module == "build":
-        from dlcli.model import build as found  # lazy: loads torch
+        from dlcli.model import build as found
     elif module == "summary":
-        from dlcli.model import summary as found  # lazy: loads torch
+        from dlcli.model import summary as found
     elif module == "device":
-        from dlcli.model import device as found  # lazy: loads torch
+        from dlcli.model import device as found
     else:
         raise AttributeError(f"module 'dlcli.model' has no attribute {name!r}")
     return getattr(found, name)

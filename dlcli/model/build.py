@@ -24,7 +24,6 @@ import torch.nn as nn
 from dlcli.activations import ACTIVATIONS, build_activation
 from dlcli.errors import DlcliError
 from dlcli.layers import LAYERS
-from dlcli.layers._modules import ActivatedPool
 from dlcli.model.plan import ModelPlan, plan_model
 
 
@@ -66,6 +65,8 @@ def build_model(model: ModelPlan | dict, fuse: bool = False) -> Model:
     conv's monotone activation moved after the max-pool that follows it); the
     module names and state_dict keys stay the same.
     """
+    from dlcli.layers._modules import ActivatedPool
+
     plan = as_plan(model)
     last = len(plan.layers) - 1
     modules: "OrderedDict[str, nn.Module]" = OrderedDict()

@@ -7,9 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from shlex import quote
 
-from dlcli.checkpoint import save_checkpoint
-from dlcli.errors import CheckpointError, RunError
-from dlcli.runs import MetricsLog
+from dlcli.errors import RunError
 
 
 class Callback:
@@ -49,6 +47,9 @@ class Checkpointer(Callback):
         self._save("last.pt", trainer.state_dict())
 
     def _save(self, name: str, state: dict) -> None:
+        from dlcli.checkpoint import save_checkpoint
+        from dlcli.errors import CheckpointError
+
         try:
             save_checkpoint(self.folder / name, state)
         except CheckpointError as err:
@@ -78,6 +79,9 @@ class Checkpointer(Callback):
         """An emergency copy of `state` in a new temporary folder, or why there is none."""
         import tempfile
 
+        from dlcli.checkpoint import save_checkpoint
+        from dlcli.errors import CheckpointError
+
         try:
             folder = Path(tempfile.mkdtemp(prefix=f"dlcli-rescue-{self.folder.parent.name}-"))
         except OSError as err:
@@ -100,6 +104,8 @@ class MetricsLogger(Callback):
     starts at (0, or a resumed run's saved step, which the first process logged)."""
 
     def __init__(self, run_dir: Path, every_steps: int = 0):
+        from dlcli.runs import MetricsLog
+
         self.log = MetricsLog(Path(run_dir))
         self.every = every_steps
         self.logged = 0  # the step logged last, or the one the fit started at

@@ -11,14 +11,8 @@ import functools
 from pathlib import Path
 from shlex import quote
 
-from dlcli.checkpoint import checkpoint_config, load_checkpoint, load_model_from_checkpoint, resolve_checkpoint_path, save_checkpoint
-from dlcli.data import DATASETS
 from dlcli.errors import CheckpointError, DataError, RunError, short_list, short_repr, shorten
-from dlcli.file_access import folder_entries, kind_of
-from dlcli.files import refuse_irregular_target
 from dlcli.registry import RESUME_CHANGES
-from dlcli.run_lock import run_lock
-from dlcli.runs import CHECKPOINTS_DIR, CONFIG_FILE, MetricsLog, RUN_RECORDS, cut_logs_back, read_environment, read_metrics, read_summary, record_resume, remove_temporary_files, rewrite_run_config, run_starts, start_record
 from dlcli.train.callbacks import Callback
 from dlcli.train.run import RunHandle, _fit, _setup, run_start
 from dlcli.train.trainer import Trainer
@@ -30,7 +24,8 @@ def resume_overrides() -> dict[str, str]:
     """{key: what a resume changes with it (Arg.resume)} for every key a `--resume` override may
     set: the trainer's, then the data's and every data set's arguments, in the order of
     RESUME_CHANGES, then of declaration."""
-    from dlcli.config._schema import DATA, TRAINER  # lazy: loads yaml
+    from dlcli.config._schema import DATA, TRAINER
+    from dlcli.data import DATASETS
 
     declared = [("trainer", arg) for arg in TRAINER.args]
     declared += [("data", arg) for entry in (DATA, *DATASETS) for arg in entry.args]
@@ -61,6 +56,8 @@ def _holding_the_run_lock(resume_run):
 
     @functools.wraps(resume_run)
     def locked(path, *args, **kwargs):
+        from dlcli.run_lock import run_lock
+
         with run_lock(_run_dir_to_resume(Path(path))):
             return resume_run(path, *args, **kwargs)
 
@@ -70,6 +67,9 @@ def _holding_the_run_lock(resume_run):
 def _run_dir_to_resume(path: Path) -> Path | None:
     """The run directory `resume(path)` continues, found without reading a checkpoint (a run
     still in its first epoch has none); None when there is none (resume says why)."""
+    from dlcli.checkpoint import resolve_checkpoint_path
+    from dlcli.runs import CONFIG_FILE
+
     try:
         if (path / CONFIG_FILE).is_file():
             return path
@@ -99,6 +99,8 @@ def _kept_normalization(cfg: dict, state: dict) -> dict | None | str:
     held in memory and over a sample of them when streamed, a choice data.in_memory: auto makes by
     the memory free when a process starts: a resume must not see "other data" in that. "compute"
     for other data sets (and checkpoints without one), whose statistics the resume checks."""
+    from dlcli.data import DATASETS
+
     images = DATASETS.get(cfg["data"]["dataset"]).meta.get("images")
     return state["normalization"] if images and "normalization" in state else "compute"
 
@@ -107,6 +109,9 @@ def _resumable(path: Path, overrides: list[str]) -> tuple[dict, dict, Path]:
     """(checkpoint state, config with the overrides, run directory) of a run that can go on;
     a run that cannot (no checkpoint, a rewind, nothing left to train, its data gone...) is
     refused here, before anything is built or written."""
+    from dlcli.checkpoint import checkpoint_config, load_checkpoint, load_model_from_checkpoint
+    from dlcli.runs import CONFIG_FILE
+
     _refuse_run_without_checkpoint(path)
     state = load_checkpoint(path, prefer="last.pt")
     cfg = checkpoint_config(state)
@@ -136,7 +141,7 @@ def _with_resume_overrides(cfg: dict, overrides: list[str]) -> dict:
         return cfg
     import copy
 
-    from dlcli.config import resolve_config  # lazy: loads yaml
+    from dlcli.config import resolve_config
 
     # data paths too: the data they find must be the data the run trained on (_refuse_changed_data)
     allowed = tuple(f"{key}{then}" for key in resume_overrides() for then in "=.")  # trainer.early_stopping.patience
@@ -181,7 +186,9 @@ def _update_run_records(run_dir: Path, state: dict, cfg: dict, trainer: Trainer,
     """The run's files as the resume continues it: config.yaml with the overrides (hand edits
     kept aside, and noted), no leftover temporaries, this resume in environment.json, and the
     logs cut back to what the checkpoint covers."""
-    from dlcli.config import dump_config  # lazy: loads yaml
+    from dlcli.config import dump_config
+    from dlcli.runs import (cut_logs_back, read_environment, record_resume, remove_temporary_files,
+                            rewrite_run_config, run_starts, start_record)
 
     environment = read_environment(run_dir) or {}  # lost or damaged: this resume's record stands for the run
     text = dump_config(cfg)
@@ -290,6 +297,9 @@ def _refuse_linked_files(run_dir: Path) -> None:
     """The run's own files and checkpoints/ as a resume will write them: a symbolic link, a FIFO
     or a folder in the place of one (a run received from someone else: `metrics.jsonl ->
     ~/.bashrc`) is refused before anything is written, rather than written through or halfway."""
+    from dlcli.files import refuse_irregular_target
+    from dlcli.runs import CHECKPOINTS_DIR, RUN_RECORDS
+
     folder = run_dir / CHECKPOINTS_DIR
     if folder.is_symlink():
         raise RunError(f"{folder}: it is a symbolic link, and a resume writes the run's checkpoints there; dlcli "
@@ -306,6 +316,9 @@ def _refuse_linked_files(run_dir: Path) -> None:
 def _refuse_rewind(run_dir: Path, state: dict) -> None:
     """A checkpoint behind the run's last.pt (best.pt of a run that went on) would train the
     later epochs again over their checkpoints and records: refused before anything is written."""
+    from dlcli.checkpoint import load_checkpoint
+    from dlcli.runs import MetricsLog, read_metrics
+
     given, last = Path(state["path"]), run_dir / "checkpoints" / "last.pt"
     if given.resolve() == last.resolve():
         return  # the run's own end; logs that ran ahead of it (a kill between writes) are cut back
@@ -356,6 +369,9 @@ def _refuse_fewer_epochs(run_dir: Path, state: dict, cfg: dict, planned: int) ->
 
 def _refuse_run_without_checkpoint(path: Path) -> None:
     """A run directory stopped (killed) before its first epoch ended has nothing to resume."""
+    from dlcli.file_access import folder_entries, kind_of
+    from dlcli.runs import CONFIG_FILE
+
     folder = path / "checkpoints"
     if kind_of(path, RunError) != "folder" or kind_of(folder, RunError) != "folder" or any(
             entry.name.endswith(".pt") for entry in folder_entries(folder, RunError)):  # one it cannot list: said
@@ -369,6 +385,8 @@ def _refuse_run_without_checkpoint(path: Path) -> None:
 def _summary_at(run_dir: Path, state: dict) -> dict | None:
     """summary.json when it records the run's end at the checkpoint's epoch (else None: a
     run killed after its last checkpoint and before its summary is completed on resume)."""
+    from dlcli.runs import read_summary
+
     summary = read_summary(run_dir)
     return summary if summary is not None and summary.get("epochs") == state["epoch"] else None
 
@@ -377,6 +395,8 @@ def _best_weights(run_dir: Path, state: dict) -> dict | None:
     """The weights of the best epoch that last.pt records. A kill between the two writes
     at an epoch's end leaves best.pt behind last.pt: the best epoch is then last.pt's own,
     and best.pt is written again from it."""
+    from dlcli.checkpoint import load_checkpoint, save_checkpoint
+
     best = state.get("best") or {}
     if not best:
         return None

@@ -7,17 +7,10 @@ from __future__ import annotations
 from contextlib import ExitStack
 from pathlib import Path
 
-from dlcli.data.prepare import load_splits, prepare_data
 from dlcli.errors import DataError, RunError
 from dlcli.interrupts import SecondSignal, TrainingInterrupted
-from dlcli.memory import refuse_training_beyond_memory
-from dlcli.model import build_meta_model, plan_model, resolve_device
-from dlcli.run_lock import run_lock
-from dlcli.runs import create_run_dir, threads_set_by, write_start_records, write_summary
 from dlcli.train.callbacks import Callback, Checkpointer, EarlyStopping, MetricsLogger
-from dlcli.train.process import set_process_state
 from dlcli.train.trainer import Trainer
-from dlcli.train.warmup import DeviceWarmup
 
 
 class RunHandle:
@@ -42,6 +35,8 @@ def new_trainer(cfg: dict, data, device, callbacks=(), model=None) -> Trainer:
     """The run's trainer, built after the process-wide settings it trains under (seeds, CPU
     threads, cuDNN flags: dlcli.train.process), as a run sets them. `model`: the run's model
     built on the meta device, which the trainer materializes (built once per run)."""
+    from dlcli.train.process import set_process_state
+
     set_process_state(cfg, device)
     return Trainer(cfg, data, device, callbacks, model=model)
 
@@ -49,7 +44,13 @@ def new_trainer(cfg: dict, data, device, callbacks=(), model=None) -> Trainer:
 def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None = None,
            held: ExitStack | None = None, normalization: dict | None | str = "compute",
            overrides: list[str] = ()):
-    from dlcli.config import dump_config  # lazy: loads yaml
+    from dlcli.config import dump_config
+    from dlcli.data.prepare import load_splits, prepare_data
+    from dlcli.memory import refuse_training_beyond_memory
+    from dlcli.model import build_meta_model, plan_model, resolve_device
+    from dlcli.run_lock import run_lock
+    from dlcli.runs import create_run_dir, write_start_records
+    from dlcli.train.warmup import DeviceWarmup
 
     plan = plan_model(cfg)  # validation's
     # refuses absurd sizes before allocating anything; built once: the trainer materializes it
@@ -90,6 +91,8 @@ def _setup(cfg: dict, callbacks, handle: RunHandle | None, run_dir: Path | None 
 def _fit(trainer: Trainer, run_dir: Path) -> dict:
     import torch
 
+    from dlcli.runs import write_summary
+
     # absolute, as the data paths: summary.json is read from any directory
     base = {"name": trainer.cfg["name"], "run_dir": str(Path(run_dir).absolute()), "monitor": trainer.monitor}
 
@@ -126,6 +129,8 @@ def _fit(trainer: Trainer, run_dir: Path) -> dict:
 def _record_stop(run_dir: Path, summary: dict) -> None:
     """summary.json of a run that stopped; when even that cannot be written (the disk that
     stopped the run is full), the error that stopped it is what gets reported."""
+    from dlcli.runs import write_summary
+
     try:
         write_summary(run_dir, summary)
     except RunError:
@@ -136,6 +141,8 @@ def run_start(trainer: Trainer, run_dir: Path, resumed: bool = False) -> dict:
     """What the run starts training with, before its first epoch: device, CPU threads (and who
     chose them), parameters, samples per split, run directory, and where a resume starts."""
     import torch
+
+    from dlcli.runs import threads_set_by
 
     params = list(trainer.model.parameters())
     device = trainer.device

@@ -22,14 +22,13 @@ import copy
 import threading
 
 import torch
-from dlcli.model import autocast_dtype, build_model, plan_model, uses_channels_last
-from dlcli.optim import build_optimizer
-from dlcli.train.cuda_graphs import graph_blockers
 
 
 def meta_model(cfg: dict) -> torch.nn.Module:
     """The model as the trainer builds it, on the meta device: no weights initialized, so
     no random numbers drawn."""
+    from dlcli.model import build_model
+
     with torch.device("meta"):
         return build_model(cfg, fuse=cfg["trainer"]["fuse"])
 
@@ -38,6 +37,10 @@ def warm_up(cfg: dict, device: torch.device, model: torch.nn.Module | None = Non
     """One training step of the config's model (`meta_model(cfg)` unless given, on the meta
     device: it is given memory on `device`) on zeros, on `device`: the kernels and libraries the
     real steps will use get loaded."""
+    from dlcli.model import autocast_dtype, plan_model, uses_channels_last
+    from dlcli.optim import build_optimizer
+    from dlcli.train.cuda_graphs import graph_blockers
+
     t = cfg["trainer"]
     model = (model if model is not None else meta_model(cfg)).to_empty(device=device)
     with torch.no_grad():

@@ -46,7 +46,7 @@ def inspect_csv(cfg: dict, plan: ModelPlan) -> list[tuple[tuple, str]]:
         if features is None:  # check the numbers of the features that are there
             features = [name for name in data["features"] or [] if name in train.header]
         else:  # all there: the samples they make must fit the model, as train's will
-            from dlcli.data.prepare import sample_misfit  # lazy: loads torch
+            from dlcli.data.prepare import sample_misfit
 
             sample = (data["window"], len(features)) if data["window"] else (len(features),)
             misfit = sample_misfit(sample, cfg, plan, "training", str(train.path))
@@ -187,8 +187,8 @@ def load_csv_file(args: dict) -> Splits:
     import numpy as np  # lazy, as torch: registration stays fast
     import torch
 
-    from dlcli.data._tensors import Split, Splits  # lazy: loads torch
-    from dlcli.data.targets import finish_targets  # lazy: loads torch
+    from dlcli.data._tensors import Split, Splits
+    from dlcli.data.targets import finish_targets
 
     path, test_path = Path(args["path"]), args["test_path"]
     target, window, task = args["target"], args["window"], args["task"]
@@ -264,7 +264,7 @@ def csv_targets(tables: dict[str, CsvTable], target: str, task: str) -> tuple[st
     """
     import numpy as np  # lazy: registration stays fast
 
-    from dlcli.data.targets import MAX_CLASS_ID  # lazy: loads torch
+    from dlcli.data.targets import MAX_CLASS_ID
 
     train = tables["train"]
     cells = train.columns[target]

@@ -82,7 +82,7 @@ def load_image_folder_dir(args: dict, input_shape: list | None) -> Splits:
     decoded images would not fit the memory budget (`dlcli.data.memory`), gives
     `ImageFiles` splits instead: paths and labels, decoded per batch while streaming.
     """
-    from dlcli.data._tensors import Splits  # lazy: loads torch
+    from dlcli.data._tensors import Splits
 
     shape, folders, classes, source = scan_image_folder(args, input_shape)
     pixels = sum(len(files) for found in folders.values() for files in found.values()) * math.prod(shape)
@@ -129,7 +129,7 @@ def scan_image_folder(args: dict, input_shape: list | None) -> tuple[tuple[int, 
 
 
 def _image_shape(path: Path, shape: Any) -> tuple[int, int, int]:
-    from dlcli.data.images import IMAGE_MODES  # lazy: loads torch
+    from dlcli.data.images import IMAGE_MODES
 
     if isinstance(shape, (list, tuple)) and len(shape) == 2:
         shape = (1, *shape)  # [H, W]: grey rows read as steps
@@ -174,7 +174,7 @@ def _image_files(classes: dict[str, list[Path]], names: list[str], shape: tuple[
     import numpy as np  # lazy, as torch: registration stays fast (see dlcli.data.datasets)
     import torch
 
-    from dlcli.data._tensors import ImageFiles  # lazy: loads torch
+    from dlcli.data._tensors import ImageFiles
 
     files = [(str(f), label) for label, name in enumerate(names) for f in classes[name]]
     return ImageFiles(np.array([f for f, _ in files]), torch.tensor([label for _, label in files], dtype=torch.int64),
@@ -184,8 +184,8 @@ def _image_files(classes: dict[str, list[Path]], names: list[str], shape: tuple[
 def _read_images(classes: dict[str, list[Path]], names: list[str], shape: tuple[int, int, int]) -> Split:
     import torch  # lazy: registration stays fast
 
-    from dlcli.data._tensors import Split  # lazy: loads torch
-    from dlcli.data.images import read_image_files  # lazy: loads torch
+    from dlcli.data._tensors import Split
+    from dlcli.data.images import read_image_files
 
     files = [(f, label) for label, name in enumerate(names) for f in classes[name]]
     y = torch.tensor([label for _, label in files], dtype=torch.int64)  # (N,)
@@ -200,7 +200,7 @@ def read_image_folder_data(path: Path, trained: TrainedOn) -> Splits:
     """evaluate --data: a folder of class folders, decoded as training decoded its images. One too
     large to hold in memory (training would stream it) is refused before it is decoded, not read
     until the process runs out of memory: evaluating other data takes samples as tensors."""
-    from dlcli.data._tensors import ImageFiles  # lazy: loads torch
+    from dlcli.data._tensors import ImageFiles
 
     shape = trained.image_shape(str(path))
     splits = load_dataset(NAME, {"path": str(path), "in_memory": "auto"}, shape)
@@ -222,7 +222,7 @@ def image_files_under(path: Path) -> list[Path]:
 def read_image_inputs(path: Path, trained: TrainedOn) -> tuple[torch.Tensor, list[str]]:
     """predict: an image file, or the images under a folder, as uint8 (N, C, H, W) converted to
     the model's channels and resized by the decoder training used; each named by its file."""
-    from dlcli.data.images import read_image_files  # lazy: loads torch
+    from dlcli.data.images import read_image_files
 
     files = image_files_under(path) if kind_of(path, DataError) == "folder" else [path]
     if not files:

@@ -45,7 +45,7 @@ def load_mnist_idx(directory: Path):
     import numpy as np  # lazy, as torch: registration stays fast (see dlcli.data.datasets)
     import torch
 
-    from dlcli.data._tensors import Split, Splits  # lazy: loads torch
+    from dlcli.data._tensors import Split, Splits
 
     directory = Path(directory)
     expected = _read_sha256sums(directory / "SHA256SUMS")

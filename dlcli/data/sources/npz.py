@@ -38,7 +38,7 @@ def inspect_npz(cfg: dict, plan: ModelPlan) -> list[tuple[tuple, str]]:
     with found.about("path"):
         inline = _npz_split_shapes(Path(data["path"]), cfg, plan, found, "path", inline_ok=True)
     if "val" in inline and data["val_split"] > 0:
-        from dlcli.data.prepare import two_validation_splits  # lazy: loads torch
+        from dlcli.data.prepare import two_validation_splits
 
         found.add(("data", "val_split"), two_validation_splits(data["path"], "x_val, y_val", data["val_split"]))
     if data["test_path"]:
@@ -52,7 +52,7 @@ def inspect_npz(cfg: dict, plan: ModelPlan) -> list[tuple[tuple, str]]:
 def _npz_split_shapes(path: Path, cfg: dict, plan: ModelPlan, found: Found, key: str,
                       inline_ok: bool = False) -> dict:
     """Checks one archive; returns {'train': x's sample shape, 'test'/'val': theirs, when present}."""
-    from dlcli.data.prepare import sample_misfit  # lazy: loads torch
+    from dlcli.data.prepare import sample_misfit
 
     input_shape = list(plan.input_shape)
     with open_npz(path, "arrays x and y") as npz:
@@ -106,8 +106,8 @@ def load_npz_file(args: dict, input_shape: list | None) -> Splits:
     without their single channel) are laid out as the model's `input_shape` (C, H, W) asks.
     y: see `dlcli.data.targets.finish_targets`.
     """
-    from dlcli.data._tensors import Split, Splits  # lazy: loads torch
-    from dlcli.data.targets import finish_targets  # lazy: loads torch
+    from dlcli.data._tensors import Split, Splits
+    from dlcli.data.targets import finish_targets
 
     path, test_path = Path(args["path"]), args["test_path"]
     arrays = {"train": _read_npz_split(path, "x", "y", inline_ok=True)}
@@ -270,7 +270,7 @@ def _npz_array(npz, name: str, path: Path) -> np.ndarray:
 
 
 def _check_pair(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str, where: str) -> None:
-    from dlcli.data.targets import check_finite  # lazy: loads torch
+    from dlcli.data.targets import check_finite
 
     check_pair_shapes(x.shape, y.shape, x_name, y_name, where)
     check_finite(x, x_name, where)
@@ -362,7 +362,7 @@ def read_npz_data(path: Path, trained: TrainedOn) -> Splits:
 def read_npz_inputs(path: Path, trained: TrainedOn) -> tuple[torch.Tensor, list[str]]:
     """predict: array x (else x_test) of an .npz, converted as the loader converts it for the
     trained model; each sample named path[i]."""
-    from dlcli.data.targets import check_finite  # lazy: loads torch
+    from dlcli.data.targets import check_finite
 
     with open_npz(path, "an array x") as npz:
         name = next((n for n in ("x", "x_test") if n in npz.files), None)

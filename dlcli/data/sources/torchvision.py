@@ -63,7 +63,7 @@ def load_torchvision(name: str, cls: str, args: dict):
 
     x: uint8 (N, C, H, W); y: int64 (N,). Downloads only when args["download"] is true.
     """
-    from dlcli.data._tensors import Splits  # lazy: loads torch
+    from dlcli.data._tensors import Splits
 
     root, download = cache_dir(args["root"]), args["download"]
     try:
@@ -166,7 +166,7 @@ def _torchvision_split(name: str, root: Path, dataset):
     import numpy as np  # lazy, as torch: registration stays fast (see dlcli.data.datasets)
     import torch
 
-    from dlcli.data._tensors import Split  # lazy: loads torch
+    from dlcli.data._tensors import Split
 
     data = dataset.data
     x = data if isinstance(data, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(data))
